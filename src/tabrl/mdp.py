@@ -15,6 +15,7 @@ keeps a hidden "natural" flag that the observation does not show).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -43,6 +44,7 @@ class TabularMDP:
     reward: np.ndarray  #: float64[n_outcomes]
     terminal: np.ndarray  #: bool[n_outcomes]
     horizon: int | None  #: the time limit ``gym.make`` applies, None where there is none
+    goal_rows: np.ndarray | None = None  #: bool[n_rows]: ending here is a success (None: no goal)
 
     def outcomes(self, state: int, action: int) -> slice:
         """The slice of the outcome arrays that belongs to ``(state, action)``."""
@@ -138,6 +140,21 @@ def mdp_of(env: gym.Env) -> TabularMDP:
             "observation per state of P"
         )
     # Toy-text environments emit the state itself, so the state is the Q-table row.
-    return from_transitions(
+    mdp = from_transitions(
         transitions, np.asarray(initial, dtype=np.float64), int(base.action_space.n), horizon
     )
+    return dataclasses.replace(mdp, goal_rows=goal_rows_of(base, mdp))
+
+
+def goal_rows_of(base: gym.Env, mdp: TabularMDP) -> np.ndarray:
+    """Rows where ending the episode counts as success.
+
+    FrozenLake marks its goal ``G`` in ``desc`` (holes end episodes too); elsewhere in the
+    toy-text family (Taxi, CliffWalking) every terminating transition reaches the goal.
+    """
+    desc = getattr(base, "desc", None)
+    if desc is not None:
+        return (np.asarray(desc) == b"G").ravel()
+    goal = np.zeros(mdp.n_rows, dtype=bool)
+    goal[mdp.row_of_state[mdp.next_state[mdp.terminal]]] = True
+    return goal
