@@ -68,6 +68,11 @@ class StateEncoder:
             self._keys.append(key)
         return row
 
+    def find(self, obs: Any) -> int | None:
+        """The row of ``obs`` if it has one, without handing out a new row (for evaluation)."""
+        key = self.key(obs)
+        return self._rows.get(key) if self.lazy else key
+
     def decode(self, row: int) -> Any:
         """The observation stored in ``row``."""
         return self.observation(self._keys[row] if self.lazy else row)

@@ -1,0 +1,31 @@
+"""tabrl: the whole tabular reinforcement-learning workflow on Gymnasium environments.
+
+>>> import tabrl
+>>> training = tabrl.train("FrozenLake-v1", n_episodes=5_000, learning_rate=0.1)
+>>> tabrl.evaluate(training.agent, training.env, n_episodes=1_000).mean_return  # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from tabrl.agents import QLearningAgent, TabularAgent
+from tabrl.envs import make_env
+from tabrl.errors import TabrlError
+from tabrl.evaluate import Evaluation, evaluate
+from tabrl.loop import TrainingLog
+from tabrl.runs import load_agent, load_run
+from tabrl.schedules import Schedule
+from tabrl.training import train
+
+__all__ = [
+    "Evaluation",
+    "QLearningAgent",
+    "Schedule",
+    "TabrlError",
+    "TabularAgent",
+    "TrainingLog",
+    "evaluate",
+    "load_agent",
+    "load_run",
+    "make_env",
+    "train",
+]

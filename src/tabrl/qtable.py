@@ -1,0 +1,75 @@
+"""The Q-table: a float64 array behind a mapping from observations to rows.
+
+Users of the Gymnasium tutorial write ``agent.q_values[obs]`` and get the action values of a state,
+zeros for a state never seen: a ``defaultdict``. ``QTable`` keeps that interface over a dense
+numpy array (one row per state, so the compiled engine and the solver can read it whole) and
+counts visits per state-action pair, which tells plots which states were never seen and feeds
+count-based learning rates and exploration bonuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from tabrl.spaces import StateEncoder
+
+_LAZY_INITIAL_ROWS = 1024
+
+
+class QTable:
+    """Action values ``array[row, action]`` and visit counts ``visits[row, action]``."""
+
+    def __init__(self, encoder: StateEncoder, n_actions: int) -> None:
+        self.encoder = encoder
+        self.n_actions = n_actions
+        rows = _LAZY_INITIAL_ROWS if encoder.lazy else encoder.n_states
+        self.array = np.zeros((rows, n_actions), dtype=np.float64)
+        self.visits = np.zeros((rows, n_actions), dtype=np.int64)
+
+    def row(self, obs: Any) -> int:
+        """The row of ``obs``; a lazy table grows (doubling) to make room for a new state."""
+        row = self.encoder.encode(obs)
+        if row >= len(self.array):
+            grow = max(len(self.array), row + 1 - len(self.array))
+            self.array = np.vstack([self.array, np.zeros((grow, self.n_actions))])
+            self.visits = np.vstack([self.visits, np.zeros((grow, self.n_actions), np.int64)])
+        return row
+
+    # --- the defaultdict interface of the tutorial ----------------------------------------------
+    def __getitem__(self, obs: Any) -> np.ndarray:
+        """The action values of ``obs`` (a writable view; zeros for a state never seen)."""
+        return self.array[self.row(obs)]
+
+    def __contains__(self, obs: Any) -> bool:
+        return bool(self.visits[self.encoder.encode(obs)].any())
+
+    def __len__(self) -> int:
+        """The number of states visited, as ``len`` of the tutorial's defaultdict."""
+        return int(self.visited().sum())
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self.encoder.decode(int(r)) for r in np.flatnonzero(self.visited()))
+
+    def items(self) -> Iterator[tuple[Any, np.ndarray]]:
+        """``(observation, action values)`` of every visited state."""
+        return ((obs, self[obs]) for obs in self)
+
+    # --- whole-table views ------------------------------------------------------------------------
+    @property
+    def n_rows(self) -> int:
+        return self.encoder.n_rows
+
+    def visited(self) -> np.ndarray:
+        """Bool per row: was any action of this state ever updated?"""
+        return self.visits[: self.n_rows].any(axis=1)
+
+    def greedy_policy(self) -> np.ndarray:
+        """The greedy action per row, ties to the lowest action: the policy that is evaluated."""
+        return self.array[: self.n_rows].argmax(axis=1)
+
+    def state_values(self) -> np.ndarray:
+        """``max_a Q(s, a)`` per row."""
+        return self.array[: self.n_rows].max(axis=1)

@@ -1,0 +1,230 @@
+"""The run folder: everything a run needs to be reloaded, evaluated, plotted, resumed, compared.
+
+```
+runs/<env>-<algo>-<time>/
+  config.json      the resolved settings, the engine that ran, library versions
+  state.json       progress: episodes done, epsilon, whether training finished
+  q_table.npz      Q-table and visit counts (no pickles)
+  metrics.npz      per-episode return, length, mean |TD error|, epsilon (columnar)
+  evaluation.json  the greedy evaluation (Monte Carlo and exact)
+  curves.png       learning curves; policy.png: the greedy policy
+```
+Every file is written atomically, and after every chunk of training, so a run stopped at any
+moment leaves a consistent checkpoint that ``--resume`` continues.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from tabrl.agents import TabularAgent, agent_class
+from tabrl.envs import DEFAULT_STEP_CAP, make_env
+from tabrl.errors import RunFolderError, UsageError
+from tabrl.evaluate import Evaluation
+from tabrl.fileio import atomic_save_npz, atomic_write_json, load_npz, read_json
+from tabrl.hyperparams import defaults_for
+from tabrl.loop import COLUMNS, TrainingLog
+from tabrl.schedules import Schedule
+
+CONFIG, STATE, Q_TABLE, METRICS, EVALUATION = (
+    "config.json", "state.json", "q_table.npz", "metrics.npz", "evaluation.json",
+)
+CURVES, POLICY = "curves.png", "policy.png"
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides a run's result (with the library versions, its reproduction)."""
+
+    env_id: str
+    env_kwargs: dict[str, Any]
+    algo: str
+    episodes: int
+    learning_rate: float
+    discount: float
+    epsilon_start: float
+    epsilon_end: float
+    epsilon_decay_episodes: int
+    seed: int = 0
+    engine: str = "auto"
+    max_steps: int = DEFAULT_STEP_CAP
+    chunk_episodes: int | None = None
+    eval_episodes: int = 10_000
+    window: int = 500
+    algo_params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(
+        cls, env_id: str, env_kwargs: dict[str, Any] | None = None, algo: str = "q-learning",
+        **given: Any,
+    ) -> RunConfig:
+        """Settings from the shipped defaults of ``algo`` on ``env_id``, overridden by ``given``."""
+        chosen = {**defaults_for(algo, env_id), **{k: v for k, v in given.items() if v is not None}}
+        if chosen["episodes"] <= 0:
+            raise UsageError(f"the number of episodes must be positive, not {chosen['episodes']}")
+        if chosen.get("epsilon_decay_episodes") is None:
+            chosen["epsilon_decay_episodes"] = max(1, chosen["episodes"] // 2)
+        if chosen["epsilon_decay_episodes"] <= 0:
+            raise UsageError("--epsilon-decay-episodes must be positive")
+        known = {f.name for f in fields(cls)}
+        return cls(env_id=env_id, env_kwargs=dict(env_kwargs or {}), algo=algo,
+                   **{k: v for k, v in chosen.items() if k in known})
+
+    def agent_hyperparameters(self) -> dict[str, Any]:
+        """The agent's constructor keywords (tutorial names) for these settings."""
+        return {
+            "learning_rate": self.learning_rate,
+            "initial_epsilon": self.epsilon_start,
+            "final_epsilon": self.epsilon_end,
+            "discount_factor": self.discount,
+            "epsilon_schedule": Schedule.linear(
+                self.epsilon_start, self.epsilon_end, self.epsilon_decay_episodes
+            ),
+            **self.algo_params,
+        }
+
+    def make_env(self) -> gym.Env:
+        return make_env(self.env_id, self.env_kwargs)
+
+    def make_agent(self, env: gym.Env) -> TabularAgent:
+        return agent_class(self.algo)(env, seed=self.seed, **self.agent_hyperparameters())
+
+
+def versions() -> dict[str, str]:
+    """Library versions that can change a run's numbers."""
+    import numba
+
+    from tabrl import __version__
+
+    return {"tabrl": __version__, "python": platform.python_version(),
+            "gymnasium": gym.__version__, "numpy": np.__version__, "numba": numba.__version__}
+
+
+def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
+    """``runs/<env>-<algo>-<UTC time>``, with a suffix if that name is taken."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', config.env_id)}-{config.algo}-{stamp}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def prepare_run_dir(path: Path) -> Path:
+    """Create an empty run folder, or a one-line error saying why it cannot be one."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(
+            f"{path} already exists and is not an empty folder: choose another --out, "
+            "or continue that run with --resume"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise RunFolderError(
+            f"cannot write the run folder {path} ({error.strerror}): choose another --out"
+        ) from None
+    return path
+
+
+@dataclass
+class Run:
+    """A run folder read back: its settings, progress, agent and metrics."""
+
+    path: Path
+    config: RunConfig
+    info: dict[str, Any]
+    state: dict[str, Any]
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.state.get("finished"))
+
+    def metrics(self) -> TrainingLog:
+        columns = load_npz(self.path / METRICS, "the run's metrics", COLUMNS)
+        return TrainingLog.from_columns(columns, float(self.state.get("train_seconds", 0.0)))
+
+    def evaluation(self) -> Evaluation | None:
+        path = self.path / EVALUATION
+        return Evaluation.from_dict(read_json(path, "the evaluation")) if path.exists() else None
+
+    def load_agent(self, env: gym.Env | None = None) -> TabularAgent:
+        """The trained agent, on ``env`` or a fresh environment made from the config."""
+        env = env or self.config.make_env()
+        agent = self.config.make_agent(env)
+        arrays = load_npz(self.path / Q_TABLE, "a Q-table", ("q", "visits", "keys"))
+        table = agent.q_values
+        if table.encoder.lazy:
+            table.encoder.restore_keys(arrays["keys"])
+        expected = (table.n_rows, agent.n_actions)
+        if arrays["q"].shape != expected or arrays["visits"].shape != expected:
+            raise RunFolderError(
+                f"{self.path / Q_TABLE} holds a Q-table of shape {arrays['q'].shape}, but "
+                f"{self.config.env_id} needs {expected}: the file belongs to another environment"
+            )
+        table.array = arrays["q"].astype(np.float64)
+        table.visits = arrays["visits"].astype(np.int64)
+        agent.epsilon = float(self.state["epsilon"])
+        return agent
+
+
+def save_checkpoint(
+    path: Path, agent: TabularAgent, log: TrainingLog, episodes_done: int, finished: bool
+) -> None:
+    """Q-table, metrics and progress, each file atomic; progress last, so it never runs ahead."""
+    table = agent.q_values
+    atomic_save_npz(path / Q_TABLE, q=table.array[: table.n_rows],
+                    visits=table.visits[: table.n_rows], keys=table.encoder.keys)
+    atomic_save_npz(path / METRICS, **log.columns())
+    atomic_write_json(path / STATE, {
+        "episodes_done": episodes_done, "epsilon": agent.epsilon,
+        "finished": finished, "train_seconds": log.seconds,
+    })
+
+
+def save_config(path: Path, config: RunConfig, agent: TabularAgent, engine: str, reason: str) -> None:
+    atomic_write_json(path / CONFIG, {
+        "config": asdict(config),
+        "engine": engine,
+        "engine_reason": reason,
+        "agent": json.loads(json.dumps(agent.hyperparameters())),
+        "observation_encoding": agent.q_values.encoder.describe(),
+        "n_actions": agent.n_actions,
+        "versions": versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run folder, or a one-line error saying what is wrong with it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a folder: give the path of a run folder (see runs/)")
+    if not (path / CONFIG).exists():
+        raise RunFolderError(f"{path} is not a run folder: it has no {CONFIG}")
+    info = read_json(path / CONFIG, "the run's config")
+    try:
+        config = RunConfig(**info["config"])
+    except (KeyError, TypeError) as error:
+        raise RunFolderError(f"{path / CONFIG} is not a tabrl run config ({error})") from None
+    state = read_json(path / STATE, "the run's progress")
+    if not isinstance(state, dict) or "epsilon" not in state:
+        raise RunFolderError(f"{path / STATE} is not a tabrl progress file")
+    return Run(path, config, info, state)
+
+
+def load_agent(path: str | Path, env: gym.Env | None = None) -> TabularAgent:
+    """The agent of a run folder: ``agent.get_action(obs)`` with ``agent.epsilon = 0`` plays greedy."""
+    return load_run(path).load_agent(env)
