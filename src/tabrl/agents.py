@@ -86,9 +86,10 @@ class TabularAgent:
 
         A fresh table is all zeros: always taking action 0 there would bias early exploration.
         """
-        values = self.q_values.array[row]
-        best = np.flatnonzero(values == values.max())
-        return int(best[0]) if best.size == 1 else int(self.rng.choice(best))
+        values = self.q_values.array[row].tolist()  # plain floats: faster than numpy for a row
+        best = max(values)
+        ties = [action for action, value in enumerate(values) if value == best]
+        return ties[0] if len(ties) == 1 else ties[int(self.rng.integers(len(ties)))]
 
     def decay_epsilon(self) -> None:
         """Move epsilon one episode along its schedule (linear by default, with a floor)."""
@@ -122,7 +123,7 @@ class TabularAgent:
         row, next_row = self.q_values.row(obs), self.q_values.row(next_obs)
         future = 0.0 if terminated else self.discount_factor * self.bootstrap(next_row)
         q = self.q_values.array
-        td_error = reward + future - q[row, action]
+        td_error = reward + future - float(q[row, action])
         self.q_values.visits[row, action] += 1
         q[row, action] += self.step_size(row, action) * td_error
         self.training_error.append(td_error)
@@ -148,7 +149,7 @@ class QLearningAgent(TabularAgent):
     algo = "q-learning"
 
     def bootstrap(self, next_row: int) -> float:
-        return float(self.q_values.array[next_row].max())
+        return max(self.q_values.array[next_row].tolist())
 
 
 AGENTS: dict[str, type[TabularAgent]] = {cls.algo: cls for cls in (QLearningAgent,)}

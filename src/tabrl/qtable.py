@@ -28,6 +28,8 @@ class QTable:
         rows = _LAZY_INITIAL_ROWS if encoder.lazy else encoder.n_states
         self.array = np.zeros((rows, n_actions), dtype=np.float64)
         self.visits = np.zeros((rows, n_actions), dtype=np.int64)
+        if not encoder.lazy:  # a dense table never grows: its row is the encoder's key
+            self.row = encoder.encode  # type: ignore[method-assign]
 
     def row(self, obs: Any) -> int:
         """The row of ``obs``; a lazy table grows (doubling) to make room for a new state."""

@@ -35,12 +35,15 @@ class StateEncoder:
         self.lazy = self.n_states > MAX_DENSE_STATES
         self._rows: dict[int, int] = {}
         self._keys: list[int] = []
+        self._start = self.starts[0]
+        if not self.lazy:  # the hot path of every step: a dense row is its key
+            self.encode = self.key  # type: ignore[method-assign]
 
     # --- the mixed-radix key of an observation -------------------------------------------------
     def key(self, obs: Any) -> int:
         """The position of ``obs`` in the enumeration of the whole space."""
         if self.scalar:
-            return int(obs) - self.starts[0]
+            return int(obs) - self._start
         key = 0
         for part, size, start in zip(obs, self.sizes, self.starts):
             key = key * size + (int(part) - start)

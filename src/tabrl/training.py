@@ -80,7 +80,7 @@ def train(
     n_episodes: int = 100_000,
     *,
     seed: int = 0,
-    engine: str = "auto",
+    engine: str | EngineChoice = "auto",
     max_steps: int = DEFAULT_STEP_CAP,
     chunk_episodes: int | None = None,
     progress: Progress | None = None,
@@ -92,7 +92,8 @@ def train(
 
     Without ``agent`` a Q-learning agent is made from ``hyperparameters`` (``learning_rate``,
     ``initial_epsilon``, ``epsilon_decay``, ``final_epsilon``, ``discount_factor``). Environments
-    without a time limit get a cap of ``max_steps`` steps per episode. ``on_chunk`` sees the
+    without a time limit get a cap of ``max_steps`` steps per episode. ``engine`` is ``"auto"``,
+    ``"python"``, ``"compiled"`` or an :class:`EngineChoice` made beforehand. ``on_chunk`` sees the
     training after every chunk (for checkpoints); ``resume_from`` continues such a checkpoint.
     """
     if n_episodes <= 0:
@@ -107,7 +108,7 @@ def train(
     else:
         agent = agent or make_agent(env, seed=seed, **hyperparameters)
         log, done = TrainingLog.empty(0), 0
-    choice = choose_engine(env, engine, agent.algo)
+    choice = engine if isinstance(engine, EngineChoice) else choose_engine(env, engine, agent.algo)
     chunk = chunk_episodes or DEFAULT_CHUNK_EPISODES[choice.name]
     training = Training(agent, log, env, choice, done)
     while training.episodes_done < n_episodes:

@@ -1,0 +1,5 @@
+"""``python -m tabrl`` runs the command line."""
+
+from tabrl.cli import main
+
+main()

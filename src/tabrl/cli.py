@@ -1,0 +1,184 @@
+"""The ``tabrl`` command line.
+
+Every command turns a :class:`~tabrl.errors.TabrlError` into one line on stderr and its exit code
+(2 for bad usage, 1 for a failure); ``tabrl --debug ...`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tabrl.envs import parse_env_kwargs, tabular_envs
+from tabrl.errors import TabrlError
+from tabrl.evaluate import Evaluation
+from tabrl.runs import RunConfig, load_run
+from tabrl.workflow import evaluate_run, plot_run, resume_run, train_run
+
+app = typer.Typer(add_completion=False, help="Tabular reinforcement learning on Gymnasium.")
+out = Console()
+err = Console(stderr=True)
+_debug = False
+
+#: ``tabrl train`` with no environment runs the seed's example: the tutorial's Blackjack.
+DEFAULT_JOB = ("Blackjack-v1", {"sab": False})
+
+
+@app.callback()
+def root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    global _debug
+    _debug = debug
+
+
+class TrainingProgress:
+    """A rich progress bar with episodes/s and the recent mean return (silent when quiet)."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>12} ep/s"), TextColumn("mean return {task.fields[ret]}"),
+            TimeRemainingColumn(), console=err, disable=quiet, transient=False,
+        )
+        self.task = self.bar.add_task("train", total=total, rate="", ret="")
+
+    def __call__(self, done: int, mean_return: float) -> None:
+        elapsed = self.bar.tasks[0].elapsed or 1e-9
+        self.bar.update(self.task, completed=done, rate=f"{done / elapsed:,.0f}",
+                        ret=f"{mean_return:+.3f}")
+
+
+@app.command()
+def train(
+    env_id: Annotated[Optional[str], typer.Argument(
+        help="A registered Gymnasium id. Omitted: the seed's Blackjack-v1 with sab=False.")] = None,
+    episodes: Annotated[Optional[int], typer.Option(help="Training episodes.")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Learning rate in (0, 1].")] = None,
+    discount: Annotated[Optional[float], typer.Option(help="Discount factor in [0, 1].")] = None,
+    epsilon_start: Annotated[Optional[float], typer.Option(help="Initial epsilon.")] = None,
+    epsilon_end: Annotated[Optional[float], typer.Option(help="Epsilon floor.")] = None,
+    epsilon_decay_episodes: Annotated[Optional[int], typer.Option(
+        help="Episodes of linear decay to the floor (default: half the episodes).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random stream.")] = 0,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="The run folder to create.")] = None,
+    eval_episodes: Annotated[int, typer.Option(help="Greedy evaluation episodes (0: skip).")] = 10_000,
+    env_kwargs: Annotated[Optional[str], typer.Option(
+        help="Environment keywords, e.g. is_slippery=false,map_name=8x8.")] = None,
+    algo: Annotated[str, typer.Option(help="The learning algorithm.")] = "q-learning",
+    engine: Annotated[str, typer.Option(help="auto, python or compiled.")] = "auto",
+    max_steps: Annotated[int, typer.Option(
+        help="Step cap per episode for environments without a time limit.")] = 10_000,
+    window: Annotated[int, typer.Option(help="Rolling window of the learning curves.")] = 500,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue this run folder.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
+) -> None:
+    """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder."""
+    say = (lambda _: None) if quiet else (lambda text: err.print(text, highlight=False))
+    if resume is not None:
+        run = load_run(resume)
+        bar = TrainingProgress(episodes or run.config.episodes, quiet)
+        with bar.bar:
+            run = resume_run(resume, episodes, progress=bar, say=say)
+    else:
+        env_id, kwargs = (env_id, {}) if env_id else DEFAULT_JOB
+        kwargs.update(parse_env_kwargs(env_kwargs))
+        config = RunConfig.resolve(
+            env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
+            discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
+            epsilon_decay_episodes=epsilon_decay_episodes, seed=seed, engine=engine,
+            max_steps=max_steps, eval_episodes=eval_episodes, window=window,
+        )
+        settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+        say(f"{config.algo} on {env_id}{f' ({settings})' if settings else ''}: "
+            f"{config.episodes:,} episodes, learning rate {config.learning_rate}, "
+            f"discount {config.discount}, epsilon {config.epsilon_start} -> {config.epsilon_end} "
+            f"over {config.epsilon_decay_episodes:,} episodes, seed {config.seed}")
+        bar = TrainingProgress(config.episodes, quiet)
+        with bar.bar:
+            run = train_run(config, out_dir, progress=bar, say=say)
+    evaluation = run.evaluation()
+    if evaluation is not None and not quiet:
+        print_evaluation(evaluation, f"greedy policy of {run.path}")
+    if not quiet:
+        say(f"run folder: {run.path}  (curves.png, policy.png, evaluation.json, q_table.npz)")
+    else:
+        out.print(str(run.path))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    episodes: Annotated[Optional[int], typer.Option(help="Evaluation episodes.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the evaluation episodes.")] = None,
+) -> None:
+    """Evaluate a run's greedy policy again (exploration off) and save evaluation.json."""
+    run = load_run(run_dir)
+    if episodes is not None and episodes <= 0:
+        raise typer.BadParameter(f"--episodes must be positive, not {episodes}")
+    print_evaluation(evaluate_run(run, episodes, seed), f"greedy policy of {run.path}")
+
+
+@app.command()
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    window: Annotated[Optional[int], typer.Option(help="Rolling window.")] = None,
+) -> None:
+    """Draw a run's learning curves and policy again."""
+    for path in plot_run(load_run(run_dir), window):
+        out.print(str(path))
+
+
+@app.command()
+def envs() -> None:
+    """List the registered environments tabrl can train on."""
+    table = Table("environment", "states", "actions", "time limit", "engine")
+    for info in tabular_envs():
+        table.add_row(info.env_id, f"{info.n_states:,}", str(info.n_actions),
+                      str(info.time_limit or "-"), "compiled" if info.compiled else "python")
+    out.print(table)
+
+
+def print_evaluation(evaluation: Evaluation, title: str) -> None:
+    """The evaluation as a table: Monte Carlo figures, then exact ones where known."""
+    table = Table(title=title, show_header=False)
+    e = evaluation
+    rows = [
+        ("episodes", f"{e.n_episodes:,}"),
+        ("mean return", f"{e.mean_return:+.4f}  (95% CI {e.ci95_low:+.4f} .. {e.ci95_high:+.4f})"),
+        ("std / sem", f"{e.std_return:.4f} / {e.sem:.4f}"),
+        ("win / draw / loss", f"{e.win_rate:.1%} / {e.draw_rate:.1%} / {e.loss_rate:.1%}"),
+        ("mean length", f"{e.mean_length:.2f}"),
+    ]
+    if e.success_rate is not None:
+        rows.append(("success rate", f"{e.success_rate:.1%}"))
+    if e.truncated_rate:
+        rows.append(("truncated", f"{e.truncated_rate:.1%}"))
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point: run the app, turning tabrl's errors into one line and an exit code."""
+    try:
+        code = app(standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        code = error.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        code = 130
+    except TabrlError as error:
+        if _debug:
+            raise
+        err.print(f"error: {error}", highlight=False, soft_wrap=True)
+        code = error.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

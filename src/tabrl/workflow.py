@@ -1,0 +1,116 @@
+"""The seed's workflow as one call per command: train, evaluate, plot.
+
+``train_run`` makes the environment, the agent and the run folder, trains with a checkpoint after
+every chunk, then evaluates the greedy policy and draws the pictures. Everything that can be wrong
+with the input is checked before the run folder is created, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tabrl import plots
+from tabrl.evaluate import Evaluation, evaluate
+from tabrl.fileio import atomic_write_json
+from tabrl.loop import Progress, TrainingLog
+from tabrl.runs import (
+    CURVES, EVALUATION, POLICY, Run, RunConfig, default_run_dir, load_run, prepare_run_dir,
+    save_checkpoint, save_config,
+)
+from tabrl.training import Training, choose_engine, train
+
+Say = Callable[[str], None]
+
+
+def train_run(
+    config: RunConfig,
+    out: Path | None = None,
+    *,
+    progress: Progress | None = None,
+    say: Say = print,
+) -> Run:
+    """Train, checkpoint, evaluate and plot a new run; returns the finished run folder."""
+    env = config.make_env()
+    agent = config.make_agent(env)
+    choice = choose_engine(env, config.engine, config.algo)
+    say(choice.reason)
+    path = prepare_run_dir(out or default_run_dir(config))
+    save_config(path, config, agent, choice.name, choice.reason)
+    save_checkpoint(path, agent, TrainingLog.empty(0), 0, finished=False)
+    return _train_and_finish(path, config, lambda: train(
+        env, agent, config.episodes, seed=config.seed, engine=choice, max_steps=config.max_steps,
+        chunk_episodes=config.chunk_episodes, progress=progress, on_chunk=_checkpointer(path),
+    ), say)
+
+
+def resume_run(path: Path, episodes: int | None = None, *, progress: Progress | None = None,
+               say: Say = print) -> Run:
+    """Continue an interrupted (or finished, with more ``episodes``) run from its checkpoint."""
+    run = load_run(path)
+    config = run.config
+    if episodes is not None:
+        config.episodes = episodes
+    env = config.make_env()
+    agent = run.load_agent(env)
+    choice = choose_engine(env, run.info["engine"], config.algo)
+    done = int(run.state["episodes_done"])
+    say(f"resuming {path} at episode {done:,} of {config.episodes:,} ({choice.name} engine)")
+    checkpoint = Training(agent, run.metrics(), env, choice, done)
+    save_config(path, config, agent, choice.name, run.info.get("engine_reason", ""))
+    return _train_and_finish(path, config, lambda: train(
+        env, agent, config.episodes, seed=config.seed, engine=choice, max_steps=config.max_steps,
+        chunk_episodes=config.chunk_episodes, progress=progress, on_chunk=_checkpointer(path),
+        resume_from=checkpoint,
+    ), say)
+
+
+def _checkpointer(path: Path) -> Callable[[Training], None]:
+    def save(training: Training) -> None:
+        save_checkpoint(path, training.agent, training.log, training.episodes_done, finished=False)
+
+    return save
+
+
+def _train_and_finish(path: Path, config: RunConfig, run_training: Callable[[], Training],
+                      say: Say) -> Run:
+    try:
+        training = run_training()
+    except KeyboardInterrupt:
+        say(f"interrupted: the last checkpoint is in {path}; continue with "
+            f"`tabrl train --resume {path}`")
+        raise
+    save_checkpoint(path, training.agent, training.log, training.episodes_done, finished=True)
+    run = load_run(path)
+    if config.eval_episodes > 0:
+        evaluate_run(run, config.eval_episodes)
+    plot_run(run)
+    return run
+
+
+def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = None) -> Evaluation:
+    """Evaluate a run's greedy policy and save ``evaluation.json``."""
+    env = run.config.make_env()
+    agent = run.load_agent(env)
+    evaluation = evaluate(
+        agent, env, n_episodes or run.config.eval_episodes,
+        seed=run.config.seed + 1_000_003 if seed is None else seed,
+        max_steps=run.config.max_steps,
+    )
+    atomic_write_json(run.path / EVALUATION, evaluation.to_dict())
+    return evaluation
+
+
+def plot_run(run: Run, window: int | None = None) -> list[Path]:
+    """Draw the learning curves and the greedy policy of a run into its folder."""
+    env = run.config.make_env()
+    agent = run.load_agent(env)
+    title = f"{run.config.algo} on {run.config.env_id}"
+    curves = plots.plot_learning_curves(
+        run.metrics().columns(), run.path / CURVES, window=window or run.config.window, title=title
+    )
+    policy = plots.plot_policy(
+        env, agent.q_values.array[: agent.q_values.n_rows], run.path / POLICY,
+        visited=agent.q_values.visited(), title=title,
+    )
+    return [curves, policy]
