@@ -20,7 +20,7 @@ from tabrl.envs import parse_env_kwargs, tabular_envs
 from tabrl.errors import TabrlError
 from tabrl.evaluate import Evaluation
 from tabrl.runs import RunConfig, load_run
-from tabrl.workflow import evaluate_run, plot_run, resume_run, train_run
+from tabrl.workflow import evaluate_run, plot_run, prepare_run, resume_run, train_run
 
 app = typer.Typer(add_completion=False, help="Tabular reinforcement learning on Gymnasium.")
 out = Console()
@@ -94,14 +94,16 @@ def train(
             epsilon_decay_episodes=epsilon_decay_episodes, seed=seed, engine=engine,
             max_steps=max_steps, eval_episodes=eval_episodes, window=window,
         )
+        prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
         say(f"{config.algo} on {env_id}{f' ({settings})' if settings else ''}: "
             f"{config.episodes:,} episodes, learning rate {config.learning_rate}, "
             f"discount {config.discount}, epsilon {config.epsilon_start} -> {config.epsilon_end} "
             f"over {config.epsilon_decay_episodes:,} episodes, seed {config.seed}")
+        say(prepared.engine.reason)
         bar = TrainingProgress(config.episodes, quiet)
         with bar.bar:
-            run = train_run(config, out_dir, progress=bar, say=say)
+            run = train_run(prepared, progress=bar, say=say)
     evaluation = run.evaluation()
     if evaluation is not None and not quiet:
         print_evaluation(evaluation, f"greedy policy of {run.path}")

@@ -57,6 +57,16 @@ def parse_env_kwargs(text: str | None) -> dict[str, Any]:
     return kwargs
 
 
+def suggest_ids(env_id: str) -> str:
+    """Advice for an unknown id: other versions of the same name first, then similar names."""
+    name = env_id.rsplit("-v", 1)[0]
+    versions = [i for i in gym.registry if i.rsplit("-v", 1)[0] == name]
+    close = versions or difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    if close:
+        return f"did you mean {' or '.join(sorted(close))}?"
+    return "run `tabrl envs` for the environments tabrl can train on"
+
+
 def accepted_kwargs(env_id: str) -> list[str]:
     """The keyword arguments the environment's constructor accepts."""
     entry = gym.spec(env_id).entry_point
@@ -71,9 +81,7 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
     """``gymnasium.make(env_id, **env_kwargs)``, with tabular spaces checked."""
     env_kwargs = dict(env_kwargs or {})
     if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(close)}?" if close else "run `tabrl envs` for the list"
-        raise UsageError(f"unknown environment id {env_id!r}: {hint}")
+        raise UsageError(f"unknown environment id {env_id!r}: {suggest_ids(env_id)}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

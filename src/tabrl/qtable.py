@@ -43,7 +43,8 @@ class QTable:
     # --- the defaultdict interface of the tutorial ----------------------------------------------
     def __getitem__(self, obs: Any) -> np.ndarray:
         """The action values of ``obs`` (a writable view; zeros for a state never seen)."""
-        return self.array[self.row(obs)]
+        row = self.row(obs)  # first: a lazy table may grow, replacing self.array
+        return self.array[row]
 
     def __contains__(self, obs: Any) -> bool:
         return bool(self.visits[self.encoder.encode(obs)].any())

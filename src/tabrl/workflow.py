@@ -8,9 +8,13 @@ with the input is checked before the run folder is created, so bad input leaves 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
+
 from tabrl import plots
+from tabrl.agents import TabularAgent
 from tabrl.evaluate import Evaluation, evaluate
 from tabrl.fileio import atomic_write_json
 from tabrl.loop import Progress, TrainingLog
@@ -18,29 +22,40 @@ from tabrl.runs import (
     CURVES, EVALUATION, POLICY, Run, RunConfig, default_run_dir, load_run, prepare_run_dir,
     save_checkpoint, save_config,
 )
-from tabrl.training import Training, choose_engine, train
+from tabrl.training import EngineChoice, Training, choose_engine, train
 
 Say = Callable[[str], None]
 
 
-def train_run(
-    config: RunConfig,
-    out: Path | None = None,
-    *,
-    progress: Progress | None = None,
-    say: Say = print,
-) -> Run:
-    """Train, checkpoint, evaluate and plot a new run; returns the finished run folder."""
+@dataclass
+class PreparedRun:
+    """A run whose input has been checked and whose folder exists, ready to train."""
+
+    config: RunConfig
+    env: gym.Env
+    agent: TabularAgent
+    engine: EngineChoice
+    path: Path
+
+
+def prepare_run(config: RunConfig, out: Path | None = None) -> PreparedRun:
+    """Check everything about a new run, then create its folder (bad input leaves none)."""
     env = config.make_env()
     agent = config.make_agent(env)
     choice = choose_engine(env, config.engine, config.algo)
-    say(choice.reason)
     path = prepare_run_dir(out or default_run_dir(config))
     save_config(path, config, agent, choice.name, choice.reason)
     save_checkpoint(path, agent, TrainingLog.empty(0), 0, finished=False)
+    return PreparedRun(config, env, agent, choice, path)
+
+
+def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: Say = print) -> Run:
+    """Train a prepared run with a checkpoint per chunk, then evaluate and plot it."""
+    config, path = prepared.config, prepared.path
     return _train_and_finish(path, config, lambda: train(
-        env, agent, config.episodes, seed=config.seed, engine=choice, max_steps=config.max_steps,
-        chunk_episodes=config.chunk_episodes, progress=progress, on_chunk=_checkpointer(path),
+        prepared.env, prepared.agent, config.episodes, seed=config.seed, engine=prepared.engine,
+        max_steps=config.max_steps, chunk_episodes=config.chunk_episodes, progress=progress,
+        on_chunk=_checkpointer(path),
     ), say)
 
 

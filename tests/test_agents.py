@@ -1,0 +1,122 @@
+"""The Q-learning update and epsilon-greedy action selection, on hand-made transitions."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from tabrl import QLearningAgent, Schedule
+from tabrl.errors import UsageError
+
+
+@pytest.fixture
+def lake():
+    return gym.make("FrozenLake-v1", is_slippery=False)
+
+
+def make_agent(env, **kwargs):
+    settings = dict(learning_rate=0.5, initial_epsilon=1.0, epsilon_decay=0.25,
+                    final_epsilon=0.1, discount_factor=0.9, seed=0)
+    return QLearningAgent(env, **{**settings, **kwargs})
+
+
+def test_non_terminal_update_bootstraps_from_the_best_next_action(lake):
+    agent = make_agent(lake)
+    agent.q_values[5][:] = [0.0, 2.0, -1.0, 1.0]
+    td = agent.update(4, 2, 1.0, False, 5)
+    assert td == pytest.approx(1.0 + 0.9 * 2.0)
+    assert agent.q_values[4][2] == pytest.approx(0.5 * 2.8)
+    assert agent.training_error == [pytest.approx(2.8)]
+    assert agent.q_values.visits[4, 2] == 1
+
+
+def test_terminal_update_bootstraps_zero(lake):
+    agent = make_agent(lake)
+    agent.q_values[15][:] = 10.0
+    agent.q_values[14][2] = 0.4
+    td = agent.update(14, 2, 1.0, True, 15)
+    assert td == pytest.approx(0.6)
+    assert agent.q_values[14][2] == pytest.approx(0.4 + 0.5 * 0.6)
+
+
+def test_truncated_update_still_bootstraps(lake):
+    agent = make_agent(lake)
+    agent.q_values[1][:] = [0.0, 0.0, 3.0, 0.0]
+    td = agent.update(0, 2, 0.0, False, 1, truncated=True)
+    assert td == pytest.approx(0.9 * 3.0)
+
+
+def test_tuple_observations_index_the_same_row_as_the_tutorial_dict():
+    env = gym.make("Blackjack-v1")
+    agent = make_agent(env)
+    obs = (14, 10, 0)
+    agent.q_values[obs][1] = 0.25
+    assert agent.q_values.array[(14 * 11 + 10) * 2 + 0, 1] == 0.25
+    assert agent.q_values.array.shape == (704, 2)
+    agent.update(obs, 1, 0.0, False, (20, 10, 0))
+    assert obs in agent.q_values and len(agent.q_values) == 1
+    assert dict(agent.q_values.items())[obs][1] == pytest.approx(0.125)
+
+
+def test_epsilon_decays_linearly_to_its_floor(lake):
+    agent = make_agent(lake)
+    seen = []
+    for _ in range(6):
+        seen.append(agent.epsilon)
+        agent.decay_epsilon()
+    assert seen == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.1, 0.1])
+
+
+def test_greedy_ties_are_broken_at_random_but_a_clear_best_always_wins(lake):
+    agent = make_agent(lake, initial_epsilon=0.0, final_epsilon=0.0)
+    actions = {agent.get_action(0) for _ in range(200)}
+    assert actions == {0, 1, 2, 3}
+    agent.q_values[0][3] = 0.1
+    assert {agent.get_action(0) for _ in range(50)} == {3}
+
+
+def test_exploration_rate_matches_epsilon(lake):
+    agent = make_agent(lake, initial_epsilon=0.3, final_epsilon=0.3)
+    agent.q_values[0][:] = [1.0, 0.0, 0.0, 0.0]
+    n = 20_000
+    share = np.mean([agent.get_action(0) != 0 for _ in range(n)])
+    expected = 0.3 * 3 / 4
+    assert abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / n)
+
+
+def test_visit_count_learning_rate(lake):
+    agent = make_agent(lake, learning_rate_schedule=Schedule.visits(1.0, 1.0))
+    for _ in range(4):
+        agent.update(0, 1, 1.0, True, 4)
+    # 1/n step sizes make Q the running mean of the targets: exactly 1.
+    assert agent.q_values[0][1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"learning_rate": 0.0}, "learning rate"),
+        ({"learning_rate": 1.5}, "learning rate"),
+        ({"discount_factor": 1.1}, "discount"),
+        ({"final_epsilon": 0.5, "initial_epsilon": 0.2}, "floor"),
+    ],
+)
+def test_bad_hyperparameters_are_refused(lake, kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        make_agent(lake, **kwargs)
+
+
+def test_schedules():
+    linear = Schedule.linear(1.0, 0.1, 4)
+    assert [linear.at(k) for k in range(6)] == pytest.approx([1.0, 0.775, 0.55, 0.325, 0.1, 0.1])
+    exponential = Schedule.exponential(1.0, 0.2, 0.5)
+    assert [exponential.at(k) for k in range(4)] == pytest.approx([1.0, 0.5, 0.25, 0.2])
+    value = 1.0
+    for _ in range(3):
+        value = exponential.next(value)
+    assert value == pytest.approx(exponential.at(3))
+    assert Schedule.visits(1.0, 0.5).visit_value(4) == pytest.approx(0.5)
+    assert Schedule.constant(0.3).next(0.3) == 0.3
+    with pytest.raises(UsageError):
+        Schedule.linear(0.1, 0.5, 10)

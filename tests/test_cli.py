@@ -1,0 +1,140 @@
+"""The command line end to end, on real environments, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tabrl.runs import load_run
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.code != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "env_id, extra",
+    [
+        ("Blackjack-v1", ["--episodes", "3000"]),
+        ("FrozenLake-v1", ["--episodes", "300", "--env-kwargs", "map_name=8x8,is_slippery=false"]),
+        ("Taxi-v4", ["--episodes", "200"]),
+        ("CliffWalking-v1", ["--episodes", "100"]),
+    ],
+)
+def test_train_writes_a_complete_run_folder(tabrl_cli, tmp_path, env_id, extra):
+    out = tmp_path / "run"
+    result = tabrl_cli("train", env_id, *extra, "--engine", "python", "--eval-episodes", "50",
+                       "--out", out, "--quiet")
+    assert result.code == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    for name in ("config.json", "state.json", "q_table.npz", "metrics.npz", "evaluation.json",
+                 "curves.png", "policy.png"):
+        assert (out / name).is_file(), name
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["env_id"] == env_id
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["n_episodes"] == 50
+    run = load_run(out)
+    assert run.finished and len(run.metrics()) == run.config.episodes
+
+
+def test_default_job_is_the_tutorial_blackjack(tabrl_cli, tmp_path):
+    out = tmp_path / "run"
+    result = tabrl_cli("train", "--episodes", "1000", "--eval-episodes", "100", "--out", out,
+                       "--engine", "python")
+    assert result.code == 0, result.stderr
+    config = load_run(out).config
+    assert (config.env_id, config.env_kwargs) == ("Blackjack-v1", {"sab": False})
+    assert (config.learning_rate, config.discount, config.epsilon_end) == (0.01, 0.95, 0.1)
+    assert config.epsilon_decay_episodes == 500
+    assert "mean return" in result.stdout and "win / draw / loss" in result.stdout
+
+
+def test_evaluate_and_plot_a_run_again(tabrl_cli, tmp_path):
+    out = tmp_path / "run"
+    assert tabrl_cli("train", "FrozenLake-v1", "--episodes", "200", "--eval-episodes", "0",
+                     "--out", out, "-q", "--engine", "python").code == 0
+    assert not (out / "evaluation.json").exists()
+    result = tabrl_cli("evaluate", out, "--episodes", "123")
+    assert result.code == 0, result.stderr
+    assert json.loads((out / "evaluation.json").read_text())["n_episodes"] == 123
+    (out / "curves.png").unlink()
+    assert tabrl_cli("plot", out, "--window", "20").code == 0
+    assert (out / "curves.png").stat().st_size > 10_000
+
+
+def test_envs_lists_the_toy_text_family(tabrl_cli):
+    result = tabrl_cli("envs")
+    assert result.code == 0
+    for env_id in ("Blackjack-v1", "FrozenLake-v1", "Taxi-v4", "CliffWalking-v1"):
+        assert env_id in result.stdout
+    assert "CartPole-v1" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["FrozenLak-v1"], ["unknown environment id", "FrozenLake-v1"]),
+        (["Taxi-v3"], ["Taxi-v3"]),
+        (["CartPole-v1"], ["continuous", "discret"]),
+        (["FrozenLake-v1", "--learning-rate", "0"], ["learning rate", "(0, 1]"]),
+        (["FrozenLake-v1", "--learning-rate", "1.5"], ["learning rate"]),
+        (["FrozenLake-v1", "--discount", "1.2"], ["discount", "[0, 1]"]),
+        (["FrozenLake-v1", "--episodes", "0"], ["episodes", "positive"]),
+        (["FrozenLake-v1", "--epsilon-start", "0.1", "--epsilon-end", "0.5"], ["floor", "start"]),
+        (["FrozenLake-v1", "--env-kwargs", "slippery=false"], ["is_slippery"]),
+        (["FrozenLake-v1", "--env-kwargs", "is_slippery"], ["malformed", "key=value"]),
+        (["FrozenLake-v1", "--engine", "warp"], ["engine", "auto"]),
+    ],
+)
+def test_bad_input_gets_one_line_and_no_run_folder(tabrl_cli, tmp_path, args, fragments):
+    out = tmp_path / "run"
+    result = tabrl_cli("train", *args, "--out", out)
+    assert_one_line_error(result, *fragments)
+    assert result.code == 2
+    assert not out.exists()
+
+
+def test_unwritable_output_folder(tabrl_cli, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = tabrl_cli("train", "FrozenLake-v1", "--episodes", "10", "--out", blocker / "run")
+    assert_one_line_error(result, "cannot write", "--out")
+
+
+def test_existing_run_folder_is_not_overwritten(tabrl_cli, tmp_path):
+    out = tmp_path / "run"
+    assert tabrl_cli("train", "FrozenLake-v1", "--episodes", "50", "--eval-episodes", "0",
+                     "--out", out, "-q", "--engine", "python").code == 0
+    before = (out / "q_table.npz").read_bytes()
+    assert_one_line_error(tabrl_cli("train", "FrozenLake-v1", "--out", out), "--resume")
+    assert (out / "q_table.npz").read_bytes() == before
+
+
+def test_missing_and_broken_run_folders(tabrl_cli, tmp_path):
+    assert_one_line_error(tabrl_cli("evaluate", tmp_path / "nowhere"), "not a folder")
+    assert_one_line_error(tabrl_cli("evaluate", tmp_path), "not a run folder")
+    out = tmp_path / "run"
+    assert tabrl_cli("train", "FrozenLake-v1", "--episodes", "50", "--eval-episodes", "0",
+                     "--out", out, "-q", "--engine", "python").code == 0
+    table = out / "q_table.npz"
+    good = table.read_bytes()
+    table.write_bytes(good[: len(good) // 2])
+    assert_one_line_error(tabrl_cli("evaluate", out), "q_table.npz", "truncated or corrupted")
+    table.write_bytes(b"\x00" * len(good))
+    assert_one_line_error(tabrl_cli("plot", out), "truncated or corrupted")
+    np.savez(table, q=np.zeros((5, 4)), visits=np.zeros((5, 4), np.int64), keys=np.arange(5))
+    assert_one_line_error(tabrl_cli("evaluate", out), "another environment")
+
+
+def test_debug_shows_the_traceback(tabrl_cli):
+    with pytest.raises(Exception, match="unknown environment"):
+        tabrl_cli("--debug", "train", "NoSuchEnv-v0")
