@@ -1,0 +1,95 @@
+"""Reproducibility, reload and resume of runs, and the learning checks of the seed's workflow."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import tabrl
+from tabrl.runs import RunConfig, load_run
+from tabrl.workflow import prepare_run, resume_run, train_run
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def train_folder(tmp_path, name, **given):
+    settings = {"episodes": 600, "eval_episodes": 0, "engine": "python", "chunk_episodes": 200,
+                **given}
+    config = RunConfig.resolve(given.pop("env_id", "FrozenLake-v1"), given.pop("env_kwargs", None),
+                               **{k: v for k, v in settings.items() if k not in ("env_id",
+                                                                                 "env_kwargs")})
+    return train_run(prepare_run(config, tmp_path / name), say=quiet)
+
+
+def q_and_metrics(run):
+    agent = run.load_agent()
+    return agent.q_values.array, run.metrics().columns()
+
+
+def test_same_seed_same_run_bit_for_bit(tmp_path):
+    first, again = (q_and_metrics(train_folder(tmp_path, n, seed=7)) for n in ("a", "b"))
+    other = q_and_metrics(train_folder(tmp_path, "c", seed=8))
+    assert np.array_equal(first[0], again[0])
+    for name, column in first[1].items():
+        assert np.array_equal(column, again[1][name]), name
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_reloaded_agent_plays_the_same_greedy_actions(tmp_path):
+    run = train_folder(tmp_path, "a", env_id="Blackjack-v1", episodes=2000)
+    agent = tabrl.load_agent(run.path)
+    trained = agent.q_values.greedy_policy()
+    env = gym.make("Blackjack-v1")
+    agent.epsilon = 0
+    for obs in [(s, d, u) for s in range(4, 22) for d in range(1, 11) for u in (0, 1)]:
+        row = agent.q_values.row(obs)
+        values = agent.q_values.array[row]
+        if np.count_nonzero(values == values.max()) == 1:
+            assert agent.get_action(obs) == trained[row]
+    assert env.observation_space.contains((21, 10, 1))
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
+    whole = train_folder(tmp_path, "whole", seed=3)
+    config = RunConfig.resolve("FrozenLake-v1", episodes=600, eval_episodes=0, engine="python",
+                               chunk_episodes=200, seed=3)
+    prepared = prepare_run(config, tmp_path / "cut")
+    calls = []
+
+    def interrupt_after_two_chunks(done: int, mean: float) -> None:
+        calls.append(done)
+        if done >= 400:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(prepared, progress=interrupt_after_two_chunks, say=quiet)
+    cut = load_run(tmp_path / "cut")
+    assert not cut.finished and cut.state["episodes_done"] in (200, 400)
+    resumed = resume_run(tmp_path / "cut", say=quiet)
+    assert resumed.finished
+    whole_q, whole_metrics = q_and_metrics(whole)
+    resumed_q, resumed_metrics = q_and_metrics(resumed)
+    assert np.array_equal(whole_q, resumed_q)
+    for name, column in whole_metrics.items():
+        assert np.array_equal(column, resumed_metrics[name]), name
+
+
+def test_frozenlake_deterministic_reaches_the_goal_every_greedy_episode():
+    env = gym.make("FrozenLake-v1", is_slippery=False)
+    training = tabrl.train(env, n_episodes=1000, seed=0, engine="python", learning_rate=0.5,
+                           epsilon_decay=1 / 500, final_epsilon=0.05, discount_factor=0.95)
+    evaluation = tabrl.evaluate(training.agent, env, n_episodes=200)
+    assert evaluation.success_rate == 1.0
+    assert evaluation.mean_length == 6
+
+
+def test_blackjack_default_job_beats_minus_0_08(tmp_path):
+    """The seed's example: 100,000 episodes of the tutorial's settings, 100,000 greedy episodes."""
+    config = RunConfig.resolve("Blackjack-v1", {"sab": False}, eval_episodes=100_000, seed=0)
+    run = train_run(prepare_run(config, tmp_path / "bj"), say=quiet)
+    evaluation = run.evaluation()
+    assert evaluation.n_episodes == 100_000
+    assert evaluation.mean_return > -0.08, evaluation
