@@ -1,0 +1,111 @@
+"""Many independent training runs at once: hyperparameter settings times seeds, over all cores.
+
+Multi-seed statistics and sweeps need many runs of the same MDP. ``run_batch`` plays them in one
+parallel kernel call per slice of episodes, one run per thread at a time. Each run has its own
+random generator seeded by its seed, so a run's result is the one ``run_compiled`` gives for the
+same setting and seed, whatever the number of threads.
+
+A setting is a dict of the keywords of :func:`tabrl.training.make_agent` (``algo``,
+``learning_rate``, ``discount_factor``, ``initial_epsilon``, ``epsilon_decay``, ``final_epsilon``,
+``epsilon_schedule``, ``learning_rate_schedule``): the agent class validates and interprets it,
+so a batch run and a single run of the same setting are the same computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import numba
+import numpy as np
+from gymnasium import spaces
+
+from tabrl.agents import TabularAgent
+from tabrl.compiled.engine import drive, log_of, new_runs, setting_of, time_limit, warm_up
+from tabrl.compiled.model import compile_mdp
+from tabrl.envs import DEFAULT_STEP_CAP
+from tabrl.errors import UsageError
+from tabrl.loop import Progress, TrainingLog
+from tabrl.mdp import TabularMDP
+
+
+@dataclass
+class BatchResult:
+    """One run of a batch: its setting and seed, its final tables and its per-episode log.
+
+    ``log.seconds`` is the wall time of the whole batch, which the runs shared.
+    """
+
+    setting: dict[str, Any]
+    seed: int
+    q_values: np.ndarray  #: float64[n_rows, n_actions]
+    visits: np.ndarray  #: int64[n_rows, n_actions]
+    log: TrainingLog
+
+
+def template_agent(mdp: TabularMDP, setting: dict[str, Any]) -> TabularAgent:
+    """A fresh agent of ``setting`` for ``mdp``: its hyperparameters, epsilon and zero tables.
+
+    The agent's constructor reads only the spaces of its environment, so the MDP's sizes stand in.
+    """
+    from tabrl.training import make_agent  # late: training imports this package lazily too
+
+    shape = SimpleNamespace(
+        observation_space=spaces.Discrete(mdp.n_rows), action_space=spaces.Discrete(mdp.n_actions)
+    )
+    return make_agent(shape, **setting)
+
+
+@contextmanager
+def numba_threads(n_jobs: int | None) -> Iterator[None]:
+    """Run the enclosed kernels on ``n_jobs`` threads (None: all of numba's threads)."""
+    if n_jobs is None:
+        yield
+        return
+    if n_jobs < 1:
+        raise UsageError(f"the number of jobs must be at least 1, not {n_jobs}")
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(n_jobs, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def run_batch(
+    mdp: TabularMDP,
+    settings: Sequence[dict[str, Any]],
+    n_episodes: int,
+    seeds: Sequence[int],
+    *,
+    max_steps: int = DEFAULT_STEP_CAP,
+    n_jobs: int | None = None,
+    progress: Progress | None = None,
+) -> list[BatchResult]:
+    """Train every setting with every seed for ``n_episodes`` from a zero table, in parallel.
+
+    Results come setting by setting, seeds in order within each. ``n_jobs`` caps the threads
+    (None: numba's default, all cores); ``progress`` hears the episodes done by every run and the
+    recent mean return over all runs.
+    """
+    if n_episodes <= 0:
+        raise UsageError(f"the number of episodes must be positive, not {n_episodes}")
+    pairs = [(s, template_agent(mdp, s), seed) for s in settings for seed in seeds]
+    runs = new_runs(
+        np.stack([setting_of(agent) for _, agent, _ in pairs]),
+        [agent.epsilon for _, agent, _ in pairs],
+        np.zeros((len(pairs), mdp.n_rows, mdp.n_actions)),
+        np.zeros((len(pairs), mdp.n_rows, mdp.n_actions), dtype=np.int64),
+        [seed for _, _, seed in pairs],
+        n_episodes,
+    )
+    warm_up()
+    with numba_threads(n_jobs):
+        seconds = drive(compile_mdp(mdp), runs, n_episodes, time_limit(mdp, max_steps), progress)
+    return [
+        BatchResult(dict(setting), seed, runs.q[i], runs.visits[i], log_of(runs, i, seconds))
+        for i, (setting, _, seed) in enumerate(pairs)
+    ]

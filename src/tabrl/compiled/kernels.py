@@ -1,0 +1,267 @@
+"""The numba kernels: a random generator, sampling an MDP, one episode of learning, many runs.
+
+Every run owns a xoshiro256** generator (Blackman and Vigna, 2018) seeded through splitmix64, so a
+run's result depends on its seed alone: never on the thread that runs it, the number of threads,
+or how its episodes are split into calls.
+
+An episode follows the Python engine step for step: the start state is drawn from the MDP's start
+distribution; each step explores with probability epsilon (a uniform random action) or plays a
+greedy action, ties broken uniformly at random; an outcome ``(next state, reward, terminal)`` is
+drawn from the cumulative probabilities of ``(state, action)``; the TD update follows. A terminal
+outcome bootstraps zero; reaching the time limit ends the episode but still bootstraps.
+
+A run's hyperparameters are one float64 vector (see ``SETTING_SIZE``). Its first entry is the
+algorithm code: a new update rule (expected SARSA, double Q-learning) is a new code and a branch
+in :func:`_learn`, the one place that knows how a target is formed.
+
+Every kernel lives in this one module on purpose: numba's disk cache notices edits only to the
+file that defines a kernel, so a helper in another module could be silently served stale.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, prange
+
+from tabrl.schedules import KINDS
+
+# --- algorithm codes and the layout of a run's setting vector ------------------------------------
+FIXED_POLICY = 0  #: no learning: play the greedy policy of the table as it is (evaluation)
+Q_LEARNING = 1
+
+ALGO, DISCOUNT, LEARNING_RATE = 0, 1, 2
+LR_SCHEDULE = 3  #: four entries ``[kind, start, end, rate]`` (``Schedule.as_array``)
+EPSILON_SCHEDULE = 7  #: four entries as well
+SETTING_SIZE = 11
+
+LINEAR = float(KINDS.index("linear"))
+EXPONENTIAL = float(KINDS.index("exponential"))
+VISITS = float(KINDS.index("visits"))
+
+#: Outcome lists longer than this are searched by bisection instead of a linear scan.
+LINEAR_SCAN_MAX = 16
+
+
+class CompiledMDP(NamedTuple):
+    """A :class:`~tabrl.mdp.TabularMDP` as the kernels sample it.
+
+    ``cdf`` holds the cumulative probabilities of each ``(state, action)``'s outcomes, in the CSR
+    layout of the MDP (the last entry of every segment exactly 1); ``start_cdf`` those of the
+    start states ``start_state`` (the support of the start distribution).
+    """
+
+    row_of_state: np.ndarray  #: int64[n_states]
+    start_state: np.ndarray  #: int64[n_start]
+    start_cdf: np.ndarray  #: float64[n_start]
+    offsets: np.ndarray  #: int64[n_states * n_actions + 1]
+    cdf: np.ndarray  #: float64[n_outcomes]
+    next_state: np.ndarray  #: int64[n_outcomes]
+    reward: np.ndarray  #: float64[n_outcomes]
+    terminal: np.ndarray  #: bool[n_outcomes]
+
+
+class Runs(NamedTuple):
+    """The state and the logs of ``n_runs`` independent runs; every array starts with the run."""
+
+    settings: np.ndarray  #: float64[n_runs, SETTING_SIZE]
+    q: np.ndarray  #: float64[n_runs, n_rows, n_actions]
+    visits: np.ndarray  #: int64[n_runs, n_rows, n_actions]
+    rng: np.ndarray  #: uint64[n_runs, 4]: the generators' states
+    epsilon: np.ndarray  #: float64[n_runs]: epsilon of the next episode
+    returns: np.ndarray  #: float64[n_runs, n_episodes]
+    lengths: np.ndarray  #: int64[n_runs, n_episodes]
+    td_errors: np.ndarray  #: float64[n_runs, n_episodes]: mean absolute TD error
+    epsilons: np.ndarray  #: float64[n_runs, n_episodes]: epsilon used
+
+
+# --- the random generator -------------------------------------------------------------------------
+_MASK64 = (1 << 64) - 1
+
+
+def seed_state(seed: int) -> np.ndarray:
+    """The four-word state of a generator, expanded from ``seed`` by splitmix64 (Python side)."""
+    words, x = [], seed & _MASK64
+    for _ in range(4):
+        x = (x + 0x9E3779B97F4A7C15) & _MASK64
+        z = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        words.append(z ^ (z >> 31))
+    return np.array(words, dtype=np.uint64)
+
+
+@njit(cache=True)
+def _rotl(x, k):
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@njit(cache=True)
+def next_u64(s):
+    """The next 64-bit output of xoshiro256** with state ``s`` (advanced in place)."""
+    result = _rotl(s[1] * np.uint64(5), 7) * np.uint64(9)
+    t = s[1] << np.uint64(17)
+    s[2] ^= s[0]
+    s[3] ^= s[1]
+    s[1] ^= s[2]
+    s[0] ^= s[3]
+    s[2] ^= t
+    s[3] = _rotl(s[3], 45)
+    return result
+
+
+@njit(cache=True)
+def _uniform(s):
+    """A float64 uniform on [0, 1) from the top 53 bits."""
+    return (next_u64(s) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def _below(s, n):
+    """An integer uniform on ``0..n-1`` (``floor(u * n)``; bias below 2**-40 for any table size)."""
+    return int(_uniform(s) * n)
+
+
+# --- sampling -------------------------------------------------------------------------------------
+@njit(cache=True)
+def _sample_index(cdf, lo, hi, s):
+    """An index in ``lo..hi-1`` drawn by the cumulative probabilities ``cdf[lo:hi]``.
+
+    A single outcome draws nothing; ``cdf[hi - 1] == 1 > u`` stops the scan inside the segment.
+    """
+    if hi - lo == 1:
+        return lo
+    u = _uniform(s)
+    if hi - lo > LINEAR_SCAN_MAX:
+        return lo + np.searchsorted(cdf[lo:hi], u, side="right")
+    i = lo
+    while u >= cdf[i]:
+        i += 1
+    return i
+
+
+@njit(cache=True)
+def _sample_outcome(model, state, action, n_actions, s):
+    """The index of an outcome of ``(state, action)``."""
+    pair = state * n_actions + action
+    return _sample_index(model.cdf, model.offsets[pair], model.offsets[pair + 1], s)
+
+
+@njit(cache=True)
+def sample_outcomes(model, state, action, n_actions, n, s):
+    """``n`` outcome indices of ``(state, action)``: the entry point that tests the sampler."""
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        out[i] = _sample_outcome(model, state, action, n_actions, s)
+    return out
+
+
+# --- acting ---------------------------------------------------------------------------------------
+@njit(cache=True)
+def _greedy(q, row, s):
+    """An action of highest value in ``q[row]``, uniformly at random among equals."""
+    best, ties = q[row, 0], 1
+    for a in range(1, q.shape[1]):
+        if q[row, a] > best:
+            best, ties = q[row, a], 1
+        elif q[row, a] == best:
+            ties += 1
+    pick = _below(s, ties) if ties > 1 else 0
+    for a in range(q.shape[1]):
+        if q[row, a] == best:
+            if pick == 0:
+                return a
+            pick -= 1
+    return 0
+
+
+@njit(cache=True)
+def _epsilon_greedy(q, row, epsilon, s):
+    if _uniform(s) < epsilon:
+        return _below(s, q.shape[1])
+    return _greedy(q, row, s)
+
+
+# --- learning -------------------------------------------------------------------------------------
+@njit(cache=True)
+def _max_value(q, next_row):
+    """``max_a q[next_row, a]``: the value of the next state that Q-learning bootstraps from."""
+    best = q[next_row, 0]
+    for a in range(1, q.shape[1]):
+        best = max(best, q[next_row, a])
+    return best
+
+
+@njit(cache=True)
+def _step_size(setting, n_visits):
+    """The learning rate: constant, or ``start / n ** rate`` (with a floor) by visit count."""
+    lr = LR_SCHEDULE
+    if setting[lr] == VISITS:
+        return max(setting[lr + 2], setting[lr + 1] / max(n_visits, 1) ** setting[lr + 3])
+    return setting[LEARNING_RATE]
+
+
+@njit(cache=True)
+def _learn(setting, q, visits, row, action, reward, terminal, next_row):
+    """One TD update of ``q[row, action]`` by the run's algorithm; returns the TD error."""
+    if setting[ALGO] == FIXED_POLICY:
+        return 0.0
+    future = 0.0 if terminal else setting[DISCOUNT] * _max_value(q, next_row)
+    td_error = reward + future - q[row, action]
+    visits[row, action] += 1
+    q[row, action] += _step_size(setting, visits[row, action]) * td_error
+    return td_error
+
+
+@njit(cache=True)
+def _next_epsilon(setting, epsilon):
+    """Epsilon one episode later (``Schedule.next``)."""
+    kind, _, end, rate = setting[EPSILON_SCHEDULE:EPSILON_SCHEDULE + 4]
+    if kind == LINEAR:
+        return max(end, epsilon - rate)
+    if kind == EXPONENTIAL:
+        return max(end, epsilon * rate)
+    return epsilon
+
+
+# --- episodes and runs ----------------------------------------------------------------------------
+@njit(cache=True)
+def _episode(model, setting, q, visits, epsilon, time_limit, s):
+    """One episode; returns its return, its length and its mean absolute TD error."""
+    n_actions = q.shape[1]
+    state = model.start_state[_sample_index(model.start_cdf, 0, model.start_cdf.size, s)]
+    row = model.row_of_state[state]
+    total, abs_td, steps, done = 0.0, 0.0, 0, False
+    while not done:
+        action = _epsilon_greedy(q, row, epsilon, s)
+        k = _sample_outcome(model, state, action, n_actions, s)
+        state, reward, terminal = model.next_state[k], model.reward[k], model.terminal[k]
+        next_row = model.row_of_state[state]
+        abs_td += abs(_learn(setting, q, visits, row, action, reward, terminal, next_row))
+        total += reward
+        steps += 1
+        row = next_row
+        done = terminal or steps >= time_limit
+    return total, steps, abs_td / steps
+
+
+@njit(cache=True)
+def _run_episodes(model, runs, i, start, stop, time_limit):
+    """Episodes ``start..stop-1`` of run ``i``, logged; epsilon decays after each."""
+    setting, q, visits, s = runs.settings[i], runs.q[i], runs.visits[i], runs.rng[i]
+    epsilon = runs.epsilon[i]
+    for e in range(start, stop):
+        total, steps, td = _episode(model, setting, q, visits, epsilon, time_limit, s)
+        runs.returns[i, e] = total
+        runs.lengths[i, e] = steps
+        runs.td_errors[i, e] = td
+        runs.epsilons[i, e] = epsilon
+        epsilon = _next_epsilon(setting, epsilon)
+    runs.epsilon[i] = epsilon
+
+
+@njit(cache=True, parallel=True)
+def train_runs(model, runs, start, stop, time_limit):
+    """Episodes ``start..stop-1`` of every run, the runs spread over numba's threads."""
+    for i in prange(runs.q.shape[0]):
+        _run_episodes(model, runs, i, start, stop, time_limit)
