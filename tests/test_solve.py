@@ -1,0 +1,195 @@
+"""Exact optima and policy values: closed forms, known optima, Monte Carlo on real environments."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from tabrl import solve as solve_module
+from tabrl.errors import NotCompilableError, UsageError
+from tabrl.mdp import TabularMDP, from_transitions, mdp_of
+from tabrl.solve import evaluate_policy_exact, policy_agreement, solve
+
+SAFE, GAMBLE = 0, 1
+
+
+def gamble_mdp(horizon: int | None) -> TabularMDP:
+    """One state: take 1 and stop, or win 3 with probability 1/4 (else try again)."""
+    transitions = {0: {SAFE: [(1.0, 0, 1.0, True)],
+                       GAMBLE: [(0.25, 0, 3.0, True), (0.75, 0, 0.0, False)]}}
+    return from_transitions(transitions, np.array([1.0]), n_actions=2, horizon=horizon)
+
+
+def test_gamble_with_a_time_limit_has_a_non_stationary_optimum():
+    """Gamble while time is left, take the sure 1 on the last step: V_k = 3 - 2 (3/4)^(k-1)."""
+    solution = solve(gamble_mdp(horizon=5))
+    assert solution.value == pytest.approx(3 - 2 * 0.75**4, abs=1e-12)
+    assert solution.policy[0] == GAMBLE
+    assert solution.stationary_value == pytest.approx(3 * (1 - 0.75**5), abs=1e-12)
+    assert solution.num_iter == 5
+
+
+def test_gamble_without_time_limit_and_with_discount():
+    assert solve(gamble_mdp(horizon=None)).value == pytest.approx(3.0, abs=1e-9)
+    discounted = solve(gamble_mdp(horizon=None), discount=0.9)
+    assert discounted.value == pytest.approx(0.75 / (1 - 0.9 * 0.75), abs=1e-9)
+    assert solve(gamble_mdp(horizon=None), discount=0.2).policy[0] == SAFE
+
+
+def test_gamble_policy_law():
+    gamble = evaluate_policy_exact(gamble_mdp(horizon=5), np.array([GAMBLE]))
+    assert gamble.value == pytest.approx(3 * (1 - 0.75**5), abs=1e-12)
+    assert gamble.win == pytest.approx(1 - 0.75**5, abs=1e-12)
+    assert gamble.truncated == pytest.approx(0.75**5, abs=1e-12)
+    assert gamble.mean_length == pytest.approx((1 - 0.75**5) / 0.25, abs=1e-12)
+    assert gamble.success_probability is None
+    safe = evaluate_policy_exact(gamble_mdp(horizon=5), np.array([SAFE]))
+    assert (safe.value, safe.win, safe.mean_length) == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_a_loop_that_pays_forever_has_no_undiscounted_optimum(monkeypatch):
+    monkeypatch.setattr(solve_module, "MAX_SWEEPS", 500)
+    forever = from_transitions({0: {0: [(1.0, 0, 1.0, False)]}}, np.array([1.0]), 1, None)
+    with pytest.raises(UsageError, match="give a discount"):
+        solve(forever)
+    assert solve(forever, discount=0.5).value == pytest.approx(2.0)
+
+
+def _follow(mdp: TabularMDP, policy: np.ndarray, start: int) -> list[int]:
+    """The states a deterministic MDP visits under ``policy`` until it terminates."""
+    path, state = [start], start
+    for _ in range(1000):
+        outcome = mdp.outcomes(state, int(policy[mdp.row_of_state[state]]))
+        assert mdp.prob[outcome].tolist() == [1.0]
+        if mdp.terminal[outcome][0]:
+            return path
+        state = int(mdp.next_state[outcome][0])
+        path.append(state)
+    raise AssertionError("the policy never reaches the end")
+
+
+def test_cliff_walking_optimum_walks_along_the_cliff():
+    env = gym.make("CliffWalking-v1")
+    solution = solve(env)
+    assert solution.value == -13.0
+    path = _follow(mdp_of(env), solution.policy, start=36)
+    assert path == [36, *range(24, 36)]  # up, then 11 steps right along row 2, then down
+    on_path = np.zeros(48)
+    on_path[path] = 1 / 13
+    np.testing.assert_allclose(solution.visit_weights, on_path, atol=1e-12)
+
+
+def test_cliff_walking_with_discount_is_a_geometric_sum():
+    solution = solve(gym.make("CliffWalking-v1"), discount=0.9)
+    assert solution.value == pytest.approx(-(1 - 0.9**13) / (1 - 0.9), abs=1e-9)
+
+
+def test_a_policy_that_never_ends_is_worth_minus_infinity():
+    env = gym.make("CliffWalking-v1")
+    up = np.zeros(48, dtype=np.int64)
+    looping = evaluate_policy_exact(env, up)
+    assert looping.value == -np.inf
+    assert looping.mean_length == np.inf
+    assert looping.success_probability == 0.0
+    assert looping.truncated == 1.0
+    solution = solve(env)
+    assert policy_agreement(solution, solution.policy) == pytest.approx(1.0)
+    assert policy_agreement(solution, up) == pytest.approx(1 / 13)  # only the first step is right
+
+
+def test_deterministic_frozen_lake_reaches_the_goal_in_six_steps():
+    env = gym.make("FrozenLake-v1", is_slippery=False)
+    solution = solve(env)
+    assert solution.value == 1.0
+    assert len(_follow(mdp_of(env), solution.policy, start=0)) == 6
+    assert evaluate_policy_exact(env, solution.policy).mean_length == 6.0
+
+
+def test_slippery_frozen_lake():
+    env = gym.make("FrozenLake-v1")
+    solution = solve(env)
+    assert solution.value == pytest.approx(0.7442, abs=1e-3)
+    assert solution.stationary_value == pytest.approx(0.7402, abs=1e-3)
+    assert solution.stationary_value <= solution.value
+    exact = evaluate_policy_exact(env, solution.stationary_policy)
+    assert exact.value == pytest.approx(solution.stationary_value, abs=1e-12)
+    assert exact.success_probability == pytest.approx(exact.value, abs=1e-12)
+    assert exact.win + exact.draw + exact.loss + exact.truncated == pytest.approx(1.0)
+    assert policy_agreement(solution, solution.policy) == pytest.approx(1.0)
+
+
+def test_frozen_lake_8x8():
+    solution = solve(gym.make("FrozenLake8x8-v1"))
+    assert solution.value == pytest.approx(0.9132, abs=1e-3)
+    assert 0.89 < solution.stationary_value < solution.value
+
+
+def test_frozen_lake_monte_carlo_agrees_with_exact_law():
+    env = gym.make("FrozenLake-v1")
+    policy = solve(env).stationary_policy
+    exact = evaluate_policy_exact(env, policy)
+    returns, lengths, truncations = _monte_carlo(env, policy, episodes=10_000, seed=3)
+    _assert_within_four_errors(returns, exact.value)
+    _assert_within_four_errors(truncations, exact.truncated)
+    _assert_within_four_errors(lengths, exact.mean_length)
+
+
+def taxi() -> tuple[gym.Env, TabularMDP]:
+    """Taxi-v4 and its MDP; every terminating step delivers the passenger (the goal)."""
+    env = gym.make("Taxi-v4")
+    mdp = mdp_of(env)
+    goal = np.zeros(mdp.n_rows, dtype=bool)
+    goal[mdp.next_state[mdp.terminal]] = True
+    return env, dataclasses.replace(mdp, goal_rows=goal)
+
+
+def test_taxi_optimum_and_monte_carlo():
+    env, mdp = taxi()
+    solution = solve(mdp)
+    assert solution.value == pytest.approx(7.93, abs=1e-9)  # 20 - 1 per step, from 300 starts
+    assert solution.stationary_value == pytest.approx(solution.value, abs=1e-9)
+    exact = evaluate_policy_exact(mdp, solution.policy)
+    assert exact.success_probability == pytest.approx(1.0)
+    returns, lengths, _ = _monte_carlo(env, solution.policy, episodes=20_000, seed=11)
+    _assert_within_four_errors(returns, exact.value)
+    _assert_within_four_errors(lengths, exact.mean_length)
+
+
+def test_bad_input_gets_one_line_errors():
+    env = gym.make("FrozenLake-v1")
+    with pytest.raises(UsageError, match="discount"):
+        solve(env, discount=1.5)
+    with pytest.raises(UsageError, match="shape"):
+        evaluate_policy_exact(env, np.zeros(15, dtype=np.int64))
+    with pytest.raises(UsageError, match="0..3"):
+        evaluate_policy_exact(env, np.full(16, 4))
+    with pytest.raises(UsageError, match="integer"):
+        evaluate_policy_exact(env, np.zeros(16))
+    with pytest.raises(UsageError, match="TabularMDP"):
+        solve("FrozenLake-v1")
+    with pytest.raises(NotCompilableError):
+        solve(gym.make("CartPole-v1"))
+
+
+def _monte_carlo(env: gym.Env, policy: np.ndarray, episodes: int,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns, lengths and truncation flags of episodes on the real environment."""
+    returns, lengths, truncations = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes)
+    state, _ = env.reset(seed=seed)
+    for i in range(episodes):
+        terminated = truncated = False
+        while not (terminated or truncated):
+            state, reward, terminated, truncated, _ = env.step(int(policy[state]))
+            returns[i] += reward
+            lengths[i] += 1
+        truncations[i] = truncated and not terminated
+        state, _ = env.reset()
+    return returns, lengths, truncations
+
+
+def _assert_within_four_errors(samples: np.ndarray, exact: float) -> None:
+    error = samples.std(ddof=1) / np.sqrt(samples.size)
+    assert abs(samples.mean() - exact) <= 4 * error + 1e-12
