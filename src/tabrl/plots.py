@@ -1,0 +1,753 @@
+"""Pictures of a run: learning curves, and the greedy policy drawn the way each family is read.
+
+Learning curves are moving averages over a window of episodes (500 by default, as in the Gymnasium
+tutorial). A run of millions of episodes must plot as fast as a short one, so the moving average is
+computed from one cumulative sum and then downsampled to a few thousand points.
+
+A policy picture shows, for a Q-table ``Q`` (one row per state as :func:`tabrl.spaces.encoder_for`
+encodes it), the greedy action ``argmax_a Q(s, a)`` (lowest action on ties) and the state value
+``V(s) = max_a Q(s, a)``, laid out the way the environment is read by people:
+
+* Blackjack: hit/stick grids over player sum x dealer card, with and without a usable ace
+  (Sutton & Barto, figure 5.2), and the values beside them;
+* FrozenLake, CliffWalking, Taxi: arrows on the map, cells shaded by value, special tiles marked;
+* anything else: value and greedy action per Q-table row, folded into a near-square grid.
+
+Given the optimal policy, the picture puts it beside the learned one and outlines the states where
+they differ. Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas (no pyplot,
+no global state, no display) and written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import gymnasium as gym
+import matplotlib
+import numpy as np
+from gymnasium.envs.toy_text.blackjack import BlackjackEnv
+from gymnasium.envs.toy_text.cliffwalking import CliffWalkingEnv
+from gymnasium.envs.toy_text.taxi import TaxiEnv
+from matplotlib import patheffects
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection, PatchCollection
+from matplotlib.colorbar import Colorbar
+from matplotlib.colors import Colormap, ListedColormap, Normalize, to_rgba
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import EngFormatter
+
+from tabrl.errors import RunFolderError, UsageError
+from tabrl.fileio import atomic_write_bytes
+from tabrl.spaces import encoder_for
+
+PathLike = str | os.PathLike
+
+#: Resolution of every PNG: sharp in a paper, small enough for a run folder.
+DPI = 150
+
+_CURVE_PANELS = (
+    ("return", "Episode rewards", "return"),
+    ("length", "Episode lengths", "length (steps)"),
+    ("td_error", "Training error", "mean |TD error|"),
+)
+
+# Light values and dark glyphs: arrows stay readable on every cell.
+_VALUE_CMAP = ListedColormap(
+    matplotlib.colormaps["YlGnBu"](np.linspace(0.0, 0.72, 256)), name="value"
+).with_extremes(bad="#d4d4d4")
+_UNVISITED = "#d4d4d4"
+_BACKGROUND = "#eef2f6"
+_DIFFER = "#d62728"
+_HOLE = "#26324a"
+_GOAL = "#f2b134"
+_CLIFF = "#8c6d5a"
+
+# Actions as drawn on a map: a move is (dx, dy) in cell units, y pointing down the rows.
+Glyph = tuple[float, float] | str
+_LEFT, _DOWN, _RIGHT, _UP = (-1.0, 0.0), (0.0, 1.0), (1.0, 0.0), (0.0, -1.0)
+_LAKE_GLYPHS: dict[int, Glyph] = {0: _LEFT, 1: _DOWN, 2: _RIGHT, 3: _UP}
+_CLIFF_GLYPHS: dict[int, Glyph] = {0: _UP, 1: _RIGHT, 2: _DOWN, 3: _LEFT}
+_TAXI_GLYPHS: dict[int, Glyph] = {0: _DOWN, 1: _UP, 2: _RIGHT, 3: _LEFT, 4: "P", 5: "D"}
+_BLACKJACK_GLYPHS: dict[int, Glyph] = {0: "S", 1: "H"}
+_LETTER_NAMES = {"P": "pick up", "D": "drop off", "H": "hit", "S": "stick"}
+_BLACKJACK_CMAP = ListedColormap(["#9ecae1", "#fdae6b"]).with_extremes(bad=_UNVISITED)
+
+
+# --- learning curves ---------------------------------------------------------------------------
+def rolling_mean(
+    values: np.ndarray, window: int, max_points: int = 2000
+) -> tuple[np.ndarray, np.ndarray]:
+    """The moving average of ``values`` over ``window``, with the episode index of each point.
+
+    Computed from one cumulative sum ("valid" mode: point ``i`` averages ``values[i:i+window]`` and
+    sits at episode ``i + window - 1``, the last one it includes), so it costs O(n) however large
+    the window. With fewer values than ``window`` the window shrinks to all of them. The result is
+    downsampled to at most ``max_points`` evenly spaced points (first and last kept), because a
+    curve of millions of episodes is drawn no better, only slower, with all of them.
+    """
+    if window < 1 or max_points < 2:
+        raise UsageError(f"rolling window {window} and max_points {max_points} must be >= 1 and 2")
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    window = min(window, values.size)
+    sums = np.concatenate(([0.0], np.cumsum(values)))
+    means = (sums[window:] - sums[:-window]) / window
+    episodes = np.arange(window - 1, values.size, dtype=np.int64)
+    if means.size > max_points:
+        keep = np.unique(np.linspace(0, means.size - 1, max_points).round().astype(np.int64))
+        episodes, means = episodes[keep], means[keep]
+    return episodes, means
+
+
+def plot_learning_curves(
+    metrics: Mapping[str, np.ndarray],
+    path: PathLike,
+    window: int = 500,
+    optimal_value: float | None = None,
+    title: str = "",
+) -> Path:
+    """Draw one run's rewards, episode lengths and training error, as the Gymnasium tutorial does.
+
+    ``metrics`` holds one value per episode under ``"return"``, ``"length"`` and ``"td_error"``
+    (mean absolute TD error of the episode); each panel is a moving average over ``window``
+    episodes. ``optimal_value``, when known, is drawn on the rewards panel as a dashed line, so
+    the remaining gap is visible at a glance. Returns the path of the PNG written.
+    """
+    return _save(_curves_figure({"": metrics}, window, optimal_value, title), path)
+
+
+def plot_comparison(
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    path: PathLike,
+    window: int = 500,
+    optimal_value: float | None = None,
+    title: str = "",
+) -> Path:
+    """Draw several runs' learning curves on shared axes, one labelled line per run.
+
+    ``curves`` maps a label (an algorithm, a hyperparameter setting, a seed) to metrics shaped as
+    for :func:`plot_learning_curves`; same panels, same window, so runs compare line by line.
+    """
+    if not curves:
+        raise UsageError("plot_comparison needs at least one run: pass {label: metrics}")
+    return _save(_curves_figure(curves, window, optimal_value, title), path)
+
+
+def _curves_figure(
+    runs: Mapping[str, Mapping[str, np.ndarray]],
+    window: int,
+    optimal_value: float | None,
+    title: str,
+) -> Figure:
+    """Three panels side by side; a legend when the lines are labelled or an optimum is drawn."""
+    fig = _new_figure((15, 4.4))
+    axes = fig.subplots(1, 3)
+    for ax, (key, name, ylabel) in zip(axes, _CURVE_PANELS, strict=True):
+        series = {label: np.asarray(m.get(key, ())) for label, m in runs.items()}
+        _curve_panel(ax, series, window, ylabel)
+        shown = min(window, max(s.size for s in series.values())) or window
+        ax.set_title(f"{name}\nmoving average over {shown:,} episodes")
+    handles = [Line2D([], [], color=f"C{i}", label=label) for i, label in enumerate(runs) if label]
+    if optimal_value is not None:
+        axes[0].axhline(optimal_value, color="black", linestyle="--", linewidth=1.2)
+        handles.append(Line2D([], [], color="black", linestyle="--", label="optimum"))
+    if len(handles) == 1 and not any(runs):
+        axes[0].legend(handles=handles, loc="lower right")
+    elif handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
+    if title:
+        fig.suptitle(title, fontsize="x-large", fontweight="bold")
+    return fig
+
+
+def _curve_panel(ax: Axes, series: Mapping[str, np.ndarray], window: int, ylabel: str) -> None:
+    """One line per run (colour by run order, so a run keeps its colour across panels)."""
+    for i, values in enumerate(series.values()):
+        if values.size:
+            episodes, means = rolling_mean(values, window)
+            ax.plot(episodes, means, color=f"C{i}", linewidth=1.4)
+    if not any(values.size for values in series.values()):
+        ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", color="grey")
+    ax.set_xlabel("episode")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 250k, 1.5M: episodes read at a glance
+
+
+# --- policy pictures ---------------------------------------------------------------------------
+def plot_policy(
+    env: gym.Env,
+    q_values: np.ndarray,
+    path: PathLike,
+    *,
+    optimal_policy: np.ndarray | None = None,
+    visited: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Draw the greedy policy of ``q_values`` and its state values, as ``env`` is usually pictured.
+
+    ``q_values`` has one row per state in the order of ``encoder_for(env.observation_space)``.
+    ``optimal_policy`` (one action per row), when given, is drawn beside the learned policy and the
+    states where they disagree are outlined in red: that is where learning is not finished.
+    ``visited`` (true for each row the agent has seen) greys out the rows the agent never reached,
+    whose greedy action is only the tie-break of an untouched row. Returns the PNG's path.
+    """
+    q = np.asarray(q_values, dtype=np.float64)
+    if q.ndim != 2 or q.shape[1] < 1:
+        raise UsageError(f"q_values must be a 2-d table (states x actions), got shape {q.shape}")
+    policy = _Policy(q, _rows_array(optimal_policy, q, "optimal_policy", int),
+                     _rows_array(visited, q, "visited", bool))
+    optimal = policy.optimal
+    if optimal is not None and not np.all((optimal >= 0) & (optimal < q.shape[1])):
+        raise UsageError(f"optimal_policy holds actions outside 0..{q.shape[1] - 1}")
+    title = title or _default_title(env)
+    unwrapped = env.unwrapped
+    if isinstance(unwrapped, BlackjackEnv):
+        fig = _blackjack_figure(env, policy, title)
+    elif isinstance(unwrapped, TaxiEnv):
+        fig = _boards_figure(policy, *_taxi_boards(unwrapped, q), _TAXI_GLYPHS, title)
+    elif isinstance(unwrapped, CliffWalkingEnv):
+        fig = _boards_figure(policy, [_cliff_board(unwrapped, q)], (1, 1), _CLIFF_GLYPHS, title)
+    elif _is_lake(unwrapped):
+        fig = _boards_figure(policy, [_lake_board(unwrapped, q)], (1, 1), _LAKE_GLYPHS, title)
+    else:
+        fig = _generic_figure(policy, title)
+    return _save(fig, path)
+
+
+@dataclass(frozen=True)
+class _Policy:
+    """What every policy picture reads from: greedy actions, values, optimum, visited rows."""
+
+    q: np.ndarray
+    optimal: np.ndarray | None
+    visited: np.ndarray | None
+
+    @cached_property
+    def greedy(self) -> np.ndarray:
+        """The greedy action of every row; ``argmax`` picks the lowest action on ties."""
+        return self.q.argmax(axis=1)
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        return self.q.max(axis=1)
+
+    @cached_property
+    def shown_values(self) -> np.ndarray:
+        """State values, NaN (drawn grey) on the rows never visited."""
+        return np.where(self.seen, self.values, np.nan)
+
+    @cached_property
+    def seen(self) -> np.ndarray:
+        return np.ones(len(self.q), bool) if self.visited is None else self.visited
+
+    @cached_property
+    def differ(self) -> np.ndarray:
+        """Rows (among the visited) where the learned greedy action is not the optimal one."""
+        if self.optimal is None:
+            return np.zeros(len(self.q), bool)
+        return (self.greedy != self.optimal) & self.seen
+
+    def panels(self, learned: str, optimal: str) -> list[tuple[str, np.ndarray]]:
+        """Titles and actions per row to draw: the learned policy (-1 where never visited), and
+        the optimal one when known (drawn everywhere: it does not depend on what was visited)."""
+        shown = [(learned, np.where(self.seen, self.greedy, -1))]
+        if self.optimal is not None:
+            shown.append((optimal, self.optimal))
+        return shown
+
+
+def _rows_array(
+    array: np.ndarray | None, q: np.ndarray, name: str, dtype: type
+) -> np.ndarray | None:
+    """``array`` as one entry per Q-table row, or a one-line error when it does not fit."""
+    if array is None:
+        return None
+    array = np.asarray(array).ravel()
+    if array.shape != (len(q),):
+        raise UsageError(f"{name} has {array.size} entries but the Q-table has {len(q)} rows")
+    return array.astype(dtype)
+
+
+def _default_title(env: gym.Env) -> str:
+    spec = getattr(env, "spec", None)
+    return f"{spec.id}: greedy policy" if spec is not None else "Greedy policy"
+
+
+def _check_rows(q: np.ndarray, n_states: int, what: str) -> None:
+    if len(q) != n_states:
+        raise UsageError(
+            f"the Q-table has {len(q)} rows but {what} has {n_states} states: "
+            "it belongs to another environment"
+        )
+
+
+# --- drawing a grid of cells -------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Tile:
+    """A kind of special cell: where it is, its fill (None keeps the shading) and its letter."""
+
+    label: str
+    mask: np.ndarray
+    color: str | None
+    letter: str
+
+
+def _grid_panel(
+    ax: Axes,
+    shading: np.ndarray,
+    *,
+    cmap: Colormap,
+    norm: Normalize,
+    origin: str = "upper",
+    actions: np.ndarray | None = None,
+    glyphs: Mapping[int, Glyph] | None = None,
+    tiles: Sequence[_Tile] = (),
+    differ: np.ndarray | None = None,
+) -> Artist:
+    """Cells shaded by ``shading`` (NaN: the colour map's grey), tiles, glyphs, red outlines.
+
+    The one drawing routine behind every policy picture: Blackjack grids, maps, folded tables.
+    ``actions`` holds one action per cell (-1: none) drawn with ``glyphs``.
+    """
+    image = ax.imshow(shading, cmap=cmap, norm=norm, origin=origin, interpolation="nearest")
+    height, width = shading.shape
+    cell = _cell_inches(ax, width, height)
+    if max(height, width) <= 40:
+        _grid_lines(ax, height, width)
+    for tile in tiles:
+        if tile.color is not None:
+            _cells(ax, tile.mask, facecolor=tile.color, edgecolor="white", linewidth=0.8)
+    if actions is not None and glyphs is not None:
+        _draw_glyphs(ax, actions, glyphs, cell)
+    for tile in tiles:
+        _draw_letters(ax, tile, actions, cell)
+    if differ is not None and differ.any():
+        _outline_cells(ax, differ, cell, fine=max(height, width) <= 40, origin=origin)
+    return image
+
+
+def _outline_cells(ax: Axes, mask: np.ndarray, cell: float, fine: bool, origin: str) -> None:
+    """Red outlines (white halo, visible on any colour) around the cells of ``mask``; on grids
+    too fine for outlines, a translucent red layer instead (one image, fast for a million)."""
+    if not fine:
+        layer = np.zeros((*mask.shape, 4))
+        layer[mask] = to_rgba(_DIFFER, 0.55)
+        ax.imshow(layer, origin=origin, interpolation="nearest", zorder=5)
+        return
+    width = max(1.0, 2.4 * min(cell, 0.5) / 0.5)
+    halo = [patheffects.withStroke(linewidth=width + 2, foreground="white")]
+    _cells(ax, mask, inset=0.08, facecolor="none", edgecolor=_DIFFER, linewidth=width,
+           zorder=5, path_effects=halo)
+
+
+def _grid_lines(ax: Axes, height: int, width: int) -> None:
+    """Thin white lines between cells (one collection: cheaper than minor-tick grids)."""
+    rows = [((-0.5, y), (width - 0.5, y)) for y in np.arange(0.5, height - 1)]
+    cols = [((x, -0.5), (x, height - 0.5)) for x in np.arange(0.5, width - 1)]
+    ax.add_collection(LineCollection(rows + cols, colors="white", linewidths=0.8, zorder=1.5))
+
+
+def _cell_inches(ax: Axes, width: int, height: int) -> float:
+    """The side of a cell in inches, to scale letters and outlines with the picture."""
+    box = ax.get_window_extent()
+    dpi = ax.get_figure(root=True).dpi
+    return min(box.width / width, box.height / height) / dpi
+
+
+def _cells(ax: Axes, mask: np.ndarray, inset: float = 0.0, **style) -> None:
+    """One rectangle per true cell of ``mask``, as a single collection (fast for big grids)."""
+    side = 1.0 - 2 * inset
+    corner = -0.5 + inset
+    boxes = [Rectangle((j + corner, i + corner), side, side) for i, j in np.argwhere(mask)]
+    if boxes:
+        ax.add_collection(PatchCollection(boxes, **style))
+
+
+def _draw_glyphs(ax: Axes, actions: np.ndarray, glyphs: Mapping[int, Glyph], cell: float) -> None:
+    """Arrows for moves (one quiver call), centred letters for other actions (pick up, hit...)."""
+    arrows = [(i, j, glyphs[a]) for (i, j), a in np.ndenumerate(actions)
+              if a in glyphs and not isinstance(glyphs[a], str)]
+    if arrows:
+        rows, cols, moves = zip(*arrows, strict=True)
+        dx, dy = np.array(moves).T * 0.56
+        ax.quiver(cols, rows, dx, dy, angles="xy", scale_units="xy", scale=1, pivot="middle",
+                  units="xy", width=0.075, headwidth=3.2, headlength=3.0, headaxislength=2.7,
+                  color="#1a1a1a", zorder=3)
+    size = _font_size(cell, 0.5)
+    for (i, j), a in np.ndenumerate(actions):
+        glyph = glyphs.get(int(a))
+        if isinstance(glyph, str):
+            ax.text(j, i, glyph, ha="center", va="center", fontsize=size, fontweight="bold",
+                    color="#1a1a1a", zorder=3)
+
+
+def _draw_letters(ax: Axes, tile: _Tile, actions: np.ndarray | None, cell: float) -> None:
+    """A tile's letter: centred on an empty cell, in the corner when an arrow is there."""
+    for i, j in np.argwhere(tile.mask):
+        busy = actions is not None and actions[i, j] >= 0
+        dark = tile.color in (_HOLE, _CLIFF)
+        ax.text(j - 0.4 if busy else j, i - 0.4 if busy else i, tile.letter,
+                ha="left" if busy else "center", va="top" if busy else "center",
+                fontsize=_font_size(cell, 0.25 if busy else 0.45), fontweight="bold",
+                color="white" if dark else "#1a1a1a", zorder=6)
+
+
+def _font_size(cell_inches: float, fraction: float) -> float:
+    """Points for a letter filling ``fraction`` of a cell, kept between legible bounds."""
+    return float(np.clip(cell_inches * 72 * fraction, 5, 18))
+
+
+# --- maps: FrozenLake, CliffWalking, Taxi ------------------------------------------------------
+@dataclass(frozen=True)
+class _Board:
+    """One map: the Q-table row behind each cell, its special tiles, walls and blocked cells."""
+
+    title: str
+    rows: np.ndarray
+    tiles: Sequence[_Tile] = ()
+    no_action: np.ndarray | None = None
+    walls: Sequence[tuple[tuple[float, float], tuple[float, float]]] = ()
+    note: str = ""
+
+    @property
+    def blocked(self) -> np.ndarray:
+        """Cells without an action to draw: terminal tiles, cells that are not states."""
+        return np.zeros(self.rows.shape, bool) if self.no_action is None else self.no_action
+
+
+def _is_lake(env: gym.Env) -> bool:
+    """FrozenLake or a custom map in its style: a ``desc`` of S/F/H/G letters."""
+    desc = getattr(env, "desc", None)
+    if desc is None:
+        return False
+    letters = np.char.decode(np.asarray(desc, dtype=bytes), "ascii")
+    return letters.ndim == 2 and set(np.unique(letters)) <= set("SFHG")
+
+
+def _lake_board(env: gym.Env, q: np.ndarray) -> _Board:
+    letters = np.char.decode(np.asarray(env.desc, dtype=bytes), "ascii")
+    _check_rows(q, letters.size, f"the {letters.shape[0]}x{letters.shape[1]} lake")
+    tiles = [
+        _Tile("start", letters == "S", None, "S"),
+        _Tile("hole", letters == "H", _HOLE, "H"),
+        _Tile("goal", letters == "G", _GOAL, "G"),
+    ]
+    rows = np.arange(letters.size).reshape(letters.shape)
+    return _Board("", rows, tiles, no_action=(letters == "H") | (letters == "G"))
+
+
+def _cliff_board(env: gym.Env, q: np.ndarray) -> _Board:
+    shape = tuple(getattr(env, "shape", (4, 12)))
+    _check_rows(q, math.prod(shape), "CliffWalking")
+    cliff = np.asarray(getattr(env, "_cliff", np.zeros(shape, bool)), dtype=bool)
+    start, goal = np.zeros(shape, bool), np.zeros(shape, bool)
+    start[np.unravel_index(getattr(env, "start_state_index", (shape[0] - 1) * shape[1]), shape)] = 1
+    goal[shape[0] - 1, shape[1] - 1] = True
+    tiles = [_Tile("start", start, None, "S"), _Tile("cliff", cliff, _CLIFF, "C"),
+             _Tile("goal", goal, _GOAL, "G")]
+    rows = np.arange(math.prod(shape)).reshape(shape)
+    return _Board("", rows, tiles, no_action=cliff | goal)
+
+
+def _taxi_boards(env: TaxiEnv, q: np.ndarray) -> tuple[list[_Board], tuple[int, int]]:
+    """One 5x5 map per (passenger location, destination): 5 rows x 4 columns of maps."""
+    _check_rows(q, 500, "Taxi")
+    names = "RGYB"
+    shape = (env.max_row + 1, env.max_col + 1)
+    landmarks = []
+    for name, (r, c) in zip(names, env.locs, strict=True):
+        mask = np.zeros(shape, bool)
+        mask[r, c] = True
+        landmarks.append(_Tile(name, mask, None, name))
+    walls = _taxi_walls(np.char.decode(np.asarray(env.desc, dtype=bytes), "ascii"))
+    boards = []
+    for passenger in range(5):
+        for dest in range(4):
+            rows = np.array([[env.encode(r, c, passenger, dest) for c in range(shape[1])]
+                             for r in range(shape[0])])
+            where = "in taxi" if passenger == 4 else f"at {names[passenger]}"
+            done = passenger == dest
+            boards.append(_Board(f"passenger {where}, to {names[dest]}", rows, landmarks,
+                                 no_action=np.full(shape, done), walls=walls,
+                                 note="delivered\n(terminal)" if done else ""))
+    return boards, (5, 4)
+
+
+def _taxi_walls(desc: np.ndarray) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """The '|' of Taxi's map as segments between cells, in cell coordinates."""
+    walls = []
+    for i, line in enumerate(desc[1:-1]):
+        for j in range((len(line) - 3) // 2):
+            if line[2 * j + 2] == "|":
+                walls.append(((j + 0.5, i - 0.5), (j + 0.5, i + 0.5)))
+    return walls
+
+
+def _boards_figure(
+    policy: _Policy,
+    boards: Sequence[_Board],
+    layout: tuple[int, int],
+    glyphs: Mapping[int, Glyph],
+    title: str,
+) -> Figure:
+    """The learned policy on every map (shaded by value), and the optimal one beside it."""
+    parts = policy.panels("Learned greedy policy", "Optimal policy")
+    fig, subfigs = _boards_layout(boards[0], layout, len(parts))
+    norm = _board_norm(policy, boards)
+    for k, (subfig, (name, actions)) in enumerate(zip(subfigs, parts, strict=True)):
+        shaded = k == 0
+        axes = subfig.subplots(*layout, squeeze=False)
+        for ax, board in zip(axes.flat, boards, strict=True):
+            _draw_board(ax, board, policy, actions, glyphs, norm if shaded else None)
+        subfig.suptitle(name, fontsize="large")
+        bar = subfig.colorbar(ScalarMappable(norm, _VALUE_CMAP), ax=axes, shrink=0.85,
+                              label=r"state value  $\max_a Q(s, a)$")
+        if not shaded:
+            _blank(bar)
+    greyed = any((~policy.seen[b.rows] & ~b.blocked).any() for b in boards)
+    _legend(fig, _board_handles(boards[0].tiles, glyphs), policy, greyed)
+    fig.suptitle(title, fontsize="x-large", fontweight="bold")
+    return fig
+
+
+def _blank(bar: Colorbar) -> None:
+    """Make a colour bar transparent but keep its room, so that both policies get the same size."""
+    bar.solids.set_visible(False)
+    bar.outline.set_visible(False)
+    bar.ax.patch.set_visible(False)
+    bar.ax.tick_params(colors="none", labelcolor="none")
+    bar.ax.yaxis.label.set_color("none")
+
+
+def _boards_layout(
+    board: _Board, layout: tuple[int, int], n: int
+) -> tuple[Figure, list[SubFigure]]:
+    """A figure sized for ``n`` policies of ``layout`` maps, each policy in a subfigure: stacked
+    for wide maps (CliffWalking), side by side for square ones. Cells are at most 0.9 inch."""
+    height, width = board.rows.shape
+    cell = min(0.9, 6.0 / max(height, width)) if layout == (1, 1) else 0.36
+    title = 0.3 if board.title else 0.0
+    sub_w = layout[1] * (width * cell + 0.1) + 1.3  # + the colour bar
+    sub_h = layout[0] * (height * cell + 0.1 + title) + 0.4  # + the subfigure's title
+    stacked = width > 1.6 * height
+    size = (sub_w, n * sub_h + 0.9) if stacked else (n * sub_w, sub_h + 0.9)
+    fig = _new_figure(size)
+    shape = (n, 1) if stacked else (1, n)
+    return fig, list(fig.subfigures(*shape, squeeze=False).ravel())
+
+
+def _board_norm(policy: _Policy, boards: Sequence[_Board]) -> Normalize:
+    """One value scale for all maps, over the cells that are shaded (visited, not terminal)."""
+    return _normalize(np.concatenate([policy.shown_values[b.rows][~b.blocked] for b in boards]))
+
+
+def _draw_board(
+    ax: Axes,
+    board: _Board,
+    policy: _Policy,
+    actions: np.ndarray,
+    glyphs: Mapping[int, Glyph],
+    norm: Normalize | None,
+) -> None:
+    """One map: value shading (or a plain background for the optimum), glyphs, tiles, walls."""
+    active = (actions[board.rows] >= 0) & ~board.blocked
+    if norm is None:
+        shading, cmap, norm = np.zeros(board.rows.shape), ListedColormap([_BACKGROUND]), Normalize()
+    else:
+        shading, cmap = np.where(active, policy.values[board.rows], np.nan), _VALUE_CMAP
+    if board.note:
+        shading, cmap = np.zeros(board.rows.shape), ListedColormap(["#f7f7f7"])
+    cells = np.where(active, actions[board.rows], -1)
+    differ = policy.differ[board.rows] & ~board.blocked
+    _grid_panel(ax, shading, cmap=cmap, norm=norm, actions=cells, glyphs=glyphs,
+                tiles=board.tiles, differ=differ)
+    if board.walls:
+        ax.add_collection(LineCollection(board.walls, colors="black", linewidths=3, zorder=4))
+    if board.note:
+        ax.text(0.5, 0.5, board.note, transform=ax.transAxes, ha="center", va="center",
+                color="grey", fontsize="small", zorder=6,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(board.title, fontsize="small")
+
+
+def _board_handles(tiles: Sequence[_Tile], glyphs: Mapping[int, Glyph]) -> list[Artist]:
+    """Legend entries of a map: its coloured tiles and its actions drawn as letters."""
+    handles: list[Artist] = [Patch(facecolor=t.color, edgecolor="grey", label=t.label)
+                             for t in tiles if t.color is not None]
+    letters = [g for g in glyphs.values() if isinstance(g, str)]
+    handles += [Line2D([], [], linestyle="", marker=f"${g}$", color="black", markersize=9,
+                       label=_LETTER_NAMES.get(g, g)) for g in letters]
+    return handles
+
+
+def _legend(fig: Figure, handles: list[Artist], policy: _Policy, greyed: bool) -> None:
+    """The family's own entries, then greyed and differing cells, in one row under the figure."""
+    if greyed:
+        handles.append(Patch(facecolor=_UNVISITED, edgecolor="grey", label="never visited"))
+    if policy.optimal is not None:
+        handles.append(Patch(facecolor="none", edgecolor=_DIFFER, linewidth=2,
+                             label="learned differs from optimal"))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6),
+                   frameon=False)
+
+
+# --- Blackjack ---------------------------------------------------------------------------------
+def _blackjack_figure(env: gym.Env, policy: _Policy, title: str) -> Figure:
+    """Sutton & Barto's figure: hit/stick over player sum 12-21 x dealer card, values beside."""
+    encoder = encoder_for(env.observation_space)
+    _check_rows(policy.q, encoder.n_states, "Blackjack")
+    parts = policy.panels("Learned policy", "Optimal policy")
+    grids = {ace: np.array([[encoder.key((p, d, ace)) for d in range(1, 11)]
+                            for p in range(12, 22)]) for ace in (1, 0)}
+    norm = _normalize(policy.shown_values[np.concatenate(list(grids.values()))])
+    fig = _new_figure((3.7 * (len(parts) + 1) + 0.8, 7.6))
+    axes = fig.subplots(2, len(parts) + 1, squeeze=False)
+    for row_axes, (ace, rows) in zip(axes, grids.items(), strict=True):
+        hand = "usable ace" if ace else "no usable ace"
+        for ax, (name, actions) in zip(row_axes[:-1], parts, strict=True):
+            _grid_panel(ax, _shown(actions[rows]), cmap=_BLACKJACK_CMAP, norm=Normalize(-0.5, 1.5),
+                        origin="lower", actions=actions[rows], glyphs=_BLACKJACK_GLYPHS,
+                        differ=policy.differ[rows])
+            _blackjack_axes(ax, f"{name}, {hand}")
+        values = policy.shown_values[rows]
+        _grid_panel(row_axes[-1], values, cmap=_VALUE_CMAP, norm=norm, origin="lower")
+        _annotate_values(row_axes[-1], values)
+        _blackjack_axes(row_axes[-1], f"State value, {hand}")
+    fig.colorbar(ScalarMappable(norm, _VALUE_CMAP), ax=axes[:, -1], shrink=0.8,
+                 label=r"$\max_a Q(s, a)$")
+    handles = [Patch(facecolor=_BLACKJACK_CMAP(a), edgecolor="grey",
+                     label=f"{g}: {_LETTER_NAMES[g]}") for a, g in _BLACKJACK_GLYPHS.items()]
+    rows = np.concatenate(list(grids.values()))
+    _legend(fig, handles, policy, not policy.seen[rows].all())
+    fig.suptitle(title, fontsize="x-large", fontweight="bold")
+    return fig
+
+
+def _blackjack_axes(ax: Axes, title: str) -> None:
+    ax.set_xticks(range(10), ["A", *map(str, range(2, 11))])
+    ax.set_yticks(range(10), [str(s) for s in range(12, 22)])
+    ax.set_xlabel("dealer showing")
+    ax.set_ylabel("player sum")
+    ax.set_title(title)
+
+
+def _annotate_values(ax: Axes, values: np.ndarray) -> None:
+    """Each cell's value in small print: the colour scale alone hides small differences."""
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2f}".replace("-0.00", "0.00"), ha="center", va="center",
+                    fontsize=5.5, color="#1a1a1a")
+
+
+# --- any other environment ---------------------------------------------------------------------
+def _generic_figure(policy: _Policy, title: str) -> Figure:
+    """Value and greedy action of every Q-table row, folded row-major into a near-square grid."""
+    n, n_actions = policy.q.shape
+    width = math.ceil(math.sqrt(n))
+    height = math.ceil(n / width)
+    fold = _folder(n, height, width)
+    padding = [_Tile("", np.isnan(fold(np.zeros(n))), "white", "")]  # cells past the last row
+    parts = policy.panels("Greedy action (learned)", "Optimal action")
+    fig = _new_figure((4.6 * (len(parts) + 1) + 0.6, 4.8))
+    axes = fig.subplots(1, len(parts) + 1, squeeze=False)[0]
+    values = policy.shown_values
+    image = _grid_panel(axes[0], fold(values), cmap=_VALUE_CMAP, norm=_normalize(values),
+                        tiles=padding)
+    fig.colorbar(image, ax=axes[0], shrink=0.8, label=r"$\max_a Q(s, a)$")
+    _fold_axes(axes[0], "State value", width)
+    cmap = _action_cmap(n_actions)
+    differ = fold(policy.differ) == 1  # NaN padding compares False
+    for ax, (name, actions) in zip(axes[1:], parts, strict=True):
+        image = _grid_panel(ax, fold(_shown(actions)), cmap=cmap,
+                            norm=Normalize(-0.5, n_actions - 0.5), tiles=padding, differ=differ)
+        _fold_axes(ax, name, width)
+    ticks = range(n_actions) if n_actions <= 18 else None
+    fig.colorbar(image, ax=axes[1:], shrink=0.8, ticks=ticks, label="action")
+    _legend(fig, [], policy, not policy.seen.all())
+    fig.suptitle(title, fontsize="x-large", fontweight="bold")
+    return fig
+
+
+def _shown(actions: np.ndarray) -> np.ndarray:
+    """Actions as a shading: NaN (the colour map's grey) where there is none to show."""
+    return np.where(actions >= 0, actions, np.nan)
+
+
+def _folder(n: int, height: int, width: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A function laying ``n`` row values out row-major on ``height x width`` (NaN padding)."""
+
+    def fold(array: np.ndarray) -> np.ndarray:
+        grid = np.full(height * width, np.nan)
+        grid[:n] = array
+        return grid.reshape(height, width)
+
+    return fold
+
+
+def _fold_axes(ax: Axes, title: str, width: int) -> None:
+    ax.set_title(title)
+    ax.set_xlabel(f"Q-table row mod {width}")
+    ax.set_ylabel("first row of the line")
+    ax.yaxis.set_major_formatter(lambda y, _: f"{int(round(y)) * width:,}")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+
+
+def _action_cmap(n_actions: int) -> Colormap:
+    """Distinct colours (no red, kept for differences) for up to 18 actions; a ramp beyond."""
+    tab10, tab20 = matplotlib.colormaps["tab10"].colors, matplotlib.colormaps["tab20"].colors
+    if n_actions <= 9:
+        colors = [c for i, c in enumerate(tab10) if i != 3][:n_actions]  # red marks differences
+    elif n_actions <= 18:
+        colors = [c for i, c in enumerate(tab20) if i not in (6, 7)][:n_actions]
+    else:
+        colors = matplotlib.colormaps["turbo"](np.linspace(0, 1, n_actions))
+    return ListedColormap(colors).with_extremes(bad=_UNVISITED)
+
+
+# --- figures and files -------------------------------------------------------------------------
+def _normalize(values: np.ndarray) -> Normalize:
+    """A value scale over ``values``, widened when they are all equal (an untrained table)."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return Normalize(0.0, 1.0)
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-12:
+        low, high = low - 0.5, high + 0.5
+    return Normalize(low, high)
+
+
+def _new_figure(size: tuple[float, float]) -> Figure:
+    """A figure on the Agg canvas: no pyplot, no display, nothing global to clean up."""
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: PathLike) -> Path:
+    """Render to PNG bytes in memory, then write them atomically (never a half-written image)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    path = Path(path)
+    try:
+        return atomic_write_bytes(path, buffer.getvalue())
+    except OSError as error:
+        raise RunFolderError(
+            f"cannot write {path} ({error.strerror or error}): choose a writable folder"
+        ) from None
