@@ -1,10 +1,10 @@
 """The whole MDP of an environment, as flat arrays.
 
-Toy-text environments describe themselves completely: ``env.unwrapped.P[s][a]`` lists the outcomes
-``(probability, next_state, reward, terminated)`` and ``initial_state_distrib`` the start. Blackjack-v1
-has no ``P`` but its infinite deck makes it a finite MDP as well (``tabrl.blackjack``). Once an
-environment is a :class:`TabularMDP`, the compiled engine can sample it and ``tabrl.solve`` can
-solve it exactly: one description serves both.
+Toy-text environments describe themselves completely: ``env.unwrapped.P[s][a]`` lists the
+outcomes ``(probability, next_state, reward, terminated)`` and ``initial_state_distrib`` the start.
+Blackjack-v1 has no ``P`` but its infinite deck makes it a finite MDP as well
+(``tabrl.blackjack``). Once an environment is a :class:`TabularMDP`, the compiled engine can sample
+it and ``tabrl.solve`` can solve it exactly: one description serves both.
 
 Outcomes are stored in CSR form: the outcomes of state ``s`` and action ``a`` are the entries
 ``offsets[s * n_actions + a] : offsets[s * n_actions + a + 1]`` of ``prob``, ``next_state``,
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, RecordEpisodeStatistics, TimeLimit
 
 from tabrl.errors import NotCompilableError
@@ -51,10 +52,15 @@ class TabularMDP:
         i = state * self.n_actions + action
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
 
+    def pair_of_outcome(self) -> np.ndarray:
+        """The index ``s * n_actions + a`` of the state-action pair of every outcome."""
+        return np.repeat(np.arange(self.n_states * self.n_actions), np.diff(self.offsets))
+
     def expected_reward(self) -> np.ndarray:
         """``r(s, a)``: the expected immediate reward, shape ``(n_states, n_actions)``."""
-        weighted = np.add.reduceat(self.prob * self.reward, self.offsets[:-1]) if self.prob.size else 0
-        return np.reshape(weighted, (self.n_states, self.n_actions))
+        weighted = np.bincount(self.pair_of_outcome(), weights=self.prob * self.reward,
+                               minlength=self.n_states * self.n_actions)
+        return weighted.reshape(self.n_states, self.n_actions)
 
 
 def from_transitions(
@@ -152,9 +158,8 @@ def goal_rows_of(base: gym.Env, mdp: TabularMDP) -> np.ndarray:
     FrozenLake marks its goal ``G`` in ``desc`` (holes end episodes too); elsewhere in the
     toy-text family (Taxi, CliffWalking) every terminating transition reaches the goal.
     """
-    desc = getattr(base, "desc", None)
-    if desc is not None:
-        return (np.asarray(desc) == b"G").ravel()
+    if isinstance(base, FrozenLakeEnv):
+        return (np.asarray(base.desc) == b"G").ravel()
     goal = np.zeros(mdp.n_rows, dtype=bool)
     goal[mdp.row_of_state[mdp.next_state[mdp.terminal]]] = True
     return goal
