@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import click
 import typer
@@ -43,7 +43,8 @@ class TrainingProgress:
     def __init__(self, total: int, quiet: bool) -> None:
         self.bar = Progress(
             TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>12} ep/s"), TextColumn("mean return {task.fields[ret]}"),
+            TextColumn("{task.fields[rate]:>12} ep/s"),
+            TextColumn("mean return {task.fields[ret]}"),
             TimeRemainingColumn(), console=err, disable=quiet, transient=False,
         )
         self.task = self.bar.add_task("train", total=total, rate="", ret="")
@@ -56,26 +57,27 @@ class TrainingProgress:
 
 @app.command()
 def train(
-    env_id: Annotated[Optional[str], typer.Argument(
+    env_id: Annotated[str | None, typer.Argument(
         help="A registered Gymnasium id. Omitted: the seed's Blackjack-v1 with sab=False.")] = None,
-    episodes: Annotated[Optional[int], typer.Option(help="Training episodes.")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Learning rate in (0, 1].")] = None,
-    discount: Annotated[Optional[float], typer.Option(help="Discount factor in [0, 1].")] = None,
-    epsilon_start: Annotated[Optional[float], typer.Option(help="Initial epsilon.")] = None,
-    epsilon_end: Annotated[Optional[float], typer.Option(help="Epsilon floor.")] = None,
-    epsilon_decay_episodes: Annotated[Optional[int], typer.Option(
+    episodes: Annotated[int | None, typer.Option(help="Training episodes.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Learning rate in (0, 1].")] = None,
+    discount: Annotated[float | None, typer.Option(help="Discount factor in [0, 1].")] = None,
+    epsilon_start: Annotated[float | None, typer.Option(help="Initial epsilon.")] = None,
+    epsilon_end: Annotated[float | None, typer.Option(help="Epsilon floor.")] = None,
+    epsilon_decay_episodes: Annotated[int | None, typer.Option(
         help="Episodes of linear decay to the floor (default: half the episodes).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random stream.")] = 0,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="The run folder to create.")] = None,
-    eval_episodes: Annotated[int, typer.Option(help="Greedy evaluation episodes (0: skip).")] = 10_000,
-    env_kwargs: Annotated[Optional[str], typer.Option(
+    out_dir: Annotated[Path | None, typer.Option("--out", help="The run folder to create.")] = None,
+    eval_episodes: Annotated[int, typer.Option(
+        help="Greedy evaluation episodes (0: skip).")] = 10_000,
+    env_kwargs: Annotated[str | None, typer.Option(
         help="Environment keywords, e.g. is_slippery=false,map_name=8x8.")] = None,
     algo: Annotated[str, typer.Option(help="The learning algorithm.")] = "q-learning",
     engine: Annotated[str, typer.Option(help="auto, python or compiled.")] = "auto",
     max_steps: Annotated[int, typer.Option(
         help="Step cap per episode for environments without a time limit.")] = 10_000,
     window: Annotated[int, typer.Option(help="Rolling window of the learning curves.")] = 500,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue this run folder.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
 ) -> None:
     """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder."""
@@ -116,8 +118,8 @@ def train(
 @app.command("evaluate")
 def evaluate_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
-    episodes: Annotated[Optional[int], typer.Option(help="Evaluation episodes.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the evaluation episodes.")] = None,
+    episodes: Annotated[int | None, typer.Option(help="Evaluation episodes.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the evaluation episodes.")] = None,
 ) -> None:
     """Evaluate a run's greedy policy again (exploration off) and save evaluation.json."""
     run = load_run(run_dir)
@@ -129,7 +131,7 @@ def evaluate_command(
 @app.command()
 def plot(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
-    window: Annotated[Optional[int], typer.Option(help="Rolling window.")] = None,
+    window: Annotated[int | None, typer.Option(help="Rolling window.")] = None,
 ) -> None:
     """Draw a run's learning curves and policy again."""
     for path in plot_run(load_run(run_dir), window):
@@ -143,6 +145,39 @@ def envs() -> None:
     for info in tabular_envs():
         table.add_row(info.env_id, f"{info.n_states:,}", str(info.n_actions),
                       str(info.time_limit or "-"), "compiled" if info.compiled else "python")
+    out.print(table)
+
+
+@app.command("solve")
+def solve_command(
+    env_id: Annotated[str, typer.Argument(help="A registered Gymnasium id.")],
+    env_kwargs: Annotated[str | None, typer.Option(help="Environment keywords.")] = None,
+    discount: Annotated[float | None, typer.Option(
+        help="Solve the discounted problem instead of the environment's own return.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for solution.json and policy.png.")] = None,
+) -> None:
+    """The exact optimal policy and its value (dynamic programming on the known MDP)."""
+    from tabrl.workflow import solve_env
+
+    summary, path = solve_env(env_id, parse_env_kwargs(env_kwargs), discount, out_dir)
+    if as_json:
+        out.print_json(data=summary)
+        return
+    table = Table(title=f"optimum of {env_id}", show_header=False)
+    objective = "undiscounted return" if summary["discount"] == 1 else f"discount {discount}"
+    horizon = summary["horizon"]
+    table.add_row("objective", objective + (f" within {horizon} steps" if horizon else ""))
+    table.add_row("optimal value", f"{summary['value']:+.4f}")
+    table.add_row("best stationary policy", f"{summary['stationary_value']:+.4f}")
+    if summary["success_probability"] is not None:
+        table.add_row("success probability", f"{summary['success_probability']:.2%}")
+    else:  # no goal (Blackjack): the outcome of the game is what a player asks for
+        table.add_row("win / draw / loss",
+                      f"{summary['win']:.2%} / {summary['draw']:.2%} / {summary['loss']:.2%}")
+    table.add_row("mean length", _value(summary["mean_length"]).lstrip("+"))
+    table.add_row("saved", f"{path / 'solution.json'}, {path / 'policy.png'}")
     out.print(table)
 
 
@@ -161,9 +196,23 @@ def print_evaluation(evaluation: Evaluation, title: str) -> None:
         rows.append(("success rate", f"{e.success_rate:.1%}"))
     if e.truncated_rate:
         rows.append(("truncated", f"{e.truncated_rate:.1%}"))
+    if (x := e.exact) is not None:
+        rows += [
+            ("exact value of this policy", _value(x["policy_value"])),
+            ("optimal value", f"{x['optimal_value']:+.4f}"
+             + (f"  (best stationary {x['stationary_optimal_value']:+.4f})"
+                if x["stationary_optimal_value"] < x["optimal_value"] - 1e-9 else "")),
+            ("gap to optimum", _value(x["gap"])),
+            ("optimal actions (visit-weighted)", f"{x['optimal_action_share']:.1%}"),
+        ]
     for name, value in rows:
         table.add_row(name, value)
     out.print(table)
+
+
+def _value(value: float | None) -> str:
+    """An exact value; None stands for a policy that may never end its episode."""
+    return "-inf (the policy can loop forever)" if value is None else f"{value:+.4f}"
 
 
 def main() -> None:

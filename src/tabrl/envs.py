@@ -53,7 +53,9 @@ def parse_env_kwargs(text: str | None) -> dict[str, Any]:
         try:
             kwargs[key.strip()] = yaml.safe_load(value.strip().replace("(", "[").replace(")", "]"))
         except yaml.YAMLError:
-            raise UsageError(f"cannot read the value of --env-kwargs {key.strip()}={value!r}") from None
+            raise UsageError(
+                f"cannot read the value of --env-kwargs {key.strip()}={value!r}"
+            ) from None
     return kwargs
 
 

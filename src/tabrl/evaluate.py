@@ -116,7 +116,8 @@ def evaluate(
             obs, reward, terminated, cut, _ = env.step(act(obs))
             total += float(reward)
             steps += 1
-        returns[episode], lengths[episode], truncated[episode] = total, steps, cut and not terminated
+        returns[episode], lengths[episode] = total, steps
+        truncated[episode] = cut and not terminated
         if success is not None:
             success[episode] = terminated and bool(goal_rows[agent.q_values.encoder.find(obs)])
     return summarize(returns, lengths, truncated, success, seed)

@@ -55,7 +55,9 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         raise RunFolderError(f"{path} is not valid JSON ({error}): {what} is corrupted") from None
 
 
-def load_npz(path: str | os.PathLike, what: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+def load_npz(
+    path: str | os.PathLike, what: str, required: tuple[str, ...]
+) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` file (never unpickling), or a one-line error."""
     path = Path(path)
     try:

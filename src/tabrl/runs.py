@@ -38,7 +38,7 @@ from tabrl.schedules import Schedule
 CONFIG, STATE, Q_TABLE, METRICS, EVALUATION = (
     "config.json", "state.json", "q_table.npz", "metrics.npz", "evaluation.json",
 )
-CURVES, POLICY = "curves.png", "policy.png"
+CURVES, POLICY, SOLUTION = "curves.png", "policy.png", "solution.json"
 
 
 @dataclass
@@ -120,13 +120,13 @@ def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
     return candidate
 
 
-def prepare_run_dir(path: Path) -> Path:
-    """Create an empty run folder, or a one-line error saying why it cannot be one."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UsageError(
-            f"{path} already exists and is not an empty folder: choose another --out, "
-            "or continue that run with --resume"
-        )
+def default_solution_dir(env_id: str, root: Path = Path("runs")) -> Path:
+    """``runs/<env>-optimal``: solving is deterministic, so a new solve may replace the old."""
+    return root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', env_id)}-optimal"
+
+
+def writable_dir(path: Path) -> Path:
+    """Create ``path`` if needed and check that files can be written into it."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -134,9 +134,19 @@ def prepare_run_dir(path: Path) -> Path:
         probe.unlink()
     except OSError as error:
         raise RunFolderError(
-            f"cannot write the run folder {path} ({error.strerror}): choose another --out"
+            f"cannot write the folder {path} ({error.strerror}): choose another --out"
         ) from None
     return path
+
+
+def prepare_run_dir(path: Path) -> Path:
+    """Create an empty run folder, or a one-line error saying why it cannot be one."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(
+            f"{path} already exists and is not an empty folder: choose another --out, "
+            "or continue that run with --resume"
+        )
+    return writable_dir(path)
 
 
 @dataclass
@@ -194,7 +204,10 @@ def save_checkpoint(
     })
 
 
-def save_config(path: Path, config: RunConfig, agent: TabularAgent, engine: str, reason: str) -> None:
+def save_config(
+    path: Path, config: RunConfig, agent: TabularAgent, engine: str, reason: str
+) -> None:
+    """The settings, the engine that runs them and why, the agent's schedules, the versions."""
     atomic_write_json(path / CONFIG, {
         "config": asdict(config),
         "engine": engine,
@@ -226,5 +239,5 @@ def load_run(path: str | Path) -> Run:
 
 
 def load_agent(path: str | Path, env: gym.Env | None = None) -> TabularAgent:
-    """The agent of a run folder: ``agent.get_action(obs)`` with ``agent.epsilon = 0`` plays greedy."""
+    """The agent of a run folder; with ``agent.epsilon = 0``, ``get_action`` plays greedy."""
     return load_run(path).load_agent(env)

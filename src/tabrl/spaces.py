@@ -107,16 +107,16 @@ def encoder_for(space: spaces.Space) -> StateEncoder:
     if isinstance(space, spaces.Discrete):
         return StateEncoder((int(space.n),), (int(space.start),), scalar=True)
     if isinstance(space, spaces.MultiDiscrete) and space.nvec.ndim == 1:
-        return StateEncoder(tuple(space.nvec), tuple(getattr(space, "start", [0] * len(space.nvec))),
-                            scalar=False)
+        starts = tuple(getattr(space, "start", [0] * len(space.nvec)))
+        return StateEncoder(tuple(space.nvec), starts, scalar=False)
     if isinstance(space, spaces.Tuple) and all(isinstance(p, spaces.Discrete) for p in space):
         return StateEncoder(tuple(int(p.n) for p in space), tuple(int(p.start) for p in space),
                             scalar=False)
     if isinstance(space, spaces.Box):
         raise UsageError(
-            f"the observation space {space} is continuous, and tabular methods need discrete states: "
-            "discretise it first (e.g. a wrapper that maps observations into bins) or pick a "
-            "toy-text environment such as FrozenLake-v1"
+            f"the observation space {space} is continuous, and tabular methods need discrete "
+            "states: discretise it first (e.g. a wrapper that maps observations into bins) "
+            "or pick a toy-text environment such as FrozenLake-v1"
         )
     raise UsageError(
         f"the observation space {space} is not discrete: tabular methods need Discrete, "

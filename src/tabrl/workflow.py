@@ -12,16 +12,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 
 from tabrl import plots
 from tabrl.agents import TabularAgent
+from tabrl.envs import make_env
 from tabrl.evaluate import Evaluation, evaluate
 from tabrl.fileio import atomic_write_json
 from tabrl.loop import Progress, TrainingLog
+from tabrl.mdp import mdp_of
+from tabrl.reference import exact_report, known_mdp, optimal_actions_near, solution_summary
 from tabrl.runs import (
-    CURVES, EVALUATION, POLICY, Run, RunConfig, default_run_dir, load_run, prepare_run_dir,
-    save_checkpoint, save_config,
+    CURVES,
+    EVALUATION,
+    POLICY,
+    SOLUTION,
+    Run,
+    RunConfig,
+    default_run_dir,
+    default_solution_dir,
+    load_run,
+    prepare_run_dir,
+    save_checkpoint,
+    save_config,
+    writable_dir,
 )
+from tabrl.solve import solve
 from tabrl.training import EngineChoice, Training, choose_engine, train
 
 Say = Callable[[str], None]
@@ -112,6 +128,8 @@ def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = Non
         seed=run.config.seed + 1_000_003 if seed is None else seed,
         max_steps=run.config.max_steps,
     )
+    if (mdp := known_mdp(env)) is not None:
+        evaluation.exact = exact_report(mdp, solve(mdp), agent.q_values.greedy_policy())
     atomic_write_json(run.path / EVALUATION, evaluation.to_dict())
     return evaluation
 
@@ -120,12 +138,33 @@ def plot_run(run: Run, window: int | None = None) -> list[Path]:
     """Draw the learning curves and the greedy policy of a run into its folder."""
     env = run.config.make_env()
     agent = run.load_agent(env)
+    greedy = agent.q_values.greedy_policy()
+    optimal_value = optimal_policy = None
+    if (mdp := known_mdp(env)) is not None:
+        solution = solve(mdp)
+        optimal_value, optimal_policy = solution.value, optimal_actions_near(solution, greedy)
     title = f"{run.config.algo} on {run.config.env_id}"
     curves = plots.plot_learning_curves(
-        run.metrics().columns(), run.path / CURVES, window=window or run.config.window, title=title
+        run.metrics().columns(), run.path / CURVES, window=window or run.config.window,
+        optimal_value=optimal_value, title=title,
     )
     policy = plots.plot_policy(
         env, agent.q_values.array[: agent.q_values.n_rows], run.path / POLICY,
-        visited=agent.q_values.visited(), title=title,
+        optimal_policy=optimal_policy, visited=agent.q_values.visited(), title=title,
     )
     return [curves, policy]
+
+
+def solve_env(
+    env_id: str, env_kwargs: dict, discount: float | None, out: Path | None
+) -> tuple[dict, Path]:
+    """Solve an environment exactly and save ``solution.json`` and ``policy.png``."""
+    env = make_env(env_id, env_kwargs)
+    mdp = mdp_of(env)
+    solution = solve(mdp, discount)
+    summary = {"env_id": env_id, "env_kwargs": env_kwargs, **solution_summary(solution, mdp)}
+    path = writable_dir(out or default_solution_dir(env_id))
+    atomic_write_json(path / SOLUTION, summary)
+    plots.plot_policy(env, np.nan_to_num(solution.row_q_values), path / POLICY,
+                      title=f"optimal policy of {env_id}")
+    return summary, path

@@ -1,0 +1,88 @@
+"""How far a learned policy is from the best one, for every environment whose MDP is known.
+
+An evaluation by Monte Carlo has noise; where tabrl knows the whole MDP it also reports the exact
+value of the learned greedy policy, the optimal value (and the best stationary value found, which
+is a little lower under a time limit), the gap, and the share of states, weighted by how often the
+optimal policy visits them, where the learned action is optimal.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from tabrl.errors import NotCompilableError
+from tabrl.mdp import TabularMDP, mdp_of
+from tabrl.solve import TIE, Solution, evaluate_policy_exact, policy_agreement
+
+
+def known_mdp(env: gym.Env) -> TabularMDP | None:
+    """The environment's exact MDP, or None where tabrl cannot know it."""
+    try:
+        return mdp_of(env)
+    except NotCompilableError:
+        return None
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no infinity: an endless policy's value is stored as null."""
+    return float(value) if math.isfinite(value) else None
+
+
+def exact_report(mdp: TabularMDP, solution: Solution, policy_rows: np.ndarray) -> dict[str, Any]:
+    """The exact figures of a greedy policy beside the optimum, ready for ``evaluation.json``."""
+    learned = evaluate_policy_exact(mdp, policy_rows)
+    return {
+        "policy_value": finite_or_none(learned.value),
+        "optimal_value": solution.value,
+        "stationary_optimal_value": solution.stationary_value,
+        "gap": finite_or_none(solution.value - learned.value),
+        "optimal_action_share": policy_agreement(solution, policy_rows),
+        "success_probability": learned.success_probability,
+        "win": learned.win,
+        "draw": learned.draw,
+        "loss": learned.loss,
+        "truncated": learned.truncated,
+        "mean_length": finite_or_none(learned.mean_length),
+        "horizon": solution.horizon,
+    }
+
+
+def optimal_actions_near(solution: Solution, policy_rows: np.ndarray) -> np.ndarray:
+    """An optimal policy as close as possible to ``policy_rows``.
+
+    Where the learned action is one of several optimal actions it is kept, so a picture that marks
+    "learned differs from optimal" marks only the states where the learned action is worse.
+    """
+    q = np.nan_to_num(solution.row_q_values, nan=0.0)
+    chosen = q[np.arange(len(q)), policy_rows]
+    is_optimal = chosen >= q.max(axis=1) - TIE
+    return np.where(is_optimal, policy_rows, solution.policy)
+
+
+def solution_summary(solution: Solution, mdp: TabularMDP) -> dict[str, Any]:
+    """The JSON form of a solution: value, objective, and the optimal action per row.
+
+    The outcome probabilities are those of the best stationary policy (the one a Q-table can hold).
+    """
+    optimal = evaluate_policy_exact(mdp, solution.stationary_policy)
+    return {
+        "value": solution.value,
+        "stationary_value": solution.stationary_value,
+        "discount": solution.discount,
+        "horizon": solution.horizon,
+        "num_iter": solution.num_iter,
+        "success_probability": optimal.success_probability,
+        "win": optimal.win,
+        "draw": optimal.draw,
+        "loss": optimal.loss,
+        "mean_length": finite_or_none(optimal.mean_length),
+        "policy": solution.policy.tolist(),
+        "stationary_policy": solution.stationary_policy.tolist(),
+    }
+
+
+
