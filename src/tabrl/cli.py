@@ -139,6 +139,32 @@ def plot(
 
 
 @app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run folders.")],
+    out_file: Annotated[Path, typer.Option("--out", help="The comparison picture.")] = Path(
+        "comparison.png"),
+    window: Annotated[int, typer.Option(help="Rolling window of the curves.")] = 500,
+) -> None:
+    """Compare runs: their evaluations side by side and their learning curves on one picture."""
+    from tabrl.workflow import compare_runs
+
+    runs, picture = compare_runs(run_dirs, out_file, window)
+    table = Table("run", "algorithm", "episodes", "engine", "mean return (95% CI)",
+                  "exact value", "gap", "optimal actions")
+    for run in runs:
+        e = run.evaluation()
+        x = (e.exact if e else None) or {}
+        table.add_row(
+            run.path.name, run.config.algo, f"{run.config.episodes:,}", run.info["engine"],
+            f"{e.mean_return:+.4f} ({e.ci95_low:+.4f}..{e.ci95_high:+.4f})" if e else "-",
+            _value(x["policy_value"]) if x else "-", _value(x["gap"]) if x else "-",
+            f"{x['optimal_action_share']:.1%}" if x else "-",
+        )
+    out.print(table)
+    out.print(f"learning curves: {picture}")
+
+
+@app.command()
 def envs() -> None:
     """List the registered environments tabrl can train on."""
     table = Table("environment", "states", "actions", "time limit", "engine")

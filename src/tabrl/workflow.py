@@ -168,3 +168,19 @@ def solve_env(
     plots.plot_policy(env, np.nan_to_num(solution.row_q_values), path / POLICY,
                       title=f"optimal policy of {env_id}")
     return summary, path
+
+
+def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Run], Path]:
+    """Load runs and draw their learning curves together (with the optimum where it is known)."""
+    runs = [load_run(path) for path in paths]
+    labels = [f"{run.path.name}" for run in runs]
+    env = runs[0].config.make_env()
+    same_env = all((r.config.env_id, r.config.env_kwargs) == (runs[0].config.env_id,
+                                                           runs[0].config.env_kwargs) for r in runs)
+    mdp = known_mdp(env) if same_env else None
+    optimal_value = solve(mdp).value if mdp is not None else None
+    curves = {label: run.metrics().columns() for label, run in zip(labels, runs)}
+    writable_dir(picture.parent if str(picture.parent) else Path("."))
+    path = plots.plot_comparison(curves, picture, window=window, optimal_value=optimal_value,
+                                 title=" vs ".join(sorted({r.config.algo for r in runs})))
+    return runs, path
