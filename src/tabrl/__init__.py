@@ -14,18 +14,23 @@ from tabrl.evaluate import Evaluation, evaluate
 from tabrl.loop import TrainingLog
 from tabrl.runs import load_agent, load_run
 from tabrl.schedules import Schedule
+from tabrl.solve import PolicyValue, Solution, evaluate_policy_exact, solve
 from tabrl.training import train
 
 __all__ = [
     "Evaluation",
+    "PolicyValue",
+    "Solution",
     "QLearningAgent",
     "Schedule",
     "TabrlError",
     "TabularAgent",
     "TrainingLog",
     "evaluate",
+    "evaluate_policy_exact",
     "load_agent",
     "load_run",
     "make_env",
+    "solve",
     "train",
 ]

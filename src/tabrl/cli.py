@@ -42,7 +42,7 @@ class TrainingProgress:
 
     def __init__(self, total: int, quiet: bool) -> None:
         self.bar = Progress(
-            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[bold]training"), BarColumn(bar_width=24), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]:>12} ep/s"),
             TextColumn("mean return {task.fields[ret]}"),
             TimeRemainingColumn(), console=err, disable=quiet, transient=False,
