@@ -11,7 +11,7 @@ import pytest
 from gymnasium.envs.toy_text import blackjack as gym_blackjack
 
 from tabrl.blackjack import CARD_PROBABILITY, blackjack_mdp, dealer_outcomes
-from tabrl.solve import evaluate_policy_exact, solve
+from tabrl.dp import evaluate_policy_exact, solve
 from tabrl.spaces import encoder_for
 
 STICK, HIT = 0, 1

@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from tabrl import solve as solve_module
+from tabrl import dp as solve_module
+from tabrl.dp import evaluate_policy_exact, policy_agreement, solve
 from tabrl.errors import NotCompilableError, UsageError
 from tabrl.mdp import TabularMDP, from_transitions, mdp_of
-from tabrl.solve import evaluate_policy_exact, policy_agreement, solve
 
 SAFE, GAMBLE = 0, 1
 

@@ -8,13 +8,13 @@
 __version__ = "0.1.0"
 
 from tabrl.agents import QLearningAgent, TabularAgent
+from tabrl.dp import PolicyValue, Solution, evaluate_policy_exact, solve
 from tabrl.envs import make_env
 from tabrl.errors import TabrlError
 from tabrl.evaluate import Evaluation, evaluate
 from tabrl.loop import TrainingLog
 from tabrl.runs import load_agent, load_run
 from tabrl.schedules import Schedule
-from tabrl.solve import PolicyValue, Solution, evaluate_policy_exact, solve
 from tabrl.training import train
 
 __all__ = [

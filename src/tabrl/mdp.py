@@ -4,7 +4,7 @@ Toy-text environments describe themselves completely: ``env.unwrapped.P[s][a]`` 
 outcomes ``(probability, next_state, reward, terminated)`` and ``initial_state_distrib`` the start.
 Blackjack-v1 has no ``P`` but its infinite deck makes it a finite MDP as well
 (``tabrl.blackjack``). Once an environment is a :class:`TabularMDP`, the compiled engine can sample
-it and ``tabrl.solve`` can solve it exactly: one description serves both.
+it and ``tabrl.solve`` (in ``tabrl.dp``) can solve it exactly: one description serves both.
 
 Outcomes are stored in CSR form: the outcomes of state ``s`` and action ``a`` are the entries
 ``offsets[s * n_actions + a] : offsets[s * n_actions + a + 1]`` of ``prob``, ``next_state``,

@@ -14,9 +14,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from tabrl.dp import TIE, Solution, evaluate_policy_exact, policy_agreement
 from tabrl.errors import NotCompilableError
 from tabrl.mdp import TabularMDP, mdp_of
-from tabrl.solve import TIE, Solution, evaluate_policy_exact, policy_agreement
 
 
 def known_mdp(env: gym.Env) -> TabularMDP | None:

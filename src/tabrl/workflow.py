@@ -16,6 +16,7 @@ import numpy as np
 
 from tabrl import plots
 from tabrl.agents import TabularAgent
+from tabrl.dp import solve
 from tabrl.envs import make_env
 from tabrl.evaluate import Evaluation, evaluate
 from tabrl.fileio import atomic_write_json
@@ -37,7 +38,6 @@ from tabrl.runs import (
     save_config,
     writable_dir,
 )
-from tabrl.solve import solve
 from tabrl.training import EngineChoice, Training, choose_engine, train
 
 Say = Callable[[str], None]
