@@ -1,22 +1,49 @@
-"""Tabular agents with the interface of the Gymnasium tutorial.
+r"""Tabular agents with the interface of the Gymnasium tutorial: one small class per method.
 
-``agent.get_action(obs)`` picks an action epsilon-greedily, ``agent.update(obs, action, reward,
-terminated, next_obs)`` applies one temporal-difference update and returns its TD error,
-``agent.decay_epsilon()`` moves epsilon one episode along its schedule, ``agent.q_values[obs]`` are the
-action values of a state and ``agent.training_error`` lists every TD error. Each update rule is a small
-subclass that says only how it bootstraps from the next state.
+Every agent offers ``get_action(obs)`` (a behaviour action: epsilon-greedy unless another
+:mod:`~tabrl.exploration` strategy is chosen), ``update(obs, action, reward, terminated, next_obs,
+truncated)`` (learn from one step; returns the TD error), ``decay_epsilon()`` (after every episode),
+``q_values`` (``agent.q_values[obs]`` are a state's action values) and ``training_error``. The loop
+that drives them is the tutorial's, the same for every method::
+
+    action = agent.get_action(obs)
+    next_obs, reward, terminated, truncated, _ = env.step(action)
+    agent.update(obs, action, reward, terminated, next_obs, truncated)
+
+Every method moves :math:`Q(s, a)` a step :math:`\alpha` towards a target:
+:math:`Q(s, a) \leftarrow Q(s, a) + \alpha\,(G - Q(s, a))`, and the methods differ in :math:`G`:
+
+=================== =============================================================================
+q-learning          :math:`r + \gamma \max_{a'} Q(s', a')`
+sarsa               :math:`r + \gamma Q(s', a')`, :math:`a'` the action the agent plays next
+expected-sarsa      :math:`r + \gamma \sum_{a'} \pi(a' \mid s') Q(s', a')`
+double-q-learning   :math:`r + \gamma Q_B(s', \arg\max_{a'} Q_A(s', a'))`, A and B swapped at random
+n-step-sarsa        :math:`r_1 + \gamma r_2 + \dots + \gamma^{n-1} r_n + \gamma^n Q(s_n, a_n)`
+sarsa-lambda        the :math:`\lambda`-return, spread backwards by eligibility traces
+monte-carlo         the episode's whole return after the first visit of :math:`(s, a)`
+dyna-q              Q-learning's, on real steps and on steps replayed from a learned model
+=================== =============================================================================
+
+A terminal transition bootstraps zero (no reward follows); a truncated one (time limit) still
+bootstraps, since the state itself had a future. Methods that need later steps (Monte Carlo,
+n-step SARSA) buffer the episode and finish their updates when it ends; the step that ends it
+then returns the sum of the magnitudes of the errors it completed, so that the loop's per-episode
+mean absolute error counts each update once. The SARSA family chooses its next action inside
+``update`` and plays it at the following ``get_action``, so the generic loop needs no change.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
 from tabrl.errors import UsageError
+from tabrl.exploration import exploration_for, sample, uniform_index
 from tabrl.qtable import QTable
-from tabrl.schedules import Schedule
+from tabrl.schedules import Schedule, as_schedule
 from tabrl.spaces import encoder_for, n_actions_of
 
 
@@ -38,8 +65,26 @@ def check_hyperparameters(
         )
 
 
+def require(condition: bool, message: str) -> None:
+    """A one-line :class:`UsageError` unless ``condition`` holds."""
+    if not condition:
+        raise UsageError(message)
+
+
+def grown(array: np.ndarray, rows: int) -> np.ndarray:
+    """``array`` padded with zero rows to ``rows`` rows (a lazy Q-table grows as states appear)."""
+    if len(array) >= rows:
+        return array
+    return np.vstack([array, np.zeros((rows - len(array), array.shape[1]), array.dtype)])
+
+
 class TabularAgent:
-    """Epsilon-greedy control over a Q-table; subclasses define the TD target."""
+    """Exploration over a Q-table and the one-step TD update; subclasses define the target.
+
+    ``exploration`` is ``"epsilon-greedy"`` (epsilon from ``initial_epsilon`` along
+    ``epsilon_schedule``), ``"softmax"`` (``temperature``, or ``temperature_schedule`` decayed per
+    episode) or ``"ucb"`` (bonus weight ``ucb_c``). Schedules may be given as their dicts.
+    """
 
     algo: ClassVar[str] = ""
 
@@ -53,8 +98,12 @@ class TabularAgent:
         discount_factor: float = 0.95,
         *,
         seed: int | None = None,
-        epsilon_schedule: Schedule | None = None,
-        learning_rate_schedule: Schedule | None = None,
+        epsilon_schedule: Schedule | dict | None = None,
+        learning_rate_schedule: Schedule | dict | None = None,
+        exploration: str = "epsilon-greedy",
+        temperature: float | None = None,
+        temperature_schedule: Schedule | dict | None = None,
+        ucb_c: float = 1.0,
     ) -> None:
         check_hyperparameters(learning_rate, discount_factor, initial_epsilon, final_epsilon)
         self.env = env
@@ -65,35 +114,52 @@ class TabularAgent:
         self.epsilon = initial_epsilon
         self.final_epsilon = final_epsilon
         self.epsilon_decay = epsilon_decay
-        self.epsilon_schedule = epsilon_schedule or Schedule(
+        self.epsilon_schedule = as_schedule(epsilon_schedule) or Schedule(
             "linear", initial_epsilon, final_epsilon, epsilon_decay
         )
-        self.learning_rate_schedule = learning_rate_schedule or Schedule.constant(learning_rate)
+        self.learning_rate_schedule = (
+            as_schedule(learning_rate_schedule) or Schedule.constant(learning_rate)
+        )
         self._lr_by_visits = self.learning_rate_schedule.kind == "visits"
+        self.exploration = exploration_for(exploration)
+        self.temperature_schedule = self._temperature_schedule(temperature, temperature_schedule)
+        self.temperature = self.temperature_schedule.start
+        require(ucb_c >= 0, f"the UCB bonus weight ucb_c must be >= 0, not {ucb_c}")
+        self.ucb_c = ucb_c
         self.training_error: list[float] = []
         self.rng = np.random.default_rng(seed)
 
+    @staticmethod
+    def _temperature_schedule(
+        temperature: float | None, schedule: Schedule | dict | None
+    ) -> Schedule:
+        """A constant ``temperature`` (1 by default), or ``schedule``, which starts at it."""
+        given = as_schedule(schedule)
+        if given is not None and temperature is not None and temperature != given.start:
+            raise UsageError(
+                f"the temperature {temperature} differs from its schedule's start {given.start}: "
+                "give one of them"
+            )
+        chosen = given or Schedule.constant(1.0 if temperature is None else temperature)
+        require(chosen.end > 0 and chosen.start > 0,
+                f"a softmax temperature must be positive, not {chosen.start} (floor {chosen.end})")
+        return chosen
+
     # --- acting -----------------------------------------------------------------------------------
     def get_action(self, obs: Any) -> int:
-        """Explore with probability epsilon, else a greedy action (ties broken at random)."""
-        row = self.q_values.row(obs)
-        if self.rng.random() < self.epsilon:
-            return int(self.rng.integers(self.n_actions))
-        return self.greedy_action(row)
+        """An action of the behaviour policy (epsilon-greedy, softmax or UCB) at ``obs``."""
+        return self.exploration.action(self, self.q_values.row(obs))
 
-    def greedy_action(self, row: int) -> int:
-        """An action of highest value in ``row``, chosen at random among equals.
-
-        A fresh table is all zeros: always taking action 0 there would bias early exploration.
-        """
-        values = self.q_values.array[row].tolist()  # plain floats: faster than numpy for a row
-        best = max(values)
-        ties = [action for action, value in enumerate(values) if value == best]
-        return ties[0] if len(ties) == 1 else ties[int(self.rng.integers(len(ties)))]
+    def policy_value(self, row: int) -> float:
+        """``sum_a pi(a|s) Q(s, a)``: the value of ``row`` under the behaviour policy."""
+        probabilities = self.exploration.probabilities(self, row)
+        values = self.q_values.array[row].tolist()
+        return sum(p * q for p, q in zip(probabilities, values, strict=True))
 
     def decay_epsilon(self) -> None:
-        """Move epsilon one episode along its schedule (linear by default, with a floor)."""
+        """Move epsilon (and the softmax temperature) one episode along their schedules."""
         self.epsilon = self.epsilon_schedule.next(self.epsilon)
+        self.temperature = self.temperature_schedule.next(self.temperature)
 
     # --- learning ---------------------------------------------------------------------------------
     def step_size(self, row: int, action: int) -> float:
@@ -102,9 +168,23 @@ class TabularAgent:
             return self.learning_rate_schedule.visit_value(int(self.q_values.visits[row, action]))
         return self.lr
 
+    def learn(self, row: int, action: int, target: float) -> float:
+        """Count a visit and move ``Q(row, action)`` a step towards ``target``; return the error."""
+        q = self.q_values.array
+        error = target - float(q[row, action])
+        self.q_values.visits[row, action] += 1
+        q[row, action] += self.step_size(row, action) * error
+        return error
+
     def bootstrap(self, next_row: int) -> float:
         """The estimate of the next state's value that the TD target uses."""
         raise NotImplementedError
+
+    def target(self, reward: float, terminated: bool, next_row: int) -> float:
+        """The one-step target: ``r``, plus ``gamma * bootstrap(s')`` unless ``s'`` is terminal."""
+        if terminated:
+            return reward
+        return reward + self.discount_factor * self.bootstrap(next_row)
 
     def update(
         self,
@@ -121,22 +201,24 @@ class TabularAgent:
         still bootstraps, since the state itself had a future.
         """
         row, next_row = self.q_values.row(obs), self.q_values.row(next_obs)
-        future = 0.0 if terminated else self.discount_factor * self.bootstrap(next_row)
-        q = self.q_values.array
-        td_error = reward + future - float(q[row, action])
-        self.q_values.visits[row, action] += 1
-        q[row, action] += self.step_size(row, action) * td_error
-        self.training_error.append(td_error)
-        return td_error
+        error = self.learn(row, action, self.target(reward, terminated, next_row))
+        self.training_error.append(error)
+        return error
 
     def hyperparameters(self) -> dict[str, Any]:
         """Everything that defines this agent's learning, for the run's config."""
+        exploration = {
+            "softmax": {"temperature_schedule": self.temperature_schedule.to_dict()},
+            "ucb": {"ucb_c": self.ucb_c},
+        }.get(self.exploration.name, {})
         return {
             "algo": self.algo,
             "learning_rate": self.lr,
             "discount_factor": self.discount_factor,
             "epsilon_schedule": self.epsilon_schedule.to_dict(),
             "learning_rate_schedule": self.learning_rate_schedule.to_dict(),
+            "exploration": self.exploration.name,
+            **exploration,
         }
 
 
@@ -152,7 +234,345 @@ class QLearningAgent(TabularAgent):
         return max(self.q_values.array[next_row].tolist())
 
 
-AGENTS: dict[str, type[TabularAgent]] = {cls.algo: cls for cls in (QLearningAgent,)}
+class ExpectedSarsaAgent(TabularAgent):
+    """Expected SARSA (van Seijen et al., 2009; S&B 6.6): the next value under the policy played.
+
+    ``Q(s,a) += lr * (r + gamma * sum_a' pi(a'|s') Q(s',a') - Q(s,a))``, with ``pi`` the behaviour
+    policy (epsilon-greedy, softmax or UCB). It learns what SARSA learns, without the variance of
+    sampling ``a'``; with a greedy policy it is Q-learning.
+    """
+
+    algo = "expected-sarsa"
+
+    def bootstrap(self, next_row: int) -> float:
+        return self.policy_value(next_row)
+
+
+class SarsaAgent(TabularAgent):
+    """SARSA (Rummery and Niranjan, 1994; S&B 6.4): learn the value of the actions really played.
+
+    ``Q(s,a) += lr * (r + gamma * Q(s',a') - Q(s,a))``, where ``a'`` is drawn from the behaviour
+    policy at ``s'`` inside ``update``, and the following ``get_action(s')`` plays that same ``a'``.
+    The promise does not outlive its episode: ``decay_epsilon``, called after every episode, drops
+    it. Exploration is part of what SARSA learns, so under epsilon-greedy it prefers paths where a
+    random step costs little (S&B Example 6.6: the safe path away from the cliff).
+    """
+
+    algo = "sarsa"
+
+    def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
+        super().__init__(env, *args, **kwargs)
+        self.promised: tuple[int, int] | None = None  #: (row, action) that update chose to play
+
+    def get_action(self, obs: Any) -> int:
+        row = self.q_values.row(obs)
+        promised, self.promised = self.promised, None
+        if promised is not None and promised[0] == row:
+            return promised[1]
+        return self.exploration.action(self, row)
+
+    def next_action(self, next_row: int) -> int:
+        """Draw the action to play at ``next_row`` and promise it to the next ``get_action``."""
+        action = self.exploration.action(self, next_row)
+        self.promised = (next_row, action)
+        return action
+
+    def bootstrap(self, next_row: int) -> float:
+        return float(self.q_values.array[next_row, self.next_action(next_row)])
+
+    def decay_epsilon(self) -> None:
+        self.promised = None
+        super().decay_epsilon()
+
+
+class NStepSarsaAgent(SarsaAgent):
+    """n-step SARSA (S&B 7.2): SARSA's target looks ``n`` rewards ahead before it bootstraps.
+
+    ``G = r_1 + gamma r_2 + ... + gamma^(n-1) r_n + gamma^n Q(s_n, a_n)`` for the pair played ``n``
+    steps ago. The last ``n`` steps are buffered; each step completes the update of the oldest, and
+    the episode's end completes the rest (bootstrapping zero after a terminal step, ``Q(s', a')``
+    after a truncated one). ``n = 1`` is SARSA.
+    """
+
+    algo = "n-step-sarsa"
+
+    def __init__(self, env: gym.Env, *args: Any, n: int = 4, **kwargs: Any) -> None:
+        super().__init__(env, *args, **kwargs)
+        require(int(n) == n and n >= 1, f"n-step SARSA needs a whole number n >= 1, not {n}")
+        self.n = int(n)
+        self.recent: deque[tuple[int, int, float]] = deque()  #: (row, action, reward), oldest first
+
+    def update(
+        self,
+        obs: Any,
+        action: int,
+        reward: float,
+        terminated: bool,
+        next_obs: Any,
+        truncated: bool = False,
+    ) -> float:
+        self.recent.append((self.q_values.row(obs), action, reward))
+        next_row = self.q_values.row(next_obs)
+        tail = 0.0 if terminated else self.bootstrap(next_row)
+        if terminated or truncated:
+            return sum(abs(self.complete_oldest(tail)) for _ in range(len(self.recent)))
+        return self.complete_oldest(tail) if len(self.recent) == self.n else 0.0
+
+    def complete_oldest(self, tail: float) -> float:
+        """Update the oldest buffered pair towards its rewards, then ``tail``; return the error."""
+        g = tail
+        for _, _, reward in reversed(self.recent):
+            g = reward + self.discount_factor * g
+        row, action, _ = self.recent.popleft()
+        error = self.learn(row, action, g)
+        self.training_error.append(error)
+        return error
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "n": self.n}
+
+
+class SarsaLambdaAgent(SarsaAgent):
+    """SARSA(lambda) with replacing eligibility traces (S&B 12.7; Singh and Sutton, 1996).
+
+    ``delta = r + gamma Q(s',a') - Q(s,a)``; ``e(s,a) = 1``; ``Q += lr * delta * e``;
+    ``e *= gamma * lambda``. Each TD error also corrects the pairs played before, the one played
+    ``k`` steps ago with weight ``(gamma lambda)^k``; traces are cleared when an episode ends.
+    ``lam = 0`` is SARSA; ``lam = 1`` approaches Monte Carlo. With a ``1/n^w`` learning rate the
+    step size is the current pair's.
+    """
+
+    algo = "sarsa-lambda"
+
+    def __init__(self, env: gym.Env, *args: Any, lam: float = 0.9, **kwargs: Any) -> None:
+        super().__init__(env, *args, **kwargs)
+        require(0 <= lam <= 1, f"the trace decay lam must be in [0, 1], not {lam}")
+        self.lam = lam
+        self.traces = np.zeros_like(self.q_values.array)
+
+    def update(
+        self,
+        obs: Any,
+        action: int,
+        reward: float,
+        terminated: bool,
+        next_obs: Any,
+        truncated: bool = False,
+    ) -> float:
+        row, next_row = self.q_values.row(obs), self.q_values.row(next_obs)
+        q = self.q_values.array
+        self.traces = grown(self.traces, len(q))
+        error = self.target(reward, terminated, next_row) - float(q[row, action])
+        self.q_values.visits[row, action] += 1
+        self.traces[row, action] = 1.0
+        q += (self.step_size(row, action) * error) * self.traces
+        if terminated or truncated:
+            self.traces[:] = 0.0
+        else:
+            self.traces *= self.discount_factor * self.lam
+        self.training_error.append(error)
+        return error
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "lam": self.lam}
+
+
+class DoubleQLearningAgent(TabularAgent):
+    """Double Q-learning (van Hasselt, 2010; S&B 6.7): two estimates, each judged by the other.
+
+    With probability 1/2, ``Q_A(s,a) += lr * (r + gamma Q_B(s', argmax_a' Q_A(s',a')) - Q_A(s,a))``,
+    otherwise the same with A and B swapped. One estimate picks the best next action and the other
+    values it, which removes the maximisation bias of ``max_a' Q(s',a')``. The agent acts on (and is
+    evaluated by) their mean ``q_values = (Q_A + Q_B) / 2``; it keeps the half difference
+    ``D = (Q_A - Q_B) / 2`` beside it, so that ``Q_A = Q + D`` and ``Q_B = Q - D``.
+    """
+
+    algo = "double-q-learning"
+
+    def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
+        super().__init__(env, *args, **kwargs)
+        self.half_difference = np.zeros_like(self.q_values.array)
+
+    def update(
+        self,
+        obs: Any,
+        action: int,
+        reward: float,
+        terminated: bool,
+        next_obs: Any,
+        truncated: bool = False,
+    ) -> float:
+        row, next_row = self.q_values.row(obs), self.q_values.row(next_obs)
+        q = self.q_values.array
+        d = self.half_difference = grown(self.half_difference, len(q))
+        sign = 1.0 if self.rng.random() < 0.5 else -1.0  # +1: learn Q_A = Q + D; -1: Q_B = Q - D
+        target = reward
+        if not terminated:
+            mean, half = q[next_row].tolist(), d[next_row].tolist()
+            learner = [m + sign * h for m, h in zip(mean, half, strict=True)]
+            best = learner.index(max(learner))
+            target += self.discount_factor * (mean[best] - sign * half[best])
+        error = target - float(q[row, action] + sign * d[row, action])
+        self.q_values.visits[row, action] += 1
+        half_step = self.step_size(row, action) * error / 2  # the mean moves half as far
+        q[row, action] += half_step
+        d[row, action] += sign * half_step
+        self.training_error.append(error)
+        return error
+
+
+class MonteCarloAgent(TabularAgent):
+    """First-visit Monte Carlo control with an epsilon-soft policy (S&B 5.4).
+
+    The episode is buffered. When it ends, for ``t = T-1, ..., 0``: ``G = r_(t+1) + gamma G``, and
+    at the first visit of ``(s_t, a_t)``: ``Q(s_t,a_t) += lr * (G - Q(s_t,a_t))``. With
+    ``learning_rate_schedule=Schedule.visits(1, 1)`` each ``Q`` is the plain average of its returns,
+    as in the book. A truncated episode starts ``G`` from the value of its last state under the
+    policy, ``sum_a pi(a|s_T) Q(s_T, a)``.
+
+    ``exploring_starts=True`` is Monte Carlo ES (S&B 5.3): each episode starts in a uniformly
+    random state with a uniformly random first action, so every pair keeps being tried even by a
+    greedy policy. The agent chooses the start itself: at the first ``get_action`` of an episode it
+    sets the state of its environment (``agent.env.unwrapped.s``, which the toy-text environments
+    step from) and records that start in place of the reset observation. This needs an
+    environment with a transition table ``P`` and integer states (FrozenLake, Taxi, CliffWalking,
+    custom toy-text environments); elsewhere (Blackjack) it is refused. Play a trained agent
+    through greedy evaluation (``tabrl.evaluate``), not ``get_action``, which would still move it.
+    """
+
+    algo = "monte-carlo"
+
+    def __init__(
+        self, env: gym.Env, *args: Any, exploring_starts: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(env, *args, **kwargs)
+        if exploring_starts:
+            check_exploring_starts(env)
+        self.exploring_starts = exploring_starts
+        self.episode: list[tuple[int, int, float]] = []  #: (row, action, reward) of each step
+        self.start_row = 0  #: the start chosen by an exploring start
+
+    def get_action(self, obs: Any) -> int:
+        if self.exploring_starts and not self.episode:
+            start = uniform_index(self.env.unwrapped.observation_space.n, self.rng)
+            self.env.unwrapped.s = start
+            self.start_row = self.q_values.row(start)
+            return uniform_index(self.n_actions, self.rng)
+        return super().get_action(obs)
+
+    def update(
+        self,
+        obs: Any,
+        action: int,
+        reward: float,
+        terminated: bool,
+        next_obs: Any,
+        truncated: bool = False,
+    ) -> float:
+        exploring_start = self.exploring_starts and not self.episode
+        row = self.start_row if exploring_start else self.q_values.row(obs)
+        self.episode.append((row, action, reward))
+        if not (terminated or truncated):
+            return 0.0
+        g = 0.0 if terminated else self.policy_value(self.q_values.row(next_obs))
+        first_visit = {}
+        for t, (row, action, _) in enumerate(self.episode):
+            first_visit.setdefault((row, action), t)
+        errors = []
+        for t in reversed(range(len(self.episode))):
+            row, action, reward = self.episode[t]
+            g = reward + self.discount_factor * g
+            if first_visit[row, action] == t:
+                errors.append(self.learn(row, action, g))
+        self.episode.clear()
+        self.training_error.extend(reversed(errors))
+        return sum(abs(error) for error in errors)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "exploring_starts": self.exploring_starts}
+
+
+def check_exploring_starts(env: gym.Env) -> None:
+    """A one-line error unless episodes of ``env`` can start in a state the agent chooses."""
+    base = env.unwrapped
+    settable = (
+        hasattr(base, "P")
+        and isinstance(env.observation_space, gym.spaces.Discrete)
+        and env.observation_space == base.observation_space
+        and env.observation_space.start == 0
+    )
+    if not settable:
+        name = env.spec.id if env.spec else type(base).__name__
+        raise UsageError(
+            f"exploring starts need an environment whose start state can be set (a toy-text "
+            f"environment with a transition table P), and {name} has none: "
+            "use exploring_starts=False (an epsilon-soft policy explores instead)"
+        )
+
+
+class DynaQAgent(QLearningAgent):
+    """Dyna-Q (Sutton, 1990; S&B 8.2): Q-learning that also learns from a model of its world.
+
+    After each real step's Q-learning update, the outcome ``(r, s', terminal)`` is counted in a
+    model of ``(s, a)``; then ``planning_steps`` times a pair seen before is drawn uniformly, an
+    outcome is drawn from those observed for it in proportion to their counts (exact on a
+    deterministic environment, the empirical law on a stochastic one) and Q-learning updates the
+    pair from it. Planning updates count as visits of their pair; ``training_error`` lists the
+    errors of real steps only. Time limits are not in the model: planning truncates nothing.
+    """
+
+    algo = "dyna-q"
+
+    def __init__(self, env: gym.Env, *args: Any, planning_steps: int = 10, **kwargs: Any) -> None:
+        super().__init__(env, *args, **kwargs)
+        require(int(planning_steps) == planning_steps and planning_steps >= 0,
+                f"planning_steps must be a whole number >= 0, not {planning_steps}")
+        self.planning_steps = int(planning_steps)
+        #: outcome counts per pair: ``model[row, action][reward, next_row, terminated]``
+        self.model: dict[tuple[int, int], dict[tuple[float, int, bool], int]] = {}
+        self.seen: list[tuple[int, int]] = []  #: the pairs of the model, in order of first sight
+
+    def update(
+        self,
+        obs: Any,
+        action: int,
+        reward: float,
+        terminated: bool,
+        next_obs: Any,
+        truncated: bool = False,
+    ) -> float:
+        error = super().update(obs, action, reward, terminated, next_obs, truncated)
+        pair = (self.q_values.row(obs), action)
+        if pair not in self.model:
+            self.model[pair] = {}
+            self.seen.append(pair)
+        outcome = (float(reward), self.q_values.row(next_obs), bool(terminated))
+        self.model[pair][outcome] = self.model[pair].get(outcome, 0) + 1
+        for _ in range(self.planning_steps):
+            self.plan()
+        return error
+
+    def plan(self) -> None:
+        """One Q-learning update on a transition drawn from the model."""
+        row, action = self.seen[uniform_index(len(self.seen), self.rng)]
+        counts = self.model[row, action]
+        total = sum(counts.values())
+        outcomes = list(counts)
+        chosen = sample([counts[o] / total for o in outcomes], self.rng)
+        reward, next_row, terminated = outcomes[chosen]
+        self.learn(row, action, self.target(reward, terminated, next_row))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "planning_steps": self.planning_steps}
+
+
+AGENTS: dict[str, type[TabularAgent]] = {
+    cls.algo: cls
+    for cls in (
+        QLearningAgent, SarsaAgent, ExpectedSarsaAgent, DoubleQLearningAgent, MonteCarloAgent,
+        NStepSarsaAgent, SarsaLambdaAgent, DynaQAgent,
+    )
+}
 
 
 def agent_class(algo: str) -> type[TabularAgent]:

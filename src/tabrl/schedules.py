@@ -97,3 +97,15 @@ class Schedule:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schedule:
         return cls(**data)
+
+
+def as_schedule(value: Schedule | dict[str, Any] | None) -> Schedule | None:
+    """A schedule given as itself or as its dict (from YAML or a run's config.json)."""
+    if value is None or isinstance(value, Schedule):
+        return value
+    try:
+        return Schedule.from_dict(value)
+    except TypeError:
+        raise UsageError(
+            f"cannot read the schedule {value!r}: give kind, start, end and rate"
+        ) from None
