@@ -13,18 +13,24 @@ so a batch run and a single run of the same setting are the same computation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-import numba
 import numpy as np
 from gymnasium import spaces
 
 from tabrl.agents import TabularAgent
-from tabrl.compiled.engine import drive, log_of, new_runs, setting_of, time_limit, warm_up
+from tabrl.compiled.engine import (
+    drive,
+    log_of,
+    new_runs,
+    numba_threads,
+    setting_of,
+    time_limit,
+    warm_up,
+)
 from tabrl.compiled.model import compile_mdp
 from tabrl.envs import DEFAULT_STEP_CAP
 from tabrl.errors import UsageError
@@ -57,22 +63,6 @@ def template_agent(mdp: TabularMDP, setting: dict[str, Any]) -> TabularAgent:
         observation_space=spaces.Discrete(mdp.n_rows), action_space=spaces.Discrete(mdp.n_actions)
     )
     return make_agent(shape, **setting)
-
-
-@contextmanager
-def numba_threads(n_jobs: int | None) -> Iterator[None]:
-    """Run the enclosed kernels on ``n_jobs`` threads (None: all of numba's threads)."""
-    if n_jobs is None:
-        yield
-        return
-    if n_jobs < 1:
-        raise UsageError(f"the number of jobs must be at least 1, not {n_jobs}")
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(n_jobs, numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def run_batch(

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from tabrl.agents import TabularAgent
 from tabrl.compiled import kernels
 from tabrl.compiled.kernels import CompiledMDP, Runs
 from tabrl.compiled.model import compile_mdp
-from tabrl.errors import NotCompilableError
+from tabrl.errors import NotCompilableError, UsageError
 from tabrl.loop import Progress, TrainingLog
 from tabrl.mdp import TabularMDP, from_transitions
 from tabrl.schedules import Schedule
@@ -61,6 +63,22 @@ def warm_up() -> WarmUp:
     stats = [kernel.stats for kernel in (kernels.train_runs, kernels.sample_outcomes)]
     from_cache = all(sum(s.cache_hits.values()) and not sum(s.cache_misses.values()) for s in stats)
     return WarmUp(seconds, from_cache)
+
+
+@contextmanager
+def numba_threads(n_jobs: int | None) -> Iterator[None]:
+    """Run the enclosed kernels on ``n_jobs`` threads (None: leave numba's setting as it is)."""
+    if n_jobs is None:
+        yield
+        return
+    if n_jobs < 1:
+        raise UsageError(f"the number of jobs must be at least 1, not {n_jobs}")
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(n_jobs, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 # --- runs: the arrays the kernels work on ---------------------------------------------------------
@@ -114,8 +132,16 @@ def drive(
     """Play all episodes of ``runs`` in slices of about ``SLICE_SECONDS``; returns the wall time.
 
     After each slice ``progress`` hears the episodes done and the recent mean return (over all
-    runs); the slice size follows the measured speed.
+    runs); the slice size follows the measured speed. The kernel uses at most one thread per run:
+    waking an idle thread for nothing costs milliseconds on a busy machine.
     """
+    with numba_threads(min(len(runs.q), numba.get_num_threads())):
+        return _drive(model, runs, n_episodes, limit, progress)
+
+
+def _drive(
+    model: CompiledMDP, runs: Runs, n_episodes: int, limit: int, progress: Progress | None
+) -> float:
     start = time.perf_counter()
     done, size = 0, FIRST_SLICE
     while done < n_episodes:

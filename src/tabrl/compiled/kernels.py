@@ -15,7 +15,9 @@ algorithm code: a new update rule (expected SARSA, double Q-learning) is a new c
 in :func:`_learn`, the one place that knows how a target is formed.
 
 Every kernel lives in this one module on purpose: numba's disk cache notices edits only to the
-file that defines a kernel, so a helper in another module could be silently served stale.
+file that defines a kernel, so a helper in another module could be silently served stale. The
+small helpers are inlined by numba (``inline="always"``): left to LLVM, the calls stay and cost a
+third of the speed.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ VISITS = float(KINDS.index("visits"))
 
 #: Outcome lists longer than this are searched by bisection instead of a linear scan.
 LINEAR_SCAN_MAX = 16
+
+_helper = njit(cache=True, inline="always")
 
 
 class CompiledMDP(NamedTuple):
@@ -91,12 +95,12 @@ def seed_state(seed: int) -> np.ndarray:
     return np.array(words, dtype=np.uint64)
 
 
-@njit(cache=True)
+@_helper
 def _rotl(x, k):
     return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
 
 
-@njit(cache=True)
+@_helper
 def next_u64(s):
     """The next 64-bit output of xoshiro256** with state ``s`` (advanced in place)."""
     result = _rotl(s[1] * np.uint64(5), 7) * np.uint64(9)
@@ -110,20 +114,20 @@ def next_u64(s):
     return result
 
 
-@njit(cache=True)
+@_helper
 def _uniform(s):
     """A float64 uniform on [0, 1) from the top 53 bits."""
     return (next_u64(s) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(cache=True)
+@_helper
 def _below(s, n):
     """An integer uniform on ``0..n-1`` (``floor(u * n)``; bias below 2**-40 for any table size)."""
     return int(_uniform(s) * n)
 
 
 # --- sampling -------------------------------------------------------------------------------------
-@njit(cache=True)
+@_helper
 def _sample_index(cdf, lo, hi, s):
     """An index in ``lo..hi-1`` drawn by the cumulative probabilities ``cdf[lo:hi]``.
 
@@ -140,7 +144,7 @@ def _sample_index(cdf, lo, hi, s):
     return i
 
 
-@njit(cache=True)
+@_helper
 def _sample_outcome(model, state, action, n_actions, s):
     """The index of an outcome of ``(state, action)``."""
     pair = state * n_actions + action
@@ -157,7 +161,7 @@ def sample_outcomes(model, state, action, n_actions, n, s):
 
 
 # --- acting ---------------------------------------------------------------------------------------
-@njit(cache=True)
+@_helper
 def _greedy(q, row, s):
     """An action of highest value in ``q[row]``, uniformly at random among equals."""
     best, ties = q[row, 0], 1
@@ -175,7 +179,7 @@ def _greedy(q, row, s):
     return 0
 
 
-@njit(cache=True)
+@_helper
 def _epsilon_greedy(q, row, epsilon, s):
     if _uniform(s) < epsilon:
         return _below(s, q.shape[1])
@@ -183,7 +187,7 @@ def _epsilon_greedy(q, row, epsilon, s):
 
 
 # --- learning -------------------------------------------------------------------------------------
-@njit(cache=True)
+@_helper
 def _max_value(q, next_row):
     """``max_a q[next_row, a]``: the value of the next state that Q-learning bootstraps from."""
     best = q[next_row, 0]
@@ -192,7 +196,7 @@ def _max_value(q, next_row):
     return best
 
 
-@njit(cache=True)
+@_helper
 def _step_size(setting, n_visits):
     """The learning rate: constant, or ``start / n ** rate`` (with a floor) by visit count."""
     lr = LR_SCHEDULE
@@ -201,7 +205,7 @@ def _step_size(setting, n_visits):
     return setting[LEARNING_RATE]
 
 
-@njit(cache=True)
+@_helper
 def _learn(setting, q, visits, row, action, reward, terminal, next_row):
     """One TD update of ``q[row, action]`` by the run's algorithm; returns the TD error."""
     if setting[ALGO] == FIXED_POLICY:
@@ -213,7 +217,7 @@ def _learn(setting, q, visits, row, action, reward, terminal, next_row):
     return td_error
 
 
-@njit(cache=True)
+@_helper
 def _next_epsilon(setting, epsilon):
     """Epsilon one episode later (``Schedule.next``)."""
     kind, _, end, rate = setting[EPSILON_SCHEDULE:EPSILON_SCHEDULE + 4]
@@ -225,7 +229,7 @@ def _next_epsilon(setting, epsilon):
 
 
 # --- episodes and runs ----------------------------------------------------------------------------
-@njit(cache=True)
+@_helper
 def _episode(model, setting, q, visits, epsilon, time_limit, s):
     """One episode; returns its return, its length and its mean absolute TD error."""
     n_actions = q.shape[1]
@@ -262,6 +266,11 @@ def _run_episodes(model, runs, i, start, stop, time_limit):
 
 @njit(cache=True, parallel=True)
 def train_runs(model, runs, start, stop, time_limit):
-    """Episodes ``start..stop-1`` of every run, the runs spread over numba's threads."""
+    """Episodes ``start..stop-1`` of every run, the runs spread over numba's threads.
+
+    Even a single run goes through this parallel kernel, on one thread: numba compiles the body
+    of a parallel loop knowing that its arrays do not overlap, which makes it twice as fast as the
+    same code in a serial kernel.
+    """
     for i in prange(runs.q.shape[0]):
         _run_episodes(model, runs, i, start, stop, time_limit)
