@@ -21,7 +21,7 @@ run: $(VENV)/.installed
 	$(BIN)/tabrl train
 
 test: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-dev
