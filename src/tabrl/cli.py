@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -242,20 +241,13 @@ def _value(value: float | None) -> str:
 
 
 def main() -> None:
-    """Entry point: run the app, turning tabrl's errors into one line and an exit code."""
+    """Entry point: typer reports bad usage itself; tabrl's errors become one line and a code."""
     try:
-        code = app(standalone_mode=False)
-    except click.ClickException as error:
-        error.show()
-        code = error.exit_code
-    except click.exceptions.Abort:
-        err.print("aborted")
-        code = 130
+        app()
     except TabrlError as error:
         if _debug:
             raise
         err.print(f"error: {error}", highlight=False, soft_wrap=True)
-        code = error.exit_code
+        sys.exit(error.exit_code)
     except KeyboardInterrupt:
-        code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+        sys.exit(130)
