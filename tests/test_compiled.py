@@ -107,6 +107,18 @@ def test_one_step_outcomes_follow_the_transition_table(env_id, kwargs, n_per_pai
         assert statistic == 0.0  # deterministic: every draw was the only outcome
 
 
+def test_start_states_follow_the_initial_distribution():
+    env = gym.make("Taxi-v4")
+    mdp = mdp_of(env)
+    law = np.asarray(env.unwrapped.initial_state_distrib)
+    drawn = kernels.sample_outcomes(compile_mdp(mdp), -1, 0, mdp.n_actions, 300_000,
+                                    kernels.seed_state(7))
+    counts = np.bincount(drawn, minlength=mdp.n_states)
+    assert not counts[law == 0].any()
+    fit = stats.chisquare(counts[law > 0], 300_000 * law[law > 0] / law.sum())
+    assert fit.pvalue > ALPHA
+
+
 # --- (b) reproducibility --------------------------------------------------------------------------
 def compiled_run(seed: int, n_episodes: int = 3000):
     env = gym.make("FrozenLake-v1")

@@ -54,10 +54,12 @@ def _build(mdp: TabularMDP) -> CompiledMDP:
         )
     start_state = np.flatnonzero(mdp.initial > 0).astype(np.int64)
     start_cdf = segment_cdf(mdp.initial[start_state], np.array([0, start_state.size]))
+    buckets = np.arange(start_state.size) / start_state.size
     return CompiledMDP(
         row_of_state=np.ascontiguousarray(mdp.row_of_state, dtype=np.int64),
         start_state=start_state,
         start_cdf=start_cdf,
+        start_guide=np.searchsorted(start_cdf, buckets, side="right").astype(np.int64),
         offsets=np.ascontiguousarray(mdp.offsets, dtype=np.int64),
         cdf=segment_cdf(mdp.prob, mdp.offsets),
         next_state=np.ascontiguousarray(mdp.next_state, dtype=np.int64),
