@@ -17,6 +17,7 @@ import numpy as np
 from tabrl.dp import TIE, Solution, evaluate_policy_exact, policy_agreement
 from tabrl.errors import NotCompilableError
 from tabrl.mdp import TabularMDP, mdp_of
+from tabrl.spaces import StateEncoder
 
 
 def known_mdp(env: gym.Env) -> TabularMDP | None:
@@ -63,7 +64,7 @@ def optimal_actions_near(solution: Solution, policy_rows: np.ndarray) -> np.ndar
     return np.where(is_optimal, policy_rows, solution.policy)
 
 
-def solution_summary(solution: Solution, mdp: TabularMDP) -> dict[str, Any]:
+def solution_summary(solution: Solution, mdp: TabularMDP, encoder: StateEncoder) -> dict[str, Any]:
     """The JSON form of a solution: value, objective, and the optimal action per row.
 
     The outcome probabilities are those of the best stationary policy (the one a Q-table can hold).
@@ -80,6 +81,11 @@ def solution_summary(solution: Solution, mdp: TabularMDP) -> dict[str, Any]:
         "draw": optimal.draw,
         "loss": optimal.loss,
         "mean_length": finite_or_none(optimal.mean_length),
+        "start_values": [
+            {"observation": encoder.decode(int(mdp.row_of_state[state])),
+             "probability": float(mdp.initial[state]), "value": float(solution.values[state])}
+            for state in np.flatnonzero(mdp.initial)
+        ],
         "policy": solution.policy.tolist(),
         "stationary_policy": solution.stationary_policy.tolist(),
     }

@@ -38,6 +38,7 @@ from tabrl.runs import (
     save_config,
     writable_dir,
 )
+from tabrl.spaces import encoder_for
 from tabrl.training import EngineChoice, Training, choose_engine, train
 
 Say = Callable[[str], None]
@@ -162,7 +163,9 @@ def solve_env(
     env = make_env(env_id, env_kwargs)
     mdp = mdp_of(env)
     solution = solve(mdp, discount)
-    summary = {"env_id": env_id, "env_kwargs": env_kwargs, **solution_summary(solution, mdp)}
+    encoder = encoder_for(env.observation_space)
+    summary = {"env_id": env_id, "env_kwargs": env_kwargs,
+               **solution_summary(solution, mdp, encoder)}
     path = writable_dir(out or default_solution_dir(env_id))
     atomic_write_json(path / SOLUTION, summary)
     plots.plot_policy(env, np.nan_to_num(solution.row_q_values), path / POLICY,
