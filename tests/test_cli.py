@@ -138,3 +138,25 @@ def test_missing_and_broken_run_folders(tabrl_cli, tmp_path):
 def test_debug_shows_the_traceback(tabrl_cli):
     with pytest.raises(Exception, match="unknown environment"):
         tabrl_cli("--debug", "train", "NoSuchEnv-v0")
+
+
+def test_solve_json_gives_the_optimum_and_saves_it(tabrl_cli, tmp_path):
+    result = tabrl_cli("solve", "CliffWalking-v1", "--json", "--out", tmp_path / "cliff")
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["value"] == -13 and summary["horizon"] is None and summary["discount"] == 1.0
+    assert len(summary["policy"]) == 48
+    assert json.loads((tmp_path / "cliff" / "solution.json").read_text())["value"] == -13
+    assert (tmp_path / "cliff" / "policy.png").is_file()
+    lake = json.loads(tabrl_cli("solve", "FrozenLake-v1", "--json", "--out", tmp_path / "l").stdout)
+    assert lake["horizon"] == 100 and lake["value"] == pytest.approx(0.7442, abs=1e-4)
+    discounted = tabrl_cli("solve", "FrozenLake-v1", "--discount", "0.9", "--json",
+                           "--out", tmp_path / "d")
+    assert json.loads(discounted.stdout)["value"] < lake["value"]
+
+
+def test_solve_refuses_dynamics_it_cannot_know(tabrl_cli, tmp_path):
+    result = tabrl_cli("solve", "Taxi-v4", "--env-kwargs", "fickle_passenger=true",
+                       "--out", tmp_path / "t")
+    assert_one_line_error(result, "fickle_passenger")
+    assert result.code == 2
