@@ -49,8 +49,10 @@ def greedy_success_rate(env: gym.Env, policy: np.ndarray, n_episodes: int, seed:
 
 # --- the kernels themselves -----------------------------------------------------------------------
 def test_generator_matches_the_reference_xoshiro256starstar():
-    state = np.array([1, 2, 3, 4], dtype=np.uint64)
-    outputs = [int(kernels.next_u64(state)) for _ in range(4)]
+    state, outputs = tuple(np.uint64(word) for word in (1, 2, 3, 4)), []
+    for _ in range(4):
+        output, state = kernels.next_u64(state)
+        outputs.append(int(output))
     assert outputs == [11520, 0, 1509978240, 1215971899390074240]
 
 
