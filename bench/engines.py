@@ -1,0 +1,186 @@
+"""How fast tabrl trains, against the seed's plain Python loop run in the same invocation.
+
+    python -m bench.engines [--quick]
+
+Per environment, with the tutorial's hyperparameters (learning rate 0.01, discount 0.95, epsilon
+from 1 to 0.1 over the first half of the run), timed from making the environment to the end:
+
+- the tutorial's own loop (``bench/baseline.py``), the reference of every ratio;
+- ``tabrl.training.train(engine="python")`` on the same run;
+- ``train(engine="compiled")`` on the same run, repeated with new seeds until it has taken
+  ``MIN_SECONDS`` (one run is over in milliseconds): the like-for-like comparison;
+- ``train(engine="compiled")`` on a run ``LONG_FACTOR`` times longer, as a user would train.
+  What an agent learns changes how long its episodes are (a FrozenLake agent that learned walks
+  to the goal, an untrained one falls into a hole), so steps per second stand beside episodes.
+
+The compiled engine uses one core. Batch mode (seeds x the same run) is then timed on one and on
+two cores. Compiling the kernels is timed apart, in fresh processes: once with an empty disk
+cache, once from the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numba
+
+from bench.baseline import train_baseline
+from tabrl.compiled import run_batch, warm_up
+from tabrl.envs import DEFAULT_STEP_CAP, make_env, with_step_cap
+from tabrl.mdp import mdp_of
+from tabrl.training import train
+
+#: Episodes of the run every engine trains, per environment: a few seconds of the baseline, so
+#: that the compiled engine's fixed costs (making the environment and its MDP) weigh little.
+EPISODES = {
+    "Blackjack-v1": 200_000,
+    "FrozenLake-v1": 50_000,
+    "FrozenLake8x8-v1": 5_000,
+    "Taxi-v4": 10_000,
+    "CliffWalking-v1": 2_000,
+}
+LONG_FACTOR = 20
+MIN_SECONDS = 0.5
+QUICK_DIVISOR = 10
+LEARNING_RATE, DISCOUNT, START_EPSILON, FINAL_EPSILON = 0.01, 0.95, 1.0, 0.1
+BATCH_SEEDS = 16
+TARGET = 300  #: compiled episodes per second, in multiples of the baseline's
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One training: how many episodes and steps, in how many seconds of wall time."""
+
+    engine: str
+    episodes: int
+    steps: int
+    seconds: float
+
+    @property
+    def episodes_per_second(self) -> float:
+        return self.episodes / self.seconds
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds
+
+
+def hyperparameters(n_episodes: int) -> dict[str, float]:
+    """The tutorial's hyperparameters for a run of ``n_episodes``, in tabrl's keywords."""
+    return dict(learning_rate=LEARNING_RATE, discount_factor=DISCOUNT,
+                initial_epsilon=START_EPSILON, final_epsilon=FINAL_EPSILON,
+                epsilon_decay=START_EPSILON / (n_episodes / 2))
+
+
+def time_baseline(env_id: str, n_episodes: int) -> Timing:
+    run = train_baseline(env_id, n_episodes, LEARNING_RATE, START_EPSILON, FINAL_EPSILON,
+                         DISCOUNT)
+    return Timing("baseline (tutorial loop)", run.episodes, run.steps, run.seconds)
+
+
+def time_train(env_id: str, n_episodes: int, engine: str, label: str,
+               min_seconds: float = 0.0) -> Timing:
+    """``train`` end to end, repeated with seeds 0, 1, ... until ``min_seconds`` have passed."""
+    episodes = steps = seed = 0
+    start = time.perf_counter()
+    while seed == 0 or time.perf_counter() - start < min_seconds:
+        log = train(env_id, n_episodes=n_episodes, engine=engine, seed=seed,
+                    **hyperparameters(n_episodes)).log
+        episodes, steps, seed = episodes + n_episodes, steps + int(log.lengths.sum()), seed + 1
+    return Timing(label, episodes, steps, time.perf_counter() - start)
+
+
+def time_batch(env_id: str, n_episodes: int, n_jobs: int) -> Timing:
+    """``BATCH_SEEDS`` runs of the baseline's protocol in one batch on ``n_jobs`` threads."""
+    mdp = mdp_of(with_step_cap(make_env(env_id), DEFAULT_STEP_CAP))
+    start = time.perf_counter()
+    results = run_batch(mdp, [hyperparameters(n_episodes)], n_episodes, range(BATCH_SEEDS),
+                        n_jobs=n_jobs)
+    seconds = time.perf_counter() - start
+    steps = sum(int(result.log.lengths.sum()) for result in results)
+    return Timing(f"batch, {n_jobs} core{'s' * (n_jobs > 1)}", BATCH_SEEDS * n_episodes, steps,
+                  seconds)
+
+
+def warm_up_in_fresh_process(cache_dir: str) -> tuple[float, bool]:
+    """``warm_up()`` in a new interpreter whose numba cache is ``cache_dir``."""
+    code = "from tabrl.compiled import warm_up; w = warm_up(); print(w.seconds, w.from_cache)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "NUMBA_CACHE_DIR": cache_dir}).stdout.split()
+    return float(out[0]), out[1] == "True"
+
+
+def compile_report() -> str:
+    with tempfile.TemporaryDirectory() as cache_dir:
+        cold, cold_cached = warm_up_in_fresh_process(cache_dir)
+        warm, warm_cached = warm_up_in_fresh_process(cache_dir)
+    return (f"compile time: {cold:.2f} s with an empty cache (from cache: {cold_cached}); "
+            f"{warm:.2f} s in the next process (from cache: {warm_cached})")
+
+
+def row(env_id: str, timing: Timing, baseline: Timing) -> str:
+    return (f"{env_id:<17} {timing.engine:<28} {timing.episodes:>10,} "
+            f"{timing.steps / timing.episodes:>8.1f} {timing.episodes_per_second:>13,.0f} "
+            f"{timing.steps_per_second:>13,.0f} "
+            f"{timing.episodes_per_second / baseline.episodes_per_second:>9.1f}x "
+            f"{timing.steps_per_second / baseline.steps_per_second:>9.1f}x")
+
+
+HEADER = (f"{'environment':<17} {'engine':<28} {'episodes':>10} {'mean len':>8} "
+          f"{'episodes/s':>13} {'steps/s':>13} {'eps/s ratio':>10} {'steps ratio':>10}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_DIVISOR}x fewer episodes (about half a minute)")
+    divisor = QUICK_DIVISOR if parser.parse_args().quick else 1
+    began = time.perf_counter()
+    print(f"cores: {os.cpu_count()}, numba threads: {numba.config.NUMBA_NUM_THREADS}, "
+          f"load average at start: {os.getloadavg()[0]:.2f}")
+    print(compile_report())
+    warm_up()
+    print("ratios are against the baseline's row; the compiled engine uses one core; 'same run' "
+          "repeats the baseline's run with new seeds\n")
+    print(HEADER)
+    short_of_target = []
+    batches = []
+    for env_id, n_episodes in EPISODES.items():
+        n_episodes //= divisor
+        baseline = time_baseline(env_id, n_episodes)
+        same_run = time_train(env_id, n_episodes, "compiled", "tabrl compiled, same run",
+                              MIN_SECONDS / divisor ** 0.5)
+        timings = [
+            baseline,
+            time_train(env_id, n_episodes, "python", "tabrl python"),
+            same_run,
+            time_train(env_id, n_episodes * LONG_FACTOR, "compiled",
+                       f"tabrl compiled, {LONG_FACTOR}x run"),
+        ]
+        for timing in timings:
+            print(row(env_id, timing, baseline), flush=True)
+        if same_run.episodes_per_second < TARGET * baseline.episodes_per_second:
+            short_of_target.append(env_id)
+        batches.append((env_id, baseline, [time_batch(env_id, n_episodes, jobs)
+                                           for jobs in (1, 2)]))
+    print(f"\nbatch mode: {BATCH_SEEDS} seeds x the baseline's run (same episodes, same "
+          "hyperparameters), run_batch on 1 and 2 cores")
+    print(HEADER)
+    for env_id, baseline, (one, two) in batches:
+        print(row(env_id, one, baseline))
+        print(row(env_id, two, baseline) + f"   2-core speedup {one.seconds / two.seconds:.2f}")
+    verdict = "met on every environment" if not short_of_target else (
+        f"missed on {', '.join(short_of_target)}")
+    print(f"\ntarget compiled (same run) >= {TARGET}x baseline episodes/s: {verdict}")
+    print(f"benchmark took {time.perf_counter() - began:.0f} s; load average at the end: "
+          f"{os.getloadavg()[0]:.2f} (other processes slow every row alike)")
+
+
+if __name__ == "__main__":
+    main()
