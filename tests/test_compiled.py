@@ -20,6 +20,7 @@ from scipy import stats
 from tabrl.compiled import kernels, rollout, run_batch, run_compiled, supports, warm_up
 from tabrl.compiled.engine import new_runs, setting_of
 from tabrl.compiled.model import compile_mdp
+from tabrl.errors import NotCompilableError
 from tabrl.loop import run_python
 from tabrl.mdp import from_transitions, mdp_of
 from tabrl.schedules import Schedule
@@ -64,9 +65,14 @@ def test_kernels_load_from_the_disk_cache_in_a_new_process():
     assert result.stdout.strip() == "True"
 
 
-def test_supports_q_learning_only_for_now():
+def test_supports_epsilon_greedy_q_learning_only_for_now():
     assert supports("q-learning")
     assert not supports("sarsa")
+    assert not supports("q-learning", "softmax")
+    env = gym.make("FrozenLake-v1")
+    with pytest.raises(NotCompilableError, match="softmax"):
+        run_compiled(mdp_of(env), make_agent(env, exploration="softmax"), 10, seed=0,
+                     max_steps=100)
 
 
 # --- (a) one step: every (state, action) against the environment's P ------------------------------

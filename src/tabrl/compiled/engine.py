@@ -29,15 +29,17 @@ from tabrl.schedules import Schedule
 
 #: The algorithms the kernels implement, by name, with their code in a setting vector.
 ALGO_CODES = {"q-learning": kernels.Q_LEARNING}
+#: The one exploration strategy the kernels implement.
+EPSILON_GREEDY = "epsilon-greedy"
 
 SLICE_SECONDS = 0.25  #: target duration of one kernel call between progress reports
 FIRST_SLICE = 1_000  #: episodes of the first call, which measures the speed
 RECENT = 1_000  #: episodes in the mean return that ``progress`` reports
 
 
-def supports(algo: str) -> bool:
-    """Whether the compiled engine has a kernel for the algorithm ``algo``."""
-    return algo in ALGO_CODES
+def supports(algo: str, exploration: str = EPSILON_GREEDY) -> bool:
+    """Whether the compiled engine has a kernel for ``algo`` exploring by ``exploration``."""
+    return algo in ALGO_CODES and exploration == EPSILON_GREEDY
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,12 @@ def numba_threads(n_jobs: int | None) -> Iterator[None]:
 # --- runs: the arrays the kernels work on ---------------------------------------------------------
 def setting_of(agent: TabularAgent) -> np.ndarray:
     """The agent's hyperparameters as the kernels read them (layout in ``kernels``)."""
-    if not supports(agent.algo):
-        raise NotCompilableError(f"the compiled engine has no kernel for {agent.algo}")
+    exploration = agent.exploration.name
+    if not supports(agent.algo, exploration):
+        raise NotCompilableError(
+            f"the compiled engine has no kernel for {agent.algo} with {exploration} exploration "
+            f"(it runs {', '.join(ALGO_CODES)} with {EPSILON_GREEDY}): use the python engine"
+        )
     head = [ALGO_CODES[agent.algo], agent.discount_factor, agent.lr]
     return np.concatenate(
         [head, agent.learning_rate_schedule.as_array(), agent.epsilon_schedule.as_array()]
