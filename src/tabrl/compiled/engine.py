@@ -222,6 +222,12 @@ def rollout(
     A Monte Carlo evaluation on the exact dynamics at kernel speed: the log's returns and lengths
     are the episodes' (TD errors and epsilon are zero).
     """
+    policy = np.asarray(policy, dtype=np.int64)
+    if policy.shape != (mdp.n_rows,) or not ((policy >= 0) & (policy < mdp.n_actions)).all():
+        raise UsageError(
+            f"a policy needs one action in 0..{mdp.n_actions - 1} for each of the "
+            f"{mdp.n_rows} rows of the Q-table (got an array of shape {policy.shape})"
+        )
     warm_up()
     runs = policy_runs(policy, mdp.n_actions, seed=seed, n_episodes=n_episodes)
     seconds = drive(compile_mdp(mdp), runs, n_episodes, time_limit(mdp, max_steps), None)
