@@ -52,7 +52,7 @@ class WarmUp:
 
 @functools.cache
 def warm_up() -> WarmUp:
-    """Compile the kernels (or load them from the disk cache) once per process, timed.
+    """Compile the training kernel (or load it from the disk cache) once per process, timed.
 
     Every later call returns the same record at no cost, so training calls it before starting
     its clock and the benchmark calls it first to report the compile time on its own.
@@ -60,10 +60,9 @@ def warm_up() -> WarmUp:
     start = time.perf_counter()
     tiny = compile_mdp(from_transitions({0: {0: [(1.0, 0, 0.0, True)]}}, np.ones(1), 1, 1))
     kernels.train_runs(tiny, policy_runs(np.zeros(1), 1, seed=0, n_episodes=1), 0, 1, 1)
-    kernels.sample_outcomes(tiny, 0, 0, 1, 1, kernels.seed_state(0))
     seconds = time.perf_counter() - start
-    stats = [kernel.stats for kernel in (kernels.train_runs, kernels.sample_outcomes)]
-    from_cache = all(sum(s.cache_hits.values()) and not sum(s.cache_misses.values()) for s in stats)
+    stats = kernels.train_runs.stats
+    from_cache = sum(stats.cache_hits.values()) > 0 and not sum(stats.cache_misses.values())
     return WarmUp(seconds, from_cache)
 
 
