@@ -115,6 +115,15 @@ def test_one_step_outcomes_follow_the_transition_table(env_id, kwargs, n_per_pai
         assert statistic == 0.0  # deterministic: every draw was the only outcome
 
 
+def test_cumulative_probabilities_are_computed_once_per_mdp():
+    mdp = mdp_of(gym.make("FrozenLake-v1"))
+    model = compile_mdp(mdp)
+    assert compile_mdp(mdp) is model
+    first, last = mdp.offsets[:-1], mdp.offsets[1:] - 1
+    assert np.all(model.cdf[last] == 1.0)
+    assert np.allclose(model.cdf[first], mdp.prob[first])
+
+
 def test_start_states_follow_the_initial_distribution():
     env = gym.make("Taxi-v4")
     mdp = mdp_of(env)
