@@ -70,9 +70,9 @@ def run_batch(
     settings: Sequence[dict[str, Any]],
     n_episodes: int,
     seeds: Sequence[int],
-    *,
     max_steps: int = DEFAULT_STEP_CAP,
     n_jobs: int | None = None,
+    *,
     progress: Progress | None = None,
 ) -> list[BatchResult]:
     """Train every setting with every seed for ``n_episodes`` from a zero table, in parallel.
@@ -84,6 +84,8 @@ def run_batch(
     if n_episodes <= 0:
         raise UsageError(f"the number of episodes must be positive, not {n_episodes}")
     pairs = [(s, template_agent(mdp, s), seed) for s in settings for seed in seeds]
+    if not pairs:
+        raise UsageError("a batch needs at least one setting and one seed")
     runs = new_runs(
         np.stack([setting_of(agent) for _, agent, _ in pairs]),
         [agent.epsilon for _, agent, _ in pairs],
