@@ -146,7 +146,7 @@ HEADER = (f"{'environment':<17} {'engine':<28} {'episodes':>10} {'mean len':>8} 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK_DIVISOR}x fewer episodes (about half a minute)")
+                        help=f"{QUICK_DIVISOR}x fewer episodes (under half a minute)")
     divisor = QUICK_DIVISOR if parser.parse_args().quick else 1
     began = time.perf_counter()
     print(f"cores: {os.cpu_count()}, numba threads: {numba.config.NUMBA_NUM_THREADS}, "
