@@ -7,6 +7,7 @@
 
 __version__ = "0.1.0"
 
+from tabrl import examples  # noqa: F401  (registers tabrl/MaximizationBias-v0)
 from tabrl.agents import QLearningAgent, TabularAgent
 from tabrl.dp import PolicyValue, Solution, evaluate_policy_exact, solve
 from tabrl.envs import make_env

@@ -221,6 +221,17 @@ class TabularAgent:
             **exploration,
         }
 
+    def learning_state(self) -> dict[str, np.ndarray]:
+        """What, beside the Q-table, epsilon and visits, learning needs to go on exactly.
+
+        Saved with every checkpoint, so that a resumed run ends where an uninterrupted one does.
+        """
+        return {"temperature": np.array(self.temperature)}
+
+    def restore_learning_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take back what :meth:`learning_state` gave."""
+        self.temperature = float(arrays["temperature"])
+
 
 class QLearningAgent(TabularAgent):
     """Q-learning (Watkins, 1989): bootstrap from the best next action, whatever is played.
@@ -420,6 +431,13 @@ class DoubleQLearningAgent(TabularAgent):
         self.training_error.append(error)
         return error
 
+    def learning_state(self) -> dict[str, np.ndarray]:
+        return {**super().learning_state(), "half_difference": self.half_difference}
+
+    def restore_learning_state(self, arrays: dict[str, np.ndarray]) -> None:
+        super().restore_learning_state(arrays)
+        self.half_difference = arrays["half_difference"].astype(np.float64)
+
 
 class MonteCarloAgent(TabularAgent):
     """First-visit Monte Carlo control with an epsilon-soft policy (S&B 5.4).
@@ -564,6 +582,24 @@ class DynaQAgent(QLearningAgent):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "planning_steps": self.planning_steps}
+
+    def learning_state(self) -> dict[str, np.ndarray]:
+        """The model as flat arrays, in the order it was built (sampling depends on that order)."""
+        outcomes = [(p, *outcome, count) for p, pair in enumerate(self.seen)
+                    for outcome, count in self.model[pair].items()]
+        return {
+            **super().learning_state(),
+            "model_pairs": np.array(self.seen, dtype=np.int64).reshape(-1, 2),
+            "model_outcomes": np.array(outcomes, dtype=np.float64).reshape(-1, 5),
+        }
+
+    def restore_learning_state(self, arrays: dict[str, np.ndarray]) -> None:
+        super().restore_learning_state(arrays)
+        self.seen = [(int(row), int(action)) for row, action in arrays["model_pairs"]]
+        self.model = {pair: {} for pair in self.seen}
+        for pair, reward, next_row, terminated, count in arrays["model_outcomes"]:
+            outcome = (float(reward), int(next_row), bool(terminated))
+            self.model[self.seen[int(pair)]][outcome] = int(count)
 
 
 AGENTS: dict[str, type[TabularAgent]] = {

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tabrl.agents import AGENTS
 from tabrl.envs import parse_env_kwargs, tabular_envs
 from tabrl.errors import TabrlError
 from tabrl.evaluate import Evaluation
@@ -71,10 +72,22 @@ def train(
         help="Greedy evaluation episodes (0: skip).")] = 10_000,
     env_kwargs: Annotated[str | None, typer.Option(
         help="Environment keywords, e.g. is_slippery=false,map_name=8x8.")] = None,
-    algo: Annotated[str, typer.Option(help="The learning algorithm.")] = "q-learning",
+    algo: Annotated[str, typer.Option(help=f"One of: {', '.join(AGENTS)}.")] = "q-learning",
+    exploration: Annotated[str | None, typer.Option(
+        help="epsilon-greedy, softmax or ucb.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Softmax temperature.")] = None,
+    ucb_c: Annotated[float | None, typer.Option(help="Weight of the UCB bonus.")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Steps of n-step-sarsa.")] = None,
+    lam: Annotated[float | None, typer.Option(help="Trace decay of sarsa-lambda.")] = None,
+    planning_steps: Annotated[int | None, typer.Option(
+        help="Model updates per real step of dyna-q.")] = None,
+    exploring_starts: Annotated[bool | None, typer.Option(
+        "--exploring-starts/--no-exploring-starts", help="Monte Carlo with exploring starts.")
+    ] = None,
     engine: Annotated[str, typer.Option(help="auto, python or compiled.")] = "auto",
-    max_steps: Annotated[int, typer.Option(
-        help="Step cap per episode for environments without a time limit.")] = 10_000,
+    max_steps: Annotated[int | None, typer.Option(
+        help="Step cap per episode for environments without a time limit (default 10,000).")
+    ] = None,
     window: Annotated[int, typer.Option(help="Rolling window of the learning curves.")] = 500,
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
@@ -94,6 +107,9 @@ def train(
             discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
             epsilon_decay_episodes=epsilon_decay_episodes, seed=seed, engine=engine,
             max_steps=max_steps, eval_episodes=eval_episodes, window=window,
+            algo_params=given_only(exploration=exploration, temperature=temperature, ucb_c=ucb_c,
+                                   n=n, lam=lam, planning_steps=planning_steps,
+                                   exploring_starts=exploring_starts),
         )
         prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
@@ -112,6 +128,11 @@ def train(
         say(f"run folder: {run.path}  (curves.png, policy.png, evaluation.json, q_table.npz)")
     else:
         out.print(str(run.path))
+
+
+def given_only(**options: object) -> dict[str, object]:
+    """The options the user set (typer gives None for the others)."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 @app.command("evaluate")

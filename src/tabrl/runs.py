@@ -39,6 +39,7 @@ CONFIG, STATE, Q_TABLE, METRICS, EVALUATION = (
     "config.json", "state.json", "q_table.npz", "metrics.npz", "evaluation.json",
 )
 CURVES, POLICY, SOLUTION = "curves.png", "policy.png", "solution.json"
+LEARNING = "learning_"  #: prefix of the agent's own arrays in q_table.npz
 
 
 @dataclass
@@ -67,8 +68,14 @@ class RunConfig:
         cls, env_id: str, env_kwargs: dict[str, Any] | None = None, algo: str = "q-learning",
         **given: Any,
     ) -> RunConfig:
-        """Settings from the shipped defaults of ``algo`` on ``env_id``, overridden by ``given``."""
-        chosen = {**defaults_for(algo, env_id), **{k: v for k, v in given.items() if v is not None}}
+        """Settings from the shipped defaults of ``algo`` on ``env_id``, overridden by ``given``.
+
+        ``given`` values of None are not given; ``algo_params`` merge key by key.
+        """
+        defaults = defaults_for(algo, env_id)
+        algo_params = {**defaults.pop("algo_params", {}), **given.pop("algo_params", {})}
+        chosen = {**defaults, **{k: v for k, v in given.items() if v is not None},
+                  "algo_params": algo_params}
         if chosen["episodes"] <= 0:
             raise UsageError(f"the number of episodes must be positive, not {chosen['episodes']}")
         if chosen.get("epsilon_decay_episodes") is None:
@@ -187,6 +194,15 @@ class Run:
         table.array = arrays["q"].astype(np.float64)
         table.visits = arrays["visits"].astype(np.int64)
         agent.epsilon = float(self.state["epsilon"])
+        learning = {name.removeprefix(LEARNING): array for name, array in arrays.items()
+                    if name.startswith(LEARNING)}
+        try:
+            agent.restore_learning_state(learning)
+        except KeyError as missing:
+            raise RunFolderError(
+                f"{self.path / Q_TABLE} lacks the agent's {missing} array: it was not saved by "
+                f"a {self.config.algo} run"
+            ) from None
         return agent
 
 
@@ -195,8 +211,9 @@ def save_checkpoint(
 ) -> None:
     """Q-table, metrics and progress, each file atomic; progress last, so it never runs ahead."""
     table = agent.q_values
+    learning = {LEARNING + name: array for name, array in agent.learning_state().items()}
     atomic_save_npz(path / Q_TABLE, q=table.array[: table.n_rows],
-                    visits=table.visits[: table.n_rows], keys=table.encoder.keys)
+                    visits=table.visits[: table.n_rows], keys=table.encoder.keys, **learning)
     atomic_save_npz(path / METRICS, **log.columns())
     atomic_write_json(path / STATE, {
         "episodes_done": episodes_done, "epsilon": agent.epsilon,
