@@ -17,7 +17,7 @@ def quiet(_: str) -> None:
 
 def train_folder(tmp_path, name, env_id="FrozenLake-v1", env_kwargs=None, **given):
     settings = {"episodes": 600, "eval_episodes": 0, "engine": "python", "chunk_episodes": 200,
-                **given}
+                "checkpoint_seconds": 0.0, **given}
     config = RunConfig.resolve(env_id, env_kwargs, **settings)
     return train_run(prepare_run(config, tmp_path / name), say=quiet)
 
@@ -52,7 +52,8 @@ def test_reloaded_agent_plays_the_same_greedy_actions(tmp_path):
 
 @pytest.mark.parametrize("algo", ["q-learning", "double-q-learning", "dyna-q", "sarsa"])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, algo):
-    settings = dict(episodes=600, eval_episodes=0, engine="python", chunk_episodes=200, seed=3)
+    settings = dict(episodes=600, eval_episodes=0, engine="python", chunk_episodes=200, seed=3,
+                    checkpoint_seconds=0.0)
     params = {"exploration": "softmax"} if algo == "sarsa" else {}
     whole = train_folder(tmp_path, "whole", algo=algo, algo_params=params, **settings)
     config = RunConfig.resolve("FrozenLake-v1", algo=algo, algo_params=params, **settings)

@@ -116,6 +116,7 @@ def _merged(outcomes: list[tuple[Fraction, int, float, bool]]) -> list[Outcome]:
     return [(float(p), state, reward, terminal) for (state, reward, terminal), p in law.items()]
 
 
+@cache  # building it takes exact fractions and ~10 ms: once per rule set is enough
 def blackjack_mdp(natural: bool, sab: bool, horizon: int | None) -> TabularMDP:
     """Blackjack-v1 with the flags ``natural`` and ``sab`` as an exact :class:`TabularMDP`.
 

@@ -53,11 +53,18 @@ class TrainingLog:
     def __len__(self) -> int:
         return len(self.returns)
 
-    def __add__(self, later: TrainingLog) -> TrainingLog:
-        """This log followed by ``later`` (a resumed run)."""
-        mine, theirs = self.columns(), later.columns()
-        joined = {name: np.concatenate([mine[name], theirs[name]]) for name in COLUMNS}
-        return TrainingLog.from_columns(joined, self.seconds + later.seconds)
+    def head(self, n: int) -> TrainingLog:
+        """The first ``n`` episodes (views, not copies)."""
+        return TrainingLog.from_columns(
+            {name: column[:n] for name, column in self.columns().items()}, self.seconds
+        )
+
+    def place(self, start: int, part: TrainingLog) -> None:
+        """Write ``part`` over episodes ``start, start + 1, ...`` and add its time to this log's."""
+        mine = self.columns()
+        for name, column in part.columns().items():
+            mine[name][start : start + len(part)] = column
+        self.seconds += part.seconds
 
 
 def find_episode_statistics(env: gym.Env) -> RecordEpisodeStatistics | None:

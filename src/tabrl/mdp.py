@@ -85,7 +85,7 @@ def from_transitions(
                     terminal.append(done)
             offsets[s * n_actions + a + 1] = len(prob)
     rows = np.arange(n_states, dtype=np.int64) if row_of_state is None else row_of_state
-    return TabularMDP(
+    return read_only(TabularMDP(
         n_states=n_states,
         n_actions=n_actions,
         n_rows=n_states if n_rows is None else n_rows,
@@ -97,7 +97,15 @@ def from_transitions(
         reward=np.asarray(reward, dtype=np.float64),
         terminal=np.asarray(terminal, dtype=bool),
         horizon=horizon,
-    )
+    ))
+
+
+def read_only(mdp: TabularMDP) -> TabularMDP:
+    """Freeze the arrays: an MDP may be cached and shared, so nobody may change it in place."""
+    for value in vars(mdp).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    return mdp
 
 
 def time_limit_of(env: gym.Env) -> int | None:
@@ -149,7 +157,7 @@ def mdp_of(env: gym.Env) -> TabularMDP:
     mdp = from_transitions(
         transitions, np.asarray(initial, dtype=np.float64), int(base.action_space.n), horizon
     )
-    return dataclasses.replace(mdp, goal_rows=goal_rows_of(base, mdp))
+    return read_only(dataclasses.replace(mdp, goal_rows=goal_rows_of(base, mdp)))
 
 
 def goal_rows_of(base: gym.Env, mdp: TabularMDP) -> np.ndarray:

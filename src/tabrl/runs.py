@@ -61,6 +61,7 @@ class RunConfig:
     chunk_episodes: int | None = None
     eval_episodes: int = 10_000
     window: int = 500
+    checkpoint_seconds: float = 30.0  #: at most one checkpoint per this many seconds of training
     algo_params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -34,8 +34,9 @@ class EngineChoice:
     reason: str
 
 
-def choose_engine(env: gym.Env, requested: str, algo: str) -> EngineChoice:
-    """Compiled where the environment's dynamics are known, else python, with the reason."""
+def choose_engine(env: gym.Env, requested: str, agent: TabularAgent) -> EngineChoice:
+    """Compiled where the environment's dynamics are known and the agent has a kernel, else
+    python, with the reason."""
     if requested not in ENGINES:
         raise UsageError(f"unknown engine {requested!r}: use one of {', '.join(ENGINES)}")
     if requested == "python":
@@ -43,8 +44,11 @@ def choose_engine(env: gym.Env, requested: str, algo: str) -> EngineChoice:
     try:
         from tabrl.compiled import supports
 
-        if not supports(algo):
-            raise NotCompilableError(f"the compiled engine has no kernel for {algo}")
+        exploration = agent.exploration.name
+        if not supports(agent.algo, exploration):
+            raise NotCompilableError(
+                f"the compiled engine has no kernel for {agent.algo} with {exploration} exploration"
+            )
         mdp = mdp_of(env)
     except NotCompilableError as error:
         if requested == "compiled":
@@ -108,14 +112,18 @@ def train(
     else:
         agent = agent or make_agent(env, seed=seed, **hyperparameters)
         log, done = TrainingLog.empty(0), 0
-    choice = engine if isinstance(engine, EngineChoice) else choose_engine(env, engine, agent.algo)
+    choice = engine if isinstance(engine, EngineChoice) else choose_engine(env, engine, agent)
     chunk = chunk_episodes or DEFAULT_CHUNK_EPISODES[choice.name]
-    training = Training(agent, log, env, choice, done)
+    whole = TrainingLog.empty(max(n_episodes, done))  # chunks fill it: the past is never copied
+    whole.place(0, log.head(done))
+    training = Training(agent, whole.head(done), env, choice, done)
     while training.episodes_done < n_episodes:
-        index = training.episodes_done // chunk
-        size = min(chunk * (index + 1), n_episodes) - training.episodes_done
+        start = training.episodes_done
+        index = start // chunk
+        size = min(chunk * (index + 1), n_episodes) - start
         chunk_log = run_chunk(training, size, chunk_seed(seed, index), max_steps, progress)
-        training.log = training.log + chunk_log
+        whole.place(start, chunk_log)
+        training.log = whole.head(start + size)
         training.episodes_done += size
         if on_chunk is not None:
             on_chunk(training)

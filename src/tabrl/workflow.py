@@ -7,6 +7,7 @@ with the input is checked before the run folder is created, so bad input leaves 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,61 +54,48 @@ class PreparedRun:
     agent: TabularAgent
     engine: EngineChoice
     path: Path
+    resume_from: Training | None = None  #: the checkpoint a resumed run continues
 
 
 def prepare_run(config: RunConfig, out: Path | None = None) -> PreparedRun:
     """Check everything about a new run, then create its folder (bad input leaves none)."""
     env = config.make_env()
     agent = config.make_agent(env)
-    choice = choose_engine(env, config.engine, config.algo)
+    choice = choose_engine(env, config.engine, agent)
     path = prepare_run_dir(out or default_run_dir(config))
     save_config(path, config, agent, choice.name, choice.reason)
     save_checkpoint(path, agent, TrainingLog.empty(0), 0, finished=False)
     return PreparedRun(config, env, agent, choice, path)
 
 
-def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: Say = print) -> Run:
-    """Train a prepared run with a checkpoint per chunk, then evaluate and plot it."""
-    config, path = prepared.config, prepared.path
-    return _train_and_finish(path, config, lambda: train(
-        prepared.env, prepared.agent, config.episodes, seed=config.seed, engine=prepared.engine,
-        max_steps=config.max_steps, chunk_episodes=config.chunk_episodes, progress=progress,
-        on_chunk=_checkpointer(path),
-    ), say)
-
-
-def resume_run(path: Path, episodes: int | None = None, *, progress: Progress | None = None,
-               say: Say = print) -> Run:
-    """Continue an interrupted (or finished, with more ``episodes``) run from its checkpoint."""
+def prepare_resume(path: Path, episodes: int | None = None) -> PreparedRun:
+    """A run folder's checkpoint, ready to continue (to ``episodes`` in all, if given)."""
     run = load_run(path)
     config = run.config
     if episodes is not None:
         config.episodes = episodes
     env = config.make_env()
     agent = run.load_agent(env)
-    choice = choose_engine(env, run.info["engine"], config.algo)
-    done = int(run.state["episodes_done"])
-    say(f"resuming {path} at episode {done:,} of {config.episodes:,} ({choice.name} engine)")
-    checkpoint = Training(agent, run.metrics(), env, choice, done)
+    choice = choose_engine(env, run.info["engine"], agent)
+    checkpoint = Training(agent, run.metrics(), env, choice, int(run.state["episodes_done"]))
     save_config(path, config, agent, choice.name, run.info.get("engine_reason", ""))
-    return _train_and_finish(path, config, lambda: train(
-        env, agent, config.episodes, seed=config.seed, engine=choice, max_steps=config.max_steps,
-        chunk_episodes=config.chunk_episodes, progress=progress, on_chunk=_checkpointer(path),
-        resume_from=checkpoint,
-    ), say)
+    return PreparedRun(config, env, agent, choice, path, resume_from=checkpoint)
 
 
-def _checkpointer(path: Path) -> Callable[[Training], None]:
-    def save(training: Training) -> None:
-        save_checkpoint(path, training.agent, training.log, training.episodes_done, finished=False)
+def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: Say = print) -> Run:
+    """Train a prepared run with checkpoints, then evaluate and plot it.
 
-    return save
-
-
-def _train_and_finish(path: Path, config: RunConfig, run_training: Callable[[], Training],
-                      say: Say) -> Run:
+    Ctrl-C leaves the last checkpoint, from which ``--resume`` continues to the same result.
+    """
+    config, path = prepared.config, prepared.path
     try:
-        training = run_training()
+        training = train(
+            prepared.env, prepared.agent, config.episodes, seed=config.seed,
+            engine=prepared.engine, max_steps=config.max_steps,
+            chunk_episodes=config.chunk_episodes, progress=progress,
+            on_chunk=_checkpointer(path, config.checkpoint_seconds),
+            resume_from=prepared.resume_from,
+        )
     except KeyboardInterrupt:
         say(f"interrupted: the last checkpoint is in {path}; continue with "
             f"`tabrl train --resume {path}`")
@@ -118,6 +106,33 @@ def _train_and_finish(path: Path, config: RunConfig, run_training: Callable[[], 
         evaluate_run(run, config.eval_episodes)
     plot_run(run)
     return run
+
+
+def resume_run(path: Path, episodes: int | None = None, *, progress: Progress | None = None,
+               say: Say = print) -> Run:
+    """Continue an interrupted (or finished, with more ``episodes``) run from its checkpoint."""
+    prepared = prepare_resume(path, episodes)
+    done = prepared.resume_from.episodes_done
+    say(f"resuming {path} at episode {done:,} of {prepared.config.episodes:,} "
+        f"({prepared.engine.name} engine)")
+    return train_run(prepared, progress=progress, say=say)
+
+
+def _checkpointer(path: Path, every_seconds: float) -> Callable[[Training], None]:
+    """Save a checkpoint after a chunk, at most once per ``every_seconds``.
+
+    Chunks are the unit of reproducible resumption; saving millions of episodes of metrics after
+    every one of them would cost more than the training, so checkpoints are spaced in time.
+    """
+    last = time.monotonic()
+
+    def save(training: Training) -> None:
+        nonlocal last
+        if time.monotonic() - last >= every_seconds:
+            save_checkpoint(path, training.agent, training.log, training.episodes_done, False)
+            last = time.monotonic()
+
+    return save
 
 
 def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = None) -> Evaluation:
