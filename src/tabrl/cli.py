@@ -66,6 +66,10 @@ def train(
     epsilon_end: Annotated[float | None, typer.Option(help="Epsilon floor.")] = None,
     epsilon_decay_episodes: Annotated[int | None, typer.Option(
         help="Episodes of linear decay to the floor (default: half the episodes).")] = None,
+    epsilon_schedule: Annotated[str | None, typer.Option(
+        help="linear (default), exponential or constant.")] = None,
+    learning_rate_exponent: Annotated[float | None, typer.Option(
+        help="Step size learning-rate / n(s,a)^W by visit count (default: constant).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random stream.")] = 0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="The run folder to create.")] = None,
     eval_episodes: Annotated[int, typer.Option(
@@ -105,7 +109,8 @@ def train(
         config = RunConfig.resolve(
             env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
             discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
-            epsilon_decay_episodes=epsilon_decay_episodes, seed=seed, engine=engine,
+            epsilon_decay_episodes=epsilon_decay_episodes, epsilon_schedule=epsilon_schedule,
+            learning_rate_exponent=learning_rate_exponent, seed=seed, engine=engine,
             max_steps=max_steps, eval_episodes=eval_episodes, window=window,
             algo_params=given_only(exploration=exploration, temperature=temperature, ucb_c=ucb_c,
                                    n=n, lam=lam, planning_steps=planning_steps,
@@ -114,7 +119,9 @@ def train(
         prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
         say(f"{config.algo} on {env_id}{f' ({settings})' if settings else ''}: "
-            f"{config.episodes:,} episodes, learning rate {config.learning_rate}, "
+            f"{config.episodes:,} episodes, learning rate {config.learning_rate}"
+            + (f"/n^{config.learning_rate_exponent}" if config.learning_rate_exponent else "")
+            + ", "
             f"discount {config.discount}, epsilon {config.epsilon_start} -> {config.epsilon_end} "
             f"over {config.epsilon_decay_episodes:,} episodes, seed {config.seed}")
         say(prepared.engine.reason)

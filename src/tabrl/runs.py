@@ -61,6 +61,9 @@ class RunConfig:
     chunk_episodes: int | None = None
     eval_episodes: int = 10_000
     window: int = 500
+    epsilon_schedule: str = "linear"  #: linear, exponential or constant
+    #: w in the step size ``learning_rate / n(s,a)^w``; None: a constant step size
+    learning_rate_exponent: float | None = None
     checkpoint_seconds: float = 30.0  #: at most one checkpoint per this many seconds of training
     algo_params: dict[str, Any] = field(default_factory=dict)
 
@@ -94,11 +97,28 @@ class RunConfig:
             "initial_epsilon": self.epsilon_start,
             "final_epsilon": self.epsilon_end,
             "discount_factor": self.discount,
-            "epsilon_schedule": Schedule.linear(
-                self.epsilon_start, self.epsilon_end, self.epsilon_decay_episodes
+            "epsilon_schedule": self.epsilon_rule(),
+            "learning_rate_schedule": (
+                Schedule.constant(self.learning_rate) if self.learning_rate_exponent is None
+                else Schedule.visits(self.learning_rate, self.learning_rate_exponent)
             ),
             **self.algo_params,
         }
+
+    def epsilon_rule(self) -> Schedule:
+        """Epsilon from its start to its floor over ``epsilon_decay_episodes``, by its kind."""
+        start, end, episodes = self.epsilon_start, self.epsilon_end, self.epsilon_decay_episodes
+        if self.epsilon_schedule == "linear":
+            return Schedule.linear(start, end, episodes)
+        if self.epsilon_schedule == "exponential":  # the factor that reaches the floor in time
+            factor = (max(end, 1e-3 * start) / start) ** (1 / episodes) if start > 0 else 1.0
+            return Schedule.exponential(start, end, factor)
+        if self.epsilon_schedule == "constant":
+            return Schedule.constant(start)
+        raise UsageError(
+            f"unknown epsilon schedule {self.epsilon_schedule!r}: use linear, exponential or "
+            "constant"
+        )
 
     def make_env(self) -> gym.Env:
         return make_env(self.env_id, self.env_kwargs)
