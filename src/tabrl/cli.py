@@ -23,7 +23,8 @@ from tabrl.runs import RunConfig, load_run
 from tabrl.workflow import evaluate_run, plot_run, prepare_run, resume_run, train_run
 
 app = typer.Typer(add_completion=False, help="Tabular reinforcement learning on Gymnasium.")
-out = Console()
+#: Tables keep their columns when the output is piped (rich would fall back to 80 columns).
+out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 _debug = False
 
@@ -176,15 +177,16 @@ def compare(
     from tabrl.workflow import compare_runs
 
     runs, picture = compare_runs(run_dirs, out_file, window)
-    table = Table("run", "algorithm", "episodes", "engine", "mean return (95% CI)",
-                  "exact value", "gap", "optimal actions")
+    table = Table("run", "algorithm", "episodes", "mean return ± 95%", "exact value", "gap",
+                  "optimal actions")
     for run in runs:
         e = run.evaluation()
         x = (e.exact if e else None) or {}
         table.add_row(
-            run.path.name, run.config.algo, f"{run.config.episodes:,}", run.info["engine"],
-            f"{e.mean_return:+.4f} ({e.ci95_low:+.4f}..{e.ci95_high:+.4f})" if e else "-",
-            _value(x["policy_value"]) if x else "-", _value(x["gap"]) if x else "-",
+            run.path.name, run.config.algo, f"{run.config.episodes:,}",
+            f"{e.mean_return:+.4f} ± {e.ci95_high - e.mean_return:.4f}" if e else "-",
+            _value(x["policy_value"], "-inf (loops)") if x else "-",
+            _value(x["gap"], "+inf (loops)") if x else "-",
             f"{x['optimal_action_share']:.1%}" if x else "-",
         )
     out.print(table)
@@ -229,7 +231,7 @@ def solve_command(
     else:  # no goal (Blackjack): the outcome of the game is what a player asks for
         table.add_row("win / draw / loss",
                       f"{summary['win']:.2%} / {summary['draw']:.2%} / {summary['loss']:.2%}")
-    table.add_row("mean length", _value(summary["mean_length"]).lstrip("+"))
+    table.add_row("mean length", _value(summary["mean_length"], "inf").lstrip("+"))
     table.add_row("saved", f"{path / 'solution.json'}, {path / 'policy.png'}")
     out.print(table)
 
@@ -251,11 +253,12 @@ def print_evaluation(evaluation: Evaluation, title: str) -> None:
         rows.append(("truncated", f"{e.truncated_rate:.1%}"))
     if (x := e.exact) is not None:
         rows += [
-            ("exact value of this policy", _value(x["policy_value"])),
+            ("exact value of this policy",
+             _value(x["policy_value"], "-inf (the policy can loop forever)")),
             ("optimal value", f"{x['optimal_value']:+.4f}"
              + (f"  (best stationary {x['stationary_optimal_value']:+.4f})"
                 if x["stationary_optimal_value"] < x["optimal_value"] - 1e-9 else "")),
-            ("gap to optimum", _value(x["gap"])),
+            ("gap to optimum", _value(x["gap"], "+inf (the policy can loop forever)")),
             ("optimal actions (visit-weighted)", f"{x['optimal_action_share']:.1%}"),
         ]
     for name, value in rows:
@@ -263,9 +266,9 @@ def print_evaluation(evaluation: Evaluation, title: str) -> None:
     out.print(table)
 
 
-def _value(value: float | None) -> str:
-    """An exact value; None stands for a policy that may never end its episode."""
-    return "-inf (the policy can loop forever)" if value is None else f"{value:+.4f}"
+def _value(value: float | None, endless: str) -> str:
+    """An exact figure; None stands for one that is infinite because a policy may never end."""
+    return endless if value is None else f"{value:+.4f}"
 
 
 def main() -> None:

@@ -200,5 +200,6 @@ def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Ru
     curves = {label: run.metrics().columns() for label, run in zip(labels, runs)}
     writable_dir(picture.parent if str(picture.parent) else Path("."))
     path = plots.plot_comparison(curves, picture, window=window, optimal_value=optimal_value,
-                                 title=" vs ".join(sorted({r.config.algo for r in runs})))
+                                 title=f"{runs[0].config.env_id}: {len(runs)} runs"
+                                 if same_env else f"{len(runs)} runs")
     return runs, path
