@@ -132,6 +132,9 @@ def test_missing_and_broken_run_folders(tabrl_cli, tmp_path):
     table.write_bytes(b"\x00" * len(good))
     assert_one_line_error(tabrl_cli("plot", out), "truncated or corrupted")
     np.savez(table, q=np.zeros((5, 4)), visits=np.zeros((5, 4), np.int64), keys=np.arange(5))
+    assert_one_line_error(tabrl_cli("evaluate", out), "lacks episodes_done", "not a Q-table")
+    np.savez(table, q=np.zeros((5, 4)), visits=np.zeros((5, 4), np.int64), keys=np.arange(5),
+             episodes_done=np.array(50), epsilon=np.array(0.1))
     assert_one_line_error(tabrl_cli("evaluate", out), "another environment")
 
 

@@ -56,7 +56,9 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, algo):
                     checkpoint_seconds=0.0)
     params = {"exploration": "softmax"} if algo == "sarsa" else {}
     whole = train_folder(tmp_path, "whole", algo=algo, algo_params=params, **settings)
-    config = RunConfig.resolve("FrozenLake-v1", algo=algo, algo_params=params, **settings)
+    # No checkpoint on disk before the interruption: it must write the last chunk's from memory.
+    config = RunConfig.resolve("FrozenLake-v1", algo=algo, algo_params=params,
+                               **{**settings, "checkpoint_seconds": 1e9})
     prepared = prepare_run(config, tmp_path / "cut")
 
     def interrupt_in_the_third_chunk(done: int, mean: float) -> None:
@@ -66,7 +68,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, algo):
     with pytest.raises(KeyboardInterrupt):
         train_run(prepared, progress=interrupt_in_the_third_chunk, say=quiet)
     cut = load_run(tmp_path / "cut")
-    assert not cut.finished and cut.state["episodes_done"] == 400
+    assert not cut.finished and cut.episodes_done == 400
     resumed = resume_run(tmp_path / "cut", say=quiet)
     assert resumed.finished
     whole_q, whole_metrics = q_and_metrics(whole)
@@ -92,3 +94,14 @@ def test_blackjack_default_job_beats_minus_0_08(tmp_path):
     evaluation = run.evaluation()
     assert evaluation.n_episodes == 100_000
     assert evaluation.mean_return > -0.08, evaluation
+
+
+def test_metrics_written_ahead_of_the_q_table_are_cut_to_its_checkpoint(tmp_path):
+    run = train_folder(tmp_path, "a", episodes=300)
+    columns = run.metrics().columns()
+    longer = {name: np.concatenate([column, column[:50]]) for name, column in columns.items()}
+    np.savez(run.path / "metrics.npz", **longer)
+    assert len(load_run(run.path).metrics()) == 300
+    np.savez(run.path / "metrics.npz", **{n: c[:100] for n, c in columns.items()})
+    with pytest.raises(tabrl.TabrlError, match="fewer episodes"):
+        load_run(run.path).metrics()

@@ -178,6 +178,45 @@ def prepare_run_dir(path: Path) -> Path:
 
 
 @dataclass
+class Checkpoint:
+    """The whole learning state after some episodes, copied so that training can go on."""
+
+    episodes_done: int
+    epsilon: float
+    q: np.ndarray
+    visits: np.ndarray
+    keys: np.ndarray
+    learning: dict[str, np.ndarray]
+    log: TrainingLog
+
+    @classmethod
+    def of(cls, agent: TabularAgent, log: TrainingLog, episodes_done: int) -> Checkpoint:
+        table = agent.q_values
+        learning = {name: np.array(array) for name, array in agent.learning_state().items()}
+        return cls(episodes_done, agent.epsilon, table.array[: table.n_rows].copy(),
+                   table.visits[: table.n_rows].copy(), table.encoder.keys, learning,
+                   log.head(episodes_done))
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint, finished: bool) -> None:
+    """Write a checkpoint: metrics, then the Q-table (the commit point), then the progress note.
+
+    Each file is atomic, and the Q-table file carries the episode count and epsilon, so a
+    run stopped between two writes reads back as the checkpoint its Q-table file belongs to
+    (metrics written ahead of it are cut to its episode count).
+    """
+    atomic_save_npz(path / METRICS, **checkpoint.log.columns())
+    learning = {LEARNING + name: array for name, array in checkpoint.learning.items()}
+    atomic_save_npz(path / Q_TABLE, q=checkpoint.q, visits=checkpoint.visits, keys=checkpoint.keys,
+                    episodes_done=np.array(checkpoint.episodes_done),
+                    epsilon=np.array(checkpoint.epsilon), **learning)
+    atomic_write_json(path / STATE, {
+        "episodes_done": checkpoint.episodes_done, "epsilon": checkpoint.epsilon,
+        "finished": finished, "train_seconds": checkpoint.log.seconds,
+    })
+
+
+@dataclass
 class Run:
     """A run folder read back: its settings, progress, agent and metrics."""
 
@@ -190,9 +229,25 @@ class Run:
     def finished(self) -> bool:
         return bool(self.state.get("finished"))
 
+    def q_table(self) -> dict[str, np.ndarray]:
+        """The arrays of ``q_table.npz``: the agent's state at its last checkpoint."""
+        return load_npz(self.path / Q_TABLE, "a Q-table",
+                        ("q", "visits", "keys", "episodes_done", "epsilon"))
+
+    @property
+    def episodes_done(self) -> int:
+        return int(self.q_table()["episodes_done"])
+
     def metrics(self) -> TrainingLog:
         columns = load_npz(self.path / METRICS, "the run's metrics", COLUMNS)
-        return TrainingLog.from_columns(columns, float(self.state.get("train_seconds", 0.0)))
+        done = self.episodes_done
+        if any(len(column) < done for column in columns.values()):
+            raise RunFolderError(
+                f"{self.path / METRICS} holds fewer episodes than the Q-table's {done}: "
+                "the run folder is damaged"
+            )
+        log = TrainingLog.from_columns(columns, float(self.state.get("train_seconds", 0.0)))
+        return log.head(done)
 
     def evaluation(self) -> Evaluation | None:
         path = self.path / EVALUATION
@@ -202,7 +257,7 @@ class Run:
         """The trained agent, on ``env`` or a fresh environment made from the config."""
         env = env or self.config.make_env()
         agent = self.config.make_agent(env)
-        arrays = load_npz(self.path / Q_TABLE, "a Q-table", ("q", "visits", "keys"))
+        arrays = self.q_table()
         table = agent.q_values
         if table.encoder.lazy:
             table.encoder.restore_keys(arrays["keys"])
@@ -214,7 +269,7 @@ class Run:
             )
         table.array = arrays["q"].astype(np.float64)
         table.visits = arrays["visits"].astype(np.int64)
-        agent.epsilon = float(self.state["epsilon"])
+        agent.epsilon = float(arrays["epsilon"])
         learning = {name.removeprefix(LEARNING): array for name, array in arrays.items()
                     if name.startswith(LEARNING)}
         try:
@@ -225,21 +280,6 @@ class Run:
                 f"a {self.config.algo} run"
             ) from None
         return agent
-
-
-def save_checkpoint(
-    path: Path, agent: TabularAgent, log: TrainingLog, episodes_done: int, finished: bool
-) -> None:
-    """Q-table, metrics and progress, each file atomic; progress last, so it never runs ahead."""
-    table = agent.q_values
-    learning = {LEARNING + name: array for name, array in agent.learning_state().items()}
-    atomic_save_npz(path / Q_TABLE, q=table.array[: table.n_rows],
-                    visits=table.visits[: table.n_rows], keys=table.encoder.keys, **learning)
-    atomic_save_npz(path / METRICS, **log.columns())
-    atomic_write_json(path / STATE, {
-        "episodes_done": episodes_done, "epsilon": agent.epsilon,
-        "finished": finished, "train_seconds": log.seconds,
-    })
 
 
 def save_config(

@@ -29,6 +29,7 @@ from tabrl.runs import (
     EVALUATION,
     POLICY,
     SOLUTION,
+    Checkpoint,
     Run,
     RunConfig,
     default_run_dir,
@@ -64,7 +65,7 @@ def prepare_run(config: RunConfig, out: Path | None = None) -> PreparedRun:
     choice = choose_engine(env, config.engine, agent)
     path = prepare_run_dir(out or default_run_dir(config))
     save_config(path, config, agent, choice.name, choice.reason)
-    save_checkpoint(path, agent, TrainingLog.empty(0), 0, finished=False)
+    save_checkpoint(path, Checkpoint.of(agent, TrainingLog.empty(0), 0), finished=False)
     return PreparedRun(config, env, agent, choice, path)
 
 
@@ -77,7 +78,7 @@ def prepare_resume(path: Path, episodes: int | None = None) -> PreparedRun:
     env = config.make_env()
     agent = run.load_agent(env)
     choice = choose_engine(env, run.info["engine"], agent)
-    checkpoint = Training(agent, run.metrics(), env, choice, int(run.state["episodes_done"]))
+    checkpoint = Training(agent, run.metrics(), env, choice, run.episodes_done)
     save_config(path, config, agent, choice.name, run.info.get("engine_reason", ""))
     return PreparedRun(config, env, agent, choice, path, resume_from=checkpoint)
 
@@ -88,19 +89,21 @@ def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: S
     Ctrl-C leaves the last checkpoint, from which ``--resume`` continues to the same result.
     """
     config, path = prepared.config, prepared.path
+    checkpoints = Checkpoints(path, config.checkpoint_seconds)
     try:
         training = train(
             prepared.env, prepared.agent, config.episodes, seed=config.seed,
             engine=prepared.engine, max_steps=config.max_steps,
             chunk_episodes=config.chunk_episodes, progress=progress,
-            on_chunk=_checkpointer(path, config.checkpoint_seconds),
-            resume_from=prepared.resume_from,
+            on_chunk=checkpoints.after_chunk, resume_from=prepared.resume_from,
         )
     except KeyboardInterrupt:
-        say(f"interrupted: the last checkpoint is in {path}; continue with "
+        done = checkpoints.save_last()
+        say(f"interrupted: {path} keeps the checkpoint after episode {done:,}; continue with "
             f"`tabrl train --resume {path}`")
         raise
-    save_checkpoint(path, training.agent, training.log, training.episodes_done, finished=True)
+    final = Checkpoint.of(training.agent, training.log, training.episodes_done)
+    save_checkpoint(path, final, finished=True)
     run = load_run(path)
     if config.eval_episodes > 0:
         evaluate_run(run, config.eval_episodes)
@@ -118,21 +121,33 @@ def resume_run(path: Path, episodes: int | None = None, *, progress: Progress | 
     return train_run(prepared, progress=progress, say=say)
 
 
-def _checkpointer(path: Path, every_seconds: float) -> Callable[[Training], None]:
-    """Save a checkpoint after a chunk, at most once per ``every_seconds``.
+class Checkpoints:
+    """Checkpoints of a training: a copy in memory after every chunk, on disk now and then.
 
-    Chunks are the unit of reproducible resumption; saving millions of episodes of metrics after
-    every one of them would cost more than the training, so checkpoints are spaced in time.
+    Chunks are the unit of reproducible resumption. Writing millions of episodes of metrics after
+    every chunk would cost more than the training, so the disk copy is refreshed at most once per
+    ``every_seconds``; an interruption writes the last chunk's copy, so no finished chunk is lost.
     """
-    last = time.monotonic()
 
-    def save(training: Training) -> None:
-        nonlocal last
-        if time.monotonic() - last >= every_seconds:
-            save_checkpoint(path, training.agent, training.log, training.episodes_done, False)
-            last = time.monotonic()
+    def __init__(self, path: Path, every_seconds: float) -> None:
+        self.path = path
+        self.every_seconds = every_seconds
+        self.last_write = time.monotonic()
+        self.last: Checkpoint | None = None
+        self.written = True
 
-    return save
+    def after_chunk(self, training: Training) -> None:
+        self.last = Checkpoint.of(training.agent, training.log, training.episodes_done)
+        self.written = False
+        if time.monotonic() - self.last_write >= self.every_seconds:
+            self.save_last()
+
+    def save_last(self) -> int:
+        """Write the last chunk's checkpoint (if not yet on disk); returns its episode count."""
+        if self.last is not None and not self.written:
+            save_checkpoint(self.path, self.last, finished=False)
+            self.last_write, self.written = time.monotonic(), True
+        return 0 if self.last is None else self.last.episodes_done
 
 
 def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = None) -> Evaluation:
