@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -163,3 +167,22 @@ def test_solve_refuses_dynamics_it_cannot_know(tabrl_cli, tmp_path):
                        "--out", tmp_path / "t")
     assert_one_line_error(result, "fickle_passenger")
     assert result.code == 2
+
+
+def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
+    """A real process stopped by SIGTERM mid-training keeps its last chunk; --resume finishes."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "tabrl", "train", "FrozenLake-v1", "--engine", "python",
+               "--episodes", "200000", "--eval-episodes", "0", "--out", str(out)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "state.json").exists():
+        time.sleep(0.1)
+    time.sleep(3.0)  # the python engine finishes a 10,000-episode chunk in about two seconds
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr
+    run = load_run(out)
+    assert not run.finished and run.episodes_done % 10_000 == 0 and run.episodes_done > 0
+    assert len(run.metrics()) == run.episodes_done

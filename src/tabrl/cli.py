@@ -6,6 +6,7 @@ Every command turns a :class:`~tabrl.errors.TabrlError` into one line on stderr 
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -271,8 +272,13 @@ def _value(value: float | None, endless: str) -> str:
     return endless if value is None else f"{value:+.4f}"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point: typer reports bad usage itself; tabrl's errors become one line and a code."""
+    signal.signal(signal.SIGTERM, _interrupt)  # a stopped job keeps its checkpoint, as on Ctrl-C
     try:
         app()
     except TabrlError as error:
