@@ -195,6 +195,51 @@ def compare(
 
 
 @app.command()
+def sweep(
+    env_id: Annotated[str, typer.Argument(help="A registered Gymnasium id.")],
+    grid: Annotated[list[str] | None, typer.Option(
+        help="A setting and its values, e.g. learning_rate=0.02,0.05 (repeatable).")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per setting: 0, 1, ..., N-1.")] = 8,
+    algo: Annotated[str, typer.Option(help=f"One of: {', '.join(AGENTS)}.")] = "q-learning",
+    env_kwargs: Annotated[str | None, typer.Option(help="Environment keywords.")] = None,
+    backend: Annotated[str, typer.Option(help="local (processes) or ray.")] = "local",
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join (auto, ray://host:10001); default: start one here.")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Local processes (default: all cores).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="The sweep folder.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the sweep folder.")] = False,
+) -> None:
+    """Train every setting of a grid with several seeds; mean and 95% interval per setting."""
+    from tabrl.sweep import expand, parse_grid, setting_labels
+    from tabrl.workflow import sweep_to_folder
+
+    if seeds <= 0:
+        raise typer.BadParameter(f"--seeds must be positive, not {seeds}")
+    base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo)
+    axes = parse_grid(grid or [])
+    configs = expand(base, axes)
+    bar = Progress(TextColumn("[bold]sweep"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                   TimeRemainingColumn(), console=err, disable=quiet)
+    task = bar.add_task("sweep", total=len(configs) * seeds)
+    with bar:
+        summaries, path = sweep_to_folder(
+            configs, axes, list(range(seeds)), out_dir, backend=backend, n_jobs=jobs,
+            address=address, progress=lambda done, total: bar.update(task, completed=done),
+        )
+    if quiet:
+        out.print(str(path))
+        return
+    table = Table("setting", "mean ± 95%", "min .. max", "gap to optimum", "final training return",
+                  title=f"{algo} on {env_id}: {seeds} seeds per setting")
+    for label, s in zip(setting_labels(configs, list(axes)), summaries):
+        table.add_row(label, f"{s.mean:+.4f} ± {s.ci95_high - s.mean:.4f}",
+                      f"{s.min:+.4f} .. {s.max:+.4f}",
+                      "-" if s.gap is None else f"{s.gap:+.4f}", f"{s.mean_final_return:+.4f}")
+    out.print(table)
+    out.print(f"sweep folder: {path}  (sweep.json, sweep.png)")
+
+
+@app.command()
 def envs() -> None:
     """List the registered environments tabrl can train on."""
     table = Table("environment", "states", "actions", "time limit", "engine")

@@ -172,6 +172,42 @@ def _curves_figure(
     return fig
 
 
+def plot_sweep(
+    labels: Sequence[str],
+    means: np.ndarray,
+    lows: np.ndarray,
+    highs: np.ndarray,
+    values: Sequence[np.ndarray],
+    path: PathLike,
+    optimal_value: float | None = None,
+    title: str = "",
+) -> Path:
+    """One row per setting: every seed's greedy value as a dot, the mean with its 95% interval.
+
+    Seeds are drawn, not only their mean, because tabular learners often split into runs that
+    found the optimum and runs stuck elsewhere, which a mean and an interval alone would hide.
+    """
+    if not labels:
+        raise UsageError("plot_sweep needs at least one setting")
+    fig = _new_figure((9, 1.2 + 0.45 * len(labels)))
+    ax = fig.subplots()
+    rows = np.arange(len(labels))[::-1]
+    for row, seed_values in zip(rows, values, strict=True):
+        finite = np.asarray(seed_values)[np.isfinite(seed_values)]
+        ax.scatter(finite, np.full(finite.size, row), s=14, color="C0", alpha=0.45, zorder=2)
+    ax.errorbar(means, rows, xerr=[means - lows, highs - means], fmt="D", color="C3",
+                capsize=4, zorder=3, label="mean, 95% interval over seeds")
+    if optimal_value is not None:
+        ax.axvline(optimal_value, color="black", linestyle="--", linewidth=1.2, label="optimum")
+    ax.set_yticks(rows, labels)
+    ax.set_xlabel("greedy value")
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=2)
+    if title:
+        fig.suptitle(title, fontsize="large", fontweight="bold")
+    return _save(fig, path)
+
+
 def _curve_panel(ax: Axes, series: Mapping[str, np.ndarray], window: int, ylabel: str) -> None:
     """One line per run (colour by run order, so a run keeps its colour across panels)."""
     for i, values in enumerate(series.values()):

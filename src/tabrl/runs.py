@@ -39,6 +39,7 @@ CONFIG, STATE, Q_TABLE, METRICS, EVALUATION = (
     "config.json", "state.json", "q_table.npz", "metrics.npz", "evaluation.json",
 )
 CURVES, POLICY, SOLUTION = "curves.png", "policy.png", "solution.json"
+SWEEP, SWEEP_PICTURE = "sweep.json", "sweep.png"
 LEARNING = "learning_"  #: prefix of the agent's own arrays in q_table.npz
 
 
@@ -137,10 +138,12 @@ def versions() -> dict[str, str]:
             "gymnasium": gym.__version__, "numpy": np.__version__, "numba": numba.__version__}
 
 
-def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
-    """``runs/<env>-<algo>-<UTC time>``, with a suffix if that name is taken."""
+def default_run_dir(config: RunConfig, root: Path = Path("runs"), kind: str = "") -> Path:
+    """``runs/<env>-<algo>[-<kind>]-<UTC time>``, with a suffix if that name is taken."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', config.env_id)}-{config.algo}-{stamp}"
+    name = "-".join(filter(None, [re.sub(r"[^A-Za-z0-9_.-]+", "_", config.env_id), config.algo,
+                                  kind, stamp]))
+    base = root / name
     candidate, n = base, 1
     while candidate.exists():
         n += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -23,12 +23,20 @@ from tabrl.evaluate import Evaluation, evaluate
 from tabrl.fileio import atomic_write_json
 from tabrl.loop import Progress, TrainingLog
 from tabrl.mdp import mdp_of
-from tabrl.reference import exact_report, known_mdp, optimal_actions_near, solution_summary
+from tabrl.reference import (
+    exact_report,
+    finite_or_none,
+    known_mdp,
+    optimal_actions_near,
+    solution_summary,
+)
 from tabrl.runs import (
     CURVES,
     EVALUATION,
     POLICY,
     SOLUTION,
+    SWEEP,
+    SWEEP_PICTURE,
     Checkpoint,
     Run,
     RunConfig,
@@ -41,6 +49,7 @@ from tabrl.runs import (
     writable_dir,
 )
 from tabrl.spaces import encoder_for
+from tabrl.sweep import SettingSummary, check_configs, run_sweep, setting_labels
 from tabrl.training import EngineChoice, Training, choose_engine, train
 
 Say = Callable[[str], None]
@@ -218,3 +227,35 @@ def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Ru
                                  title=f"{runs[0].config.env_id}: {len(runs)} runs"
                                  if same_env else f"{len(runs)} runs")
     return runs, path
+
+
+def sweep_to_folder(
+    configs: list[RunConfig], grid: dict, seeds: list[int], out: Path | None, *, backend: str,
+    n_jobs: int | None, address: str | None, progress=None,
+) -> tuple[list[SettingSummary], Path]:
+    """Run a sweep and save ``sweep.json`` (every job and summary) and ``sweep.png``."""
+    check_configs(configs)
+    path = prepare_run_dir(out or default_run_dir(configs[0], kind="sweep"))
+    summaries, results = run_sweep(configs, seeds, backend=backend, n_jobs=n_jobs,
+                                   address=address, progress=progress)
+    labels = setting_labels(configs, list(grid))
+    atomic_write_json(path / SWEEP, {
+        "seeds": seeds, "backend": backend,
+        "settings": [{"label": label, **summary_dict(summary)}
+                     for label, summary in zip(labels, summaries)],
+        "jobs": [asdict(result) for result in results],
+    })
+    values = [np.array([r.value for r in results if r.setting == i]) for i in range(len(configs))]
+    plots.plot_sweep(labels, np.array([s.mean for s in summaries]),
+                     np.array([s.ci95_low for s in summaries]),
+                     np.array([s.ci95_high for s in summaries]), values, path / SWEEP_PICTURE,
+                     optimal_value=summaries[0].optimal_value,
+                     title=f"{configs[0].algo} on {configs[0].env_id}: {len(seeds)} seeds")
+    return summaries, path
+
+
+def summary_dict(summary: SettingSummary) -> dict:
+    """A summary as JSON: infinite figures (a policy that loops forever) become null."""
+    data = asdict(summary)
+    return {k: finite_or_none(v) if isinstance(v, float) else v for k, v in data.items()} | {
+        "gap": None if summary.gap is None else finite_or_none(summary.gap)}

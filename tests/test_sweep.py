@@ -1,0 +1,87 @@
+"""Multi-seed statistics and sweeps: the statistics, the grid, the same results on every backend."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from scipy import stats
+
+from tabrl.errors import UsageError
+from tabrl.runs import RunConfig
+from tabrl.sweep import JobResult, expand, parse_grid, run_sweep, summarize
+
+SMALL = dict(episodes=3000, eval_episodes=200)
+
+
+def test_grid_parsing_and_expansion():
+    grid = parse_grid(["learning_rate=0.02,0.05", "episodes=1000,2000", "discount=0.9"])
+    assert grid == {"learning_rate": [0.02, 0.05], "episodes": [1000, 2000], "discount": [0.9]}
+    configs = expand(RunConfig.resolve("FrozenLake-v1"), grid)
+    assert [(c.learning_rate, c.episodes, c.discount) for c in configs] == [
+        (0.02, 1000, 0.9), (0.02, 2000, 0.9), (0.05, 1000, 0.9), (0.05, 2000, 0.9)]
+    assert [c.epsilon_decay_episodes for c in configs] == [500, 1000, 500, 1000]
+    with pytest.raises(UsageError, match="not a setting"):
+        parse_grid(["learning_rat=0.1"])
+    with pytest.raises(UsageError, match="malformed"):
+        parse_grid(["learning_rate"])
+
+
+def test_summary_is_the_student_t_interval():
+    results = [JobResult(0, seed, value, True, 0.0, "compiled", 0.0)
+               for seed, value in enumerate([1.0, 2.0, 3.0])]
+    summary = summarize(RunConfig.resolve("FrozenLake-v1"), results, optimum=3.5)
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
+    assert summary.mean == 2.0 and summary.std == 1.0
+    assert (summary.ci95_low, summary.ci95_high) == pytest.approx((2 - half, 2 + half))
+    assert summary.gap == 1.5 and (summary.min, summary.max) == (1.0, 3.0)
+
+
+def test_local_processes_give_the_in_process_results():
+    configs = expand(RunConfig.resolve("FrozenLake-v1", **SMALL),
+                     parse_grid(["learning_rate=0.05,0.2"]))
+    one, jobs_one = run_sweep(configs, [0, 1, 2], n_jobs=1)
+    two, jobs_two = run_sweep(configs, [0, 1, 2], n_jobs=2)
+    assert [r.value for r in jobs_one] == [r.value for r in jobs_two]
+    assert [s.mean for s in one] == [s.mean for s in two]
+    assert all(r.exact and r.engine == "compiled" for r in jobs_one)
+    assert one[0].optimal_value == pytest.approx(0.74419, abs=1e-4)
+    assert all(s.mean <= s.optimal_value for s in one)
+
+
+def test_python_engine_jobs_use_monte_carlo_where_the_mdp_is_unknown():
+    config = RunConfig.resolve("Taxi-v4", {"fickle_passenger": True}, **SMALL)
+    summaries, jobs = run_sweep([config], [0, 1], n_jobs=1)
+    assert all(not r.exact and r.engine == "python" for r in jobs)
+    assert summaries[0].optimal_value is None and summaries[0].gap is None
+
+
+def test_ray_cluster_gives_the_local_results():
+    """A real Ray cluster on this machine runs the jobs; the numbers are the local ones."""
+    ray = pytest.importorskip("ray")
+    configs = expand(RunConfig.resolve("CliffWalking-v1", episodes=300),
+                     parse_grid(["learning_rate=0.1,0.5"]))
+    local, local_jobs = run_sweep(configs, [0, 1], n_jobs=1)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote, remote_jobs = run_sweep(configs, [0, 1], backend="ray")
+        assert ray.cluster_resources()["CPU"] == 2
+    finally:
+        ray.shutdown()
+    assert [r.value for r in remote_jobs] == [r.value for r in local_jobs]
+    assert [s.mean for s in remote] == [s.mean for s in local] == [-13.0, -13.0]
+
+
+def test_sweep_command_writes_its_folder(tabrl_cli, tmp_path):
+    result = tabrl_cli("sweep", "CliffWalking-v1", "--grid", "learning_rate=0.2,0.5",
+                       "--grid", "episodes=200", "--seeds", "3", "--jobs", "1",
+                       "--out", tmp_path / "sw")
+    assert result.code == 0, result.stderr
+    saved = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert [s["label"] for s in saved["settings"]] == [
+        "learning_rate=0.2, episodes=200", "learning_rate=0.5, episodes=200"]
+    assert len(saved["jobs"]) == 6 and (tmp_path / "sw" / "sweep.png").is_file()
+    assert "learning_rate=0.5, episodes=200" in result.stdout
+    bad = tabrl_cli("sweep", "CliffWalking-v1", "--grid", "discount=2", "--out", tmp_path / "b")
+    assert bad.code == 2 and "discount" in bad.stderr and not (tmp_path / "b").exists()
