@@ -26,7 +26,7 @@ from tabrl.workflow import evaluate_run, plot_run, prepare_run, resume_run, trai
 app = typer.Typer(add_completion=False, help="Tabular reinforcement learning on Gymnasium.")
 #: Tables keep their columns when the output is piped (rich would fall back to 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 _debug = False
 
 #: ``tabrl train`` with no environment runs the seed's example: the tutorial's Blackjack.
@@ -102,6 +102,7 @@ def train(
     say = (lambda _: None) if quiet else (lambda text: err.print(text, highlight=False))
     if resume is not None:
         run = load_run(resume)
+        warm_up_compiled(run.info["engine"], say)
         bar = TrainingProgress(episodes or run.config.episodes, quiet)
         with bar.bar:
             run = resume_run(resume, episodes, progress=bar, say=say)
@@ -127,6 +128,7 @@ def train(
             f"discount {config.discount}, epsilon {config.epsilon_start} -> {config.epsilon_end} "
             f"over {config.epsilon_decay_episodes:,} episodes, seed {config.seed}")
         say(prepared.engine.reason)
+        warm_up_compiled(prepared.engine.name, say)
         bar = TrainingProgress(config.episodes, quiet)
         with bar.bar:
             run = train_run(prepared, progress=bar, say=say)
@@ -142,6 +144,17 @@ def train(
 def given_only(**options: object) -> dict[str, object]:
     """The options the user set (typer gives None for the others)."""
     return {name: value for name, value in options.items() if value is not None}
+
+
+def warm_up_compiled(engine: str, say) -> None:
+    """Compile (or load) the kernels before the progress bar starts, so its speed is the speed."""
+    if engine != "compiled":
+        return
+    from tabrl.compiled import warm_up
+
+    ready = warm_up()
+    if not ready.from_cache:
+        say(f"compiled the numba kernels in {ready.seconds:.1f} s (cached on disk for later runs)")
 
 
 @app.command("evaluate")
