@@ -1,6 +1,6 @@
 """How fast tabrl trains, against the seed's plain Python loop run in the same invocation.
 
-    python -m bench.engines [--quick]
+    python -m bench.engines [--quick] [--algos]
 
 Per environment, with the tutorial's hyperparameters (learning rate 0.01, discount 0.95, epsilon
 from 1 to 0.1 over the first half of the run), timed from making the environment to the end:
@@ -16,6 +16,11 @@ from 1 to 0.1 over the first half of the run), timed from making the environment
 The compiled engine uses one core. Batch mode (seeds x the same run) is then timed on one and on
 two cores. Compiling the kernels is timed apart, in fresh processes: once with an empty disk
 cache, once from the cache.
+
+Last, every method (and Q-learning with each exploration strategy) on both engines, on
+FrozenLake-v1 and Taxi-v4, with the same hyperparameters and the methods' default parameters:
+the ratio there is the compiled engine's episodes per second over the Python engine's.
+``--algos`` runs that section alone.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from dataclasses import dataclass
 import numba
 
 from bench.baseline import train_baseline
+from tabrl.agents import AGENTS
 from tabrl.compiled import run_batch, warm_up
 from tabrl.envs import DEFAULT_STEP_CAP, make_env, with_step_cap
 from tabrl.mdp import mdp_of
-from tabrl.training import train
+from tabrl.training import choose_engine, make_agent, train
 
 #: Episodes of the run every engine trains, per environment: a few seconds of the baseline, so
 #: that the compiled engine's fixed costs (making the environment and its MDP) weigh little.
@@ -52,6 +58,10 @@ LEARNING_RATE, DISCOUNT, START_EPSILON, FINAL_EPSILON = 0.01, 0.95, 1.0, 0.1
 BATCH_SEEDS = 16
 BATCH_REPEATS = 3
 TARGET = 300  #: compiled episodes per second, in multiples of the baseline's
+#: Episodes of the per-method rows: a second or two of the Python engine per method.
+METHOD_EPISODES = {"FrozenLake-v1": 5_000, "Taxi-v4": 1_000}
+METHODS = [(algo, "epsilon-greedy") for algo in AGENTS] + [
+    ("q-learning", "softmax"), ("q-learning", "ucb")]
 
 
 @dataclass(frozen=True)
@@ -143,14 +153,57 @@ HEADER = (f"{'environment':<17} {'engine':<28} {'episodes':>10} {'mean len':>8} 
           f"{'episodes/s':>13} {'steps/s':>13} {'eps/s ratio':>10} {'steps ratio':>10}")
 
 
+def time_method(env_id: str, n_episodes: int, engine: str, min_seconds: float = 0.0,
+                **method: str) -> Timing:
+    """The training of one method alone (``train`` with the environment, its MDP and the agent
+    made beforehand), repeated with seeds 0, 1, ... until ``min_seconds`` have passed."""
+    env = with_step_cap(make_env(env_id))
+    choice = choose_engine(env, engine, make_agent(env, **method))
+    episodes = steps = seed = 0
+    seconds = 0.0
+    while seed == 0 or seconds < min_seconds:
+        agent = make_agent(env, seed=seed, **hyperparameters(n_episodes), **method)
+        start = time.perf_counter()
+        log = train(env, agent, n_episodes, seed=seed, engine=choice).log
+        seconds += time.perf_counter() - start
+        episodes, steps, seed = episodes + n_episodes, steps + int(log.lengths.sum()), seed + 1
+    return Timing(engine, episodes, steps, seconds)
+
+
+def method_rows(divisor: int) -> None:
+    """Every method on both engines: episodes per second and the compiled engine's ratio."""
+    print(f"\nevery method on both engines: training alone, the compiled engine repeated for "
+          f"{MIN_SECONDS / divisor ** 0.5:.2f} s")
+    print(f"{'environment':<17} {'method':<34} {'episodes':>9} {'mean len':>8} "
+          f"{'python eps/s':>13} {'compiled eps/s':>15} {'ratio':>8}")
+    for env_id, n_episodes in METHOD_EPISODES.items():
+        n_episodes //= divisor
+        for algo, exploration in METHODS:
+            method = {"algo": algo, "exploration": exploration}
+            python = time_method(env_id, n_episodes, "python", **method)
+            compiled = time_method(env_id, n_episodes, "compiled", MIN_SECONDS / divisor ** 0.5,
+                                   **method)
+            ratio = compiled.episodes_per_second / python.episodes_per_second
+            print(f"{env_id:<17} {algo + ', ' + exploration:<34} {n_episodes:>9,} "
+                  f"{python.steps / python.episodes:>8.1f} {python.episodes_per_second:>13,.0f} "
+                  f"{compiled.episodes_per_second:>15,.0f} {ratio:>7.0f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK_DIVISOR}x fewer episodes (under half a minute)")
-    divisor = QUICK_DIVISOR if parser.parse_args().quick else 1
+                        help=f"{QUICK_DIVISOR}x fewer episodes (under a minute)")
+    parser.add_argument("--algos", action="store_true",
+                        help="only the section that times every method on both engines")
+    args = parser.parse_args()
+    divisor = QUICK_DIVISOR if args.quick else 1
     began = time.perf_counter()
     print(f"cores: {os.cpu_count()}, numba threads: {numba.config.NUMBA_NUM_THREADS}, "
           f"load average at start: {os.getloadavg()[0]:.2f}")
+    if args.algos:
+        warm_up()
+        method_rows(divisor)
+        return
     print(compile_report())
     warm_up()
     print("ratios are against the baseline's row; the compiled engine uses one core; 'same run' "
@@ -185,6 +238,7 @@ def main() -> None:
     verdict = "met on every environment" if not short_of_target else (
         f"missed on {', '.join(short_of_target)}")
     print(f"\ntarget compiled (same run) >= {TARGET}x baseline episodes/s: {verdict}")
+    method_rows(divisor)
     print(f"benchmark took {time.perf_counter() - began:.0f} s; load average at the end: "
           f"{os.getloadavg()[0]:.2f} (other processes slow every row alike)")
 

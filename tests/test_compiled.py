@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tabrl.agents import QLearningAgent
 from tabrl.compiled import kernels, rollout, run_batch, run_compiled, supports, warm_up
-from tabrl.compiled.engine import new_runs, setting_of
+from tabrl.compiled.bridge import observed_for, runs_of
 from tabrl.compiled.model import compile_mdp
 from tabrl.errors import NotCompilableError
 from tabrl.loop import run_python
@@ -50,9 +51,9 @@ def greedy_success_rate(env: gym.Env, policy: np.ndarray, n_episodes: int, seed:
 
 # --- the kernels themselves -----------------------------------------------------------------------
 def test_generator_matches_the_reference_xoshiro256starstar():
-    state, outputs = tuple(np.uint64(word) for word in (1, 2, 3, 4)), []
-    for _ in range(4):
-        output, state = kernels.next_u64(state)
+    state, outputs = (1, 2, 3, 4), []
+    for _ in range(4):  # the state comes back as Python ints: typed as unsigned again
+        output, state = kernels.next_u64(tuple(np.uint64(word) for word in state))
         outputs.append(int(output))
     assert outputs == [11520, 0, 1509978240, 1215971899390074240]
 
@@ -65,14 +66,31 @@ def test_kernels_load_from_the_disk_cache_in_a_new_process():
     assert result.stdout.strip() == "True"
 
 
-def test_supports_epsilon_greedy_q_learning_only_for_now():
-    assert supports("q-learning")
-    assert not supports("sarsa")
-    assert not supports("q-learning", "softmax")
+class HomeMadeAgent(QLearningAgent):
+    """A method the kernels do not know."""
+
+    algo = "home-made"
+
+
+def test_a_method_without_kernel_is_refused_and_trains_in_python():
+    assert supports("sarsa", "softmax")
+    assert not supports("home-made")
     env = gym.make("FrozenLake-v1")
-    with pytest.raises(NotCompilableError, match="softmax"):
-        run_compiled(mdp_of(env), make_agent(env, exploration="softmax"), 10, seed=0,
+    with pytest.raises(NotCompilableError, match="home-made"):
+        run_compiled(mdp_of(env), HomeMadeAgent(env), 10, seed=0, max_steps=100)
+    assert train(env, HomeMadeAgent(env), 10, engine="auto").engine.name == "python"
+
+
+def test_every_method_runs_the_one_compiled_kernel():
+    """One signature whatever the method, strategy or batch: the kernel is compiled once."""
+    env = gym.make("FrozenLake-v1")
+    mdp = mdp_of(env)
+    for algo, exploration in [("q-learning", "epsilon-greedy"), ("dyna-q", "ucb"),
+                              ("monte-carlo", "softmax")]:
+        run_compiled(mdp, make_agent(env, algo=algo, exploration=exploration), 10, seed=0,
                      max_steps=100)
+    run_batch(mdp_of(gym.make("Taxi-v4")), [{"algo": "sarsa-lambda"}, {}], 10, [0, 1])
+    assert len(kernels.train_runs.signatures) == 1
 
 
 # --- (a) one step: every (state, action) against the environment's P ------------------------------
@@ -168,19 +186,22 @@ def test_log_has_the_python_engines_columns_and_epsilons():
     assert compiled_agent.epsilon == python_agent.epsilon
 
 
-def test_results_do_not_depend_on_how_episodes_are_split_into_calls():
+@pytest.mark.parametrize("setting", [
+    {}, {"algo": "dyna-q", "exploration": "ucb"}, {"algo": "monte-carlo", "exploring_starts": True},
+    {"algo": "sarsa-lambda", "exploration": "softmax"}, {"algo": "n-step-sarsa", "n": 3},
+], ids=lambda setting: "-".join(map(str, setting.values())) or "q-learning")
+def test_results_do_not_depend_on_how_episodes_are_split_into_calls(setting):
     env = gym.make("FrozenLake-v1")
-    model, agent = compile_mdp(mdp_of(env)), lake_agent(env, 1000)
+    mdp, agent = mdp_of(env), lake_agent(env, 1000, **setting)
+    model, observed = compile_mdp(mdp), observed_for(mdp, [agent])
 
     def fresh():
-        shape = (1, 16, 4)
-        return new_runs(setting_of(agent)[None], [1.0], np.zeros(shape),
-                        np.zeros(shape, np.int64), [5], 1000)
+        return runs_of([agent], observed, 16, [5], 1000, 100)
 
     whole, split = fresh(), fresh()
-    kernels.train_runs(model, whole, 0, 1000, 100)
+    kernels.train_runs(model, observed, whole, 0, 1000, 100)
     for start, stop in [(0, 1), (1, 377), (377, 1000)]:
-        kernels.train_runs(model, split, start, stop, 100)
+        kernels.train_runs(model, observed, split, start, stop, 100)
     for a, b in zip(whole, split, strict=True):
         assert np.array_equal(a, b)
 

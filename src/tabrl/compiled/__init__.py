@@ -4,13 +4,15 @@ Where tabrl knows an environment's whole MDP (:func:`tabrl.mdp.mdp_of`), it does
 ``env.step`` at all: it samples the MDP's arrays inside numba kernels, hundreds of times faster
 than the Python loop, with the same statistics.
 
-- :func:`run_compiled` trains an agent for a chunk of episodes (what ``tabrl.training`` calls).
+- :func:`run_compiled` trains an agent of any method and exploration strategy for a chunk of
+  episodes (what ``tabrl.training`` calls); :func:`supports` says which it has kernels for.
 - :func:`run_batch` trains many settings times seeds at once, spread over the cores.
 - :func:`rollout` plays a fixed policy: Monte Carlo evaluation on the exact dynamics.
 - :func:`warm_up` compiles the kernels (or loads them from numba's disk cache), timed.
 """
 
 from tabrl.compiled.batch import BatchResult, run_batch
-from tabrl.compiled.engine import WarmUp, rollout, run_compiled, supports, warm_up
+from tabrl.compiled.bridge import supports
+from tabrl.compiled.engine import WarmUp, rollout, run_compiled, warm_up
 
 __all__ = ["BatchResult", "WarmUp", "rollout", "run_batch", "run_compiled", "supports", "warm_up"]

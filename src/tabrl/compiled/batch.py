@@ -7,8 +7,9 @@ same setting and seed, whatever the number of threads.
 
 A setting is a dict of the keywords of :func:`tabrl.training.make_agent` (``algo``,
 ``learning_rate``, ``discount_factor``, ``initial_epsilon``, ``epsilon_decay``, ``final_epsilon``,
-``epsilon_schedule``, ``learning_rate_schedule``): the agent class validates and interprets it,
-so a batch run and a single run of the same setting are the same computation.
+``epsilon_schedule``, ``learning_rate_schedule``, ``exploration`` and the method's own, such as
+``n`` or ``planning_steps``): the agent class validates and interprets it, so a batch run and a
+single run of the same setting are the same computation.
 """
 
 from __future__ import annotations
@@ -22,15 +23,8 @@ import numpy as np
 from gymnasium import spaces
 
 from tabrl.agents import TabularAgent
-from tabrl.compiled.engine import (
-    drive,
-    log_of,
-    new_runs,
-    numba_threads,
-    setting_of,
-    time_limit,
-    warm_up,
-)
+from tabrl.compiled.bridge import observed_for, runs_of, store
+from tabrl.compiled.engine import drive, log_of, numba_threads, time_limit, warm_up
 from tabrl.compiled.model import compile_mdp
 from tabrl.envs import DEFAULT_STEP_CAP
 from tabrl.errors import UsageError
@@ -40,29 +34,45 @@ from tabrl.mdp import TabularMDP
 
 @dataclass
 class BatchResult:
-    """One run of a batch: its setting and seed, its final tables and its per-episode log.
+    """One run of a batch: its setting and seed, its trained agent and its per-episode log.
 
     ``log.seconds`` is the wall time of the whole batch, which the runs shared.
     """
 
     setting: dict[str, Any]
     seed: int
-    q_values: np.ndarray  #: float64[n_rows, n_actions]
-    visits: np.ndarray  #: int64[n_rows, n_actions]
+    agent: TabularAgent  #: with everything it learnt (``learning_state()`` included)
     log: TrainingLog
+
+    @property
+    def q_values(self) -> np.ndarray:
+        """float64[n_rows, n_actions]"""
+        return self.agent.q_values.array
+
+    @property
+    def visits(self) -> np.ndarray:
+        """int64[n_rows, n_actions]"""
+        return self.agent.q_values.visits
 
 
 def template_agent(mdp: TabularMDP, setting: dict[str, Any]) -> TabularAgent:
     """A fresh agent of ``setting`` for ``mdp``: its hyperparameters, epsilon and zero tables.
 
-    The agent's constructor reads only the spaces of its environment, so the MDP's sizes stand in.
+    The agent's constructor reads only the spaces of its environment, so the MDP's sizes stand
+    in. Monte Carlo ES also asks for a transition table: the stand-in shows the MDP as one where
+    every state is its own row, which is where the kernels can start an episode anywhere.
     """
     from tabrl.training import make_agent  # late: training imports this package lazily too
 
-    shape = SimpleNamespace(
-        observation_space=spaces.Discrete(mdp.n_rows), action_space=spaces.Discrete(mdp.n_actions)
+    observations = spaces.Discrete(mdp.n_rows)
+    base = SimpleNamespace(observation_space=observations)
+    if mdp.n_states == mdp.n_rows and np.array_equal(mdp.row_of_state, np.arange(mdp.n_rows)):
+        base.P = mdp
+    stand_in = SimpleNamespace(
+        observation_space=observations, action_space=spaces.Discrete(mdp.n_actions),
+        unwrapped=base, spec=SimpleNamespace(id="this MDP"),
     )
-    return make_agent(shape, **setting)
+    return make_agent(stand_in, **setting)
 
 
 def run_batch(
@@ -86,18 +96,14 @@ def run_batch(
     pairs = [(s, template_agent(mdp, s), seed) for s in settings for seed in seeds]
     if not pairs:
         raise UsageError("a batch needs at least one setting and one seed")
-    runs = new_runs(
-        np.stack([setting_of(agent) for _, agent, _ in pairs]),
-        [agent.epsilon for _, agent, _ in pairs],
-        np.zeros((len(pairs), mdp.n_rows, mdp.n_actions)),
-        np.zeros((len(pairs), mdp.n_rows, mdp.n_actions), dtype=np.int64),
-        [seed for _, _, seed in pairs],
-        n_episodes,
-    )
+    agents = [agent for _, agent, _ in pairs]
+    observed, limit = observed_for(mdp, agents), time_limit(mdp, max_steps)
+    runs = runs_of(agents, observed, mdp.n_rows, [seed for _, _, seed in pairs], n_episodes, limit)
     warm_up()
     with numba_threads(n_jobs):
-        seconds = drive(compile_mdp(mdp), runs, n_episodes, time_limit(mdp, max_steps), progress)
-    return [
-        BatchResult(dict(setting), seed, runs.q[i], runs.visits[i], log_of(runs, i, seconds))
-        for i, (setting, _, seed) in enumerate(pairs)
-    ]
+        seconds = drive(compile_mdp(mdp), observed, runs, n_episodes, limit, progress)
+    results = []
+    for i, (setting, agent, seed) in enumerate(pairs):
+        store(runs, i, agent, observed)
+        results.append(BatchResult(dict(setting), seed, agent, log_of(runs, i, seconds)))
+    return results

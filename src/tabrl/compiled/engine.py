@@ -1,17 +1,17 @@
 """The compiled engine: train an agent on a known MDP at numba speed, with the Python engine's log.
 
 ``run_compiled`` is what ``tabrl.training`` calls for a chunk of episodes. It hands the agent's
-Q-table, visit counts and epsilon to the kernels, which update them in place, and returns the same
-per-episode log as ``run_python``. The kernels run in slices of about a quarter of a second, so
-that progress is reported and Ctrl-C is noticed on long chunks; compiling the kernels (or loading
-them from numba's disk cache) happens before the clock starts, in :func:`warm_up`.
+learning state to the kernels (``bridge``), takes it back when they are done, and returns the
+same per-episode log as ``run_python``. The kernels run in slices of about a quarter of a second,
+so that progress is reported and Ctrl-C is noticed on long chunks; compiling the kernels (or
+loading them from numba's disk cache) happens before the clock starts, in :func:`warm_up`.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -20,26 +20,16 @@ import numpy as np
 
 from tabrl.agents import TabularAgent
 from tabrl.compiled import kernels
-from tabrl.compiled.kernels import CompiledMDP, Runs
-from tabrl.compiled.model import compile_mdp
-from tabrl.errors import NotCompilableError, UsageError
+from tabrl.compiled.bridge import fixed_policy_setting, new_runs, observed_for, runs_of, store
+from tabrl.compiled.kernels import CompiledMDP, ObservedOutcomes, Runs
+from tabrl.compiled.model import NOTHING_OBSERVED, compile_mdp
+from tabrl.errors import UsageError
 from tabrl.loop import Progress, TrainingLog
 from tabrl.mdp import TabularMDP, from_transitions
-from tabrl.schedules import Schedule
-
-#: The algorithms the kernels implement, by name, with their code in a setting vector.
-ALGO_CODES = {"q-learning": kernels.Q_LEARNING}
-#: The one exploration strategy the kernels implement.
-EPSILON_GREEDY = "epsilon-greedy"
 
 SLICE_SECONDS = 0.25  #: target duration of one kernel call between progress reports
 FIRST_SLICE = 1_000  #: episodes of the first call, which measures the speed
 RECENT = 1_000  #: episodes in the mean return that ``progress`` reports
-
-
-def supports(algo: str, exploration: str = EPSILON_GREEDY) -> bool:
-    """Whether the compiled engine has a kernel for ``algo`` exploring by ``exploration``."""
-    return algo in ALGO_CODES and exploration == EPSILON_GREEDY
 
 
 @dataclass(frozen=True)
@@ -59,7 +49,8 @@ def warm_up() -> WarmUp:
     """
     start = time.perf_counter()
     tiny = compile_mdp(from_transitions({0: {0: [(1.0, 0, 0.0, True)]}}, np.ones(1), 1, 1))
-    kernels.train_runs(tiny, policy_runs(np.zeros(1), 1, seed=0, n_episodes=1), 0, 1, 1)
+    runs = policy_runs(np.zeros(1, np.int64), 1, seed=0, n_episodes=1, time_limit=1)
+    kernels.train_runs(tiny, NOTHING_OBSERVED, runs, 0, 1, 1)
     seconds = time.perf_counter() - start
     stats = kernels.train_runs.stats
     from_cache = sum(stats.cache_hits.values()) > 0 and not sum(stats.cache_misses.values())
@@ -82,44 +73,7 @@ def numba_threads(n_jobs: int | None) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-# --- runs: the arrays the kernels work on ---------------------------------------------------------
-def setting_of(agent: TabularAgent) -> np.ndarray:
-    """The agent's hyperparameters as the kernels read them (layout in ``kernels``)."""
-    exploration = agent.exploration.name
-    if not supports(agent.algo, exploration):
-        raise NotCompilableError(
-            f"the compiled engine has no kernel for {agent.algo} with {exploration} exploration "
-            f"(it runs {', '.join(ALGO_CODES)} with {EPSILON_GREEDY}): use the python engine"
-        )
-    head = [ALGO_CODES[agent.algo], agent.discount_factor, agent.lr]
-    return np.concatenate(
-        [head, agent.learning_rate_schedule.as_array(), agent.epsilon_schedule.as_array()]
-    )
-
-
-def new_runs(
-    settings: np.ndarray,
-    epsilon: np.ndarray,
-    q: np.ndarray,
-    visits: np.ndarray,
-    seeds: Sequence[int],
-    n_episodes: int,
-) -> Runs:
-    """Runs that start from the given tables and epsilons, with empty logs of ``n_episodes``."""
-    n_runs = len(seeds)
-    return Runs(
-        settings=np.ascontiguousarray(settings, dtype=np.float64),
-        q=q,
-        visits=visits,
-        rng=np.stack([kernels.seed_state(seed) for seed in seeds]),
-        epsilon=np.array(epsilon, dtype=np.float64),
-        returns=np.zeros((n_runs, n_episodes)),
-        lengths=np.zeros((n_runs, n_episodes), dtype=np.int64),
-        td_errors=np.zeros((n_runs, n_episodes)),
-        epsilons=np.zeros((n_runs, n_episodes)),
-    )
-
-
+# --- driving the kernels -------------------------------------------------------------------------
 def log_of(runs: Runs, i: int, seconds: float) -> TrainingLog:
     """The training log of run ``i``."""
     return TrainingLog(runs.returns[i], runs.lengths[i], runs.td_errors[i], runs.epsilons[i],
@@ -132,7 +86,12 @@ def time_limit(mdp: TabularMDP, max_steps: int) -> int:
 
 
 def drive(
-    model: CompiledMDP, runs: Runs, n_episodes: int, limit: int, progress: Progress | None
+    model: CompiledMDP,
+    observed: ObservedOutcomes,
+    runs: Runs,
+    n_episodes: int,
+    limit: int,
+    progress: Progress | None,
 ) -> float:
     """Play all episodes of ``runs`` in slices of about ``SLICE_SECONDS``; returns the wall time.
 
@@ -141,18 +100,23 @@ def drive(
     waking an idle thread for nothing costs milliseconds on a busy machine.
     """
     with numba_threads(min(len(runs.q), numba.get_num_threads())):
-        return _drive(model, runs, n_episodes, limit, progress)
+        return _drive(model, observed, runs, n_episodes, limit, progress)
 
 
 def _drive(
-    model: CompiledMDP, runs: Runs, n_episodes: int, limit: int, progress: Progress | None
+    model: CompiledMDP,
+    observed: ObservedOutcomes,
+    runs: Runs,
+    n_episodes: int,
+    limit: int,
+    progress: Progress | None,
 ) -> float:
     start = time.perf_counter()
     done, size = 0, FIRST_SLICE
     while done < n_episodes:
         stop = min(n_episodes, done + size)
         began = time.perf_counter()
-        kernels.train_runs(model, runs, done, stop, limit)
+        kernels.train_runs(model, observed, runs, done, stop, limit)
         took = time.perf_counter() - began
         size = int(min(10 * size, max(1.0, (stop - done) * SLICE_SECONDS / max(took, 1e-6))))
         done = stop
@@ -162,19 +126,6 @@ def _drive(
 
 
 # --- the entry points -----------------------------------------------------------------------------
-def agent_tables(agent: TabularAgent, mdp: TabularMDP) -> tuple[np.ndarray, np.ndarray]:
-    """The agent's Q-table and visit counts, checked to fit ``mdp`` and C-contiguous."""
-    table = agent.q_values
-    if table.array.shape[0] < mdp.n_rows or table.array.shape[1] != mdp.n_actions:
-        raise NotCompilableError(
-            f"the agent's Q-table has shape {table.array.shape}, but the environment's MDP needs "
-            f"{mdp.n_rows} rows and {mdp.n_actions} actions"
-        )
-    table.array = np.ascontiguousarray(table.array, dtype=np.float64)
-    table.visits = np.ascontiguousarray(table.visits, dtype=np.int64)
-    return table.array, table.visits
-
-
 def run_compiled(
     mdp: TabularMDP,
     agent: TabularAgent,
@@ -186,31 +137,32 @@ def run_compiled(
 ) -> TrainingLog:
     """Train ``agent`` on ``mdp`` for ``n_episodes``, in place, as ``run_python`` would.
 
-    The agent's Q-table, visit counts and epsilon move on exactly as in the Python engine (the
-    per-step ``agent.training_error`` list is not kept: the log has each episode's mean). Episodes
-    are truncated at ``mdp.horizon``, or at ``max_steps`` when the MDP has no time limit. The
-    result depends only on the agent, ``mdp`` and ``seed``.
+    The agent's Q-table, visit counts, epsilon, temperature and own learning state (Double Q's
+    half difference, Dyna-Q's model) move on as in the Python engine (the per-step
+    ``agent.training_error`` list is not kept: the log has each episode's mean). Episodes are
+    truncated at ``mdp.horizon``, or at ``max_steps`` when the MDP has no time limit. The result
+    depends only on the agent, ``mdp`` and ``seed``.
     """
-    setting = setting_of(agent)
+    observed, limit = observed_for(mdp, [agent]), time_limit(mdp, max_steps)
+    runs = runs_of([agent], observed, mdp.n_rows, [seed], n_episodes, limit)  # refuses first
     warm_up()
-    q, visits = agent_tables(agent, mdp)
-    runs = new_runs(setting[None], [agent.epsilon], q[None], visits[None], [seed], n_episodes)
-    seconds = drive(compile_mdp(mdp), runs, n_episodes, time_limit(mdp, max_steps), progress)
-    agent.epsilon = float(runs.epsilon[0])
+    seconds = drive(compile_mdp(mdp), observed, runs, n_episodes, limit, progress)
+    store(runs, 0, agent, observed)
     return log_of(runs, 0, seconds)
 
 
-def policy_runs(policy: np.ndarray, n_actions: int, *, seed: int, n_episodes: int) -> Runs:
+def policy_runs(
+    policy: np.ndarray, n_actions: int, *, seed: int, n_episodes: int, time_limit: int
+) -> Runs:
     """One run that plays the deterministic ``policy`` (an action per row) and never learns.
 
     Its table is one-hot on the policy's actions, so the greedy choice is the policy's.
     """
-    policy = np.asarray(policy, dtype=np.int64)
-    q = np.zeros((1, len(policy), n_actions))
-    q[0, np.arange(len(policy)), policy] = 1.0
-    never = Schedule.constant(0.0).as_array()
-    setting = np.concatenate([[kernels.FIXED_POLICY, 1.0, 0.0], never, never])
-    return new_runs(setting[None], [0.0], q, np.zeros(q.shape, np.int64), [seed], n_episodes)
+    runs = new_runs(NOTHING_OBSERVED, fixed_policy_setting(), (len(policy), n_actions), [seed],
+                    n_episodes, time_limit)
+    runs.q[0, np.arange(len(policy)), policy] = 1.0
+    runs.epsilon[0] = 0.0
+    return runs
 
 
 def rollout(
@@ -228,6 +180,7 @@ def rollout(
             f"{mdp.n_rows} rows of the Q-table (got an array of shape {policy.shape})"
         )
     warm_up()
-    runs = policy_runs(policy, mdp.n_actions, seed=seed, n_episodes=n_episodes)
-    seconds = drive(compile_mdp(mdp), runs, n_episodes, time_limit(mdp, max_steps), None)
+    limit = time_limit(mdp, max_steps)
+    runs = policy_runs(policy, mdp.n_actions, seed=seed, n_episodes=n_episodes, time_limit=limit)
+    seconds = drive(compile_mdp(mdp), NOTHING_OBSERVED, runs, n_episodes, limit, None)
     return log_of(runs, 0, seconds)

@@ -4,32 +4,61 @@ Every run owns a xoshiro256** generator (Blackman and Vigna, 2018) seeded throug
 run's result depends on its seed alone: never on the thread that runs it, the number of threads,
 or how its episodes are split into calls.
 
-An episode follows the Python engine step for step: the start state is drawn from the MDP's start
-distribution; each step explores with probability epsilon (a uniform random action) or plays a
-greedy action, ties broken uniformly at random; an outcome ``(next state, reward, terminal)`` is
-drawn from the cumulative probabilities of ``(state, action)``; the TD update follows. A terminal
-outcome bootstraps zero; reaching the time limit ends the episode but still bootstraps.
+An episode follows the Python engine's loop step for step (``tabrl.loop``, ``tabrl.agents``): the
+start state is drawn from the MDP's start distribution (Monte Carlo ES: a uniform state and a
+uniform first action); the behaviour policy (epsilon-greedy, softmax or UCB, as in
+``tabrl.exploration``) picks an action; an outcome ``(next state, reward, terminal)`` is drawn
+from the cumulative probabilities of ``(state, action)``; the algorithm's update follows. A
+terminal outcome bootstraps zero; reaching the time limit ends the episode but still bootstraps.
+Epsilon and the softmax temperature move along their schedules after every episode.
 
-A run's hyperparameters are one float64 vector (see ``SETTING_SIZE``). Its first entry is the
-algorithm code: a new update rule (expected SARSA, double Q-learning) is a new code and a branch
-in :func:`_learn`, the one place that knows how a target is formed.
+One episode loop, :func:`_episode`, serves every method. It takes the behaviour policy and the
+update rule as functions: :func:`_explore` dispatches on the run's exploration code, and
+:func:`_learn`, the one place that knows the methods, on its algorithm code; it does what the
+agent's ``update`` does and returns the step's TD error (the sum of the magnitudes of the
+errors it completed, for methods that complete several) and, for the SARSA family, the next
+action, drawn before the update as the agent draws it. Methods that remember more than ``Q``
+keep it in per-run arrays of :class:`Runs` (empty where no run of the call needs them), handed
+to :func:`_learn` as one :class:`Memory`:
+
+=================== ==========================================================================
+double-q-learning   ``half_difference``: ``(Q_A - Q_B) / 2`` beside ``q = (Q_A + Q_B) / 2``
+monte-carlo         ``memory_*``: the episode's ``(pair, reward)``; ``marks``: first visits
+n-step-sarsa        ``memory_*``: the last ``n`` steps, a ring indexed by ``step % n``
+sarsa-lambda        ``memory_*``: the pairs with a trace this episode, and their traces;
+                    ``marks``: a pair's place in that list
+dyna-q              ``model_counts`` per distinct outcome of a ``(row, action)``
+                    (:class:`ObservedOutcomes`); ``model_pairs``: the pairs seen, in order
+=================== ==========================================================================
+
+A run's hyperparameters are one float64 vector (see ``SETTING_SIZE``); its first entry is the
+algorithm code, and the exploration code sits at ``EXPLORATION``.
 
 Every kernel lives in this one module on purpose: numba's disk cache notices edits only to the
 file that defines a kernel, so a helper in another module could be silently served stale. (The
 schedule kind codes come from ``tabrl.schedules.KINDS``: reordering it needs a cache clear.)
+Every call has the same argument types, whatever the methods of its runs, so each kernel is
+compiled once.
 
 Speed comes from keeping the hot loop in registers; each of these measured 10% to 2x:
 
+- Q-learning with epsilon-greedy exploration, the tutorial's agent, gets a loop of its own: the
+  same :func:`_episode`, inlined with the one strategy and the one update it needs and no
+  :class:`Memory` (a loop that could also branch to the other methods measured 1.2x to 3.5x
+  slower, from the values the other branches keep alive and the arrays passed to them);
 - small helpers are inlined by numba (``inline="always"``); left to LLVM, the calls stay;
 - the generator state (four words) and a run's setting are tuples, passed by value: as arrays,
   they would be re-read from memory after every store to the Q-table that might overlap them;
   the helpers that draw return the advanced state with their result;
 - arrays are taken out of their named tuples before a loop (each field read costs a reference
-  count).
+  count), and a tuple is passed only where its arrays are read (each array it holds costs a
+  reference count wherever it is passed: :class:`ObservedOutcomes` is not part of
+  :class:`CompiledMDP`, which every episode reads).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -38,14 +67,32 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from tabrl.schedules import KINDS
 
-# --- algorithm codes and the layout of a run's setting vector ------------------------------------
+# --- algorithm and exploration codes, and the layout of a run's setting vector -------------------
 FIXED_POLICY = 0  #: no learning: play the greedy policy of the table as it is (evaluation)
 Q_LEARNING = 1
+SARSA = 2
+EXPECTED_SARSA = 3
+DOUBLE_Q_LEARNING = 4
+MONTE_CARLO = 5
+N_STEP_SARSA = 6
+SARSA_LAMBDA = 7
+DYNA_Q = 8
+
+EPSILON_GREEDY, SOFTMAX, UCB = 0, 1, 2
 
 ALGO, DISCOUNT, LEARNING_RATE = 0, 1, 2
 LR_SCHEDULE = 3  #: four entries ``[kind, start, end, rate]`` (``Schedule.as_array``)
 EPSILON_SCHEDULE = 7  #: four entries as well
-SETTING_SIZE = 11
+EXPLORATION = 11
+TEMPERATURE_SCHEDULE = 12  #: four entries as well
+UCB_C = 16
+N_STEPS = 17  #: n-step SARSA's n
+TRACE_DECAY = 18  #: SARSA(lambda)'s lambda
+PLANNING_STEPS = 19  #: Dyna-Q's planning updates per real step
+EXPLORING_STARTS = 20  #: 1.0: Monte Carlo ES
+SETTING_SIZE = 21
+
+MEMORY_SIZE, MODEL_SIZE = 0, 1  #: the entries of a run's ``sizes``
 
 LINEAR = float(KINDS.index("linear"))
 EXPONENTIAL = float(KINDS.index("exponential"))
@@ -54,7 +101,11 @@ VISITS = float(KINDS.index("visits"))
 #: Outcome lists longer than this are searched by bisection instead of a linear scan.
 LINEAR_SCAN_MAX = 16
 
+#: Helpers of the hot path (sampling, epsilon-greedy, the one-step update) are inlined; the
+#: methods' own steps and the other strategies are compiled once each and called: inlined,
+#: they doubled the compile time for a gain of 10% to 20% on their methods.
 _helper = njit(cache=True, inline="always")
+_called = njit(cache=True)
 
 
 class CompiledMDP(NamedTuple):
@@ -78,18 +129,57 @@ class CompiledMDP(NamedTuple):
     terminal: np.ndarray  #: bool[n_outcomes]
 
 
+class ObservedOutcomes(NamedTuple):
+    """What Dyna-Q can observe of an MDP: the distinct ``(reward, next row, terminal)`` of each
+    ``(row, action)`` pair (CSR by ``pair = row * n_actions + action``), and the entry there of
+    every outcome of the MDP (``slot``). Empty where no run of a call is Dyna-Q.
+    """
+
+    offsets: np.ndarray  #: int64[n_rows * n_actions + 1]
+    reward: np.ndarray  #: float64[n_observed]
+    next_row: np.ndarray  #: int64[n_observed]
+    terminal: np.ndarray  #: bool[n_observed]
+    slot: np.ndarray  #: int64[n_outcomes]
+
+
 class Runs(NamedTuple):
-    """The state and the logs of ``n_runs`` independent runs; every array starts with the run."""
+    """The state and the logs of ``n_runs`` independent runs; every array starts with the run.
+
+    A pair is ``row * n_actions + action``. Arrays that no run of a call needs have length 0.
+    """
 
     settings: np.ndarray  #: float64[n_runs, SETTING_SIZE]
     q: np.ndarray  #: float64[n_runs, n_rows, n_actions]
     visits: np.ndarray  #: int64[n_runs, n_rows, n_actions]
     rng: np.ndarray  #: uint64[n_runs, 4]: the generators' states
     epsilon: np.ndarray  #: float64[n_runs]: epsilon of the next episode
+    temperature: np.ndarray  #: float64[n_runs]: softmax temperature of the next episode
+    half_difference: np.ndarray  #: float64[n_runs, n_rows, n_actions]: Double Q's (Q_A - Q_B) / 2
+    marks: np.ndarray  #: int64[n_runs, n_pairs]: per pair, 0 or an index + 1 into the memory
+    memory_pairs: np.ndarray  #: int64[n_runs, memory_length]
+    memory_values: np.ndarray  #: float64[n_runs, memory_length]: rewards, or traces
+    model_counts: np.ndarray  #: int64[n_runs, n_observed]
+    model_pairs: np.ndarray  #: int64[n_runs, n_pairs]: Dyna-Q's pairs, in order of first sight
+    sizes: np.ndarray  #: int64[n_runs, 2]: the entries in use of the memory and of the model
     returns: np.ndarray  #: float64[n_runs, n_episodes]
     lengths: np.ndarray  #: int64[n_runs, n_episodes]
     td_errors: np.ndarray  #: float64[n_runs, n_episodes]: mean absolute TD error
     epsilons: np.ndarray  #: float64[n_runs, n_episodes]: epsilon used
+
+
+class Memory(NamedTuple):
+    """What the methods other than Q-learning read and write beside ``q`` and ``visits``: one
+    run's arrays of :class:`Runs`, a scratch row for UCB's scores, the MDP's observed outcomes."""
+
+    half_difference: np.ndarray
+    marks: np.ndarray
+    pairs: np.ndarray  #: ``Runs.memory_pairs``
+    values: np.ndarray  #: ``Runs.memory_values``
+    model_counts: np.ndarray
+    model_pairs: np.ndarray
+    sizes: np.ndarray
+    scores: np.ndarray  #: float64[1, n_actions]
+    observed: ObservedOutcomes
 
 
 # --- the random generator -------------------------------------------------------------------------
@@ -189,23 +279,44 @@ def sample_outcomes(model, state, action, n_actions, n, rng):
 
 # --- acting ---------------------------------------------------------------------------------------
 @_helper
-def _greedy(q, row, s):
-    """An action of highest value in ``q[row]``, uniformly at random among equals."""
-    best, ties = q[row, 0], 1
-    for a in range(1, q.shape[1]):
-        if q[row, a] > best:
-            best, ties = q[row, a], 1
-        elif q[row, a] == best:
+def _max_value(values, row):
+    """``max_a values[row, a]``."""
+    best = values[row, 0]
+    for a in range(1, values.shape[1]):
+        best = max(best, values[row, a])
+    return best
+
+
+@_helper
+def _greedy(values, row, s):
+    """An action of highest value in ``values[row]``, uniformly at random among equals."""
+    best, ties = values[row, 0], 1
+    for a in range(1, values.shape[1]):
+        if values[row, a] > best:
+            best, ties = values[row, a], 1
+        elif values[row, a] == best:
             ties += 1
     pick = 0
     if ties > 1:
         pick, s = _below(s, ties)
-    for a in range(q.shape[1]):
-        if q[row, a] == best:
+    for a in range(values.shape[1]):
+        if values[row, a] == best:
             if pick == 0:
                 return a, s
             pick -= 1
     return 0, s
+
+
+@_helper
+def _greedy_mean(values, row, q, q_row):
+    """The mean of ``q[q_row, a]`` over the actions of highest ``values[row, a]``: the
+    expectation of ``q`` under a greedy choice with random tie-breaking."""
+    best, total, ties = _max_value(values, row), 0.0, 0
+    for a in range(values.shape[1]):
+        if values[row, a] == best:
+            total += q[q_row, a]
+            ties += 1
+    return total / ties
 
 
 @_helper
@@ -217,16 +328,91 @@ def _epsilon_greedy(q, row, epsilon, s):
     return _greedy(q, row, s)
 
 
-# --- learning -------------------------------------------------------------------------------------
 @_helper
-def _max_value(q, next_row):
-    """``max_a q[next_row, a]``: the value of the next state that Q-learning bootstraps from."""
-    best = q[next_row, 0]
-    for a in range(1, q.shape[1]):
-        best = max(best, q[next_row, a])
-    return best
+def _softmax(q, row, temperature, s):
+    """An action drawn with probability proportional to ``exp(q[row, a] / temperature)``.
+
+    The weights are shifted by the row's maximum (as ``Softmax.probabilities``); the draw
+    inverts their running sum, which ends at the same total it is scaled by, so it always lands.
+    """
+    best, total = _max_value(q, row), 0.0
+    for a in range(q.shape[1]):
+        total += math.exp((q[row, a] - best) / temperature)
+    u, s = _uniform(s)
+    x, running = u * total, 0.0
+    for a in range(q.shape[1]):
+        running += math.exp((q[row, a] - best) / temperature)
+        if x < running:
+            return a, s
+    return q.shape[1] - 1, s  # not reached
 
 
+@_helper
+def _softmax_value(q, row, temperature):
+    """``sum_a pi(a|s) q[row, a]`` under the softmax policy."""
+    best, weighted, total = _max_value(q, row), 0.0, 0.0
+    for a in range(q.shape[1]):
+        w = math.exp((q[row, a] - best) / temperature)
+        weighted += w * q[row, a]
+        total += w
+    return weighted / total
+
+
+@_helper
+def _ucb_scores(q, visits, row, c, scores):
+    """``scores[0, a] = q + c sqrt(ln N(s) / N(s, a))``, infinite for an action never tried."""
+    n_total = 0
+    for a in range(q.shape[1]):
+        n_total += visits[row, a]
+    log_total = math.log(max(n_total, 1))
+    for a in range(q.shape[1]):
+        n = visits[row, a]
+        scores[0, a] = math.inf if n == 0 else q[row, a] + c * math.sqrt(log_total / n)
+
+
+@_called
+def _explore(setting, q, visits, row, epsilon, temperature, scores, s):
+    """The behaviour policy's action at ``row``: epsilon-greedy, softmax or UCB.
+
+    UCB writes its scores to ``scores`` (a scratch row) and plays their greedy action.
+    """
+    kind = setting[EXPLORATION]
+    if kind == SOFTMAX:
+        return _softmax(q, row, temperature, s)
+    if kind == UCB:
+        _ucb_scores(q, visits, row, setting[UCB_C], scores)
+        return _greedy(scores, 0, s)
+    return _epsilon_greedy(q, row, epsilon, s)
+
+
+@_helper
+def _act(setting, q, visits, memory, row, epsilon, temperature, s):
+    """:func:`_explore` with the scratch row of the run's :class:`Memory`."""
+    return _explore(setting, q, visits, row, epsilon, temperature, memory.scores, s)
+
+
+@_helper
+def _act_epsilon_greedy(setting, q, visits, memory, row, epsilon, temperature, s):
+    """:func:`_act` of a run known to explore epsilon-greedily (``memory`` may be None)."""
+    return _epsilon_greedy(q, row, epsilon, s)
+
+
+@_called
+def _policy_value(setting, q, visits, row, epsilon, temperature, scores):
+    """``sum_a pi(a|s) q[row, a]`` under the behaviour policy (``TabularAgent.policy_value``)."""
+    kind = setting[EXPLORATION]
+    if kind == SOFTMAX:
+        return _softmax_value(q, row, temperature)
+    if kind == UCB:
+        _ucb_scores(q, visits, row, setting[UCB_C], scores)
+        return _greedy_mean(scores, 0, q, row)
+    uniform = 0.0
+    for a in range(q.shape[1]):
+        uniform += q[row, a]
+    return epsilon * uniform / q.shape[1] + (1.0 - epsilon) * _greedy_mean(q, row, q, row)
+
+
+# --- learning: the update rules -------------------------------------------------------------------
 @_helper
 def _schedule(setting, at):
     """The schedule ``(kind, start, end, rate)`` stored at ``setting[at:at + 4]``."""
@@ -243,78 +429,327 @@ def _step_size(setting, n_visits):
 
 
 @_helper
-def _learn(setting, q, visits, row, action, reward, terminal, next_row):
-    """One TD update of ``q[row, action]`` by the run's algorithm; returns the TD error."""
-    if setting[ALGO] == FIXED_POLICY:
-        return 0.0
-    future = 0.0 if terminal else setting[DISCOUNT] * _max_value(q, next_row)
-    td_error = reward + future - q[row, action]
+def _update(setting, q, visits, row, action, target):
+    """Count a visit and move ``q[row, action]`` a step towards ``target``; return the error."""
+    error = target - q[row, action]
     visits[row, action] += 1
-    q[row, action] += _step_size(setting, visits[row, action]) * td_error
-    return td_error
+    q[row, action] += _step_size(setting, visits[row, action]) * error
+    return error
 
 
 @_helper
-def _next_epsilon(setting, epsilon):
-    """Epsilon one episode later (``Schedule.next``)."""
-    kind, _, end, rate = _schedule(setting, EPSILON_SCHEDULE)
-    if kind == LINEAR:
-        return max(end, epsilon - rate)
-    if kind == EXPONENTIAL:
-        return max(end, epsilon * rate)
-    return epsilon
+def _update_pair(setting, q, visits, pair, target):
+    """:func:`_update` of the pair ``row * n_actions + action``."""
+    return _update(setting, q, visits, pair // q.shape[1], pair % q.shape[1], target)
+
+
+@_helper
+def _q_target(setting, q, reward, terminal, next_row):
+    """Q-learning's target ``r + gamma max_a' q(s', a')``, or ``r`` after a terminal step."""
+    if terminal:
+        return reward
+    return reward + setting[DISCOUNT] * _max_value(q, next_row)
+
+
+@_called
+def _double_q(setting, q, half, visits, row, action, reward, terminal, next_row, s):
+    """Double Q-learning on the mean ``q`` and the half difference ``half`` (``Q_A = q + half``).
+
+    A coin chooses the learner (+1: A, -1: B); it picks the best next action (the first of
+    equals), the other estimate values it, and both ``q`` and ``half`` move half the step.
+    """
+    u, s = _uniform(s)
+    sign = 1.0 if u < 0.5 else -1.0
+    target = reward
+    if not terminal:
+        best, best_value = 0, q[next_row, 0] + sign * half[next_row, 0]
+        for a in range(1, q.shape[1]):
+            value = q[next_row, a] + sign * half[next_row, a]
+            if value > best_value:
+                best, best_value = a, value
+        target += setting[DISCOUNT] * (q[next_row, best] - sign * half[next_row, best])
+    error = target - (q[row, action] + sign * half[row, action])
+    visits[row, action] += 1
+    half_step = _step_size(setting, visits[row, action]) * error / 2
+    q[row, action] += half_step
+    half[row, action] += sign * half_step
+    return error, s
+
+
+@_called
+def _monte_carlo_end(setting, q, visits, marks, pairs, rewards, n_steps, tail):
+    """First-visit Monte Carlo updates of an episode of ``n_steps`` steps; the sum of |errors|.
+
+    Backwards from ``G = tail``: ``G = r + gamma G`` and, at the first visit of a pair, an update
+    towards ``G``. ``marks`` holds each pair's first step + 1 meanwhile and is cleared after.
+    """
+    for t in range(n_steps):
+        if marks[pairs[t]] == 0:
+            marks[pairs[t]] = t + 1
+    g, total = tail, 0.0
+    for t in range(n_steps - 1, -1, -1):
+        g = rewards[t] + setting[DISCOUNT] * g
+        if marks[pairs[t]] == t + 1:
+            total += abs(_update_pair(setting, q, visits, pairs[t], g))
+    for t in range(n_steps):
+        marks[pairs[t]] = 0
+    return total
+
+
+@_helper
+def _n_step_oldest(setting, q, visits, pairs, rewards, n, last, count, tail):
+    """Update the oldest of the ``count`` steps buffered up to step ``last`` (a ring of ``n``).
+
+    Its target: the rewards of those steps, then ``tail``, discounted step by step.
+    """
+    g = tail
+    for t in range(last, last - count, -1):
+        g = rewards[t % n] + setting[DISCOUNT] * g
+    return _update_pair(setting, q, visits, pairs[(last - count + 1) % n], g)
+
+
+@_called
+def _n_step(setting, q, visits, pairs, rewards, t, pair, reward, tail, ends):
+    """n-step SARSA's step ``t``: buffer it, then complete the oldest step (all, at the end)."""
+    n = int(setting[N_STEPS])
+    pairs[t % n], rewards[t % n] = pair, reward
+    count = min(t + 1, n)
+    if ends:
+        total = 0.0
+        for remaining in range(count, 0, -1):
+            total += abs(_n_step_oldest(setting, q, visits, pairs, rewards, n, t, remaining, tail))
+        return total
+    if count == n:
+        return _n_step_oldest(setting, q, visits, pairs, rewards, n, t, n, tail)
+    return 0.0
+
+
+@_called
+def _sarsa_lambda(setting, q, visits, marks, pairs, traces, sizes, row, action, target, ends):
+    """SARSA(lambda) with replacing traces over the pairs played this episode (in ``memory``).
+
+    ``e(s, a) = 1``; every pair with a trace moves ``lr * delta * e``; traces then decay by
+    ``gamma lambda``, or are cleared when the episode ends.
+    """
+    error = target - q[row, action]
+    visits[row, action] += 1
+    pair, size = row * q.shape[1] + action, sizes[MEMORY_SIZE]
+    if marks[pair] == 0:
+        pairs[size], marks[pair] = pair, size + 1
+        size += 1
+    traces[marks[pair] - 1] = 1.0
+    step = _step_size(setting, visits[row, action]) * error
+    for j in range(size):
+        q[pairs[j] // q.shape[1], pairs[j] % q.shape[1]] += step * traces[j]
+    decay = setting[DISCOUNT] * setting[TRACE_DECAY]
+    for j in range(size):
+        if ends:
+            traces[j], marks[pairs[j]] = 0.0, 0
+        else:
+            traces[j] *= decay
+    sizes[MEMORY_SIZE] = 0 if ends else size
+    return error
+
+
+@_called
+def _dyna_q(observed, setting, q, visits, counts, seen, sizes, pair, k, s):
+    """Dyna-Q after its real step: count outcome ``k`` of ``pair``, then plan.
+
+    A pair seen for the first time joins the seen list. Each planning update draws a pair
+    uniformly among those seen and one of its outcomes in proportion to its count (the draw
+    lands on a counted outcome: ``u * total < total`` for whole numbers), then learns from it as
+    Q-learning does.
+    """
+    offsets = observed.offsets
+    new = True
+    for m in range(offsets[pair], offsets[pair + 1]):
+        new = new and counts[m] == 0
+    if new:
+        seen[sizes[MODEL_SIZE]] = pair
+        sizes[MODEL_SIZE] += 1
+    counts[observed.slot[k]] += 1
+    for _ in range(int(setting[PLANNING_STEPS])):
+        j, s = _below(s, sizes[MODEL_SIZE])
+        planned = seen[j]
+        total = 0
+        for m in range(offsets[planned], offsets[planned + 1]):
+            total += counts[m]
+        u, s = _uniform(s)
+        x, running, m = u * total, 0, offsets[planned]
+        while True:
+            running += counts[m]
+            if x < running:
+                break
+            m += 1
+        target = _q_target(setting, q, observed.reward[m], observed.terminal[m],
+                           observed.next_row[m])
+        _update_pair(setting, q, visits, planned, target)
+    return s
+
+
+# --- learning: one step of any method -------------------------------------------------------------
+@_helper
+def _learn_q(setting, q, visits, memory, epsilon, temperature, row, action, reward,
+             terminal, truncated, next_row, k, t, s):
+    """:func:`_learn` of a run known to be Q-learning (``memory`` may be None)."""
+    error = _update(setting, q, visits, row, action,
+                    _q_target(setting, q, reward, terminal, next_row))
+    return error, -1, s
+
+
+@_helper
+def _learn(setting, q, visits, memory, epsilon, temperature, row, action, reward,
+           terminal, truncated, next_row, k, t, s):
+    """Step ``t`` of an episode, learnt by the run's algorithm, as its agent's ``update`` does.
+
+    Returns the TD error (for methods that complete several updates at once, the sum of their
+    magnitudes), the next action (the SARSA family draws it here, before updating; -1: the
+    behaviour policy chooses it at the next step) and the generator's state.
+    """
+    algo, ends, pair = setting[ALGO], terminal or truncated, row * q.shape[1] + action
+    if algo in (Q_LEARNING, DYNA_Q):
+        error, _, s = _learn_q(setting, q, visits, memory, epsilon, temperature, row, action,
+                               reward, terminal, truncated, next_row, k, t, s)
+        if algo == DYNA_Q:
+            s = _dyna_q(memory.observed, setting, q, visits, memory.model_counts,
+                        memory.model_pairs, memory.sizes, pair, k, s)
+        return error, -1, s
+    if algo in (SARSA, N_STEP_SARSA, SARSA_LAMBDA):
+        next_action, future = -1, 0.0
+        if not terminal:
+            next_action, s = _act(setting, q, visits, memory, next_row, epsilon, temperature, s)
+            future = q[next_row, next_action]
+        if algo == N_STEP_SARSA:
+            error = _n_step(setting, q, visits, memory.pairs, memory.values, t, pair, reward,
+                            future, ends)
+        elif algo == SARSA_LAMBDA:
+            error = _sarsa_lambda(setting, q, visits, memory.marks, memory.pairs, memory.values,
+                                  memory.sizes, row, action, reward + setting[DISCOUNT] * future,
+                                  ends)
+        else:
+            error = _update(setting, q, visits, row, action, reward + setting[DISCOUNT] * future)
+        return error, next_action, s
+    if algo == EXPECTED_SARSA:
+        target = reward
+        if not terminal:
+            target += setting[DISCOUNT] * _policy_value(setting, q, visits, next_row, epsilon,
+                                                        temperature, memory.scores)
+        return _update(setting, q, visits, row, action, target), -1, s
+    if algo == DOUBLE_Q_LEARNING:
+        error, s = _double_q(setting, q, memory.half_difference, visits, row, action, reward,
+                             terminal, next_row, s)
+        return error, -1, s
+    if algo == MONTE_CARLO:
+        memory.pairs[t], memory.values[t] = pair, reward
+        if not ends:
+            return 0.0, -1, s
+        tail = 0.0
+        if not terminal:
+            tail = _policy_value(setting, q, visits, next_row, epsilon, temperature,
+                                 memory.scores)
+        return _monte_carlo_end(setting, q, visits, memory.marks, memory.pairs, memory.values,
+                                t + 1, tail), -1, s
+    return 0.0, -1, s  # FIXED_POLICY
 
 
 # --- episodes and runs ----------------------------------------------------------------------------
 @_helper
-def _episode(model, setting, q, visits, epsilon, time_limit, s):
-    """One episode: its return, its length, its mean absolute TD error, and the next state."""
+def _next_value(setting, at, value):
+    """The value one episode later along the schedule at ``setting[at]`` (``Schedule.next``)."""
+    kind, _, end, rate = _schedule(setting, at)
+    if kind == LINEAR:
+        return max(end, value - rate)
+    if kind == EXPONENTIAL:
+        return max(end, value * rate)
+    return value
+
+
+@_helper
+def _episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, act, learn, s):
+    """One episode: its return, its length, its mean absolute TD error, and the next state.
+
+    ``act`` chooses actions as :func:`_act` does and ``learn`` learns a step as :func:`_learn`
+    does, with the run's ``memory`` (or their versions for one method and strategy, which
+    numba inlines, and then need no memory).
+    """
     offsets, cdf, row_of_state = model.offsets, model.cdf, model.row_of_state
     next_states, rewards, terminals = model.next_state, model.reward, model.terminal
     n_actions = q.shape[1]
-    state, s = _sample_start(model, s)
+    action = -1
+    if setting[EXPLORING_STARTS]:
+        state, s = _below(s, row_of_state.size)
+        action, s = _below(s, n_actions)
+    else:
+        state, s = _sample_start(model, s)
     row = row_of_state[state]
     total, abs_td, steps, done = 0.0, 0.0, 0, False
     while not done:
-        action, s = _epsilon_greedy(q, row, epsilon, s)
+        if action < 0:
+            action, s = act(setting, q, visits, memory, row, epsilon, temperature, s)
         k, s = _sample_outcome(offsets, cdf, state * n_actions + action, s)
         state, reward, terminal = next_states[k], rewards[k], terminals[k]
         next_row = row_of_state[state]
-        abs_td += abs(_learn(setting, q, visits, row, action, reward, terminal, next_row))
+        truncated = steps + 1 >= time_limit
+        error, action, s = learn(setting, q, visits, memory, epsilon, temperature, row,
+                                 action, reward, terminal, truncated, next_row, k, steps, s)
+        abs_td += abs(error)
         total += reward
         steps += 1
         row = next_row
-        done = terminal or steps >= time_limit
+        done = terminal or truncated
     return total, steps, abs_td / steps, s
 
 
+@_called
+def _any_episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, s):
+    """:func:`_episode` of any method and strategy: compiled once, called once per episode."""
+    return _episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, _act,
+                    _learn, s)
+
+
 @njit(cache=True)
-def _run_episodes(model, runs, i, start, stop, time_limit):
-    """Episodes ``start..stop-1`` of run ``i``, logged; epsilon decays after each.
+def _run_episodes(model, observed, runs, i, start, stop, time_limit):
+    """Episodes ``start..stop-1`` of run ``i``, logged; epsilon and temperature decay after each.
+
+    Q-learning with epsilon-greedy exploration, the tutorial's agent, gets an episode loop of
+    its own, inlined here with nothing else in it; every other run calls the loop that
+    dispatches on its method and strategy.
 
     Not inlined: inlined into the parallel loop of :func:`train_runs`, its writes to the logs
     were lost (numba 0.68).
     """
     setting, s = to_fixed_tuple(runs.settings[i], SETTING_SIZE), to_fixed_tuple(runs.rng[i], 4)
-    q, visits, epsilon = runs.q[i], runs.visits[i], runs.epsilon[i]
+    q, visits = runs.q[i], runs.visits[i]
+    memory = Memory(runs.half_difference[i], runs.marks[i], runs.memory_pairs[i],
+                    runs.memory_values[i], runs.model_counts[i], runs.model_pairs[i],
+                    runs.sizes[i], np.empty_like(q[:1]), observed)
+    plain = setting[ALGO] == Q_LEARNING and setting[EXPLORATION] == EPSILON_GREEDY
+    epsilon, temperature = runs.epsilon[i], runs.temperature[i]
     returns, lengths, td_errors, epsilons = (
         runs.returns[i], runs.lengths[i], runs.td_errors[i], runs.epsilons[i])
     for e in range(start, stop):
-        returns[e], lengths[e], td_errors[e], s = _episode(
-            model, setting, q, visits, epsilon, time_limit, s)
+        if plain:
+            returns[e], lengths[e], td_errors[e], s = _episode(
+                model, setting, q, visits, None, epsilon, temperature, time_limit,
+                _act_epsilon_greedy, _learn_q, s)
+        else:
+            returns[e], lengths[e], td_errors[e], s = _any_episode(
+                model, setting, q, visits, memory, epsilon, temperature, time_limit, s)
         epsilons[e] = epsilon
-        epsilon = _next_epsilon(setting, epsilon)
-    runs.epsilon[i] = epsilon
+        epsilon = _next_value(setting, EPSILON_SCHEDULE, epsilon)
+        temperature = _next_value(setting, TEMPERATURE_SCHEDULE, temperature)
+    runs.epsilon[i], runs.temperature[i] = epsilon, temperature
     runs.rng[i] = s
 
 
 @njit(cache=True, parallel=True)
-def train_runs(model, runs, start, stop, time_limit):
+def train_runs(model, observed, runs, start, stop, time_limit):
     """Episodes ``start..stop-1`` of every run, the runs spread over numba's threads.
 
     Even a single run goes through this parallel kernel, on one thread: the same loop in a
     serial kernel measured at less than half the speed (numba compiles the body of a parallel
-    loop with its arrays marked as not overlapping).
+    loop with its arrays marked as not overlapping). The run index is cast because the parallel
+    loop's own is unsigned: ``_run_episodes`` is then compiled for one signature, not two.
     """
     for i in prange(runs.q.shape[0]):
-        _run_episodes(model, runs, i, start, stop, time_limit)
+        _run_episodes(model, observed, runs, np.int64(i), start, stop, time_limit)
