@@ -18,9 +18,10 @@ two cores. Compiling the kernels is timed apart, in fresh processes: once with a
 cache, once from the cache.
 
 Last, every method (and Q-learning with each exploration strategy) on both engines, on
-FrozenLake-v1 and Taxi-v4, with the same hyperparameters and the methods' default parameters:
-the ratio there is the compiled engine's episodes per second over the Python engine's.
-``--algos`` runs that section alone.
+FrozenLake-v1 and Taxi-v4, with the same hyperparameters and the methods' default parameters,
+the training alone timed (the environment, its MDP and the agent are made before the clock
+starts): the ratio there is the compiled engine's episodes per second over the Python
+engine's. ``--algos`` runs that section alone.
 """
 
 from __future__ import annotations
