@@ -3,8 +3,8 @@
 Three kinds of evidence that the kernels do what the agents do:
 
 - exact: where both engines must take the same steps (a deterministic lake, a Q-table with one
-  best action per state, no exploration), they must make the same updates to the last bit, and
-  the kernels' policy expectations and action laws must equal the agents' on any Q-table;
+  best action per state, no exploration), they must make the same updates (up to rounding),
+  and the kernels' policy expectations and action laws must equal the agents' on any Q-table;
 - statistical: on the slippery FrozenLake and on CliffWalking, the mean training return of the
   last episodes and the mean exact value of the greedy policy over a few Python seeds must lie
   within four standard errors of the compiled engine's mean over many seeds;
@@ -110,49 +110,38 @@ def test_one_episode_makes_the_python_engines_updates(algo, exploration, route):
         assert compiled.seen == python.seen and compiled.model == python.model
 
 
-def random_rows(n_actions: int = 4) -> np.ndarray:
-    """Q-table rows with ties (a greedy set of one, two or all actions) and without."""
-    rng = np.random.default_rng(3)
-    rows = rng.normal(size=(6, n_actions))
-    rows[1, :2] = rows[1].max() + 1.0
-    rows[2, :] = 0.5
-    return rows
+def policy_case(exploration: str):
+    """An agent (epsilon 0.3, temperature 0.7) over six rows of values and visit counts, and the
+    arguments the kernels' policy helpers take for it, around the row (and the generator).
 
-
-def kernel_policy(agent, q: np.ndarray, visits: np.ndarray):
-    """The arguments of the kernels' policy helpers for ``agent`` over ``q`` and ``visits``."""
-    return (tuple(setting_of(agent)), q, visits), (agent.epsilon, agent.temperature,
-                                                  np.zeros((1, q.shape[1])))
+    The rows hold ties (a greedy set of one, two or all actions) and, for UCB, actions never
+    tried (one, two, none).
+    """
+    agent = make_agent(gym.make("FrozenLake-v1"), initial_epsilon=0.3, final_epsilon=0.3,
+                       exploration=exploration, temperature=0.7)
+    q, visits = agent.q_values.array, agent.q_values.visits
+    q[:6] = np.random.default_rng(3).normal(size=(6, 4))
+    q[1, :2] = q[1].max() + 1.0
+    q[2, :] = 0.5
+    visits[:6] = [[0, 1, 0, 3], [4, 4, 1, 1], [1, 1, 1, 1], [2, 0, 5, 5], [9, 1, 3, 3],
+                  [1, 2, 3, 4]]
+    head = (tuple(setting_of(agent)), q, visits)
+    tail = (agent.epsilon, agent.temperature, np.zeros((1, 4)))
+    return agent, head, tail
 
 
 @pytest.mark.parametrize("exploration", EXPLORATIONS)
 def test_policy_expectations_equal_the_agents(exploration):
-    env = gym.make("FrozenLake-v1")
-    agent = make_agent(env, initial_epsilon=0.3, final_epsilon=0.3, exploration=exploration,
-                       temperature=0.7)
-    q = np.zeros((16, 4))
-    q[:6] = random_rows()
-    agent.q_values.array[:] = q
-    agent.q_values.visits[:6] = [[0, 1, 2, 3], [4, 4, 1, 1], [1, 1, 1, 1], [2, 0, 0, 5],
-                                 [9, 1, 3, 3], [1, 2, 3, 4]]
-    head, tail = kernel_policy(agent, q, agent.q_values.visits)
+    agent, head, tail = policy_case(exploration)
     for row in range(6):
-        expected = agent.policy_value(row)
-        assert kernels._policy_value(*head, row, *tail) == pytest.approx(expected, abs=1e-12)
+        assert kernels._policy_value(*head, row, *tail) == pytest.approx(
+            agent.policy_value(row), abs=1e-12)
 
 
 @pytest.mark.parametrize("exploration", EXPLORATIONS)
 def test_actions_follow_the_agents_probabilities(exploration):
     """Chi-square of 20,000 kernel draws per row against ``exploration.probabilities``."""
-    env = gym.make("FrozenLake-v1")
-    agent = make_agent(env, initial_epsilon=0.3, final_epsilon=0.3, exploration=exploration,
-                       temperature=0.7)
-    q = np.zeros((16, 4))
-    q[:6] = random_rows()
-    agent.q_values.array[:] = q
-    agent.q_values.visits[:6] = [[0, 1, 0, 3], [4, 4, 1, 1], [1, 1, 1, 1], [2, 2, 2, 2],
-                                 [9, 1, 3, 3], [1, 2, 3, 4]]
-    head, tail = kernel_policy(agent, q, agent.q_values.visits)
+    agent, head, tail = policy_case(exploration)
     state, n = kernels.seed_state(11), 20_000
     for row in range(6):
         counts = np.zeros(4)
