@@ -32,10 +32,8 @@ from tabrl.compiled.model import observed_outcomes
 from tabrl.envs import make_env, with_step_cap
 from tabrl.loop import run_python
 from tabrl.mdp import mdp_of
-from tabrl.runs import RunConfig, load_run
 from tabrl.schedules import Schedule
 from tabrl.training import make_agent, train
-from tabrl.workflow import prepare_run, resume_run, train_run
 
 EXPLORATIONS = ("epsilon-greedy", "softmax", "ucb")
 GAMMA = 0.9
@@ -289,41 +287,3 @@ def test_a_batch_of_mixed_methods_equals_single_runs():
         assert np.array_equal(result.q_values, agent.q_values.array), setting["algo"]
         assert np.array_equal(result.log.returns, log.returns)
         assert result.agent.learning_state().keys() == agent.learning_state().keys()
-
-
-def quiet(_: str) -> None:
-    pass
-
-
-@pytest.mark.parametrize(("algo", "params"), [
-    ("double-q-learning", {}),
-    ("dyna-q", {"planning_steps": 3}),
-    ("sarsa", {"exploration": "softmax",
-               "temperature_schedule": {"kind": "exponential", "start": 1.0, "end": 0.05,
-                                        "rate": 0.99}}),
-])
-def test_interrupted_compiled_run_resumes_to_the_uninterrupted_result(tmp_path, algo, params):
-    settings = dict(episodes=600, eval_episodes=0, engine="compiled", chunk_episodes=200, seed=3,
-                    checkpoint_seconds=0.0, algo=algo, algo_params=params)
-    whole = train_run(prepare_run(RunConfig.resolve("FrozenLake-v1", **settings),
-                                  tmp_path / "whole"), say=quiet)
-    prepared = prepare_run(RunConfig.resolve("FrozenLake-v1", **settings), tmp_path / "cut")
-
-    def interrupt_in_the_third_chunk(done: int, mean: float) -> None:
-        if done > 400:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(prepared, progress=interrupt_in_the_third_chunk, say=quiet)
-    cut = load_run(tmp_path / "cut")
-    assert not cut.finished and cut.state["episodes_done"] == 400
-    assert cut.info["engine"] == "compiled"
-    resumed = resume_run(tmp_path / "cut", say=quiet)
-    whole_agent, resumed_agent = whole.load_agent(), resumed.load_agent()
-    assert np.array_equal(whole_agent.q_values.array, resumed_agent.q_values.array)
-    whole_state, resumed_state = whole_agent.learning_state(), resumed_agent.learning_state()
-    assert whole_state.keys() == resumed_state.keys()
-    for name, array in whole_state.items():
-        assert np.array_equal(array, resumed_state[name]), name
-    for name, column in whole.metrics().columns().items():
-        assert np.array_equal(column, resumed.metrics().columns()[name]), name

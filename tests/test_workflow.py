@@ -50,15 +50,22 @@ def test_reloaded_agent_plays_the_same_greedy_actions(tmp_path):
     assert env.observation_space.contains((21, 10, 1))
 
 
-@pytest.mark.parametrize("algo", ["q-learning", "double-q-learning", "dyna-q", "sarsa"])
-def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, algo):
-    settings = dict(episodes=600, eval_episodes=0, engine="python", chunk_episodes=200, seed=3,
-                    checkpoint_seconds=0.0)
-    params = {"exploration": "softmax"} if algo == "sarsa" else {}
-    whole = train_folder(tmp_path, "whole", algo=algo, algo_params=params, **settings)
+@pytest.mark.parametrize("engine", ["python", "compiled"])
+@pytest.mark.parametrize(("algo", "params"), [
+    ("q-learning", {}),
+    ("double-q-learning", {}),
+    ("dyna-q", {"planning_steps": 3}),
+    ("sarsa", {"exploration": "softmax",
+               "temperature_schedule": {"kind": "exponential", "start": 1.0, "end": 0.05,
+                                        "rate": 0.99}}),
+])
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, engine, algo, params):
+    """Q-table, metrics and the agent's own learning state end bit for bit where they would have."""
+    settings = dict(episodes=600, eval_episodes=0, engine=engine, chunk_episodes=200, seed=3,
+                    algo=algo, algo_params=params)
+    whole = train_folder(tmp_path, "whole", **settings)
     # No checkpoint on disk before the interruption: it must write the last chunk's from memory.
-    config = RunConfig.resolve("FrozenLake-v1", algo=algo, algo_params=params,
-                               **{**settings, "checkpoint_seconds": 1e9})
+    config = RunConfig.resolve("FrozenLake-v1", **settings, checkpoint_seconds=1e9)
     prepared = prepare_run(config, tmp_path / "cut")
 
     def interrupt_in_the_third_chunk(done: int, mean: float) -> None:
@@ -68,14 +75,17 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, algo):
     with pytest.raises(KeyboardInterrupt):
         train_run(prepared, progress=interrupt_in_the_third_chunk, say=quiet)
     cut = load_run(tmp_path / "cut")
-    assert not cut.finished and cut.episodes_done == 400
+    assert not cut.finished and cut.episodes_done == 400 and cut.info["engine"] == engine
     resumed = resume_run(tmp_path / "cut", say=quiet)
     assert resumed.finished
-    whole_q, whole_metrics = q_and_metrics(whole)
-    resumed_q, resumed_metrics = q_and_metrics(resumed)
-    assert np.array_equal(whole_q, resumed_q)
-    for name, column in whole_metrics.items():
-        assert np.array_equal(column, resumed_metrics[name]), name
+    whole_agent, resumed_agent = whole.load_agent(), resumed.load_agent()
+    assert np.array_equal(whole_agent.q_values.array, resumed_agent.q_values.array)
+    whole_state, resumed_state = whole_agent.learning_state(), resumed_agent.learning_state()
+    assert whole_state.keys() == resumed_state.keys()
+    for name, array in whole_state.items():
+        assert np.array_equal(array, resumed_state[name]), name
+    for name, column in whole.metrics().columns().items():
+        assert np.array_equal(column, resumed.metrics().columns()[name]), name
 
 
 def test_frozenlake_deterministic_reaches_the_goal_every_greedy_episode():

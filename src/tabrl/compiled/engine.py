@@ -99,29 +99,18 @@ def drive(
     runs); the slice size follows the measured speed. The kernel uses at most one thread per run:
     waking an idle thread for nothing costs milliseconds on a busy machine.
     """
-    with numba_threads(min(len(runs.q), numba.get_num_threads())):
-        return _drive(model, observed, runs, n_episodes, limit, progress)
-
-
-def _drive(
-    model: CompiledMDP,
-    observed: ObservedOutcomes,
-    runs: Runs,
-    n_episodes: int,
-    limit: int,
-    progress: Progress | None,
-) -> float:
     start = time.perf_counter()
     done, size = 0, FIRST_SLICE
-    while done < n_episodes:
-        stop = min(n_episodes, done + size)
-        began = time.perf_counter()
-        kernels.train_runs(model, observed, runs, done, stop, limit)
-        took = time.perf_counter() - began
-        size = int(min(10 * size, max(1.0, (stop - done) * SLICE_SECONDS / max(took, 1e-6))))
-        done = stop
-        if progress is not None:
-            progress(done, float(runs.returns[:, max(0, done - RECENT):done].mean()))
+    with numba_threads(min(len(runs.q), numba.get_num_threads())):
+        while done < n_episodes:
+            stop = min(n_episodes, done + size)
+            began = time.perf_counter()
+            kernels.train_runs(model, observed, runs, done, stop, limit)
+            took = time.perf_counter() - began
+            size = int(min(10 * size, max(1.0, (stop - done) * SLICE_SECONDS / max(took, 1e-6))))
+            done = stop
+            if progress is not None:
+                progress(done, float(runs.returns[:, max(0, done - RECENT):done].mean()))
     return time.perf_counter() - start
 
 
