@@ -10,7 +10,7 @@ from scipy import stats
 
 from tabrl.errors import UsageError
 from tabrl.runs import RunConfig
-from tabrl.sweep import JobResult, expand, parse_grid, run_sweep, summarize
+from tabrl.sweep import JobResult, expand, parse_grid, run_sweep, setting_labels, summarize
 
 SMALL = dict(episodes=3000, eval_episodes=200)
 
@@ -85,3 +85,12 @@ def test_sweep_command_writes_its_folder(tabrl_cli, tmp_path):
     assert "learning_rate=0.5, episodes=200" in result.stdout
     bad = tabrl_cli("sweep", "CliffWalking-v1", "--grid", "discount=2", "--out", tmp_path / "b")
     assert bad.code == 2 and "discount" in bad.stderr and not (tmp_path / "b").exists()
+
+
+def test_agent_keywords_can_be_swept():
+    grid = parse_grid(["n=2,4", "learning_rate=0.1"])
+    configs = expand(RunConfig.resolve("CliffWalking-v1", algo="n-step-sarsa"), grid)
+    assert [c.algo_params["n"] for c in configs] == [2, 4]
+    assert all(c.algo_params["exploration"] == "softmax" for c in configs)  # shipped default kept
+    assert setting_labels(configs, list(grid)) == ["n=2, learning_rate=0.1",
+                                                   "n=4, learning_rate=0.1"]

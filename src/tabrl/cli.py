@@ -6,6 +6,7 @@ Every command turns a :class:`~tabrl.errors.TabrlError` into one line on stderr 
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from pathlib import Path
@@ -245,7 +246,9 @@ def sweep(
     table = Table("setting", "mean ± 95%", "min .. max", "gap to optimum", "final training return",
                   title=f"{algo} on {env_id}: {seeds} seeds per setting")
     for label, s in zip(setting_labels(configs, list(axes)), summaries):
-        table.add_row(label, f"{s.mean:+.4f} ± {s.ci95_high - s.mean:.4f}",
+        mean = (f"{s.mean:+.4f} ± {s.ci95_high - s.mean:.4f}" if math.isfinite(s.mean)
+                else "-inf (a seed's policy loops)")
+        table.add_row(label, mean,
                       f"{s.min:+.4f} .. {s.max:+.4f}",
                       "-" if s.gap is None else f"{s.gap:+.4f}", f"{s.mean_final_return:+.4f}")
     out.print(table)

@@ -30,6 +30,9 @@ from tabrl.runs import RunConfig
 from tabrl.training import train
 
 BACKENDS = ("local", "ray")
+#: The agents' own keywords a grid may vary (they go into ``RunConfig.algo_params``).
+ALGO_PARAMS = ("n", "lam", "planning_steps", "exploration", "temperature", "ucb_c",
+               "exploring_starts")
 
 #: ``progress(jobs_done, jobs_total)``
 SweepProgress = Callable[[int, int], None]
@@ -70,11 +73,15 @@ class SettingSummary:
 
 
 def parse_grid(items: Iterable[str]) -> dict[str, list[Any]]:
-    """``["learning_rate=0.02,0.05", "discount=0.99"]`` -> ``{"learning_rate": [0.02, 0.05],
-    "discount": [0.99]}``, values read as YAML scalars."""
+    """``["learning_rate=0.02,0.05", "n=2,4"]`` -> ``{"learning_rate": [0.02, 0.05], "n": [2, 4]}``.
+
+    Names are the run's settings or the agents' own keywords (``ALGO_PARAMS``); values are read
+    as YAML scalars.
+    """
     import yaml
 
-    known = {name for name in RunConfig.__dataclass_fields__} - {"env_id", "env_kwargs", "algo"}
+    settings = set(RunConfig.__dataclass_fields__) - {"env_id", "env_kwargs", "algo", "algo_params"}
+    known = settings | set(ALGO_PARAMS)
     grid: dict[str, list[Any]] = {}
     for item in items:
         name, sep, values = item.partition("=")
@@ -98,13 +105,17 @@ def expand(base: RunConfig, grid: dict[str, list[Any]]) -> list[RunConfig]:
         changes = dict(zip(names, values))
         if "episodes" in changes and "epsilon_decay_episodes" not in changes:
             changes["epsilon_decay_episodes"] = max(1, changes["episodes"] // 2)
-        settings.append(replace(base, **changes))
+        algo_params = {name: changes.pop(name) for name in list(changes) if name in ALGO_PARAMS}
+        settings.append(replace(base, **changes, algo_params={**base.algo_params, **algo_params}))
     return settings
 
 
 def setting_labels(configs: list[RunConfig], names: list[str]) -> list[str]:
     """``"learning_rate=0.05, episodes=20000"`` per config, from the grid's own names."""
-    return [", ".join(f"{name}={getattr(config, name)}" for name in names) or "defaults"
+    def value(config: RunConfig, name: str) -> Any:
+        return config.algo_params[name] if name in ALGO_PARAMS else getattr(config, name)
+
+    return [", ".join(f"{name}={value(config, name)}" for name in names) or "defaults"
             for config in configs]
 
 
