@@ -18,8 +18,8 @@ import numpy as np
 
 from tabrl.agents import TabularAgent
 from tabrl.envs import DEFAULT_STEP_CAP, with_step_cap
-from tabrl.errors import NotCompilableError, UsageError
-from tabrl.mdp import mdp_of
+from tabrl.errors import UsageError
+from tabrl.mdp import known_mdp
 from tabrl.spaces import StateEncoder
 
 
@@ -102,7 +102,7 @@ def evaluate(
         raise UsageError(f"the number of evaluation episodes must be positive, not {n_episodes}")
     env = with_step_cap(env, max_steps)
     act = greedy_actions(agent.q_values.encoder, agent.q_values.greedy_policy())
-    goal_rows = goal_rows_or_none(env)
+    goal_rows = None if (mdp := known_mdp(env)) is None else mdp.goal_rows
     returns = np.zeros(n_episodes)
     lengths = np.zeros(n_episodes, dtype=np.int64)
     truncated = np.zeros(n_episodes, dtype=bool)
@@ -121,11 +121,3 @@ def evaluate(
         if success is not None:
             success[episode] = terminated and bool(goal_rows[agent.q_values.encoder.find(obs)])
     return summarize(returns, lengths, truncated, success, seed)
-
-
-def goal_rows_or_none(env: gym.Env) -> np.ndarray | None:
-    """The environment's goal rows where its MDP is known and has a goal."""
-    try:
-        return mdp_of(env).goal_rows
-    except NotCompilableError:
-        return None

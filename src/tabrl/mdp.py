@@ -160,6 +160,14 @@ def mdp_of(env: gym.Env) -> TabularMDP:
     return read_only(dataclasses.replace(mdp, goal_rows=goal_rows_of(base, mdp)))
 
 
+def known_mdp(env: gym.Env) -> TabularMDP | None:
+    """The environment's exact MDP, or None where tabrl cannot know it."""
+    try:
+        return mdp_of(env)
+    except NotCompilableError:
+        return None
+
+
 def goal_rows_of(base: gym.Env, mdp: TabularMDP) -> np.ndarray:
     """Rows where ending the episode counts as success.
 

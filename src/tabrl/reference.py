@@ -11,21 +11,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from tabrl.dp import TIE, Solution, evaluate_policy_exact, policy_agreement
-from tabrl.errors import NotCompilableError
-from tabrl.mdp import TabularMDP, mdp_of
+from tabrl.mdp import TabularMDP
 from tabrl.spaces import StateEncoder
-
-
-def known_mdp(env: gym.Env) -> TabularMDP | None:
-    """The environment's exact MDP, or None where tabrl cannot know it."""
-    try:
-        return mdp_of(env)
-    except NotCompilableError:
-        return None
 
 
 def finite_or_none(value: float) -> float | None:

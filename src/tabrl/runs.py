@@ -138,11 +138,15 @@ def versions() -> dict[str, str]:
             "gymnasium": gym.__version__, "numpy": np.__version__, "numba": numba.__version__}
 
 
+def file_name(env_id: str) -> str:
+    """An environment id as part of a folder name (``tabrl/MaximizationBias-v0`` has a slash)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id)
+
+
 def default_run_dir(config: RunConfig, root: Path = Path("runs"), kind: str = "") -> Path:
     """``runs/<env>-<algo>[-<kind>]-<UTC time>``, with a suffix if that name is taken."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    name = "-".join(filter(None, [re.sub(r"[^A-Za-z0-9_.-]+", "_", config.env_id), config.algo,
-                                  kind, stamp]))
+    name = "-".join(filter(None, [file_name(config.env_id), config.algo, kind, stamp]))
     base = root / name
     candidate, n = base, 1
     while candidate.exists():
@@ -153,7 +157,7 @@ def default_run_dir(config: RunConfig, root: Path = Path("runs"), kind: str = ""
 
 def default_solution_dir(env_id: str, root: Path = Path("runs")) -> Path:
     """``runs/<env>-optimal``: solving is deterministic, so a new solve may replace the old."""
-    return root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', env_id)}-optimal"
+    return root / f"{file_name(env_id)}-optimal"
 
 
 def writable_dir(path: Path) -> Path:

@@ -25,7 +25,7 @@ from scipy import stats
 
 from tabrl.errors import UsageError
 from tabrl.evaluate import evaluate
-from tabrl.reference import known_mdp
+from tabrl.mdp import known_mdp
 from tabrl.runs import RunConfig
 from tabrl.training import train
 

@@ -22,11 +22,10 @@ from tabrl.envs import make_env
 from tabrl.evaluate import Evaluation, evaluate
 from tabrl.fileio import atomic_write_json
 from tabrl.loop import Progress, TrainingLog
-from tabrl.mdp import mdp_of
+from tabrl.mdp import known_mdp, mdp_of
 from tabrl.reference import (
     exact_report,
     finite_or_none,
-    known_mdp,
     optimal_actions_near,
     solution_summary,
 )
