@@ -62,6 +62,30 @@ def test_default_job_is_the_tutorial_blackjack(tabrl_cli, tmp_path):
     assert "mean return" in result.stdout and "win / draw / loss" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "given, exploration, described",
+    [
+        ([], {"exploration": "softmax", "temperature_schedule": {
+            "kind": "exponential", "start": 30.0, "end": 0.5, "rate": 0.9988}},
+         "softmax with temperature 30.0 -> 0.5 (x0.9988 per episode), lambda 0.7"),
+        (["--temperature", "2"], {"exploration": "softmax", "temperature": 2.0},
+         "softmax with temperature 2.0, lambda 0.7"),
+        (["--exploration", "ucb"], {"exploration": "ucb"}, "UCB with bonus weight 1.0"),
+        (["--exploration", "epsilon-greedy", "--lam", "0.5"], {"exploration": "epsilon-greedy"},
+         "epsilon 1.0 -> 0.1 over 15 episodes, lambda 0.5"),
+    ],
+)
+def test_own_exploration_replaces_the_shipped_one(tabrl_cli, tmp_path, given, exploration,
+                                                  described):
+    """SARSA(lambda) ships a softmax on CliffWalking: a user's own choice overrides it whole."""
+    result = tabrl_cli("train", "CliffWalking-v1", "--algo", "sarsa-lambda", "--episodes", "30",
+                       "--eval-episodes", "10", "--out", tmp_path / "run", *given)
+    assert result.code == 0, result.stderr
+    params = load_run(tmp_path / "run").config.algo_params
+    assert {k: v for k, v in params.items() if k not in ("lam", "n")} == exploration
+    assert described in " ".join(result.stderr.split()), result.stderr
+
+
 def test_evaluate_and_plot_a_run_again(tabrl_cli, tmp_path):
     out = tmp_path / "run"
     assert tabrl_cli("train", "FrozenLake-v1", "--episodes", "200", "--eval-episodes", "0",

@@ -123,11 +123,7 @@ def train(
         prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
         say(f"{config.algo} on {env_id}{f' ({settings})' if settings else ''}: "
-            f"{config.episodes:,} episodes, learning rate {config.learning_rate}"
-            + (f"/n^{config.learning_rate_exponent}" if config.learning_rate_exponent else "")
-            + ", "
-            f"discount {config.discount}, epsilon {config.epsilon_start} -> {config.epsilon_end} "
-            f"over {config.epsilon_decay_episodes:,} episodes, seed {config.seed}")
+            f"{config.describe()}")
         say(prepared.engine.reason)
         warm_up_compiled(prepared.engine.name, say)
         bar = TrainingProgress(config.episodes, quiet)

@@ -33,7 +33,7 @@ from tabrl.evaluate import Evaluation
 from tabrl.fileio import atomic_save_npz, atomic_write_json, load_npz, read_json
 from tabrl.hyperparams import defaults_for
 from tabrl.loop import COLUMNS, TrainingLog
-from tabrl.schedules import Schedule
+from tabrl.schedules import Schedule, as_schedule
 
 CONFIG, STATE, Q_TABLE, METRICS, EVALUATION = (
     "config.json", "state.json", "q_table.npz", "metrics.npz", "evaluation.json",
@@ -41,6 +41,28 @@ CONFIG, STATE, Q_TABLE, METRICS, EVALUATION = (
 CURVES, POLICY, SOLUTION = "curves.png", "policy.png", "solution.json"
 SWEEP, SWEEP_PICTURE = "sweep.json", "sweep.png"
 LEARNING = "learning_"  #: prefix of the agent's own arrays in q_table.npz
+
+
+#: The agents' own numeric settings, as the run's description names them.
+OWN_PARAMS = {"n": "n", "lam": "lambda", "planning_steps": "planning steps"}
+#: The settings of one way of exploring; a user's own exploration replaces the shipped ones.
+EXPLORATION_PARAMS = ("temperature", "temperature_schedule", "ucb_c")
+
+
+def merged_algo_params(shipped: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The shipped agent settings overridden by the user's, key by key.
+
+    A shipped setting that would contradict the user's choice goes: its temperature schedule when
+    the user sets a temperature, all its exploration settings when the user picks another
+    exploration.
+    """
+    kept = dict(shipped)
+    if "temperature" in given:
+        kept.pop("temperature_schedule", None)
+    if given.get("exploration", kept.get("exploration")) != kept.get("exploration"):
+        for name in EXPLORATION_PARAMS:
+            kept.pop(name, None)
+    return {**kept, **given}
 
 
 @dataclass
@@ -78,7 +100,8 @@ class RunConfig:
         ``given`` values of None are not given; ``algo_params`` merge key by key.
         """
         defaults = defaults_for(algo, env_id)
-        algo_params = {**defaults.pop("algo_params", {}), **given.pop("algo_params", {})}
+        algo_params = merged_algo_params(defaults.pop("algo_params", {}),
+                                         given.pop("algo_params", {}))
         chosen = {**defaults, **{k: v for k, v in given.items() if v is not None},
                   "algo_params": algo_params}
         if chosen["episodes"] <= 0:
@@ -120,6 +143,33 @@ class RunConfig:
             f"unknown epsilon schedule {self.epsilon_schedule!r}: use linear, exponential or "
             "constant"
         )
+
+    def describe(self) -> str:
+        """The settings in one line, as a run begins: what learns, how long, how it explores."""
+        rate = f"learning rate {self.learning_rate}" + (
+            f"/n^{self.learning_rate_exponent}" if self.learning_rate_exponent else "")
+        params = self.algo_params
+        own = [f"{label} {params[name]}" for name, label in OWN_PARAMS.items() if name in params]
+        if params.get("exploring_starts"):
+            own.append("exploring starts")
+        return ", ".join([f"{self.episodes:,} episodes", rate, f"discount {self.discount}",
+                          self.describe_exploration(), *own, f"seed {self.seed}"])
+
+    def describe_exploration(self) -> str:
+        params = self.algo_params
+        exploration = params.get("exploration", "epsilon-greedy")
+        if exploration == "softmax":
+            schedule = as_schedule(params.get("temperature_schedule")) or Schedule.constant(
+                params.get("temperature", 1.0))
+            return f"softmax with temperature {schedule.describe()}"
+        if exploration == "ucb":
+            return f"UCB with bonus weight {params.get('ucb_c', 1.0)}"
+        epsilon = self.epsilon_rule()
+        if epsilon.kind == "constant" or epsilon.start == epsilon.end:
+            return f"epsilon {epsilon.start}"
+        how = "" if epsilon.kind == "linear" else f" {epsilon.kind}ly"
+        return (f"epsilon {epsilon.start} -> {epsilon.end}{how} "
+                f"over {self.epsilon_decay_episodes:,} episodes")
 
     def make_env(self) -> gym.Env:
         return make_env(self.env_id, self.env_kwargs)

@@ -91,6 +91,16 @@ class Schedule:
         """``[kind code, start, end, rate]`` as float64, the form the compiled kernels read."""
         return np.array([KINDS.index(self.kind), self.start, self.end, self.rate], dtype=np.float64)
 
+    def describe(self) -> str:
+        """The rule in a few words, e.g. ``30.0 -> 0.5 (x0.9988 per episode)``."""
+        if self.kind == "linear":
+            return f"{self.start} -> {self.end} (-{self.rate:g} per episode)"
+        if self.kind == "exponential":
+            return f"{self.start} -> {self.end} (x{self.rate:g} per episode)"
+        if self.kind == "visits":
+            return f"{self.start}/n^{self.rate}" + (f", at least {self.end}" if self.end else "")
+        return f"{self.start}"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
