@@ -93,6 +93,32 @@ def test_visit_count_learning_rate(lake):
     assert agent.q_values[0][1] == pytest.approx(1.0)
 
 
+def test_per_state_epsilon_decays_with_the_states_visits(lake):
+    """Under ``Schedule.visits(1, 1, 0.05)`` a state visited n times explores with 1/(n + 1)."""
+    agent = make_agent(lake, epsilon_schedule=Schedule.visits(1.0, 1.0, 0.05))
+    agent.q_values[0][:] = [1.0, 0.0, 0.0, 0.0]
+    agent.q_values.visits[0] = [2, 1, 0, 0]  # three updates so far: epsilon 1/4
+    assert agent.epsilon_at(0) == 0.25 and agent.epsilon_at(1) == 1.0
+    assert agent.exploration.probabilities(agent, 0) == pytest.approx(
+        [0.75 + 0.25 / 4, 0.25 / 4, 0.25 / 4, 0.25 / 4])
+    agent.q_values.visits[0] = [100, 0, 0, 0]
+    assert agent.epsilon_at(0) == 0.05  # the floor
+    agent.decay_epsilon()
+    assert agent.epsilon_at(1) == 1.0  # episodes do not move it
+    agent.epsilon = 0.0  # exploration off: greedy whatever the schedule
+    assert agent.epsilon_at(1) == 0.0
+
+
+def test_per_state_temperature(lake):
+    agent = make_agent(lake, exploration="softmax",
+                       temperature_schedule=Schedule.visits(2.0, 0.5, 0.1))
+    agent.q_values[3][:] = [1.0, 0.0, 0.0, 0.0]
+    agent.q_values.visits[3] = [1, 1, 1, 0]  # n(s) = 3: temperature 2 / 4^0.5 = 1
+    weights = np.exp([1.0, 0.0, 0.0, 0.0])
+    assert agent.temperature_at(3) == 1.0
+    assert agent.exploration.probabilities(agent, 3) == pytest.approx(weights / weights.sum())
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -117,6 +143,9 @@ def test_schedules():
         value = exponential.next(value)
     assert value == pytest.approx(exponential.at(3))
     assert Schedule.visits(1.0, 0.5).visit_value(4) == pytest.approx(0.5)
+    assert Schedule.visits(1.0, 0.5).in_state(1.0, 3) == pytest.approx(0.5)  # 4th visit
+    assert Schedule.visits(1.0, 0.5).in_state(0.2, 3) == 0.2  # never above the agent's value
+    assert linear.in_state(0.7, 3) == 0.7  # per-episode kinds ignore visits
     assert Schedule.constant(0.3).next(0.3) == 0.3
     with pytest.raises(UsageError):
         Schedule.linear(0.1, 0.5, 10)

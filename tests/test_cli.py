@@ -73,6 +73,13 @@ def test_default_job_is_the_tutorial_blackjack(tabrl_cli, tmp_path):
         (["--exploration", "ucb"], {"exploration": "ucb"}, "UCB with bonus weight 1.0"),
         (["--exploration", "epsilon-greedy", "--lam", "0.5"], {"exploration": "epsilon-greedy"},
          "epsilon 1.0 -> 0.1 over 15 episodes, lambda 0.5"),
+        (["--temperature-schedule", "kind=visits,start=10,end=0.1,rate=0.5"],
+         {"exploration": "softmax", "temperature_schedule": {
+             "kind": "visits", "start": 10, "end": 0.1, "rate": 0.5}},
+         "softmax with temperature 10/n^0.5 (n: visits), at least 0.1"),
+        (["--exploration", "epsilon-greedy", "--epsilon-schedule", "visits",
+          "--epsilon-exponent", "0.5"], {"exploration": "epsilon-greedy"},
+         "epsilon 1.0/n^0.5 (n: visits), at least 0.1 per state"),
     ],
 )
 def test_own_exploration_replaces_the_shipped_one(tabrl_cli, tmp_path, given, exploration,
@@ -121,6 +128,12 @@ def test_envs_lists_the_toy_text_family(tabrl_cli):
         (["FrozenLake-v1", "--env-kwargs", "slippery=false"], ["is_slippery"]),
         (["FrozenLake-v1", "--env-kwargs", "is_slippery"], ["malformed", "key=value"]),
         (["FrozenLake-v1", "--engine", "warp"], ["engine", "auto"]),
+        (["FrozenLake-v1", "--epsilon-schedule", "1/n"], ["epsilon schedule", "visits"]),
+        (["FrozenLake-v1", "--temperature-schedule", "exponential"],
+         ["malformed --temperature-schedule", "kind=exponential,start="]),
+        (["FrozenLake-v1", "--temperature-schedule", "kind=log,start=1"], ["kind", "visits"]),
+        (["FrozenLake-v1", "--temperature-schedule", "kind=linear,start=1,floor=0.1"],
+         ["schedule", "kind, start, end and rate"]),
     ],
 )
 def test_bad_input_gets_one_line_and_no_run_folder(tabrl_cli, tmp_path, args, fragments):

@@ -108,15 +108,24 @@ def test_one_episode_makes_the_python_engines_updates(algo, exploration, route):
         assert compiled.seen == python.seen and compiled.model == python.model
 
 
-def policy_case(exploration: str):
-    """An agent (epsilon 0.3, temperature 0.7) over six rows of values and visit counts, and the
-    arguments the kernels' policy helpers take for it, around the row (and the generator).
+#: Per-state schedules (the visits kind): epsilon and temperature from each row's visits.
+PER_STATE = {"epsilon_schedule": Schedule.visits(0.9, 0.5, 0.1),
+             "temperature_schedule": Schedule.visits(2.0, 0.5, 0.2)}
+POLICY_CASES = [(exploration, False) for exploration in EXPLORATIONS] + [
+    ("epsilon-greedy", True), ("softmax", True)]
+
+
+def policy_case(exploration: str, per_state: bool):
+    """An agent (epsilon 0.3, temperature 0.7, or ``PER_STATE``'s schedules) over six rows of
+    values and visit counts, and the arguments the kernels' policy helpers take for it, around
+    the row (and the generator).
 
     The rows hold ties (a greedy set of one, two or all actions) and, for UCB, actions never
     tried (one, two, none).
     """
+    schedules = PER_STATE if per_state else {"temperature": 0.7}
     agent = make_agent(gym.make("FrozenLake-v1"), initial_epsilon=0.3, final_epsilon=0.3,
-                       exploration=exploration, temperature=0.7)
+                       exploration=exploration, **schedules)
     q, visits = agent.q_values.array, agent.q_values.visits
     q[:6] = np.random.default_rng(3).normal(size=(6, 4))
     q[1, :2] = q[1].max() + 1.0
@@ -128,18 +137,18 @@ def policy_case(exploration: str):
     return agent, head, tail
 
 
-@pytest.mark.parametrize("exploration", EXPLORATIONS)
-def test_policy_expectations_equal_the_agents(exploration):
-    agent, head, tail = policy_case(exploration)
+@pytest.mark.parametrize(("exploration", "per_state"), POLICY_CASES)
+def test_policy_expectations_equal_the_agents(exploration, per_state):
+    agent, head, tail = policy_case(exploration, per_state)
     for row in range(6):
         assert kernels._policy_value(*head, row, *tail) == pytest.approx(
             agent.policy_value(row), abs=1e-12)
 
 
-@pytest.mark.parametrize("exploration", EXPLORATIONS)
-def test_actions_follow_the_agents_probabilities(exploration):
+@pytest.mark.parametrize(("exploration", "per_state"), POLICY_CASES)
+def test_actions_follow_the_agents_probabilities(exploration, per_state):
     """Chi-square of 20,000 kernel draws per row against ``exploration.probabilities``."""
-    agent, head, tail = policy_case(exploration)
+    agent, head, tail = policy_case(exploration, per_state)
     state, n = kernels.seed_state(11), 20_000
     for row in range(6):
         counts = np.zeros(4)
@@ -224,6 +233,8 @@ STATISTICAL_CASES = [
     ("monte-carlo", {"exploring_starts": True}),
     ("q-learning", {"exploration": "softmax", "temperature": 0.1}),
     ("expected-sarsa", {"exploration": "ucb"}),
+    ("q-learning", {"epsilon_schedule": PER_STATE["epsilon_schedule"]}),
+    ("sarsa", {"exploration": "softmax", "temperature_schedule": Schedule.visits(1.0, 0.5, 0.05)}),
 ]
 
 

@@ -156,6 +156,22 @@ class TabularAgent:
         values = self.q_values.array[row].tolist()
         return sum(p * q for p, q in zip(probabilities, values, strict=True))
 
+    def epsilon_at(self, row: int) -> float:
+        """Epsilon in the state of ``row``: the episode's, or its own under a per-visit schedule."""
+        if self.epsilon_schedule.kind == "visits":
+            return self.epsilon_schedule.in_state(self.epsilon, self.state_updates(row))
+        return self.epsilon
+
+    def temperature_at(self, row: int) -> float:
+        """The softmax temperature in the state of ``row``, as :meth:`epsilon_at`."""
+        if self.temperature_schedule.kind == "visits":
+            return self.temperature_schedule.in_state(self.temperature, self.state_updates(row))
+        return self.temperature
+
+    def state_updates(self, row: int) -> int:
+        """``n(s)``: the updates of the state's pairs so far, which per-visit schedules count."""
+        return int(self.q_values.visits[row].sum())
+
     def decay_epsilon(self) -> None:
         """Move epsilon (and the softmax temperature) one episode along their schedules."""
         self.epsilon = self.epsilon_schedule.next(self.epsilon)

@@ -18,9 +18,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tabrl.agents import AGENTS
-from tabrl.envs import parse_env_kwargs, tabular_envs
+from tabrl.envs import tabular_envs
 from tabrl.errors import TabrlError
 from tabrl.evaluate import Evaluation
+from tabrl.keyvalues import parse_key_values
 from tabrl.runs import RunConfig, load_run
 from tabrl.workflow import evaluate_run, plot_run, prepare_run, resume_run, train_run
 
@@ -70,7 +71,10 @@ def train(
     epsilon_decay_episodes: Annotated[int | None, typer.Option(
         help="Episodes of linear decay to the floor (default: half the episodes).")] = None,
     epsilon_schedule: Annotated[str | None, typer.Option(
-        help="linear (default), exponential or constant.")] = None,
+        help="linear (default), exponential, constant, or visits: epsilon-start / n(s)^W per "
+             "state, n(s) its visits so far (W: --epsilon-exponent).")] = None,
+    epsilon_exponent: Annotated[float | None, typer.Option(
+        help="W of the visits schedule of epsilon (default 1).")] = None,
     learning_rate_exponent: Annotated[float | None, typer.Option(
         help="Step size learning-rate / n(s,a)^W by visit count (default: constant).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random stream.")] = 0,
@@ -83,6 +87,9 @@ def train(
     exploration: Annotated[str | None, typer.Option(
         help="epsilon-greedy, softmax or ucb.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Softmax temperature.")] = None,
+    temperature_schedule: Annotated[str | None, typer.Option(
+        help="Softmax temperature schedule, e.g. kind=exponential,start=30,end=0.5,rate=0.9988 "
+             "(kinds: constant, linear, exponential, visits).")] = None,
     ucb_c: Annotated[float | None, typer.Option(help="Weight of the UCB bonus.")] = None,
     n: Annotated[int | None, typer.Option("--n", help="Steps of n-step-sarsa.")] = None,
     lam: Annotated[float | None, typer.Option(help="Trace decay of sarsa-lambda.")] = None,
@@ -114,11 +121,15 @@ def train(
             env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
             discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
             epsilon_decay_episodes=epsilon_decay_episodes, epsilon_schedule=epsilon_schedule,
-            learning_rate_exponent=learning_rate_exponent, seed=seed, engine=engine,
-            max_steps=max_steps, eval_episodes=eval_episodes, window=window,
-            algo_params=given_only(exploration=exploration, temperature=temperature, ucb_c=ucb_c,
-                                   n=n, lam=lam, planning_steps=planning_steps,
-                                   exploring_starts=exploring_starts),
+            epsilon_exponent=epsilon_exponent, learning_rate_exponent=learning_rate_exponent,
+            seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
+            window=window,
+            algo_params=given_only(
+                exploration=exploration, temperature=temperature, ucb_c=ucb_c, n=n, lam=lam,
+                temperature_schedule=parse_key_values(
+                    temperature_schedule, "--temperature-schedule",
+                    "kind=exponential,start=30,end=0.5,rate=0.9988") or None,
+                planning_steps=planning_steps, exploring_starts=exploring_starts),
         )
         prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
@@ -136,6 +147,10 @@ def train(
         say(f"run folder: {run.path}  (curves.png, policy.png, evaluation.json, q_table.npz)")
     else:
         out.print(str(run.path))
+
+
+def parse_env_kwargs(text: str | None) -> dict[str, object]:
+    return parse_key_values(text, "--env-kwargs", "is_slippery=false,map_name=8x8")
 
 
 def given_only(**options: object) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Making environments from ids and ``k=v`` keyword strings, with one-line errors.
+"""Making environments from ids and keywords, with one-line errors.
 
 ``gymnasium.make`` does the work; this module turns its exceptions into advice (the closest
 registered ids, the keywords the environment accepts) and checks that the spaces are tabular.
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-import yaml
 from gymnasium.wrappers import TimeLimit
 
 from tabrl.errors import UsageError
@@ -23,40 +22,6 @@ from tabrl.spaces import encoder_for, n_actions_of
 #: Episodes of environments without a time limit (CliffWalking) stop after this many steps,
 #: so that an exploring agent cannot wander forever; the step is a truncation, not a terminal.
 DEFAULT_STEP_CAP = 10_000
-
-
-def parse_env_kwargs(text: str | None) -> dict[str, Any]:
-    """Parse ``"is_slippery=false,map_name=8x8,desc=[SFF,FHF,FFG]"`` into typed values.
-
-    Values are read as YAML scalars or lists (``false``, ``0.5``, ``[a,b]``); commas inside
-    brackets belong to the value.
-    """
-    if not text:
-        return {}
-    items, depth, current = [], 0, ""
-    for char in text:
-        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    items.append(current)
-    kwargs: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise UsageError(
-                f"malformed --env-kwargs item {item!r}: write key=value pairs separated by commas, "
-                "e.g. is_slippery=false,map_name=8x8"
-            )
-        try:
-            kwargs[key.strip()] = yaml.safe_load(value.strip().replace("(", "[").replace(")", "]"))
-        except yaml.YAMLError:
-            raise UsageError(
-                f"cannot read the value of --env-kwargs {key.strip()}={value!r}"
-            ) from None
-    return kwargs
 
 
 def suggest_ids(env_id: str) -> str:

@@ -12,6 +12,10 @@ floats are faster than numpy calls on a handful of numbers.
 * **softmax** (Boltzmann): :math:`\pi(a \mid s) \propto \exp(Q(s, a) / \tau)`. A high temperature
   :math:`\tau` explores uniformly, a low one is nearly greedy; the agent decays :math:`\tau` once
   per episode, as it decays epsilon.
+
+Epsilon and the temperature come from the agent per state (``epsilon_at``, ``temperature_at``):
+the episode's value, or under a schedule of the visits kind the state's own, which decays with
+the state's visits (``Schedule.in_state``).
 * **ucb** (upper confidence bound, Auer et al. 2002): the greedy action of
   :math:`Q(s, a) + c \sqrt{\ln N(s) / N(s, a)}`, where :math:`N(s, a)` counts the updates of the
   pair (``q_values.visits``) and :math:`N(s) = \sum_a N(s, a)`; an action never tried goes first.
@@ -35,9 +39,11 @@ class Explorer(Protocol):
     q_values: QTable
     rng: np.random.Generator
     n_actions: int
-    epsilon: float
-    temperature: float
     ucb_c: float
+
+    def epsilon_at(self, row: int) -> float: ...
+
+    def temperature_at(self, row: int) -> float: ...
 
 
 def uniform_index(n: int, rng: np.random.Generator) -> int:
@@ -87,25 +93,26 @@ class EpsilonGreedy(Exploration):
     name = "epsilon-greedy"
 
     def action(self, agent: Explorer, row: int) -> int:
-        if agent.rng.random() < agent.epsilon:
+        if agent.rng.random() < agent.epsilon_at(row):
             return uniform_index(agent.n_actions, agent.rng)
         return greedy(agent.q_values.array[row].tolist(), agent.rng)
 
     def probabilities(self, agent: Explorer, row: int) -> list[float]:
-        explore = agent.epsilon / agent.n_actions
+        epsilon = agent.epsilon_at(row)
         greedy_share = greedy_probabilities(agent.q_values.array[row].tolist())
-        return [explore + (1.0 - agent.epsilon) * p for p in greedy_share]
+        return [epsilon / agent.n_actions + (1.0 - epsilon) * p for p in greedy_share]
 
 
 class Softmax(Exploration):
-    """Boltzmann exploration at temperature ``agent.temperature``."""
+    """Boltzmann exploration at the agent's temperature in the state."""
 
     name = "softmax"
 
     def probabilities(self, agent: Explorer, row: int) -> list[float]:
         values = agent.q_values.array[row].tolist()
         best = max(values)  # shifting by the maximum keeps exp() in range
-        weights = [math.exp((value - best) / agent.temperature) for value in values]
+        temperature = agent.temperature_at(row)
+        weights = [math.exp((value - best) / temperature) for value in values]
         total = sum(weights)
         return [w / total for w in weights]
 

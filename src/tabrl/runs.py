@@ -43,8 +43,8 @@ SWEEP, SWEEP_PICTURE = "sweep.json", "sweep.png"
 LEARNING = "learning_"  #: prefix of the agent's own arrays in q_table.npz
 
 
-#: The agents' own numeric settings, as the run's description names them.
-OWN_PARAMS = {"n": "n", "lam": "lambda", "planning_steps": "planning steps"}
+#: The agents' own numeric settings, as the run's description writes them.
+OWN_PARAMS = {"n": "{} steps", "lam": "lambda {}", "planning_steps": "{} planning steps"}
 #: The settings of one way of exploring; a user's own exploration replaces the shipped ones.
 EXPLORATION_PARAMS = ("temperature", "temperature_schedule", "ucb_c")
 
@@ -53,12 +53,14 @@ def merged_algo_params(shipped: dict[str, Any], given: dict[str, Any]) -> dict[s
     """The shipped agent settings overridden by the user's, key by key.
 
     A shipped setting that would contradict the user's choice goes: its temperature schedule when
-    the user sets a temperature, all its exploration settings when the user picks another
-    exploration.
+    the user sets a temperature (and the other way round), all its exploration settings when the
+    user picks another exploration.
     """
     kept = dict(shipped)
     if "temperature" in given:
         kept.pop("temperature_schedule", None)
+    if "temperature_schedule" in given:
+        kept.pop("temperature", None)
     if given.get("exploration", kept.get("exploration")) != kept.get("exploration"):
         for name in EXPLORATION_PARAMS:
             kept.pop(name, None)
@@ -84,7 +86,8 @@ class RunConfig:
     chunk_episodes: int | None = None
     eval_episodes: int = 10_000
     window: int = 500
-    epsilon_schedule: str = "linear"  #: linear, exponential or constant
+    epsilon_schedule: str = "linear"  #: linear, exponential, constant or visits
+    epsilon_exponent: float = 1.0  #: w of the visits schedule ``epsilon_start / n(s)^w``
     #: w in the step size ``learning_rate / n(s,a)^w``; None: a constant step size
     learning_rate_exponent: float | None = None
     checkpoint_seconds: float = 30.0  #: at most one checkpoint per this many seconds of training
@@ -139,9 +142,11 @@ class RunConfig:
             return Schedule.exponential(start, end, factor)
         if self.epsilon_schedule == "constant":
             return Schedule.constant(start)
+        if self.epsilon_schedule == "visits":  # per state: GLIE for an exponent up to 1
+            return Schedule.visits(start, self.epsilon_exponent, end)
         raise UsageError(
-            f"unknown epsilon schedule {self.epsilon_schedule!r}: use linear, exponential or "
-            "constant"
+            f"unknown epsilon schedule {self.epsilon_schedule!r}: use linear, exponential, "
+            "constant or visits"
         )
 
     def describe(self) -> str:
@@ -149,7 +154,7 @@ class RunConfig:
         rate = f"learning rate {self.learning_rate}" + (
             f"/n^{self.learning_rate_exponent}" if self.learning_rate_exponent else "")
         params = self.algo_params
-        own = [f"{label} {params[name]}" for name, label in OWN_PARAMS.items() if name in params]
+        own = [text.format(params[name]) for name, text in OWN_PARAMS.items() if name in params]
         if params.get("exploring_starts"):
             own.append("exploring starts")
         return ", ".join([f"{self.episodes:,} episodes", rate, f"discount {self.discount}",
@@ -165,6 +170,8 @@ class RunConfig:
         if exploration == "ucb":
             return f"UCB with bonus weight {params.get('ucb_c', 1.0)}"
         epsilon = self.epsilon_rule()
+        if epsilon.kind == "visits":
+            return f"epsilon {epsilon.describe()} per state"
         if epsilon.kind == "constant" or epsilon.start == epsilon.end:
             return f"epsilon {epsilon.start}"
         how = "" if epsilon.kind == "linear" else f" {epsilon.kind}ly"

@@ -25,7 +25,8 @@ class Schedule:
     - constant: always ``start``.
     - linear: ``start``, then minus ``rate`` per episode, never below ``end``.
     - exponential: ``start``, then times ``rate`` per episode, never below ``end``.
-    - visits: ``start / n ** rate`` at the n-th visit of a state-action pair, never below ``end``.
+    - visits: ``start / n ** rate`` at the n-th visit of a state-action pair (the learning rate)
+      or of a state (epsilon, temperature), never below ``end``.
     """
 
     kind: str = "constant"
@@ -87,6 +88,18 @@ class Schedule:
             return max(self.end, self.start / max(n_visits, 1) ** self.rate)
         return self.start
 
+    def in_state(self, value: float, state_updates: int) -> float:
+        """The value to use in a state whose pairs were updated ``state_updates`` times so far.
+
+        ``value`` (the episode's) for the per-episode kinds; for the visits kind the state's own,
+        ``start / (n(s) + 1) ** rate`` (a GLIE schedule when ``rate`` is at most 1: every state
+        keeps exploring, and less the more it is visited), never above ``value``, so that an
+        agent whose epsilon is set to 0 is greedy whatever its schedule.
+        """
+        if self.kind == "visits":
+            return min(value, self.visit_value(state_updates + 1))
+        return value
+
     def as_array(self) -> np.ndarray:
         """``[kind code, start, end, rate]`` as float64, the form the compiled kernels read."""
         return np.array([KINDS.index(self.kind), self.start, self.end, self.rate], dtype=np.float64)
@@ -98,7 +111,8 @@ class Schedule:
         if self.kind == "exponential":
             return f"{self.start} -> {self.end} (x{self.rate:g} per episode)"
         if self.kind == "visits":
-            return f"{self.start}/n^{self.rate}" + (f", at least {self.end}" if self.end else "")
+            return f"{self.start}/n^{self.rate} (n: visits)" + (
+                f", at least {self.end}" if self.end else "")
         return f"{self.start}"
 
     def to_dict(self) -> dict[str, Any]:

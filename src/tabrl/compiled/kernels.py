@@ -10,7 +10,8 @@ uniform first action); the behaviour policy (epsilon-greedy, softmax or UCB, as 
 ``tabrl.exploration``) picks an action; an outcome ``(next state, reward, terminal)`` is drawn
 from the cumulative probabilities of ``(state, action)``; the algorithm's update follows. A
 terminal outcome bootstraps zero; reaching the time limit ends the episode but still bootstraps.
-Epsilon and the softmax temperature move along their schedules after every episode.
+Epsilon and the softmax temperature move along their schedules after every episode, or, on a
+schedule of the visits kind, are the state's own, from its visit count.
 
 One episode loop, :func:`_episode`, serves every method. It takes the behaviour policy and the
 update rule as functions: :func:`_explore` dispatches on the run's exploration code, and
@@ -370,6 +371,20 @@ def _ucb_scores(q, visits, row, c, scores):
         scores[0, a] = math.inf if n == 0 else q[row, a] + c * math.sqrt(log_total / n)
 
 
+@_helper
+def _in_state(setting, at, value, visits, row):
+    """The value of the schedule at ``setting[at]`` in the state of ``row``: ``value`` (the
+    episode's), or for the visits kind ``start / (n(s) + 1) ** rate`` with ``n(s)`` the updates
+    of the state's pairs, between ``end`` and ``value`` (``Schedule.in_state``)."""
+    kind, start, end, rate = _schedule(setting, at)
+    if kind != VISITS:
+        return value
+    n = 0
+    for a in range(visits.shape[1]):
+        n += visits[row, a]
+    return min(value, max(end, start / (n + 1.0) ** rate))
+
+
 @_called
 def _explore(setting, q, visits, row, epsilon, temperature, scores, s):
     """The behaviour policy's action at ``row``: epsilon-greedy, softmax or UCB.
@@ -378,11 +393,12 @@ def _explore(setting, q, visits, row, epsilon, temperature, scores, s):
     """
     kind = setting[EXPLORATION]
     if kind == SOFTMAX:
-        return _softmax(q, row, temperature, s)
+        return _softmax(q, row, _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row),
+                        s)
     if kind == UCB:
         _ucb_scores(q, visits, row, setting[UCB_C], scores)
         return _greedy(scores, 0, s)
-    return _epsilon_greedy(q, row, epsilon, s)
+    return _epsilon_greedy(q, row, _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row), s)
 
 
 @_helper
@@ -402,10 +418,12 @@ def _policy_value(setting, q, visits, row, epsilon, temperature, scores):
     """``sum_a pi(a|s) q[row, a]`` under the behaviour policy (``TabularAgent.policy_value``)."""
     kind = setting[EXPLORATION]
     if kind == SOFTMAX:
-        return _softmax_value(q, row, temperature)
+        return _softmax_value(
+            q, row, _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row))
     if kind == UCB:
         _ucb_scores(q, visits, row, setting[UCB_C], scores)
         return _greedy_mean(scores, 0, q, row)
+    epsilon = _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row)
     uniform = 0.0
     for a in range(q.shape[1]):
         uniform += q[row, a]
@@ -712,8 +730,8 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit):
     """Episodes ``start..stop-1`` of run ``i``, logged; epsilon and temperature decay after each.
 
     Q-learning with epsilon-greedy exploration, the tutorial's agent, gets an episode loop of
-    its own, inlined here with nothing else in it; every other run calls the loop that
-    dispatches on its method and strategy.
+    its own, inlined here with nothing else in it (unless its epsilon is per state); every other
+    run calls the loop that dispatches on its method and strategy.
 
     Not inlined: inlined into the parallel loop of :func:`train_runs`, its writes to the logs
     were lost (numba 0.68).
@@ -723,7 +741,8 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit):
     memory = Memory(runs.half_difference[i], runs.marks[i], runs.memory_pairs[i],
                     runs.memory_values[i], runs.model_counts[i], runs.model_pairs[i],
                     runs.sizes[i], np.empty_like(q[:1]), observed)
-    plain = setting[ALGO] == Q_LEARNING and setting[EXPLORATION] == EPSILON_GREEDY
+    plain = (setting[ALGO] == Q_LEARNING and setting[EXPLORATION] == EPSILON_GREEDY
+             and setting[EPSILON_SCHEDULE] != VISITS)
     epsilon, temperature = runs.epsilon[i], runs.temperature[i]
     returns, lengths, td_errors, epsilons = (
         runs.returns[i], runs.lengths[i], runs.td_errors[i], runs.epsilons[i])
