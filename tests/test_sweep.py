@@ -94,3 +94,23 @@ def test_agent_keywords_can_be_swept():
     assert all(c.algo_params["exploration"] == "softmax" for c in configs)  # shipped default kept
     assert setting_labels(configs, list(grid)) == ["n=2, learning_rate=0.1",
                                                    "n=4, learning_rate=0.1"]
+
+
+def test_schedules_can_be_swept_and_replace_the_shipped_one():
+    grid = parse_grid(["temperature_schedule={kind: constant, start: 1, end: 1, rate: 0},"
+                       "{kind: exponential, start: 30, end: 0.5, rate: 0.99}", "temperature=2"])
+    assert grid["temperature_schedule"][1] == {"kind": "exponential", "start": 30, "end": 0.5,
+                                               "rate": 0.99}
+    del grid["temperature"]
+    shipped = RunConfig.resolve("CliffWalking-v1", algo="n-step-sarsa")
+    configs = expand(shipped, grid)
+    assert [c.algo_params["temperature_schedule"]["kind"] for c in configs] == [
+        "constant", "exponential"]
+    assert setting_labels(configs, ["temperature_schedule"]) == [
+        "temperature_schedule=1", "temperature_schedule=30 -> 0.5 (x0.99 per episode)"]
+    # a swept temperature drops the shipped schedule instead of clashing with it
+    (hot,) = expand(shipped, parse_grid(["temperature=2"]))
+    assert "temperature_schedule" not in hot.algo_params
+    assert hot.make_agent(hot.make_env()).temperature == 2
+    with pytest.raises(UsageError, match="YAML"):
+        parse_grid(["temperature_schedule={kind: constant"])

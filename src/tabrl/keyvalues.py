@@ -13,25 +13,30 @@ import yaml
 from tabrl.errors import UsageError
 
 
-def parse_key_values(text: str | None, option: str, example: str) -> dict[str, Any]:
-    """Parse ``"is_slippery=false,map_name=8x8,desc=[SFF,FHF,FFG]"`` into typed values.
-
-    Commas inside brackets belong to the value. ``option`` and ``example`` name the command-line
-    option in the error of a malformed item.
-    """
-    if not text:
-        return {}
+def split_items(text: str) -> list[str]:
+    """``"a=1,b=[2,3],c={x: 4, y: 5}"`` -> ``["a=1", "b=[2,3]", "c={x: 4, y: 5}"]``: the commas
+    inside brackets or braces belong to their value."""
     items, depth, current = [], 0, ""
     for char in text:
-        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(char, 0)
+        depth += {"[": 1, "(": 1, "{": 1, "]": -1, ")": -1, "}": -1}.get(char, 0)
         if char == "," and depth == 0:
             items.append(current)
             current = ""
         else:
             current += char
     items.append(current)
+    return items
+
+
+def parse_key_values(text: str | None, option: str, example: str) -> dict[str, Any]:
+    """Parse ``"is_slippery=false,map_name=8x8,desc=[SFF,FHF,FFG]"`` into typed values.
+
+    ``option`` and ``example`` name the command-line option in the error of a malformed item.
+    """
+    if not text:
+        return {}
     values: dict[str, Any] = {}
-    for item in items:
+    for item in split_items(text):
         key, sep, value = item.partition("=")
         if not sep or not key.strip().isidentifier():
             raise UsageError(

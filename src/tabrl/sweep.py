@@ -25,14 +25,16 @@ from scipy import stats
 
 from tabrl.errors import UsageError
 from tabrl.evaluate import evaluate
+from tabrl.keyvalues import split_items
 from tabrl.mdp import known_mdp
-from tabrl.runs import RunConfig
+from tabrl.runs import RunConfig, merged_algo_params
+from tabrl.schedules import as_schedule
 from tabrl.training import train
 
 BACKENDS = ("local", "ray")
 #: The agents' own keywords a grid may vary (they go into ``RunConfig.algo_params``).
-ALGO_PARAMS = ("n", "lam", "planning_steps", "exploration", "temperature", "ucb_c",
-               "exploring_starts")
+ALGO_PARAMS = ("n", "lam", "planning_steps", "exploration", "temperature",
+               "temperature_schedule", "ucb_c", "exploring_starts")
 
 #: ``progress(jobs_done, jobs_total)``
 SweepProgress = Callable[[int, int], None]
@@ -76,7 +78,8 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[Any]]:
     """``["learning_rate=0.02,0.05", "n=2,4"]`` -> ``{"learning_rate": [0.02, 0.05], "n": [2, 4]}``.
 
     Names are the run's settings or the agents' own keywords (``ALGO_PARAMS``); values are read
-    as YAML scalars.
+    as YAML, so a schedule is a flow mapping: ``temperature_schedule={kind: constant, start: 1,
+    end: 1, rate: 0},{kind: exponential, start: 30, end: 0.5, rate: 0.9988}``.
     """
     import yaml
 
@@ -93,7 +96,12 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[Any]]:
             raise UsageError(
                 f"--grid {name!r} is not a setting: use one of {', '.join(sorted(known))}"
             )
-        grid[name] = [yaml.safe_load(value) for value in values.split(",")]
+        try:
+            grid[name] = [yaml.safe_load(value) for value in split_items(values)]
+        except yaml.YAMLError:
+            raise UsageError(f"cannot read the values of --grid {item!r}: write them as YAML, "
+                             "e.g. temperature_schedule={kind: constant, start: 1, end: 1, "
+                             "rate: 0}") from None
     return grid
 
 
@@ -106,14 +114,17 @@ def expand(base: RunConfig, grid: dict[str, list[Any]]) -> list[RunConfig]:
         if "episodes" in changes and "epsilon_decay_episodes" not in changes:
             changes["epsilon_decay_episodes"] = max(1, changes["episodes"] // 2)
         algo_params = {name: changes.pop(name) for name in list(changes) if name in ALGO_PARAMS}
-        settings.append(replace(base, **changes, algo_params={**base.algo_params, **algo_params}))
+        settings.append(replace(base, **changes,
+                                algo_params=merged_algo_params(base.algo_params, algo_params)))
     return settings
 
 
 def setting_labels(configs: list[RunConfig], names: list[str]) -> list[str]:
-    """``"learning_rate=0.05, episodes=20000"`` per config, from the grid's own names."""
+    """``"learning_rate=0.05, episodes=20000"`` per config, from the grid's own names (a
+    schedule in its few words)."""
     def value(config: RunConfig, name: str) -> Any:
-        return config.algo_params[name] if name in ALGO_PARAMS else getattr(config, name)
+        chosen = config.algo_params[name] if name in ALGO_PARAMS else getattr(config, name)
+        return as_schedule(chosen).describe() if isinstance(chosen, dict) else chosen
 
     return [", ".join(f"{name}={value(config, name)}" for name in names) or "defaults"
             for config in configs]
