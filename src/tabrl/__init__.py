@@ -8,7 +8,17 @@
 __version__ = "0.1.0"
 
 from tabrl import examples  # noqa: F401  (registers tabrl/MaximizationBias-v0)
-from tabrl.agents import QLearningAgent, TabularAgent
+from tabrl.agents import (
+    DoubleQLearningAgent,
+    DynaQAgent,
+    ExpectedSarsaAgent,
+    MonteCarloAgent,
+    NStepSarsaAgent,
+    QLearningAgent,
+    SarsaAgent,
+    SarsaLambdaAgent,
+    TabularAgent,
+)
 from tabrl.dp import PolicyValue, Solution, evaluate_policy_exact, solve
 from tabrl.envs import make_env
 from tabrl.errors import TabrlError
@@ -19,10 +29,17 @@ from tabrl.schedules import Schedule
 from tabrl.training import train
 
 __all__ = [
+    "DoubleQLearningAgent",
+    "DynaQAgent",
     "Evaluation",
+    "ExpectedSarsaAgent",
+    "MonteCarloAgent",
+    "NStepSarsaAgent",
     "PolicyValue",
-    "Solution",
     "QLearningAgent",
+    "SarsaAgent",
+    "SarsaLambdaAgent",
+    "Solution",
     "Schedule",
     "TabrlError",
     "TabularAgent",

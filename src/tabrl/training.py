@@ -94,8 +94,10 @@ def train(
 ) -> Training:
     """Train an agent on ``env`` (an id or an environment) for ``n_episodes`` episodes.
 
-    Without ``agent`` a Q-learning agent is made from ``hyperparameters`` (``learning_rate``,
-    ``initial_epsilon``, ``epsilon_decay``, ``final_epsilon``, ``discount_factor``). Environments
+    Without ``agent`` one is made from ``hyperparameters``: ``algo`` (``"q-learning"`` by
+    default, or another of ``tabrl.agents.AGENTS``) and the tutorial's names (``learning_rate``,
+    ``initial_epsilon``, ``epsilon_decay``, ``final_epsilon``, ``discount_factor``), with the
+    method's own keywords (``n``, ``lam``, ``exploration``, ...). Environments
     without a time limit get a cap of ``max_steps`` steps per episode. ``engine`` is ``"auto"``,
     ``"python"``, ``"compiled"`` or an :class:`EngineChoice` made beforehand. ``on_chunk`` sees the
     training after every chunk (for checkpoints); ``resume_from`` continues such a checkpoint.
