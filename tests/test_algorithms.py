@@ -22,6 +22,7 @@ from tabrl.agents import (
     ExpectedSarsaAgent,
     MonteCarloAgent,
     NStepSarsaAgent,
+    QLambdaAgent,
     QLearningAgent,
     SarsaAgent,
     SarsaLambdaAgent,
@@ -58,7 +59,7 @@ class FixedDraw:
 def test_every_method_is_registered():
     assert len(AGENTS) >= 7
     assert {"q-learning", "sarsa", "expected-sarsa", "double-q-learning", "monte-carlo",
-            "n-step-sarsa", "sarsa-lambda", "dyna-q"} <= set(AGENTS)
+            "n-step-sarsa", "sarsa-lambda", "q-lambda", "dyna-q"} <= set(AGENTS)
     assert all(AGENTS[name].algo == name for name in AGENTS)
 
 
@@ -176,6 +177,28 @@ def test_sarsa_lambda_spreads_each_error_back_along_the_traces(lake):
     assert not agent.traces.any()  # cleared at the end of the episode
 
 
+def test_q_lambda_bootstraps_from_the_best_action_and_cuts_traces_after_exploring(lake):
+    # Greedy next action: the trace of (0, right) decays by gamma lambda and takes the next error.
+    agent = make(QLambdaAgent, lake, lam=0.5)
+    agent.q_values[1][:] = [0.0, 2.0, 0.0, 0.0]
+    agent.q_values[2][:] = [0.0, 0.0, 3.0, 0.0]
+    delta1 = agent.update(0, 2, 0.0, False, 1)
+    assert delta1 == pytest.approx(GAMMA * 2.0)
+    assert agent.get_action(1) == 1 and agent.next_is_greedy
+    delta2 = agent.update(1, 1, 0.0, False, 2)
+    assert delta2 == pytest.approx(GAMMA * 3.0 - 2.0)
+    assert agent.q_values[0][2] == pytest.approx(LR * delta1 + LR * delta2 * GAMMA * 0.5)
+    # An exploratory next action (epsilon 1, and 0 is not greedy at state 3): the target is still
+    # the best next value, but every trace is cut.
+    agent.q_values[3][:] = [0.0, 1.0, 0.0, 0.0]
+    agent.epsilon = 1.0
+    agent.rng = FixedDraw(0.0)  # explore, then draw action 0
+    delta3 = agent.update(2, 2, 0.0, False, 3)
+    assert not agent.next_is_greedy and agent.promised == (3, 0)
+    assert delta3 == pytest.approx(GAMMA * 1.0 - 3.0)
+    assert not agent.traces.any()
+
+
 def test_dyna_q_replays_its_model(lake):
     agent = make(DynaQAgent, lake, planning_steps=5)
     agent.update(14, 2, 1.0, True, 15)
@@ -256,6 +279,7 @@ def test_exploring_starts_are_refused_where_the_start_cannot_be_chosen():
         (NStepSarsaAgent, {"n": 0}, "n >= 1"),
         (NStepSarsaAgent, {"n": 2.5}, "n >= 1"),
         (SarsaLambdaAgent, {"lam": 1.5}, "lam"),
+        (QLambdaAgent, {"lam": -0.1}, "lam"),
         (DynaQAgent, {"planning_steps": -1}, "planning_steps"),
         (QLearningAgent, {"exploration": "greedy-ish"}, "unknown exploration"),
         (QLearningAgent, {"exploration": "softmax", "temperature": 0.0}, "temperature"),

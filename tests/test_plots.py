@@ -70,6 +70,12 @@ def test_rolling_mean_window_longer_than_data_uses_all_values() -> None:
     np.testing.assert_allclose(means, [3.0])
 
 
+def test_curve_window_is_at_most_a_tenth_of_the_run() -> None:
+    assert plots.curve_window(500, 100_000) == 500
+    assert plots.curve_window(500, 500) == 50  # a curve, not one point
+    assert plots.curve_window(500, 5) == 1
+
+
 def test_rolling_mean_downsamples_to_the_bound_and_keeps_the_ends() -> None:
     values = np.random.default_rng(1).random(1_000_000)
     episodes, means = plots.rolling_mean(values, window=100, max_points=500)

@@ -20,6 +20,7 @@ expected-sarsa      :math:`r + \gamma \sum_{a'} \pi(a' \mid s') Q(s', a')`
 double-q-learning   :math:`r + \gamma Q_B(s', \arg\max_{a'} Q_A(s', a'))`, A and B swapped at random
 n-step-sarsa        :math:`r_1 + \gamma r_2 + \dots + \gamma^{n-1} r_n + \gamma^n Q(s_n, a_n)`
 sarsa-lambda        the :math:`\lambda`-return, spread backwards by eligibility traces
+q-lambda            Q-learning's, spread backwards by traces cut at exploratory actions
 monte-carlo         the episode's whole return after the first visit of :math:`(s, a)`
 dyna-q              Q-learning's, on real steps and on steps replayed from a learned model
 =================== =============================================================================
@@ -396,12 +397,42 @@ class SarsaLambdaAgent(SarsaAgent):
         if terminated or truncated:
             self.traces[:] = 0.0
         else:
-            self.traces *= self.discount_factor * self.lam
+            self.traces *= self.trace_decay()
         self.training_error.append(error)
         return error
 
+    def trace_decay(self) -> float:
+        """What the traces are multiplied by after a step that did not end the episode."""
+        return self.discount_factor * self.lam
+
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "lam": self.lam}
+
+
+class QLambdaAgent(SarsaLambdaAgent):
+    """Watkins's Q(lambda) (Watkins, 1989; S&B 12.10): Q-learning's target, spread by traces.
+
+    ``delta = r + gamma max_a' Q(s',a') - Q(s,a)``; ``e(s,a) = 1``; ``Q += lr * delta * e``; then
+    ``e *= gamma * lambda`` if the action drawn for ``s'`` (and played next, as SARSA does) is a
+    greedy one, else ``e = 0``: past an exploratory action, the return no longer follows the
+    greedy policy whose values Q-learning learns. Off-policy like Q-learning, so exploration does
+    not enter the values; ``lam = 0`` is Q-learning.
+    """
+
+    algo = "q-lambda"
+
+    def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
+        super().__init__(env, *args, **kwargs)
+        self.next_is_greedy = True  #: whether the action promised for the next state is greedy
+
+    def bootstrap(self, next_row: int) -> float:
+        values = self.q_values.array[next_row]
+        best = float(values.max())
+        self.next_is_greedy = float(values[self.next_action(next_row)]) == best
+        return best
+
+    def trace_decay(self) -> float:
+        return super().trace_decay() if self.next_is_greedy else 0.0
 
 
 class DoubleQLearningAgent(TabularAgent):
@@ -622,7 +653,7 @@ AGENTS: dict[str, type[TabularAgent]] = {
     cls.algo: cls
     for cls in (
         QLearningAgent, SarsaAgent, ExpectedSarsaAgent, DoubleQLearningAgent, MonteCarloAgent,
-        NStepSarsaAgent, SarsaLambdaAgent, DynaQAgent,
+        NStepSarsaAgent, SarsaLambdaAgent, QLambdaAgent, DynaQAgent,
     )
 }
 

@@ -92,7 +92,8 @@ def train(
              "(kinds: constant, linear, exponential, visits).")] = None,
     ucb_c: Annotated[float | None, typer.Option(help="Weight of the UCB bonus.")] = None,
     n: Annotated[int | None, typer.Option("--n", help="Steps of n-step-sarsa.")] = None,
-    lam: Annotated[float | None, typer.Option(help="Trace decay of sarsa-lambda.")] = None,
+    lam: Annotated[float | None, typer.Option(
+        help="Trace decay of sarsa-lambda and q-lambda.")] = None,
     planning_steps: Annotated[int | None, typer.Option(
         help="Model updates per real step of dyna-q.")] = None,
     exploring_starts: Annotated[bool | None, typer.Option(

@@ -1,8 +1,9 @@
 """Pictures of a run: learning curves, and the greedy policy drawn the way each family is read.
 
 Learning curves are moving averages over a window of episodes (500 by default, as in the Gymnasium
-tutorial). A run of millions of episodes must plot as fast as a short one, so the moving average is
-computed from one cumulative sum and then downsampled to a few thousand points.
+tutorial, and at most a tenth of the run). A run of millions of episodes must plot as fast as a
+short one, so the moving average is computed from one cumulative sum and then downsampled to a few
+thousand points.
 
 A policy picture shows, for a Q-table ``Q`` (one row per state as :func:`tabrl.spaces.encoder_for`
 encodes it), the greedy action ``argmax_a Q(s, a)`` (lowest action on ties) and the state value
@@ -145,6 +146,12 @@ def plot_comparison(
     return _save(_curves_figure(curves, window, optimal_value, title), path)
 
 
+def curve_window(window: int, n_episodes: int) -> int:
+    """``window``, but at most a tenth of the longest run drawn: a run of 500 episodes under the
+    tutorial's window of 500 would otherwise be a single point, not a curve."""
+    return max(1, min(window, n_episodes // 10))
+
+
 def _curves_figure(
     runs: Mapping[str, Mapping[str, np.ndarray]],
     window: int,
@@ -156,8 +163,8 @@ def _curves_figure(
     axes = fig.subplots(1, 3)
     for ax, (key, name, ylabel) in zip(axes, _CURVE_PANELS, strict=True):
         series = {label: np.asarray(m.get(key, ())) for label, m in runs.items()}
-        _curve_panel(ax, series, window, ylabel)
-        shown = min(window, max(s.size for s in series.values())) or window
+        shown = curve_window(window, max(s.size for s in series.values()))
+        _curve_panel(ax, series, shown, ylabel)
         ax.set_title(f"{name}\nmoving average over {shown:,} episodes")
     handles = [Line2D([], [], color=f"C{i}", label=label) for i, label in enumerate(runs) if label]
     if optimal_value is not None:

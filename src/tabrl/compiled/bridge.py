@@ -32,6 +32,7 @@ ALGO_CODES = {
     "monte-carlo": kernels.MONTE_CARLO,
     "n-step-sarsa": kernels.N_STEP_SARSA,
     "sarsa-lambda": kernels.SARSA_LAMBDA,
+    "q-lambda": kernels.Q_LAMBDA,
     "dyna-q": kernels.DYNA_Q,
 }
 #: The exploration strategies the kernels implement, with their codes.
@@ -88,13 +89,14 @@ def _place(setting: np.ndarray, at: int, schedule: Schedule) -> None:
 
 def memory_length(setting: np.ndarray, time_limit: int, n_pairs: int) -> int:
     """Entries of the episodic memory a run needs: a whole episode (Monte Carlo), the last
-    ``n`` steps (n-step SARSA), every pair with a trace (SARSA(lambda)); none otherwise."""
+    ``n`` steps (n-step SARSA), every pair with a trace (SARSA(lambda), Q(lambda)); none
+    otherwise."""
     algo = setting[kernels.ALGO]
     if algo == kernels.MONTE_CARLO:
         return time_limit
     if algo == kernels.N_STEP_SARSA:
         return int(setting[kernels.N_STEPS])
-    if algo == kernels.SARSA_LAMBDA:
+    if algo in (kernels.SARSA_LAMBDA, kernels.Q_LAMBDA):
         return min(time_limit, n_pairs)
     return 0
 
@@ -117,7 +119,7 @@ def new_runs(
     def used_by(*algos: int) -> bool:
         return bool(present & set(algos))
 
-    traced = used_by(kernels.MONTE_CARLO, kernels.SARSA_LAMBDA)
+    traced = used_by(kernels.MONTE_CARLO, kernels.SARSA_LAMBDA, kernels.Q_LAMBDA)
     dyna = used_by(kernels.DYNA_Q)
     memory = max(memory_length(setting, time_limit, n_pairs) for setting in settings)
     return Runs(

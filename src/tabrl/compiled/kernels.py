@@ -26,8 +26,8 @@ to :func:`_learn` as one :class:`Memory`:
 double-q-learning   ``half_difference``: ``(Q_A - Q_B) / 2`` beside ``q = (Q_A + Q_B) / 2``
 monte-carlo         ``memory_*``: the episode's ``(pair, reward)``; ``marks``: first visits
 n-step-sarsa        ``memory_*``: the last ``n`` steps, a ring indexed by ``step % n``
-sarsa-lambda        ``memory_*``: the pairs with a trace this episode, and their traces;
-                    ``marks``: a pair's place in that list
+sarsa-lambda,       ``memory_*``: the pairs with a trace this episode, and their traces;
+q-lambda            ``marks``: a pair's place in that list
 dyna-q              ``model_counts`` per distinct outcome of a ``(row, action)``
                     (:class:`ObservedOutcomes`); ``model_pairs``: the pairs seen, in order
 =================== ==========================================================================
@@ -80,6 +80,7 @@ MONTE_CARLO = 5
 N_STEP_SARSA = 6
 SARSA_LAMBDA = 7
 DYNA_Q = 8
+Q_LAMBDA = 9
 
 EPSILON_GREEDY, SOFTMAX, UCB = 0, 1, 2
 
@@ -551,11 +552,13 @@ def _n_step(setting, q, visits, pairs, rewards, t, pair, reward, tail, ends):
 
 
 @_called
-def _sarsa_lambda(setting, q, visits, marks, pairs, traces, sizes, row, action, target, ends):
-    """SARSA(lambda) with replacing traces over the pairs played this episode (in ``memory``).
+def _traced(setting, q, visits, marks, pairs, traces, sizes, row, action, target, decay,
+            ends):
+    """SARSA(lambda) or Q(lambda): replacing traces over the pairs played since they were last
+    cleared (in ``memory``).
 
     ``e(s, a) = 1``; every pair with a trace moves ``lr * delta * e``; traces then decay by
-    ``gamma lambda``, or are cleared when the episode ends.
+    ``decay``, or are cleared when the episode ends (or ``decay`` is 0: Q(lambda)'s cut).
     """
     error = target - q[row, action]
     visits[row, action] += 1
@@ -567,13 +570,13 @@ def _sarsa_lambda(setting, q, visits, marks, pairs, traces, sizes, row, action, 
     step = _step_size(setting, visits[row, action]) * error
     for j in range(size):
         q[pairs[j] // q.shape[1], pairs[j] % q.shape[1]] += step * traces[j]
-    decay = setting[DISCOUNT] * setting[TRACE_DECAY]
+    clear = ends or decay == 0.0
     for j in range(size):
-        if ends:
+        if clear:
             traces[j], marks[pairs[j]] = 0.0, 0
         else:
             traces[j] *= decay
-    sizes[MEMORY_SIZE] = 0 if ends else size
+    sizes[MEMORY_SIZE] = 0 if clear else size
     return error
 
 
@@ -662,18 +665,23 @@ def _learn(setting, q, visits, memory, epsilon, temperature, row, action, reward
             s = _dyna_q(memory.observed, setting, q, visits, memory.model_counts,
                         memory.model_pairs, memory.sizes, pair, k, s)
         return error, -1, s
-    if algo in (SARSA, N_STEP_SARSA, SARSA_LAMBDA):
-        next_action, future = -1, 0.0
+    if algo in (SARSA, N_STEP_SARSA, SARSA_LAMBDA, Q_LAMBDA):
+        next_action, future, best = -1, 0.0, 0.0
         if not terminal:
             next_action, s = _act(setting, q, visits, memory, next_row, epsilon, temperature, s)
-            future = q[next_row, next_action]
+            future, best = q[next_row, next_action], _max_value(q, next_row)
+        decay = setting[DISCOUNT] * setting[TRACE_DECAY]
         if algo == N_STEP_SARSA:
             error = _n_step(setting, q, visits, memory.pairs, memory.values, t, pair, reward,
                             future, ends)
         elif algo == SARSA_LAMBDA:
-            error = _sarsa_lambda(setting, q, visits, memory.marks, memory.pairs, memory.values,
-                                  memory.sizes, row, action, reward + setting[DISCOUNT] * future,
-                                  ends)
+            error = _traced(setting, q, visits, memory.marks, memory.pairs, memory.values,
+                            memory.sizes, row, action, reward + setting[DISCOUNT] * future,
+                            decay, ends)
+        elif algo == Q_LAMBDA:  # traces are cut after an exploratory action
+            error = _traced(setting, q, visits, memory.marks, memory.pairs, memory.values,
+                            memory.sizes, row, action, reward + setting[DISCOUNT] * best,
+                            decay if future == best else 0.0, ends)
         else:
             error = _update(setting, q, visits, row, action, reward + setting[DISCOUNT] * future)
         return error, next_action, s
