@@ -108,7 +108,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
 ) -> None:
     """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder."""
-    say = (lambda _: None) if quiet else (lambda text: err.print(text, highlight=False))
+    say = (lambda _: None) if quiet else (lambda text: err.print(text, highlight=False, soft_wrap=True))
     if resume is not None:
         run = load_run(resume)
         warm_up_compiled(run.info["engine"], say)
