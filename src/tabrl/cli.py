@@ -108,7 +108,8 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
 ) -> None:
     """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder."""
-    say = (lambda _: None) if quiet else (lambda text: err.print(text, highlight=False, soft_wrap=True))
+    say = (lambda _: None) if quiet else (
+        lambda text: err.print(text, highlight=False, soft_wrap=True))  # log lines: never wrapped
     if resume is not None:
         run = load_run(resume)
         warm_up_compiled(run.info["engine"], say)
@@ -151,6 +152,7 @@ def train(
 
 
 def parse_env_kwargs(text: str | None) -> dict[str, object]:
+    """``--env-kwargs is_slippery=false,map_name=8x8`` as keywords of ``gymnasium.make``."""
     return parse_key_values(text, "--env-kwargs", "is_slippery=false,map_name=8x8")
 
 

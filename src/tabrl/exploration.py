@@ -12,14 +12,14 @@ floats are faster than numpy calls on a handful of numbers.
 * **softmax** (Boltzmann): :math:`\pi(a \mid s) \propto \exp(Q(s, a) / \tau)`. A high temperature
   :math:`\tau` explores uniformly, a low one is nearly greedy; the agent decays :math:`\tau` once
   per episode, as it decays epsilon.
-
-Epsilon and the temperature come from the agent per state (``epsilon_at``, ``temperature_at``):
-the episode's value, or under a schedule of the visits kind the state's own, which decays with
-the state's visits (``Schedule.in_state``).
 * **ucb** (upper confidence bound, Auer et al. 2002): the greedy action of
   :math:`Q(s, a) + c \sqrt{\ln N(s) / N(s, a)}`, where :math:`N(s, a)` counts the updates of the
   pair (``q_values.visits``) and :math:`N(s) = \sum_a N(s, a)`; an action never tried goes first.
   The choice is deterministic up to ties, so its "probabilities" put all mass on that choice.
+
+Epsilon and the temperature come from the agent per state (``epsilon_at``, ``temperature_at``):
+the episode's value, or under a schedule of the visits kind the state's own, which decays with
+the state's visits (``Schedule.in_state``).
 """
 
 from __future__ import annotations
