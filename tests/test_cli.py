@@ -111,7 +111,9 @@ def test_envs_lists_the_toy_text_family(tabrl_cli):
     assert result.code == 0
     for env_id in ("Blackjack-v1", "FrozenLake-v1", "Taxi-v4", "CliffWalking-v1"):
         assert env_id in result.stdout
-    assert "CartPole-v1" not in result.stdout
+    assert "Pendulum-v1" not in result.stdout  # continuous actions
+    cart_pole = next(line for line in result.stdout.splitlines() if "CartPole-v1" in line)
+    assert "72" in cart_pole and "bins [1, 1, 6, 12]" in cart_pole  # shipped bins
 
 
 @pytest.mark.parametrize(
@@ -119,7 +121,8 @@ def test_envs_lists_the_toy_text_family(tabrl_cli):
     [
         (["FrozenLak-v1"], ["unknown environment id", "FrozenLake-v1"]),
         (["Taxi-v3"], ["Taxi-v3"]),
-        (["CartPole-v1"], ["continuous", "discret"]),
+        (["Acrobot-v1"], ["continuous", "--bins"]),
+        (["Pendulum-v1", "--bins", "5"], ["action space", "Discrete"]),
         (["FrozenLake-v1", "--learning-rate", "0"], ["learning rate", "(0, 1]"]),
         (["FrozenLake-v1", "--learning-rate", "1.5"], ["learning rate"]),
         (["FrozenLake-v1", "--discount", "1.2"], ["discount", "[0, 1]"]),

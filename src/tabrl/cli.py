@@ -19,7 +19,7 @@ from rich.table import Table
 
 from tabrl.agents import AGENTS
 from tabrl.envs import tabular_envs
-from tabrl.errors import TabrlError
+from tabrl.errors import TabrlError, UsageError
 from tabrl.evaluate import Evaluation
 from tabrl.keyvalues import parse_key_values
 from tabrl.runs import RunConfig, load_run
@@ -33,6 +33,10 @@ _debug = False
 
 #: ``tabrl train`` with no environment runs the seed's example: the tutorial's Blackjack.
 DEFAULT_JOB = ("Blackjack-v1", {"sab": False})
+BINS_HELP = ("Cut a continuous observation space into this many bins per dimension (or one "
+             "count per dimension: 6,6,12,12).")
+OBS_BOUNDS_HELP = ("With --bins, the range of each dimension, low:high,... (needed where the "
+                   "space is unbounded), e.g. --obs-bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5.")
 
 
 @app.callback()
@@ -83,6 +87,8 @@ def train(
         help="Greedy evaluation episodes (0: skip).")] = 10_000,
     env_kwargs: Annotated[str | None, typer.Option(
         help="Environment keywords, e.g. is_slippery=false,map_name=8x8.")] = None,
+    bins: Annotated[str | None, typer.Option(help=BINS_HELP)] = None,
+    obs_bounds: Annotated[str | None, typer.Option(help=OBS_BOUNDS_HELP)] = None,
     algo: Annotated[str, typer.Option(help=f"One of: {', '.join(AGENTS)}.")] = "q-learning",
     exploration: Annotated[str | None, typer.Option(
         help="epsilon-greedy, softmax or ucb.")] = None,
@@ -125,7 +131,7 @@ def train(
             epsilon_decay_episodes=epsilon_decay_episodes, epsilon_schedule=epsilon_schedule,
             epsilon_exponent=epsilon_exponent, learning_rate_exponent=learning_rate_exponent,
             seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
-            window=window,
+            window=window, bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds),
             algo_params=given_only(
                 exploration=exploration, temperature=temperature, ucb_c=ucb_c, n=n, lam=lam,
                 temperature_schedule=parse_key_values(
@@ -149,6 +155,31 @@ def train(
         say(f"run folder: {run.path}  (curves.png, policy.png, evaluation.json, q_table.npz)")
     else:
         out.print(str(run.path))
+
+
+def parse_bins(text: str | None) -> int | list[int] | None:
+    """``--bins 10`` or ``--bins 6,6,12,12``."""
+    if text is None:
+        return None
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--bins {text!r} is not a count: write 10, or 6,6,12,12") from None
+    return counts[0] if len(counts) == 1 else counts
+
+
+def parse_obs_bounds(text: str | None) -> list[list[float]] | None:
+    """``--obs-bounds=-2.4:2.4,-3:3`` as ``[[-2.4, 2.4], [-3.0, 3.0]]``."""
+    if text is None:
+        return None
+    try:
+        bounds = [[float(x) for x in part.split(":")] for part in text.split(",")]
+    except ValueError:
+        bounds = []
+    if not bounds or any(len(pair) != 2 for pair in bounds):
+        raise UsageError(f"--obs-bounds {text!r} is not a list of low:high: write e.g. "
+                         "--obs-bounds=-2.4:2.4,-3:3")
+    return bounds
 
 
 def parse_env_kwargs(text: str | None) -> dict[str, object]:
@@ -230,6 +261,8 @@ def sweep(
     seeds: Annotated[int, typer.Option(help="Seeds per setting: 0, 1, ..., N-1.")] = 8,
     algo: Annotated[str, typer.Option(help=f"One of: {', '.join(AGENTS)}.")] = "q-learning",
     env_kwargs: Annotated[str | None, typer.Option(help="Environment keywords.")] = None,
+    bins: Annotated[str | None, typer.Option(help=BINS_HELP)] = None,
+    obs_bounds: Annotated[str | None, typer.Option(help=OBS_BOUNDS_HELP)] = None,
     backend: Annotated[str, typer.Option(help="local (processes) or ray.")] = "local",
     address: Annotated[str | None, typer.Option(
         help="Ray cluster to join (auto, ray://host:10001); default: start one here.")] = None,
@@ -243,7 +276,8 @@ def sweep(
 
     if seeds <= 0:
         raise typer.BadParameter(f"--seeds must be positive, not {seeds}")
-    base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo)
+    base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo, bins=parse_bins(bins),
+                             obs_bounds=parse_obs_bounds(obs_bounds))
     axes = parse_grid(grid or [])
     configs = expand(base, axes)
     bar = Progress(TextColumn("[bold]sweep"), BarColumn(bar_width=24), MofNCompleteColumn(),
@@ -274,8 +308,11 @@ def envs() -> None:
     """List the registered environments tabrl can train on."""
     table = Table("environment", "states", "actions", "time limit", "engine")
     for info in tabular_envs():
+        engine = "compiled" if info.compiled else "python"
+        if info.bins is not None:
+            engine += f" (bins {info.bins})"
         table.add_row(info.env_id, f"{info.n_states:,}", str(info.n_actions),
-                      str(info.time_limit or "-"), "compiled" if info.compiled else "python")
+                      str(info.time_limit or "-"), engine)
     out.print(table)
 
 

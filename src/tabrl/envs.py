@@ -9,11 +9,13 @@ from __future__ import annotations
 import difflib
 import inspect
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-from gymnasium.wrappers import TimeLimit
+import numpy as np
+from gymnasium.wrappers import DiscretizeObservation, TimeLimit, TransformObservation
 
 from tabrl.errors import UsageError
 from tabrl.mdp import time_limit_of
@@ -44,8 +46,16 @@ def accepted_kwargs(env_id: str) -> list[str]:
     return [p for p in params if p not in ("self", "render_mode") and not p.startswith("_")]
 
 
-def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
-    """``gymnasium.make(env_id, **env_kwargs)``, with tabular spaces checked."""
+def make_env(
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    bins: int | Sequence[int] | None = None,
+    obs_bounds: Sequence[Sequence[float]] | None = None,
+) -> gym.Env:
+    """``gymnasium.make(env_id, **env_kwargs)``, with tabular spaces checked.
+
+    A continuous observation space becomes a discrete one with ``bins`` (see :func:`discretize`).
+    """
     env_kwargs = dict(env_kwargs or {})
     if env_id not in gym.registry:
         raise UsageError(f"unknown environment id {env_id!r}: {suggest_ids(env_id)}")
@@ -64,8 +74,52 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
         raise UsageError(f"cannot make {env_id}: {error}") from None
     except (ValueError, KeyError, AssertionError) as error:
         raise UsageError(f"cannot make {env_id} with {env_kwargs}: {error!r}") from None
+    if bins is not None:
+        env = discretize(env, bins, obs_bounds)
+    elif obs_bounds is not None:
+        raise UsageError("observation bounds only apply with --bins: give the number of bins too")
     check_tabular(env)
     return env
+
+
+def discretize(
+    env: gym.Env, bins: int | Sequence[int], obs_bounds: Sequence[Sequence[float]] | None = None
+) -> gym.Env:
+    """A continuous (``Box``) observation space cut into ``bins`` equal bins per dimension.
+
+    Gymnasium's ``DiscretizeObservation`` numbers the cells of the grid, so the agent sees a
+    ``Discrete`` state. The grid spans the space's bounds, or ``obs_bounds`` (one ``(low, high)``
+    per dimension), to which observations are clipped first: an unbounded dimension (CartPole's
+    velocities) needs them, and tighter bounds spend the bins where the states really are.
+    """
+    space = env.observation_space
+    if not isinstance(space, gym.spaces.Box):
+        raise UsageError(f"--bins is for continuous observations, and {space} is already discrete: "
+                         "leave --bins out")
+    n_dims = space.low.size
+    per_dim = [int(bins)] * n_dims if np.isscalar(bins) else [int(b) for b in bins]
+    if len(per_dim) != n_dims or min(per_dim) < 1:
+        raise UsageError(f"--bins needs one positive count, or one per dimension ({n_dims}), "
+                         f"not {bins}")
+    low, high = space.low.astype(np.float64).ravel(), space.high.astype(np.float64).ravel()
+    if obs_bounds is not None:
+        bounds = np.asarray(obs_bounds, dtype=np.float64)
+        if bounds.shape != (n_dims, 2) or not np.all(bounds[:, 0] < bounds[:, 1]):
+            raise UsageError(f"--obs-bounds needs one low:high with low < high per dimension "
+                             f"({n_dims}), not {obs_bounds}")
+        low, high = bounds[:, 0], bounds[:, 1]
+        clipped = gym.spaces.Box(low.astype(space.dtype), high.astype(space.dtype),
+                                 dtype=space.dtype)
+        env = TransformObservation(env, lambda obs: np.clip(obs, clipped.low, clipped.high),
+                                   clipped)
+    unbounded = [i for i in range(n_dims) if not np.isfinite(low[i]) or not np.isfinite(high[i])]
+    if unbounded:
+        raise UsageError(
+            f"observation dimension(s) {unbounded} of {space} are unbounded: give every "
+            f"dimension's range with --obs-bounds low:high,..., e.g. "
+            f"{','.join('-1:1' for _ in range(n_dims))}"
+        )
+    return DiscretizeObservation(env, bins=tuple(per_dim))
 
 
 def check_tabular(env: gym.Env) -> None:
@@ -88,20 +142,26 @@ class EnvInfo:
     n_actions: int
     time_limit: int | None
     compiled: bool
+    bins: list[int] | int | None = None  #: the shipped bins of a continuous observation space
 
 
 def tabular_envs() -> list[EnvInfo]:
-    """Every registered environment that makes without extra dependencies and is tabular."""
+    """Every registered environment that makes without extra dependencies and is tabular, or
+    continuous with bins shipped for it (``hyperparams/environments.yml``)."""
+    from tabrl.hyperparams import environment_defaults
     from tabrl.mdp import mdp_of
 
     found = []
     for env_id, spec in sorted(gym.registry.items()):
         if spec.vector_entry_point and not spec.entry_point:
             continue
+        shipped = environment_defaults(env_id)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 env = gym.make(env_id)
+            if "bins" in shipped:
+                env = discretize(env, shipped["bins"], shipped.get("obs_bounds"))
             encoder = encoder_for(env.observation_space)
             n_actions = n_actions_of(env.action_space)
         except Exception:  # noqa: BLE001 - any env that cannot be made here is simply not listed
@@ -111,6 +171,7 @@ def tabular_envs() -> list[EnvInfo]:
             compiled = True
         except UsageError:
             compiled = False
-        found.append(EnvInfo(env_id, encoder.n_states, n_actions, time_limit_of(env), compiled))
+        found.append(EnvInfo(env_id, encoder.n_states, n_actions, time_limit_of(env), compiled,
+                             shipped.get("bins")))
         env.close()
     return found

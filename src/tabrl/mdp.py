@@ -21,7 +21,13 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv
-from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, RecordEpisodeStatistics, TimeLimit
+from gymnasium.wrappers import (
+    DiscretizeObservation,
+    OrderEnforcing,
+    PassiveEnvChecker,
+    RecordEpisodeStatistics,
+    TimeLimit,
+)
 
 from tabrl.errors import NotCompilableError
 from tabrl.spaces import encoder_for
@@ -122,6 +128,11 @@ def mdp_of(env: gym.Env) -> TabularMDP:
     """The exact MDP of ``env``, or :class:`NotCompilableError` saying why there is none."""
     layer = env
     while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, DiscretizeObservation):
+            raise NotCompilableError(
+                f"{type(env.unwrapped).__name__} moves continuously (its observations are cut into "
+                "bins), so it has no transition table to compile"
+            )
         if not isinstance(layer, TRANSPARENT_WRAPPERS):
             raise NotCompilableError(
                 f"the wrapper {type(layer).__name__} may change observations or rewards, "

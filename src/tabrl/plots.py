@@ -35,6 +35,7 @@ import numpy as np
 from gymnasium.envs.toy_text.blackjack import BlackjackEnv
 from gymnasium.envs.toy_text.cliffwalking import CliffWalkingEnv
 from gymnasium.envs.toy_text.taxi import TaxiEnv
+from gymnasium.wrappers import DiscretizeObservation
 from matplotlib import patheffects
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
@@ -265,6 +266,8 @@ def plot_policy(
         fig = _boards_figure(policy, [_cliff_board(unwrapped, q)], (1, 1), _CLIFF_GLYPHS, title)
     elif _is_lake(unwrapped):
         fig = _boards_figure(policy, [_lake_board(unwrapped, q)], (1, 1), _LAKE_GLYPHS, title)
+    elif (bins := _plotted_bins(env)) is not None:
+        fig = _bins_figure(bins, policy, title)
     else:
         fig = _generic_figure(policy, title)
     return _save(fig, path)
@@ -698,28 +701,76 @@ def _annotate_values(ax: Axes, values: np.ndarray) -> None:
                     fontsize=5.5, color="#1a1a1a")
 
 
+# --- continuous observations cut into bins --------------------------------------------------------
+def _plotted_bins(env: gym.Env) -> DiscretizeObservation | None:
+    """The wrapper that cut ``env``'s observations into bins, if it made a grid of one or two
+    dimensions (the others in one bin) that can be drawn in the observation's own units."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, DiscretizeObservation):
+            cut = [n for n in env.bins if n > 1]
+            return env if 1 <= len(cut) <= 2 and not env.multidiscrete else None
+        env = env.env
+    return None
+
+
+def _bins_figure(bins: DiscretizeObservation, policy: _Policy, title: str) -> Figure:
+    """Value and greedy action over the observation's cut dimensions, the first across, the
+    second up (MountainCar: position x velocity; CartPole with one bin for the cart: the pole's
+    angle x angular velocity)."""
+    cut = [i for i, n in enumerate(bins.bins) if n > 1]
+    sizes = [int(bins.bins[i]) for i in cut]
+
+    def fold(array: np.ndarray) -> np.ndarray:
+        grid = np.asarray(array, dtype=np.float64).reshape(sizes)  # rows are C-order cells
+        return grid.T if grid.ndim == 2 else grid[None, :]
+
+    def label(ax: Axes, name: str) -> None:
+        ax.set_title(name)
+        for axis, dim in zip((ax.xaxis, ax.yaxis), cut, strict=False):
+            n = int(bins.bins[dim])
+            axis.set_ticks([-0.5, n - 0.5], [f"{bins.low[dim]:.3g}", f"{bins.high[dim]:.3g}"])
+            axis.set_label_text(f"observation[{dim}] ({n} bins)")
+        if len(cut) == 1:
+            ax.set_yticks([])
+
+    return _grid_figure(policy, title, fold, label, origin="lower")
+
+
 # --- any other environment ---------------------------------------------------------------------
 def _generic_figure(policy: _Policy, title: str) -> Figure:
     """Value and greedy action of every Q-table row, folded row-major into a near-square grid."""
-    n, n_actions = policy.q.shape
+    n = len(policy.q)
     width = math.ceil(math.sqrt(n))
-    height = math.ceil(n / width)
-    fold = _folder(n, height, width)
+    return _grid_figure(policy, title, _folder(n, math.ceil(n / width), width),
+                        lambda ax, name: _fold_axes(ax, name, width))
+
+
+def _grid_figure(
+    policy: _Policy,
+    title: str,
+    fold: Callable[[np.ndarray], np.ndarray],
+    label: Callable[[Axes, str], None],
+    origin: str = "upper",
+) -> Figure:
+    """The state value, then the learned (and optimal) greedy actions, each row of the Q-table
+    laid out on a grid by ``fold`` (NaN: no row there), each panel labelled by ``label``."""
+    n, n_actions = policy.q.shape
     padding = [_Tile("", np.isnan(fold(np.zeros(n))), "white", "")]  # cells past the last row
     parts = policy.panels("Greedy action (learned)", "Optimal action")
     fig = _new_figure((4.6 * (len(parts) + 1) + 0.6, 4.8))
     axes = fig.subplots(1, len(parts) + 1, squeeze=False)[0]
     values = policy.shown_values
     image = _grid_panel(axes[0], fold(values), cmap=_VALUE_CMAP, norm=_normalize(values),
-                        tiles=padding)
+                        tiles=padding, origin=origin)
     fig.colorbar(image, ax=axes[0], shrink=0.8, label=r"$\max_a Q(s, a)$")
-    _fold_axes(axes[0], "State value", width)
+    label(axes[0], "State value")
     cmap = _action_cmap(n_actions)
     differ = fold(policy.differ) == 1  # NaN padding compares False
     for ax, (name, actions) in zip(axes[1:], parts, strict=True):
         image = _grid_panel(ax, fold(_shown(actions)), cmap=cmap,
-                            norm=Normalize(-0.5, n_actions - 0.5), tiles=padding, differ=differ)
-        _fold_axes(ax, name, width)
+                            norm=Normalize(-0.5, n_actions - 0.5), tiles=padding, differ=differ,
+                            origin=origin)
+        label(ax, name)
     ticks = range(n_actions) if n_actions <= 18 else None
     fig.colorbar(image, ax=axes[1:], shrink=0.8, ticks=ticks, label="action")
     _legend(fig, [], policy, not policy.seen.all())

@@ -92,6 +92,10 @@ class RunConfig:
     learning_rate_exponent: float | None = None
     checkpoint_seconds: float = 30.0  #: at most one checkpoint per this many seconds of training
     algo_params: dict[str, Any] = field(default_factory=dict)
+    #: bins per dimension of a continuous observation space (one count for all), and the
+    #: ``[low, high]`` of each dimension they span (default: the space's own bounds)
+    bins: int | list[int] | None = None
+    obs_bounds: list[list[float]] | None = None
 
     @classmethod
     def resolve(
@@ -157,6 +161,10 @@ class RunConfig:
         own = [text.format(params[name]) for name, text in OWN_PARAMS.items() if name in params]
         if params.get("exploring_starts"):
             own.append("exploring starts")
+        if self.bins is not None:
+            own.append(f"observations in {self.bins} bins per dimension"
+                       if isinstance(self.bins, int)
+                       else f"observations in {' x '.join(map(str, self.bins))} bins")
         return ", ".join([f"{self.episodes:,} episodes", rate, f"discount {self.discount}",
                           self.describe_exploration(), *own, f"seed {self.seed}"])
 
@@ -179,7 +187,7 @@ class RunConfig:
                 f"over {self.epsilon_decay_episodes:,} episodes")
 
     def make_env(self) -> gym.Env:
-        return make_env(self.env_id, self.env_kwargs)
+        return make_env(self.env_id, self.env_kwargs, self.bins, self.obs_bounds)
 
     def make_agent(self, env: gym.Env) -> TabularAgent:
         return agent_class(self.algo)(env, seed=self.seed, **self.agent_hyperparameters())

@@ -115,7 +115,7 @@ def encoder_for(space: spaces.Space) -> StateEncoder:
     if isinstance(space, spaces.Box):
         raise UsageError(
             f"the observation space {space} is continuous, and tabular methods need discrete "
-            "states: discretise it first (e.g. a wrapper that maps observations into bins) "
+            "states: cut it into bins with --bins N (and --obs-bounds where it is unbounded), "
             "or pick a toy-text environment such as FrozenLake-v1"
         )
     raise UsageError(

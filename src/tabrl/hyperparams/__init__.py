@@ -1,8 +1,9 @@
 """Tuned defaults per environment id and algorithm, shipped as YAML (one file per algorithm).
 
 As in rl_zoo3, ``<algo>.yml`` maps environment ids to hyperparameters; ``default`` covers ids
-without an entry. What the user sets on the command line always wins, and the run's config
-records the values actually used.
+without an entry. ``environments.yml`` holds what belongs to an environment whatever the method:
+the bins of a continuous observation space. What the user sets on the command line always wins,
+and the run's config records the values actually used.
 """
 
 from __future__ import annotations
@@ -16,10 +17,20 @@ from tabrl.errors import UsageError
 
 
 def defaults_for(algo: str, env_id: str) -> dict[str, Any]:
-    """The default hyperparameters of ``algo`` on ``env_id``."""
+    """The default hyperparameters of ``algo`` on ``env_id``, over the environment's own
+    defaults (``environments.yml``: how a continuous observation space is cut into bins)."""
+    table = _table(algo)
+    return {**environment_defaults(env_id), **table["default"], **(table.get(env_id) or {})}
+
+
+def environment_defaults(env_id: str) -> dict[str, Any]:
+    """What ``environments.yml`` ships for ``env_id`` whatever the method (its bins), or ``{}``."""
+    return dict(_table("environments").get(env_id) or {})
+
+
+def _table(name: str) -> dict[str, Any]:
     try:
-        text = resources.files(__name__).joinpath(f"{algo}.yml").read_text()
+        text = resources.files(__name__).joinpath(f"{name}.yml").read_text()
     except FileNotFoundError:
-        raise UsageError(f"no shipped hyperparameters for the algorithm {algo!r}") from None
-    table = yaml.safe_load(text)
-    return {**table["default"], **(table.get(env_id) or {})}
+        raise UsageError(f"no shipped hyperparameters for the algorithm {name!r}") from None
+    return yaml.safe_load(text)
