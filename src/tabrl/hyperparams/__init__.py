@@ -2,8 +2,8 @@
 
 As in rl_zoo3, ``<algo>.yml`` maps environment ids to hyperparameters; ``default`` covers ids
 without an entry. ``environments.yml`` holds what belongs to an environment whatever the method:
-the bins of a continuous observation space. What the user sets on the command line always wins,
-and the run's config records the values actually used.
+the bins of a continuous observation space, and settings that suit every method there. What the
+user sets on the command line always wins, and the run's config records the values actually used.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from tabrl.errors import UsageError
 
 
 def defaults_for(algo: str, env_id: str) -> dict[str, Any]:
-    """The default hyperparameters of ``algo`` on ``env_id``, over the environment's own
-    defaults (``environments.yml``: how a continuous observation space is cut into bins)."""
+    """The default hyperparameters of ``algo`` on ``env_id``: the method's ``default``, then what
+    ``environments.yml`` ships for the environment whatever the method (its bins, a sensible
+    length of training), then the method's own entry for the environment."""
     table = _table(algo)
-    return {**environment_defaults(env_id), **table["default"], **(table.get(env_id) or {})}
+    return {**table["default"], **environment_defaults(env_id), **(table.get(env_id) or {})}
 
 
 def environment_defaults(env_id: str) -> dict[str, Any]:
