@@ -32,6 +32,10 @@ def test_an_environments_bins_are_shipped_and_recorded():
     config = RunConfig.resolve("CartPole-v1")
     assert config.bins == [1, 1, 6, 12] and config.obs_bounds == CART_BOUNDS
     assert config.make_env().observation_space == gym.spaces.Discrete(72)
+    # the environment's settings go over a method's generic default (100,000 episodes), not
+    # over its own keywords (n-step SARSA's n)
+    sarsa = RunConfig.resolve("CartPole-v1", algo="n-step-sarsa")
+    assert (sarsa.episodes, sarsa.bins, sarsa.algo_params) == (2000, [1, 1, 6, 12], {"n": 4})
 
 
 @pytest.mark.parametrize(
