@@ -83,8 +83,9 @@ def train(
         help="Step size learning-rate / n(s,a)^W by visit count (default: constant).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random stream.")] = 0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="The run folder to create.")] = None,
-    eval_episodes: Annotated[int, typer.Option(
-        help="Greedy evaluation episodes (0: skip).")] = 10_000,
+    eval_episodes: Annotated[int | None, typer.Option(
+        help="Greedy evaluation episodes, 0 to skip (default 10,000; 1,000 where episodes are "
+             "long, as on CartPole-v1).")] = None,
     env_kwargs: Annotated[str | None, typer.Option(
         help="Environment keywords, e.g. is_slippery=false,map_name=8x8.")] = None,
     bins: Annotated[str | None, typer.Option(help=BINS_HELP)] = None,
