@@ -85,6 +85,9 @@ def test_sweep_command_writes_its_folder(tabrl_cli, tmp_path):
     assert "learning_rate=0.5, episodes=200" in result.stdout
     bad = tabrl_cli("sweep", "CliffWalking-v1", "--grid", "discount=2", "--out", tmp_path / "b")
     assert bad.code == 2 and "discount" in bad.stderr and not (tmp_path / "b").exists()
+    one = tabrl_cli("sweep", "CliffWalking-v1", "--grid", "episodes=100", "--seeds", "1",
+                    "--jobs", "1", "--out", tmp_path / "one")
+    assert one.code == 0 and "one seed: no interval" in one.stdout and "inf" not in one.stdout
 
 
 def test_agent_keywords_can_be_swept():

@@ -295,8 +295,12 @@ def sweep(
     table = Table("setting", "mean ± 95%", "min .. max", "gap to optimum", "final training return",
                   title=f"{algo} on {env_id}: {seeds} seeds per setting")
     for label, s in zip(setting_labels(configs, list(axes)), summaries):
-        mean = (f"{s.mean:+.4f} ± {s.ci95_high - s.mean:.4f}" if math.isfinite(s.mean)
-                else "-inf (a seed's policy loops)")
+        if not math.isfinite(s.mean):
+            mean = "-inf (a seed's policy loops)"
+        elif s.n_seeds < 2:
+            mean = f"{s.mean:+.4f} (one seed: no interval)"
+        else:
+            mean = f"{s.mean:+.4f} ± {s.ci95_high - s.mean:.4f}"
         table.add_row(label, mean,
                       f"{s.min:+.4f} .. {s.max:+.4f}",
                       "-" if s.gap is None else f"{s.gap:+.4f}", f"{s.mean_final_return:+.4f}")
