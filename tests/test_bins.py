@@ -73,6 +73,12 @@ def test_a_binned_run_is_saved_reloaded_and_evaluated_again(tabrl_cli, tmp_path)
     assert (out / "policy.png").stat().st_size > 10_000
 
 
+def test_continuous_dynamics_cannot_be_solved(tabrl_cli, tmp_path):
+    result = tabrl_cli("solve", "CartPole-v1", "--out", tmp_path / "s")
+    assert result.code == 2 and "moves continuously" in result.stderr
+    assert not (tmp_path / "s").exists()
+
+
 def test_q_learning_balances_the_pole_from_bins():
     """800 episodes with the shipped bins: the greedy policy holds the pole far longer than
     the first, random, episodes did (about 21 steps)."""

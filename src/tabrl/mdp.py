@@ -131,7 +131,7 @@ def mdp_of(env: gym.Env) -> TabularMDP:
         if isinstance(layer, DiscretizeObservation):
             raise NotCompilableError(
                 f"{type(env.unwrapped).__name__} moves continuously (its observations are cut into "
-                "bins), so it has no transition table to compile"
+                "bins): it has no transition table, so its dynamics are unknown"
             )
         if not isinstance(layer, TRANSPARENT_WRAPPERS):
             raise NotCompilableError(

@@ -21,6 +21,7 @@ from tabrl.dp import solve
 from tabrl.envs import make_env
 from tabrl.evaluate import Evaluation, evaluate
 from tabrl.fileio import atomic_write_json
+from tabrl.hyperparams import environment_defaults
 from tabrl.loop import Progress, TrainingLog
 from tabrl.mdp import known_mdp, mdp_of
 from tabrl.reference import (
@@ -198,7 +199,8 @@ def solve_env(
     env_id: str, env_kwargs: dict, discount: float | None, out: Path | None
 ) -> tuple[dict, Path]:
     """Solve an environment exactly and save ``solution.json`` and ``policy.png``."""
-    env = make_env(env_id, env_kwargs)
+    shipped = environment_defaults(env_id)  # made as training makes it: binned, if continuous
+    env = make_env(env_id, env_kwargs, shipped.get("bins"), shipped.get("obs_bounds"))
     mdp = mdp_of(env)
     solution = solve(mdp, discount)
     encoder = encoder_for(env.observation_space)
