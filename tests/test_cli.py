@@ -132,6 +132,8 @@ def test_envs_lists_the_toy_text_family(tabrl_cli):
         (["FrozenLake-v1", "--env-kwargs", "is_slippery"], ["malformed", "key=value"]),
         (["FrozenLake-v1", "--engine", "warp"], ["engine", "auto"]),
         (["FrozenLake-v1", "--epsilon-schedule", "1/n"], ["epsilon schedule", "visits"]),
+        (["FrozenLake-v1", "--epsilon-schedule", "visits", "--epsilon-exponent", "-1"],
+         ["--epsilon-exponent", ">= 0"]),
         (["FrozenLake-v1", "--temperature-schedule", "exponential"],
          ["malformed --temperature-schedule", "kind=exponential,start="]),
         (["FrozenLake-v1", "--temperature-schedule", "kind=log,start=1"], ["kind", "visits"]),

@@ -147,6 +147,8 @@ class RunConfig:
         if self.epsilon_schedule == "constant":
             return Schedule.constant(start)
         if self.epsilon_schedule == "visits":  # per state: GLIE for an exponent up to 1
+            if self.epsilon_exponent < 0:
+                raise UsageError(f"--epsilon-exponent must be >= 0, not {self.epsilon_exponent}")
             return Schedule.visits(start, self.epsilon_exponent, end)
         raise UsageError(
             f"unknown epsilon schedule {self.epsilon_schedule!r}: use linear, exponential, "
