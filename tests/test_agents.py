@@ -93,6 +93,22 @@ def test_visit_count_learning_rate(lake):
     assert agent.q_values[0][1] == pytest.approx(1.0)
 
 
+def test_learning_rate_decays_per_episode(lake):
+    agent = make_agent(lake, learning_rate_schedule=Schedule.linear(0.5, 0.1, 4))
+    agent.update(0, 1, 1.0, True, 4)
+    assert agent.q_values[0][1] == pytest.approx(0.5)  # the schedule's start
+    agent.decay_epsilon()
+    assert agent.lr == pytest.approx(0.4)
+    agent.update(0, 1, 1.0, True, 4)
+    assert agent.q_values[0][1] == pytest.approx(0.5 + 0.4 * 0.5)
+    for _ in range(10):
+        agent.decay_epsilon()
+    assert agent.lr == pytest.approx(0.1)  # the floor
+    assert agent.learning_state()["rate"] == pytest.approx(0.1)  # saved with checkpoints
+    with pytest.raises(UsageError, match="learning rate"):
+        make_agent(lake, learning_rate_schedule=Schedule.exponential(1.5, 0.1, 0.9))
+
+
 def test_per_state_epsilon_decays_with_the_states_visits(lake):
     """Under ``Schedule.visits(1, 1, 0.05)`` a state visited n times explores with 1/(n + 1)."""
     agent = make_agent(lake, epsilon_schedule=Schedule.visits(1.0, 1.0, 0.05))

@@ -134,6 +134,10 @@ def test_envs_lists_the_toy_text_family(tabrl_cli):
         (["FrozenLake-v1", "--epsilon-schedule", "1/n"], ["epsilon schedule", "visits"]),
         (["FrozenLake-v1", "--epsilon-schedule", "visits", "--epsilon-exponent", "-1"],
          ["--epsilon-exponent", ">= 0"]),
+        (["FrozenLake-v1", "--learning-rate", "0.3", "--learning-rate-schedule",
+          "kind=linear,start=0.5,end=0.1,rate=0.01"], ["differs", "give one of them"]),
+        (["FrozenLake-v1", "--learning-rate-exponent", "0.5", "--learning-rate-schedule",
+          "kind=linear,start=0.5,end=0.1,rate=0.01"], ["not both"]),
         (["FrozenLake-v1", "--temperature-schedule", "exponential"],
          ["malformed --temperature-schedule", "kind=exponential,start="]),
         (["FrozenLake-v1", "--temperature-schedule", "kind=log,start=1"], ["kind", "visits"]),
@@ -228,3 +232,16 @@ def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
     run = load_run(out)
     assert not run.finished and run.episodes_done % 10_000 == 0 and run.episodes_done > 0
     assert len(run.metrics()) == run.episodes_done
+
+
+def test_a_learning_rate_schedule_replaces_the_shipped_step_rule(tabrl_cli, tmp_path):
+    """FrozenLake8x8 ships the step 1/n(s,a)^0.5; a schedule given replaces it and sets the rate."""
+    out = tmp_path / "run"
+    result = tabrl_cli("train", "FrozenLake8x8-v1", "--episodes", "30", "--eval-episodes", "0",
+                       "--learning-rate-schedule", "kind=exponential,start=0.4,end=0.1,rate=0.9",
+                       "--out", out)
+    assert result.code == 0, result.stderr
+    config = load_run(out).config
+    assert config.learning_rate == 0.4 and config.learning_rate_exponent is None
+    assert "learning rate 0.4 -> 0.1 (x0.9 per episode)" in result.stderr
+    assert load_run(out).load_agent().lr == pytest.approx(0.1)  # 0.4 * 0.9^30, at the floor

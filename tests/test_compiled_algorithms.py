@@ -234,6 +234,8 @@ STATISTICAL_CASES = [
     ("q-learning", {"exploration": "softmax", "temperature": 0.1}),
     ("expected-sarsa", {"exploration": "ucb"}),
     ("q-learning", {"epsilon_schedule": PER_STATE["epsilon_schedule"]}),
+    ("q-learning", {"learning_rate_schedule": Schedule.exponential(0.5, 0.02, 0.995)}),
+    ("sarsa", {"learning_rate_schedule": Schedule.linear(0.5, 0.05, 800)}),
     ("sarsa", {"exploration": "softmax", "temperature_schedule": Schedule.visits(1.0, 0.5, 0.05)}),
 ]
 
@@ -250,6 +252,15 @@ def test_frozen_lake_statistics_agree(algo, params):
 def test_cliff_walking_statistics_agree(algo, params):
     assert_same_statistics("CliffWalking-v1", {"algo": algo, **METHOD_PARAMS.get(algo, {}),
                                                **params})
+
+
+@pytest.mark.parametrize("engine", ["python", "compiled"])
+def test_the_learning_rate_moves_once_per_episode(engine):
+    schedule = Schedule.exponential(0.5, 0.02, 0.99)
+    training = train("FrozenLake-v1", n_episodes=150, seed=0, engine=engine,
+                     learning_rate_schedule=schedule, chunk_episodes=40)
+    assert training.engine.name == engine
+    assert training.agent.lr == pytest.approx(schedule.at(150), rel=1e-12)
 
 
 # --- textbook results on the compiled engine ------------------------------------------------------

@@ -51,18 +51,21 @@ def test_reloaded_agent_plays_the_same_greedy_actions(tmp_path):
 
 
 @pytest.mark.parametrize("engine", ["python", "compiled"])
-@pytest.mark.parametrize(("algo", "params"), [
-    ("q-learning", {}),
-    ("double-q-learning", {}),
-    ("dyna-q", {"planning_steps": 3}),
+@pytest.mark.parametrize(("algo", "params", "extra"), [
+    ("q-learning", {}, {}),
+    ("q-learning", {}, {"learning_rate_schedule": {"kind": "exponential", "start": 0.5,
+                                                   "end": 0.01, "rate": 0.995}}),
+    ("double-q-learning", {}, {}),
+    ("dyna-q", {"planning_steps": 3}, {}),
     ("sarsa", {"exploration": "softmax",
                "temperature_schedule": {"kind": "exponential", "start": 1.0, "end": 0.05,
-                                        "rate": 0.99}}),
+                                        "rate": 0.99}}, {}),
 ])
-def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, engine, algo, params):
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, engine, algo, params,
+                                                             extra):
     """Q-table, metrics and the agent's own learning state end bit for bit where they would have."""
     settings = dict(episodes=600, eval_episodes=0, engine=engine, chunk_episodes=200, seed=3,
-                    algo=algo, algo_params=params)
+                    algo=algo, algo_params=params, **extra)
     whole = train_folder(tmp_path, "whole", **settings)
     # No checkpoint on disk before the interruption: it must write the last chunk's from memory.
     config = RunConfig.resolve("FrozenLake-v1", **settings, checkpoint_seconds=1e9)

@@ -110,7 +110,6 @@ class TabularAgent:
         self.env = env
         self.n_actions = n_actions_of(env.action_space)
         self.q_values = QTable(encoder_for(env.observation_space), self.n_actions)
-        self.lr = learning_rate
         self.discount_factor = discount_factor
         self.epsilon = initial_epsilon
         self.final_epsilon = final_epsilon
@@ -122,6 +121,13 @@ class TabularAgent:
             as_schedule(learning_rate_schedule) or Schedule.constant(learning_rate)
         )
         self._lr_by_visits = self.learning_rate_schedule.kind == "visits"
+        #: the step size of this episode; a per-episode schedule starts it at its own start
+        self.lr = (self.learning_rate_schedule.start
+                   if self.learning_rate_schedule.kind in ("linear", "exponential")
+                   else learning_rate)
+        require(0 < self.lr <= 1 and self.learning_rate_schedule.end >= 0,
+                f"the learning rate must start in (0, 1] and decay to a floor >= 0, not "
+                f"{self.learning_rate_schedule.describe()}")
         self.exploration = exploration_for(exploration)
         self.temperature_schedule = self._temperature_schedule(temperature, temperature_schedule)
         self.temperature = self.temperature_schedule.start
@@ -174,9 +180,11 @@ class TabularAgent:
         return int(self.q_values.visits[row].sum())
 
     def decay_epsilon(self) -> None:
-        """Move epsilon (and the softmax temperature) one episode along their schedules."""
+        """Move epsilon (and the softmax temperature and the learning rate) one episode along
+        their schedules."""
         self.epsilon = self.epsilon_schedule.next(self.epsilon)
         self.temperature = self.temperature_schedule.next(self.temperature)
+        self.lr = self.learning_rate_schedule.next(self.lr)
 
     # --- learning ---------------------------------------------------------------------------------
     def step_size(self, row: int, action: int) -> float:
@@ -243,11 +251,14 @@ class TabularAgent:
 
         Saved with every checkpoint, so that a resumed run ends where an uninterrupted one does.
         """
-        return {"temperature": np.array(self.temperature)}
+        return {"temperature": np.array(self.temperature), "rate": np.array(self.lr)}
 
     def restore_learning_state(self, arrays: dict[str, np.ndarray]) -> None:
-        """Take back what :meth:`learning_state` gave."""
+        """Take back what :meth:`learning_state` gave (a checkpoint older than the learning rate
+        schedules has no rate: it was constant)."""
         self.temperature = float(arrays["temperature"])
+        if "rate" in arrays:
+            self.lr = float(arrays["rate"])
 
 
 class QLearningAgent(TabularAgent):

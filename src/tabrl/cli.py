@@ -81,6 +81,9 @@ def train(
         help="W of the visits schedule of epsilon (default 1).")] = None,
     learning_rate_exponent: Annotated[float | None, typer.Option(
         help="Step size learning-rate / n(s,a)^W by visit count (default: constant).")] = None,
+    learning_rate_schedule: Annotated[str | None, typer.Option(
+        help="Learning rate decayed per episode, e.g. kind=exponential,start=0.5,end=0.01,"
+             "rate=0.999 (or kind=linear, rate: the decrement).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random stream.")] = 0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="The run folder to create.")] = None,
     eval_episodes: Annotated[int | None, typer.Option(
@@ -131,6 +134,9 @@ def train(
             discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
             epsilon_decay_episodes=epsilon_decay_episodes, epsilon_schedule=epsilon_schedule,
             epsilon_exponent=epsilon_exponent, learning_rate_exponent=learning_rate_exponent,
+            learning_rate_schedule=parse_key_values(
+                learning_rate_schedule, "--learning-rate-schedule",
+                "kind=exponential,start=0.5,end=0.01,rate=0.999") or None,
             seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
             window=window, bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds),
             algo_params=given_only(

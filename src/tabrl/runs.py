@@ -90,6 +90,9 @@ class RunConfig:
     epsilon_exponent: float = 1.0  #: w of the visits schedule ``epsilon_start / n(s)^w``
     #: w in the step size ``learning_rate / n(s,a)^w``; None: a constant step size
     learning_rate_exponent: float | None = None
+    #: a per-episode schedule of the learning rate (a ``Schedule`` as a dict), starting at
+    #: ``learning_rate``; None: constant, or by visits with ``learning_rate_exponent``
+    learning_rate_schedule: dict[str, Any] | None = None
     checkpoint_seconds: float = 30.0  #: at most one checkpoint per this many seconds of training
     algo_params: dict[str, Any] = field(default_factory=dict)
     #: bins per dimension of a continuous observation space (one count for all), and the
@@ -109,6 +112,18 @@ class RunConfig:
         defaults = defaults_for(algo, env_id)
         algo_params = merged_algo_params(defaults.pop("algo_params", {}),
                                          given.pop("algo_params", {}))
+        if given.get("learning_rate_schedule") is not None:  # it replaces the shipped step rule
+            start = as_schedule(given["learning_rate_schedule"]).start
+            if given.get("learning_rate") not in (None, start):
+                raise UsageError(
+                    f"--learning-rate {given['learning_rate']} differs from the start of "
+                    f"--learning-rate-schedule ({start}): give one of them"
+                )
+            if given.get("learning_rate_exponent") is not None:
+                raise UsageError("give --learning-rate-schedule or --learning-rate-exponent, "
+                                 "not both")
+            given["learning_rate"] = start
+            defaults.pop("learning_rate_exponent", None)
         chosen = {**defaults, **{k: v for k, v in given.items() if v is not None},
                   "algo_params": algo_params}
         if chosen["episodes"] <= 0:
@@ -129,10 +144,7 @@ class RunConfig:
             "final_epsilon": self.epsilon_end,
             "discount_factor": self.discount,
             "epsilon_schedule": self.epsilon_rule(),
-            "learning_rate_schedule": (
-                Schedule.constant(self.learning_rate) if self.learning_rate_exponent is None
-                else Schedule.visits(self.learning_rate, self.learning_rate_exponent)
-            ),
+            "learning_rate_schedule": self.learning_rate_rule(),
             **self.algo_params,
         }
 
@@ -155,10 +167,20 @@ class RunConfig:
             "constant or visits"
         )
 
+    def learning_rate_rule(self) -> Schedule:
+        """The learning rate: a per-episode schedule, ``learning_rate / n(s,a)^w``, or constant."""
+        if self.learning_rate_schedule is not None:
+            return as_schedule(self.learning_rate_schedule)
+        if self.learning_rate_exponent is not None:
+            return Schedule.visits(self.learning_rate, self.learning_rate_exponent)
+        return Schedule.constant(self.learning_rate)
+
     def describe(self) -> str:
         """The settings in one line, as a run begins: what learns, how long, how it explores."""
         rate = f"learning rate {self.learning_rate}" + (
             f"/n^{self.learning_rate_exponent}" if self.learning_rate_exponent else "")
+        if self.learning_rate_schedule is not None:
+            rate = f"learning rate {self.learning_rate_rule().describe()}"
         params = self.algo_params
         own = [text.format(params[name]) for name, text in OWN_PARAMS.items() if name in params]
         if params.get("exploring_starts"):

@@ -198,6 +198,7 @@ def store(runs: Runs, i: int, agent: TabularAgent, observed: ObservedOutcomes) -
     agent.q_values.array[:rows] = runs.q[i]
     agent.q_values.visits[:rows] = runs.visits[i]
     agent.epsilon, agent.temperature = float(runs.epsilon[i]), float(runs.temperature[i])
+    agent.lr = float(runs.settings[i, kernels.LEARNING_RATE])
     if agent.algo == "double-q-learning":
         agent.half_difference[:rows] = runs.half_difference[i]
     if agent.algo == "dyna-q":

@@ -10,8 +10,9 @@ uniform first action); the behaviour policy (epsilon-greedy, softmax or UCB, as 
 ``tabrl.exploration``) picks an action; an outcome ``(next state, reward, terminal)`` is drawn
 from the cumulative probabilities of ``(state, action)``; the algorithm's update follows. A
 terminal outcome bootstraps zero; reaching the time limit ends the episode but still bootstraps.
-Epsilon and the softmax temperature move along their schedules after every episode, or, on a
-schedule of the visits kind, are the state's own, from its visit count.
+Epsilon, the softmax temperature and the learning rate move along their schedules after every
+episode (the learning rate in the run's setting, so that the next call starts from it), or, on a
+schedule of the visits kind, are the state's (the pair's) own, from its visit count.
 
 One episode loop, :func:`_episode`, serves every method. It takes the behaviour policy and the
 update rule as functions: :func:`_explore` dispatches on the run's exploration code, and
@@ -448,7 +449,7 @@ def _schedule(setting, at):
 
 @_helper
 def _step_size(setting, n_visits):
-    """The learning rate: constant, or ``start / n ** rate`` (with a floor) by visit count."""
+    """The learning rate: this episode's, or ``start / n ** rate`` (with a floor) by visit count."""
     kind, start, end, rate = _schedule(setting, LR_SCHEDULE)
     if kind == VISITS:
         return max(end, start / max(n_visits, 1) ** rate)
@@ -804,6 +805,8 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit):
                     runs.memory_values[i], runs.model_counts[i], runs.model_pairs[i],
                     runs.sizes[i], np.empty_like(q[:1]), observed)
     own_loop = _own_loop(setting)
+    own_setting = runs.settings[i]  # its learning rate entry moves on under a per-episode schedule
+    lr_moves = own_setting[LR_SCHEDULE] == LINEAR or own_setting[LR_SCHEDULE] == EXPONENTIAL
     epsilon, temperature = runs.epsilon[i], runs.temperature[i]
     returns, lengths, td_errors, epsilons = (
         runs.returns[i], runs.lengths[i], runs.td_errors[i], runs.epsilons[i])
@@ -824,6 +827,10 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit):
         epsilons[e] = epsilon
         epsilon = _next_value(setting, EPSILON_SCHEDULE, epsilon)
         temperature = _next_value(setting, TEMPERATURE_SCHEDULE, temperature)
+        if lr_moves:
+            own_setting[LEARNING_RATE] = _next_value(setting, LR_SCHEDULE,
+                                                     own_setting[LEARNING_RATE])
+            setting = to_fixed_tuple(own_setting, SETTING_SIZE)
     runs.epsilon[i], runs.temperature[i] = epsilon, temperature
     runs.rng[i] = s
 
