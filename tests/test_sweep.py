@@ -117,3 +117,10 @@ def test_schedules_can_be_swept_and_replace_the_shipped_one():
     assert hot.make_agent(hot.make_env()).temperature == 2
     with pytest.raises(UsageError, match="YAML"):
         parse_grid(["temperature_schedule={kind: constant"])
+
+
+def test_a_swept_learning_rate_schedule_sets_the_rate():
+    grid = parse_grid(["learning_rate_schedule={kind: linear, start: 0.3, end: 0.1, rate: 0.01}"])
+    (config,) = expand(RunConfig.resolve("FrozenLake8x8-v1"), grid)  # ships 1/n(s,a)^0.5
+    assert (config.learning_rate, config.learning_rate_exponent) == (0.3, None)
+    assert config.learning_rate_rule().kind == "linear"

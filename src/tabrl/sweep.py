@@ -113,6 +113,9 @@ def expand(base: RunConfig, grid: dict[str, list[Any]]) -> list[RunConfig]:
         changes = dict(zip(names, values))
         if "episodes" in changes and "epsilon_decay_episodes" not in changes:
             changes["epsilon_decay_episodes"] = max(1, changes["episodes"] // 2)
+        if changes.get("learning_rate_schedule") is not None:  # as train's option does
+            changes["learning_rate"] = as_schedule(changes["learning_rate_schedule"]).start
+            changes["learning_rate_exponent"] = None
         algo_params = {name: changes.pop(name) for name in list(changes) if name in ALGO_PARAMS}
         settings.append(replace(base, **changes,
                                 algo_params=merged_algo_params(base.algo_params, algo_params)))
