@@ -177,10 +177,7 @@ class RunConfig:
 
     def describe(self) -> str:
         """The settings in one line, as a run begins: what learns, how long, how it explores."""
-        rate = f"learning rate {self.learning_rate}" + (
-            f"/n^{self.learning_rate_exponent}" if self.learning_rate_exponent else "")
-        if self.learning_rate_schedule is not None:
-            rate = f"learning rate {self.learning_rate_rule().describe()}"
+        rate = f"learning rate {self.learning_rate_rule().describe()}"
         params = self.algo_params
         own = [text.format(params[name]) for name, text in OWN_PARAMS.items() if name in params]
         if params.get("exploring_starts"):
