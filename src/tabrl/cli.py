@@ -125,7 +125,8 @@ def train(
         warm_up_compiled(run.info["engine"], say)
         bar = TrainingProgress(episodes or run.config.episodes, quiet)
         with bar.bar:
-            run = resume_run(resume, episodes, progress=bar, say=say)
+            run = resume_run(resume, episodes, progress=bar, say=say,
+                             evaluation_progress=EvaluationProgress(quiet, bar.bar))
     else:
         env_id, kwargs = (env_id, {}) if env_id else DEFAULT_JOB
         kwargs.update(parse_env_kwargs(env_kwargs))
@@ -154,7 +155,8 @@ def train(
         warm_up_compiled(prepared.engine.name, say)
         bar = TrainingProgress(config.episodes, quiet)
         with bar.bar:
-            run = train_run(prepared, progress=bar, say=say)
+            run = train_run(prepared, progress=bar, say=say,
+                            evaluation_progress=EvaluationProgress(quiet, bar.bar))
     evaluation = run.evaluation()
     if evaluation is not None and not quiet:
         print_evaluation(evaluation, f"greedy policy of {run.path}")
@@ -220,7 +222,8 @@ def evaluate_command(
     run = load_run(run_dir)
     if episodes is not None and episodes <= 0:
         raise typer.BadParameter(f"--episodes must be positive, not {episodes}")
-    print_evaluation(evaluate_run(run, episodes, seed), f"greedy policy of {run.path}")
+    evaluation = evaluate_run(run, episodes, seed, progress=EvaluationProgress())
+    print_evaluation(evaluation, f"greedy policy of {run.path}")
 
 
 @app.command()
@@ -244,15 +247,16 @@ def compare(
     from tabrl.workflow import compare_runs
 
     runs, picture = compare_runs(run_dirs, out_file, window)
-    table = Table("run", "algorithm", "episodes", "mean return ± 95%", "exact value", "gap",
-                  "optimal actions")
+    table = Table("run", "algorithm", "episodes", "mean return ± 95%", "outcomes",
+                  "exact value", "gap", "optimal actions")
     for run in runs:
         e = run.evaluation()
         x = (e.exact if e else None) or {}
         table.add_row(
             run.path.name, run.config.algo, f"{run.config.episodes:,}",
-            f"{e.mean_return:+.4f} ± {e.ci95_high - e.mean_return:.4f}" if e else "-",
-            _value(x["policy_value"], "-inf (loops)") if x else "-",
+            _mean_with_interval(e) if e else "-",
+            " / ".join(f"{name} {share:.0%}" for name, share in e.outcomes.items()) if e else "-",
+            _loops(x["policy_value"], e) if x else "-",
             _value(x["gap"], "+inf (loops)") if x else "-",
             f"{x['optimal_action_share']:.1%}" if x else "-",
         )
@@ -350,11 +354,7 @@ def solve_command(
     table.add_row("objective", objective + (f" within {horizon} steps" if horizon else ""))
     table.add_row("optimal value", f"{summary['value']:+.4f}")
     table.add_row("best stationary policy", f"{summary['stationary_value']:+.4f}")
-    if summary["success_probability"] is not None:
-        table.add_row("success probability", f"{summary['success_probability']:.2%}")
-    else:  # no goal (Blackjack): the outcome of the game is what a player asks for
-        table.add_row("win / draw / loss",
-                      f"{summary['win']:.2%} / {summary['draw']:.2%} / {summary['loss']:.2%}")
+    table.add_row(*_outcomes_row(summary["outcomes"]))
     table.add_row("mean length", _value(summary["mean_length"], "inf").lstrip("+"))
     table.add_row("saved", f"{path / 'solution.json'}, {path / 'policy.png'}")
     out.print(table)
@@ -364,17 +364,23 @@ def print_evaluation(evaluation: Evaluation, title: str) -> None:
     """The evaluation as a table: Monte Carlo figures, then exact ones where known."""
     table = Table(title=title, show_header=False)
     e = evaluation
-    rows = [
-        ("episodes", f"{e.n_episodes:,}"),
-        ("mean return", f"{e.mean_return:+.4f}  (95% CI {e.ci95_low:+.4f} .. {e.ci95_high:+.4f})"),
-        ("std / sem", f"{e.std_return:.4f} / {e.sem:.4f}"),
-        ("win / draw / loss", f"{e.win_rate:.1%} / {e.draw_rate:.1%} / {e.loss_rate:.1%}"),
-        ("mean length", f"{e.mean_length:.2f}"),
-    ]
-    if e.success_rate is not None:
-        rows.append(("success rate", f"{e.success_rate:.1%}"))
-    if e.truncated_rate:
-        rows.append(("truncated", f"{e.truncated_rate:.1%}"))
+    ended = "mean return" + (" (episodes that ended)" if e.looping_rate else "")
+    rows = [("episodes", f"{e.n_episodes:,}")]
+    if e.note:
+        rows.append(("note", e.note))
+    if math.isnan(e.mean_return):
+        rows.append((ended, "- (no episode ended)"))
+    else:
+        rows += [
+            (ended, f"{e.mean_return:+.4f}  (95% CI {e.ci95_low:+.4f} .. {e.ci95_high:+.4f})"),
+            ("std / sem", f"{e.std_return:.4f} / {e.sem:.4f}"),
+        ]
+    rows.append(_outcomes_row(e.outcomes))
+    if not math.isnan(e.mean_length):
+        rows.append(("mean length", f"{e.mean_length:.2f}"))
+    if e.loop_start_states:
+        rows.append(("greedy policy loops from",
+                     f"{e.loop_start_states:,} of {e.start_states:,} start states"))
     if (x := e.exact) is not None:
         rows += [
             ("exact value of this policy",
@@ -385,9 +391,58 @@ def print_evaluation(evaluation: Evaluation, title: str) -> None:
             ("gap to optimum", _value(x["gap"], "+inf (the policy can loop forever)")),
             ("optimal actions (visit-weighted)", f"{x['optimal_action_share']:.1%}"),
         ]
+        if "outcomes" in x:  # evaluations saved before outcomes were named have none
+            name, shares = _outcomes_row(x["outcomes"])
+            rows.append((f"exact {name}", shares))
     for name, value in rows:
         table.add_row(name, value)
     out.print(table)
+
+
+def _outcomes_row(outcomes: dict[str, float]) -> tuple[str, str]:
+    """``("success / failure / truncated", "74.1% / 25.9% / 0.0%")``: shares adding up to 100%."""
+    return (" / ".join(outcomes),
+            " / ".join(f"{share:.1%}" for share in outcomes.values()) or "-")
+
+
+class EvaluationProgress:
+    """A progress bar on stderr for an evaluation, shown once it has run for a second.
+
+    ``after`` is the training's bar, still live when the evaluation starts: it is stopped first
+    (rich shows one live display at a time).
+    """
+
+    def __init__(self, quiet: bool = False, after: Progress | None = None) -> None:
+        self.quiet, self.after = quiet, after
+        self.bar: Progress | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            if self.after is not None:
+                self.after.stop()
+            self.bar = Progress(TextColumn("[bold]evaluating"), BarColumn(bar_width=24),
+                                MofNCompleteColumn(), TimeRemainingColumn(), console=err)
+            self.bar.add_task("evaluate", total=total)
+            self.bar.start()
+        self.bar.update(self.bar.task_ids[0], completed=done, total=max(done, total))
+        if done >= total:
+            self.bar.stop()
+
+
+def _mean_with_interval(e: Evaluation) -> str:
+    """The Monte Carlo mean return and its 95% half-width, or why there is none."""
+    if math.isnan(e.mean_return):
+        return "-"
+    return f"{e.mean_return:+.4f} ± {e.ci95_high - e.mean_return:.4f}"
+
+
+def _loops(policy_value: float | None, e: Evaluation) -> str:
+    """An exact value, or for a policy that loops, from how many start states it does."""
+    if policy_value is not None:
+        return f"{policy_value:+.4f}"
+    return f"-inf (loops from {e.loop_start_states or '?'} of {e.start_states or '?'} starts)"
 
 
 def _value(value: float | None, endless: str) -> str:

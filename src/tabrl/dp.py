@@ -60,7 +60,8 @@ import numpy as np
 from tabrl.errors import UsageError
 from tabrl.mdp import TabularMDP, mdp_of
 
-__all__ = ["Solution", "PolicyValue", "solve", "evaluate_policy_exact", "policy_agreement"]
+__all__ = ["Solution", "PolicyValue", "solve", "evaluate_policy_exact", "policy_agreement",
+           "endless_states"]
 
 #: Values closer than this (times the scale of the values) count as settled.
 TOLERANCE = 1e-12
@@ -368,21 +369,42 @@ def _surely_ending(policy: _Kernel, n_states: int) -> np.ndarray:
 
     A state fails when some path leads from it to a state that can never end.
     """
+    can_end = _can_end(policy, n_states)
+    return ~_reaching(policy, n_states, ~can_end)
+
+
+def _can_end(policy: _Kernel, n_states: int) -> np.ndarray:
+    """States from which some path of the policy ends the episode."""
+    ends_here = np.bincount(policy.source, policy.terminal & (policy.prob > 0),
+                            minlength=n_states) > 0
+    return _reaching(policy, n_states, ends_here)
+
+
+def _reaching(policy: _Kernel, n_states: int, targets: np.ndarray) -> np.ndarray:
+    """States with a path (of continuing outcomes) into ``targets``, by fixed point."""
     goes_on = ~policy.terminal & (policy.prob > 0)
+    while True:
+        hits = np.bincount(policy.source, goes_on & targets[policy.next_state],
+                           minlength=n_states) > 0
+        grown = targets | hits
+        if np.array_equal(grown, targets):
+            return targets
+        targets = grown
 
-    def reaches(targets: np.ndarray) -> np.ndarray:
-        """States with a path (of continuing outcomes) into ``targets``, by fixed point."""
-        while True:
-            hits = np.bincount(policy.source, goes_on & targets[policy.next_state],
-                               minlength=n_states) > 0
-            grown = targets | hits
-            if np.array_equal(grown, targets):
-                return targets
-            targets = grown
 
-    can_end = reaches(np.bincount(policy.source, policy.terminal & (policy.prob > 0),
-                                  minlength=n_states) > 0)
-    return ~reaches(~can_end)
+def endless_states(env_or_mdp: gym.Env | TabularMDP,
+                   policy_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per state: can the policy's episode never end from here, and may it not end from here?
+
+    The first (``never``) are states from which no path ends: an episode that enters one runs
+    until a time limit cuts it. The second (``may_loop``) adds the states from which some path
+    leads into them. Both are exact properties of the MDP, independent of any time limit.
+    """
+    mdp = _as_mdp(env_or_mdp)
+    actions = _checked_policy(policy_rows, mdp.n_rows, mdp.n_actions)[mdp.row_of_state]
+    policy = _one_action(mdp, actions)
+    never = ~_can_end(policy, mdp.n_states)
+    return never, ~_surely_ending(policy, mdp.n_states)
 
 
 def _stationary_values(mdp: TabularMDP, policy: _Kernel, discount: float) -> np.ndarray:

@@ -1,82 +1,155 @@
 """Greedy evaluation on the real environment.
 
-Exploration off: every episode follows the greedy policy of the Q-table (ties to the lowest
-action, the same deterministic policy that is saved, drawn and evaluated exactly). The figures
-are those a practitioner reports: mean return with its standard deviation, standard error and
-95% interval, win / draw / loss rates by the sign of the return, the success rate where the
-environment has a goal, and the mean episode length.
+Exploration off: every episode follows the greedy policy of the Q-table, ties to the lowest
+action: the deterministic policy that is saved, drawn, evaluated exactly, and that a loaded agent
+plays with ``agent.epsilon = 0``. The figures are those a practitioner reports: mean return with
+its standard deviation, standard error and 95% interval, the mean episode length, and how the
+episodes ended, in the words of the environment's family (:func:`outcome_names`).
+
+**No evaluation hangs.** A greedy policy may never end (CliffWalking's agent walking into the
+border). Where the MDP is known, tabrl knows exactly from which states that happens
+(:func:`tabrl.dp.endless_states`): an episode that enters such a state is cut at once and counted
+as "loops" (its return would be unbounded), and the report says from how many start states the
+policy may loop. Elsewhere episodes stop at the environment's own time limit, or at the step cap
+where it has none, and the evaluation stops early once ``CAPPED_IN_A_ROW`` episodes in a row have
+run into the cap, with a note saying so.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from tabrl.agents import TabularAgent
+from tabrl.dp import endless_states
 from tabrl.envs import DEFAULT_STEP_CAP, with_step_cap
 from tabrl.errors import UsageError
-from tabrl.mdp import known_mdp
+from tabrl.mdp import TabularMDP, known_mdp, time_limit_of
 from tabrl.spaces import StateEncoder
+
+#: Episodes in a row at the step cap after which an evaluation stops early (the policy loops).
+CAPPED_IN_A_ROW = 20
+#: Seconds after which an evaluation reports its progress, and between two reports.
+PROGRESS_AFTER, PROGRESS_EVERY = 1.0, 0.25
+
+#: ``progress(episodes_done, episodes_total)``: a few times a second, once past ``PROGRESS_AFTER``.
+EvaluationProgress = Callable[[int, int], None]
 
 
 @dataclass
 class Evaluation:
-    """Monte Carlo figures of a greedy policy (and, where the MDP is known, exact ones)."""
+    """Monte Carlo figures of a greedy policy (and, where the MDP is known, exact ones).
 
-    n_episodes: int
+    The return statistics are over the episodes that ended; ``outcomes`` gives the share of every
+    way an episode can end (they add up to 1), ``"loops"`` included where episodes were cut.
+    """
+
+    n_episodes: int  #: episodes played (fewer than asked when the evaluation stopped early)
     seed: int
-    mean_return: float
+    mean_return: float  #: NaN when no episode ended
     std_return: float
     sem: float
     ci95_low: float
     ci95_high: float
-    win_rate: float
-    draw_rate: float
-    loss_rate: float
-    success_rate: float | None
-    truncated_rate: float
     mean_length: float
-    exact: dict[str, Any] | None = field(default=None)
+    outcomes: dict[str, float] = field(default_factory=dict)
+    loop_start_states: int | None = None  #: start states from which the policy may never end
+    start_states: int | None = None  #: start states of the known MDP
+    step_cap: int | None = None  #: steps after which tabrl cut episodes (no own time limit)
+    note: str | None = None  #: why the evaluation stopped early, if it did
+    exact: dict[str, Any] | None = None
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.outcomes.get("success")
+
+    @property
+    def looping_rate(self) -> float:
+        return self.outcomes.get("loops", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: a figure that does not exist (no episode ended) is null."""
+        return {name: None if isinstance(value, float) and not math.isfinite(value) else value
+                for name, value in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Evaluation:
-        return cls(**data)
+        """Read ``to_dict``'s form back (older files lack the newer fields: defaults)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: (math.nan if v is None and k in _STATISTICS else v)
+                  for k, v in data.items() if k in known}
+        values.setdefault("outcomes", {})
+        return cls(**values)
 
 
-def summarize(
-    returns: np.ndarray, lengths: np.ndarray, truncated: np.ndarray, success: np.ndarray | None,
-    seed: int,
-) -> Evaluation:
-    """The figures of an evaluation from its per-episode outcomes."""
+_STATISTICS = ("mean_return", "std_return", "sem", "ci95_low", "ci95_high", "mean_length")
+
+
+def outcome_names(mdp: TabularMDP | None) -> tuple[str, ...]:
+    """How an episode of this environment family can end, in its own words.
+
+    A game without goal states (Blackjack) is won, drawn or lost; an MDP with goal states
+    (FrozenLake, Taxi, CliffWalking) ends in success, or in failure where some terminal state is
+    not a goal (FrozenLake's holes); without a time limit a greedy policy may loop. Of unknown
+    dynamics (CartPole) tabrl only tells an episode that ended from one that was truncated.
+    """
+    if mdp is None:
+        return ("ended", "truncated")
+    if mdp.goal_rows is None:
+        return ("win", "draw", "loss", "truncated")
+    ends_elsewhere = not mdp.goal_rows[mdp.row_of_state[mdp.next_state[mdp.terminal]]].all()
+    names = ("success",) + (("failure",) if ends_elsewhere else ()) + ("truncated",)
+    return names + (("loops",) if mdp.horizon is None else ())
+
+
+def terminal_outcome(mdp: TabularMDP | None, row: int | None, total: float) -> str:
+    """The outcome of an episode that terminated in ``row`` with return ``total``."""
+    if mdp is None:
+        return "ended"
+    if mdp.goal_rows is None:
+        return "win" if total > 0 else "draw" if total == 0 else "loss"
+    return "success" if row is not None and mdp.goal_rows[row] else "failure"
+
+
+def endless_rows(mdp: TabularMDP, policy: np.ndarray) -> np.ndarray:
+    """Rows all of whose states never end under ``policy``: an episode there can be cut."""
+    never, _ = endless_states(mdp, policy)
+    states = np.bincount(mdp.row_of_state, minlength=mdp.n_rows)
+    return (np.bincount(mdp.row_of_state, never, minlength=mdp.n_rows) == states) & (states > 0)
+
+
+def start_loops(mdp: TabularMDP, policy: np.ndarray) -> tuple[int, int]:
+    """``(N, M)``: the greedy policy may loop forever from N of the M start states."""
+    _, may_loop = endless_states(mdp, policy)
+    starts = mdp.initial > 0
+    return int((may_loop & starts).sum()), int(starts.sum())
+
+
+def summarize(returns: np.ndarray, lengths: np.ndarray, outcomes: list[str],
+              names: tuple[str, ...], seed: int) -> Evaluation:
+    """The figures of an evaluation from its per-episode outcomes; looping episodes count in
+    ``outcomes`` only (their return has no value)."""
+    ended = np.array([outcome != "loops" for outcome in outcomes], dtype=bool)
+    returns, lengths = returns[ended], lengths[ended]
     n = len(returns)
-    std = float(returns.std(ddof=1)) if n > 1 else 0.0
-    sem = std / math.sqrt(n)
-    mean = float(returns.mean())
+    mean = float(returns.mean()) if n else math.nan
+    std = float(returns.std(ddof=1)) if n > 1 else 0.0 if n else math.nan
+    sem = std / math.sqrt(n) if n else math.nan
     return Evaluation(
-        n_episodes=n,
-        seed=seed,
-        mean_return=mean,
-        std_return=std,
-        sem=sem,
-        ci95_low=mean - 1.96 * sem,
-        ci95_high=mean + 1.96 * sem,
-        win_rate=float((returns > 0).mean()),
-        draw_rate=float((returns == 0).mean()),
-        loss_rate=float((returns < 0).mean()),
-        success_rate=None if success is None else float(success.mean()),
-        truncated_rate=float(truncated.mean()),
-        mean_length=float(lengths.mean()),
+        n_episodes=len(outcomes), seed=seed, mean_return=mean, std_return=std, sem=sem,
+        ci95_low=mean - 1.96 * sem, ci95_high=mean + 1.96 * sem,
+        mean_length=float(lengths.mean()) if n else math.nan,
+        outcomes={name: outcomes.count(name) / len(outcomes) for name in names},
     )
 
 
-def greedy_actions(encoder: StateEncoder, policy: np.ndarray):
+def greedy_actions(encoder: StateEncoder, policy: np.ndarray) -> Callable[[Any], int]:
     """``obs -> action`` for a policy given per row; states without a row play action 0."""
 
     def act(obs: Any) -> int:
@@ -86,6 +159,26 @@ def greedy_actions(encoder: StateEncoder, policy: np.ndarray):
     return act
 
 
+class Reporter:
+    """Calls ``progress`` a few times a second once an evaluation has run ``PROGRESS_AFTER``."""
+
+    def __init__(self, progress: EvaluationProgress | None, total: int) -> None:
+        self.progress, self.total = progress, total
+        self.start = time.perf_counter()
+        self.next_report = self.start + PROGRESS_AFTER
+        self.reported = False
+
+    def __call__(self, done: int) -> None:
+        if self.progress is not None and time.perf_counter() >= self.next_report:
+            self.progress(done, self.total)
+            self.reported, self.next_report = True, time.perf_counter() + PROGRESS_EVERY
+
+    def finish(self, done: int) -> None:
+        """The last report, if any was made (a bar that appeared ends full)."""
+        if self.progress is not None and self.reported:
+            self.progress(done, done)
+
+
 def evaluate(
     agent: TabularAgent,
     env: gym.Env,
@@ -93,31 +186,59 @@ def evaluate(
     *,
     seed: int = 1_000_003,
     max_steps: int = DEFAULT_STEP_CAP,
+    progress: EvaluationProgress | None = None,
 ) -> Evaluation:
     """Play the agent's greedy policy for ``n_episodes`` on ``env`` (exploration off).
 
-    The agent is not changed: its epsilon, Q-table and random stream stay as they were.
+    The agent is not changed: its epsilon, Q-table and random stream stay as they were. Episodes
+    that loop forever are cut (see the module docstring); ``progress`` hears how far it got.
     """
     if n_episodes <= 0:
         raise UsageError(f"the number of evaluation episodes must be positive, not {n_episodes}")
+    own_limit = time_limit_of(env)
+    mdp = known_mdp(env)  # before the cap: the MDP the environment itself defines
     env = with_step_cap(env, max_steps)
-    act = greedy_actions(agent.q_values.encoder, agent.q_values.greedy_policy())
-    goal_rows = None if (mdp := known_mdp(env)) is None else mdp.goal_rows
+    encoder = agent.q_values.encoder
+    policy = agent.q_values.greedy_policy()
+    act = greedy_actions(encoder, policy)
+    names = outcome_names(mdp)
+    cut_rows = None if mdp is None or own_limit is not None else endless_rows(mdp, policy)
     returns = np.zeros(n_episodes)
     lengths = np.zeros(n_episodes, dtype=np.int64)
-    truncated = np.zeros(n_episodes, dtype=bool)
-    success = None if goal_rows is None else np.zeros(n_episodes, dtype=bool)
+    outcomes: list[str] = []
+    report = Reporter(progress, n_episodes)
+    capped_in_a_row, note = 0, None
     obs, _ = env.reset(seed=seed)
     for episode in range(n_episodes):
         if episode:
             obs, _ = env.reset()
-        total, steps, terminated, cut = 0.0, 0, False, False
-        while not (terminated or cut):
-            obs, reward, terminated, cut, _ = env.step(act(obs))
+        total, steps, outcome = 0.0, 0, None
+        while outcome is None:
+            row = encoder.find(obs)
+            if cut_rows is not None and row is not None and cut_rows[row]:
+                outcome = "loops"
+                break
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
             total += float(reward)
             steps += 1
+            if terminated:
+                outcome = terminal_outcome(mdp, encoder.find(obs), total)
+            elif truncated:
+                outcome = "truncated"
         returns[episode], lengths[episode] = total, steps
-        truncated[episode] = cut and not terminated
-        if success is not None:
-            success[episode] = terminated and bool(goal_rows[agent.q_values.encoder.find(obs)])
-    return summarize(returns, lengths, truncated, success, seed)
+        outcomes.append(outcome)
+        capped_in_a_row = capped_in_a_row + 1 if outcome == "truncated" else 0
+        report(episode + 1)
+        if own_limit is None and capped_in_a_row == CAPPED_IN_A_ROW and episode + 1 < n_episodes:
+            note = (f"stopped after {episode + 1:,} of {n_episodes:,} episodes: the last "
+                    f"{CAPPED_IN_A_ROW} all ran into the {max_steps:,}-step cap (the greedy "
+                    "policy seems to loop)")
+            break
+    played = len(outcomes)
+    report.finish(played)
+    evaluation = summarize(returns[:played], lengths[:played], outcomes, names, seed)
+    evaluation.note = note
+    evaluation.step_cap = max_steps if own_limit is None else None
+    if mdp is not None:
+        evaluation.loop_start_states, evaluation.start_states = start_loops(mdp, policy)
+    return evaluation

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from tabrl.dp import TIE, Solution, evaluate_policy_exact, policy_agreement
+from tabrl.dp import TIE, PolicyValue, Solution, evaluate_policy_exact, policy_agreement
+from tabrl.evaluate import outcome_names, start_loops
 from tabrl.mdp import TabularMDP
 from tabrl.spaces import StateEncoder
 
@@ -23,20 +24,38 @@ def finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def exact_outcomes(mdp: TabularMDP, value: PolicyValue) -> dict[str, float]:
+    """The law of how a policy's episodes end, named as the Monte Carlo outcomes are
+    (:func:`tabrl.evaluate.outcome_names`); the shares add up to 1.
+
+    Without a time limit, an episode that ``evaluate_policy_exact`` counts as truncated never
+    ends: it loops.
+    """
+    if mdp.goal_rows is None:
+        shares = {"win": value.win, "draw": value.draw, "loss": value.loss,
+                  "truncated": value.truncated}
+    else:
+        endless = mdp.horizon is None
+        shares = {"success": value.success_probability or 0.0,
+                  "truncated": 0.0 if endless else value.truncated,
+                  "loops": value.truncated if endless else 0.0}
+        shares["failure"] = max(0.0, 1.0 - sum(shares.values()))
+    return {name: shares[name] for name in outcome_names(mdp)}
+
+
 def exact_report(mdp: TabularMDP, solution: Solution, policy_rows: np.ndarray) -> dict[str, Any]:
     """The exact figures of a greedy policy beside the optimum, ready for ``evaluation.json``."""
     learned = evaluate_policy_exact(mdp, policy_rows)
+    loops_from, starts = start_loops(mdp, policy_rows)
     return {
         "policy_value": finite_or_none(learned.value),
         "optimal_value": solution.value,
         "stationary_optimal_value": solution.stationary_value,
         "gap": finite_or_none(solution.value - learned.value),
         "optimal_action_share": policy_agreement(solution, policy_rows),
-        "success_probability": learned.success_probability,
-        "win": learned.win,
-        "draw": learned.draw,
-        "loss": learned.loss,
-        "truncated": learned.truncated,
+        "outcomes": exact_outcomes(mdp, learned),
+        "loop_start_states": loops_from,
+        "start_states": starts,
         "mean_length": finite_or_none(learned.mean_length),
         "horizon": solution.horizon,
     }
@@ -57,7 +76,8 @@ def optimal_actions_near(solution: Solution, policy_rows: np.ndarray) -> np.ndar
 def solution_summary(solution: Solution, mdp: TabularMDP, encoder: StateEncoder) -> dict[str, Any]:
     """The JSON form of a solution: value, objective, and the optimal action per row.
 
-    The outcome probabilities are those of the best stationary policy (the one a Q-table can hold).
+    The outcome probabilities (adding up to 1) are those of the best stationary policy (the one a
+    Q-table can hold).
     """
     optimal = evaluate_policy_exact(mdp, solution.stationary_policy)
     return {
@@ -67,9 +87,7 @@ def solution_summary(solution: Solution, mdp: TabularMDP, encoder: StateEncoder)
         "horizon": solution.horizon,
         "num_iter": solution.num_iter,
         "success_probability": optimal.success_probability,
-        "win": optimal.win,
-        "draw": optimal.draw,
-        "loss": optimal.loss,
+        "outcomes": exact_outcomes(mdp, optimal),
         "mean_length": finite_or_none(optimal.mean_length),
         "start_values": [
             {"observation": encoder.decode(int(mdp.row_of_state[state])),

@@ -19,7 +19,7 @@ from tabrl import plots
 from tabrl.agents import TabularAgent
 from tabrl.dp import solve
 from tabrl.envs import make_env
-from tabrl.evaluate import Evaluation, evaluate
+from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate
 from tabrl.fileio import atomic_write_json
 from tabrl.hyperparams import environment_defaults
 from tabrl.loop import Progress, TrainingLog
@@ -92,7 +92,8 @@ def prepare_resume(path: Path, episodes: int | None = None) -> PreparedRun:
     return PreparedRun(config, env, agent, choice, path, resume_from=checkpoint)
 
 
-def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: Say = print) -> Run:
+def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: Say = print,
+              evaluation_progress: EvaluationProgress | None = None) -> Run:
     """Train a prepared run with checkpoints, then evaluate and plot it.
 
     Ctrl-C leaves the last checkpoint, from which ``--resume`` continues to the same result.
@@ -115,19 +116,20 @@ def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: S
     save_checkpoint(path, final, finished=True)
     run = load_run(path)
     if config.eval_episodes > 0:
-        evaluate_run(run, config.eval_episodes)
+        evaluate_run(run, config.eval_episodes, progress=evaluation_progress)
     plot_run(run)
     return run
 
 
 def resume_run(path: Path, episodes: int | None = None, *, progress: Progress | None = None,
-               say: Say = print) -> Run:
+               say: Say = print, evaluation_progress: EvaluationProgress | None = None) -> Run:
     """Continue an interrupted (or finished, with more ``episodes``) run from its checkpoint."""
     prepared = prepare_resume(path, episodes)
     done = prepared.resume_from.episodes_done
     say(f"resuming {path} at episode {done:,} of {prepared.config.episodes:,} "
         f"({prepared.engine.name} engine)")
-    return train_run(prepared, progress=progress, say=say)
+    return train_run(prepared, progress=progress, say=say,
+                     evaluation_progress=evaluation_progress)
 
 
 class Checkpoints:
@@ -159,14 +161,16 @@ class Checkpoints:
         return 0 if self.last is None else self.last.episodes_done
 
 
-def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = None) -> Evaluation:
-    """Evaluate a run's greedy policy and save ``evaluation.json``."""
+def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = None,
+                 progress: EvaluationProgress | None = None) -> Evaluation:
+    """Evaluate a run's greedy policy and save ``evaluation.json`` (with the exact figures
+    where the MDP is known)."""
     env = run.config.make_env()
     agent = run.load_agent(env)
     evaluation = evaluate(
         agent, env, n_episodes or run.config.eval_episodes,
         seed=run.config.seed + 1_000_003 if seed is None else seed,
-        max_steps=run.config.max_steps,
+        max_steps=run.config.max_steps, progress=progress,
     )
     if (mdp := known_mdp(env)) is not None:
         evaluation.exact = exact_report(mdp, solve(mdp), agent.q_values.greedy_policy())
