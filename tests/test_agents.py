@@ -68,12 +68,24 @@ def test_epsilon_decays_linearly_to_its_floor(lake):
     assert seen == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.1, 0.1])
 
 
-def test_greedy_ties_are_broken_at_random_but_a_clear_best_always_wins(lake):
-    agent = make_agent(lake, initial_epsilon=0.0, final_epsilon=0.0)
+def test_greedy_ties_are_broken_at_random_while_exploring_but_a_clear_best_always_wins(lake):
+    agent = make_agent(lake, initial_epsilon=1e-12, final_epsilon=1e-12)
     actions = {agent.get_action(0) for _ in range(200)}
     assert actions == {0, 1, 2, 3}
     agent.q_values[0][3] = 0.1
     assert {agent.get_action(0) for _ in range(50)} == {3}
+
+
+@pytest.mark.parametrize("exploration", ["epsilon-greedy", "softmax", "ucb"])
+def test_exploration_off_plays_the_saved_greedy_policy_ties_to_the_lowest_action(lake,
+                                                                                 exploration):
+    agent = make_agent(lake, exploration=exploration)
+    agent.q_values[0][:] = [0.0, 0.5, 0.5, 0.2]
+    agent.epsilon = 0
+    state = agent.rng.bit_generator.state
+    assert {agent.get_action(0) for _ in range(50)} == {1} == {agent.q_values.greedy_policy()[0]}
+    assert agent.policy_value(0) == 0.5
+    assert agent.rng.bit_generator.state == state  # the greedy policy draws nothing
 
 
 def test_exploration_rate_matches_epsilon(lake):

@@ -212,7 +212,8 @@ def test_dyna_q_replays_its_model(lake):
 
 # --- exploration -----------------------------------------------------------------------------
 def test_softmax_follows_the_boltzmann_law(lake):
-    agent = make(QLearningAgent, lake, exploration="softmax", temperature=0.5)
+    # epsilon is unused while softmax explores; 0 would switch exploration off
+    agent = make(QLearningAgent, lake, 1.0, exploration="softmax", temperature=0.5)
     agent.q_values[0][:] = [0.0, 0.5 * math.log(2.0), 0.5 * math.log(4.0), 0.0]
     probabilities = agent.exploration.probabilities(agent, 0)
     assert probabilities == pytest.approx([1 / 8, 2 / 8, 4 / 8, 1 / 8])
@@ -236,7 +237,7 @@ def test_softmax_temperature_decays_per_episode(lake):
 
 
 def test_ucb_tries_every_action_then_adds_a_count_bonus(lake):
-    agent = make(QLearningAgent, lake, exploration="ucb", ucb_c=1.0)
+    agent = make(QLearningAgent, lake, 1.0, exploration="ucb", ucb_c=1.0)
     tried = []
     for _ in range(4):
         action = agent.get_action(0)

@@ -42,7 +42,7 @@ import gymnasium as gym
 import numpy as np
 
 from tabrl.errors import UsageError
-from tabrl.exploration import exploration_for, sample, uniform_index
+from tabrl.exploration import exploration_for, first_greedy, sample, uniform_index
 from tabrl.qtable import QTable
 from tabrl.schedules import Schedule, as_schedule
 from tabrl.spaces import encoder_for, n_actions_of
@@ -154,11 +154,25 @@ class TabularAgent:
 
     # --- acting -----------------------------------------------------------------------------------
     def get_action(self, obs: Any) -> int:
-        """An action of the behaviour policy (epsilon-greedy, softmax or UCB) at ``obs``."""
-        return self.exploration.action(self, self.q_values.row(obs))
+        """An action of the behaviour policy (epsilon-greedy, softmax or UCB) at ``obs``.
+
+        Set ``agent.epsilon = 0`` to switch exploration off, as the tutorial does: then every
+        strategy plays the greedy policy, ties to the lowest action, which is exactly the policy
+        tabrl evaluates (``q_values.greedy_policy()``).
+        """
+        return self.act(self.q_values.row(obs))
+
+    def act(self, row: int) -> int:
+        """The behaviour action at ``row``; the greedy policy's when exploration is off."""
+        if self.epsilon == 0:
+            return first_greedy(self.q_values.array[row].tolist())
+        return self.exploration.action(self, row)
 
     def policy_value(self, row: int) -> float:
-        """``sum_a pi(a|s) Q(s, a)``: the value of ``row`` under the behaviour policy."""
+        """``sum_a pi(a|s) Q(s, a)``: the value of ``row`` under the behaviour policy (the
+        greedy value when exploration is off)."""
+        if self.epsilon == 0:
+            return max(self.q_values.array[row].tolist())
         probabilities = self.exploration.probabilities(self, row)
         values = self.q_values.array[row].tolist()
         return sum(p * q for p, q in zip(probabilities, values, strict=True))
@@ -308,11 +322,11 @@ class SarsaAgent(TabularAgent):
         promised, self.promised = self.promised, None
         if promised is not None and promised[0] == row:
             return promised[1]
-        return self.exploration.action(self, row)
+        return self.act(row)
 
     def next_action(self, next_row: int) -> int:
         """Draw the action to play at ``next_row`` and promise it to the next ``get_action``."""
-        action = self.exploration.action(self, next_row)
+        action = self.act(next_row)
         self.promised = (next_row, action)
         return action
 
@@ -512,8 +526,10 @@ class MonteCarloAgent(TabularAgent):
     sets the state of its environment (``agent.env.unwrapped.s``, which the toy-text environments
     step from) and records that start in place of the reset observation. This needs an
     environment with a transition table ``P`` and integer states (FrozenLake, Taxi, CliffWalking,
-    custom toy-text environments); elsewhere (Blackjack) it is refused. Play a trained agent
-    through greedy evaluation (``tabrl.evaluate``), not ``get_action``, which would still move it.
+    custom toy-text environments); elsewhere (Blackjack) it is refused. Monte Carlo ES trains
+    with epsilon 0 (its exploration is the start), so to play a trained agent greedily set
+    ``agent.exploring_starts = False`` as well as ``agent.epsilon = 0``; ``tabrl.evaluate`` needs
+    neither.
     """
 
     algo = "monte-carlo"

@@ -5,10 +5,17 @@ action there (Expected SARSA and Monte Carlo's truncated episodes need the polic
 :math:`\sum_a \pi(a \mid s)\, Q(s, a)`). Values arrive as a plain list: rows are short, and plain
 floats are faster than numpy calls on a handful of numbers.
 
+**Exploration off.** With ``agent.epsilon == 0`` every strategy plays the greedy policy, ties to
+the lowest action (:func:`first_greedy`, ``QTable.greedy_policy``): the one deterministic policy
+that tabrl evaluates, draws and saves, and that a loaded agent plays after ``agent.epsilon = 0``
+(as the Gymnasium tutorial switches exploration off). ``TabularAgent.act`` applies that rule
+before asking a strategy.
+
 * **epsilon-greedy**: with probability :math:`\varepsilon` a uniformly random action, otherwise a
-  greedy one; ties among greedy actions are broken at random, so a fresh all-zero row does not
-  always start with action 0. :math:`\pi(a \mid s) = \varepsilon / |A| + (1 - \varepsilon) / |G|`
-  for each of the :math:`|G|` greedy actions, :math:`\varepsilon / |A|` for the others.
+  greedy one; while exploring (:math:`\varepsilon > 0`) ties among greedy actions are broken at
+  random, so a fresh all-zero row does not always start with action 0.
+  :math:`\pi(a \mid s) = \varepsilon / |A| + (1 - \varepsilon) / |G|` for each of the
+  :math:`|G|` greedy actions, :math:`\varepsilon / |A|` for the others.
 * **softmax** (Boltzmann): :math:`\pi(a \mid s) \propto \exp(Q(s, a) / \tau)`. A high temperature
   :math:`\tau` explores uniformly, a low one is nearly greedy; the agent decays :math:`\tau` once
   per episode, as it decays epsilon.
@@ -51,6 +58,11 @@ def uniform_index(n: int, rng: np.random.Generator) -> int:
     return int(rng.random() * n)
 
 
+def first_greedy(values: list[float]) -> int:
+    """The lowest action of highest value: the greedy policy, deterministic."""
+    return values.index(max(values))
+
+
 def greedy(values: list[float], rng: np.random.Generator) -> int:
     """An action of highest value, chosen uniformly at random among equals."""
     best = max(values)
@@ -88,12 +100,16 @@ class Exploration:
 
 
 class EpsilonGreedy(Exploration):
-    """A random action with probability ``agent.epsilon``, else greedy (random tie-breaking)."""
+    """A random action with probability ``agent.epsilon``, else greedy (random tie-breaking);
+    with epsilon 0 the greedy policy itself, drawing nothing."""
 
     name = "epsilon-greedy"
 
     def action(self, agent: Explorer, row: int) -> int:
-        if agent.rng.random() < agent.epsilon_at(row):
+        epsilon = agent.epsilon_at(row)
+        if epsilon == 0:
+            return first_greedy(agent.q_values.array[row].tolist())
+        if agent.rng.random() < epsilon:
             return uniform_index(agent.n_actions, agent.rng)
         return greedy(agent.q_values.array[row].tolist(), agent.rng)
 

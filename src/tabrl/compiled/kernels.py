@@ -293,6 +293,17 @@ def _max_value(values, row):
 
 
 @_helper
+def _first_greedy(values, row):
+    """The lowest action of highest value in ``values[row]``: the greedy policy that is
+    evaluated and saved (``QTable.greedy_policy``), played whenever exploration is off."""
+    best, chosen = values[row, 0], 0
+    for a in range(1, values.shape[1]):
+        if values[row, a] > best:
+            best, chosen = values[row, a], a
+    return chosen
+
+
+@_helper
 def _greedy(values, row, s):
     """An action of highest value in ``values[row]``, uniformly at random among equals."""
     best, ties = values[row, 0], 1
@@ -326,7 +337,10 @@ def _greedy_mean(values, row, q, q_row):
 
 @_helper
 def _epsilon_greedy(q, row, epsilon, s):
-    """A uniformly random action with probability ``epsilon``, else a greedy one."""
+    """A uniformly random action with probability ``epsilon``, else a greedy one (ties at
+    random); with ``epsilon == 0`` the greedy policy itself, drawing nothing."""
+    if epsilon == 0.0:
+        return _first_greedy(q, row), s
     u, s = _uniform(s)
     if u < epsilon:
         return _below(s, q.shape[1])
@@ -393,8 +407,11 @@ def _in_state(setting, at, value, visits, row):
 def _explore(setting, q, visits, row, epsilon, temperature, scores, s):
     """The behaviour policy's action at ``row``: epsilon-greedy, softmax or UCB.
 
-    UCB writes its scores to ``scores`` (a scratch row) and plays their greedy action.
+    UCB writes its scores to ``scores`` (a scratch row) and plays their greedy action. With
+    ``epsilon == 0`` exploration is off, for every strategy: the greedy policy plays.
     """
+    if epsilon == 0.0:
+        return _first_greedy(q, row), s
     kind = setting[EXPLORATION]
     if kind == SOFTMAX:
         return _softmax(q, row, _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row),
@@ -419,7 +436,10 @@ def _act_epsilon_greedy(setting, q, visits, memory, row, epsilon, temperature, s
 
 @_called
 def _policy_value(setting, q, visits, row, epsilon, temperature, scores):
-    """``sum_a pi(a|s) q[row, a]`` under the behaviour policy (``TabularAgent.policy_value``)."""
+    """``sum_a pi(a|s) q[row, a]`` under the behaviour policy (``TabularAgent.policy_value``);
+    with exploration off (``epsilon == 0``) the greedy value."""
+    if epsilon == 0.0:
+        return _max_value(q, row)
     kind = setting[EXPLORATION]
     if kind == SOFTMAX:
         return _softmax_value(
