@@ -239,8 +239,12 @@ def plot_policy(
     optimal_policy: np.ndarray | None = None,
     visited: np.ndarray | None = None,
     title: str = "",
+    optimum: bool = False,
 ) -> Path:
     """Draw the greedy policy of ``q_values`` and its state values, as ``env`` is usually pictured.
+
+    ``optimum=True``: the values are the optimum's and ``optimal_policy`` its policy (``tabrl
+    solve``), drawn alone under the optimal panel's title.
 
     ``q_values`` has one row per state in the order of ``encoder_for(env.observation_space)``.
     ``optimal_policy`` (one action per row), when given, is drawn beside the learned policy and the
@@ -252,7 +256,7 @@ def plot_policy(
     if q.ndim != 2 or q.shape[1] < 1:
         raise UsageError(f"q_values must be a 2-d table (states x actions), got shape {q.shape}")
     policy = _Policy(q, _rows_array(optimal_policy, q, "optimal_policy", int),
-                     _rows_array(visited, q, "visited", bool))
+                     _rows_array(visited, q, "visited", bool), optimum)
     optimal = policy.optimal
     if optimal is not None and not np.all((optimal >= 0) & (optimal < q.shape[1])):
         raise UsageError(f"optimal_policy holds actions outside 0..{q.shape[1] - 1}")
@@ -280,10 +284,13 @@ class _Policy:
     q: np.ndarray
     optimal: np.ndarray | None
     visited: np.ndarray | None
+    optimum: bool = False  #: ``q`` and ``optimal`` are the optimum's: one panel, no differences
 
     @cached_property
     def greedy(self) -> np.ndarray:
         """The greedy action of every row; ``argmax`` picks the lowest action on ties."""
+        if self.optimum and self.optimal is not None:
+            return self.optimal
         return self.q.argmax(axis=1)
 
     @cached_property
@@ -309,6 +316,8 @@ class _Policy:
     def panels(self, learned: str, optimal: str) -> list[tuple[str, np.ndarray]]:
         """Titles and actions per row to draw: the learned policy (-1 where never visited), and
         the optimal one when known (drawn everywhere: it does not depend on what was visited)."""
+        if self.optimum:
+            return [(optimal, self.greedy)]
         shown = [(learned, np.where(self.seen, self.greedy, -1))]
         if self.optimal is not None:
             shown.append((optimal, self.optimal))
@@ -645,7 +654,7 @@ def _legend(fig: Figure, handles: list[Artist], policy: _Policy, greyed: bool) -
     """The family's own entries, then greyed and differing cells, in one row under the figure."""
     if greyed:
         handles.append(Patch(facecolor=_UNVISITED, edgecolor="grey", label="never visited"))
-    if policy.optimal is not None:
+    if policy.optimal is not None and not policy.optimum:
         handles.append(Patch(facecolor="none", edgecolor=_DIFFER, linewidth=2,
                              label="learned differs from optimal"))
     if handles:

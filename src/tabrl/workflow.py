@@ -213,6 +213,7 @@ def solve_env(
     path = writable_dir(out or default_solution_dir(env_id))
     atomic_write_json(path / SOLUTION, summary)
     plots.plot_policy(env, np.nan_to_num(solution.row_q_values), path / POLICY,
+                      optimal_policy=solution.policy, optimum=True,
                       title=f"optimal policy of {env_id}")
     return summary, path
 
