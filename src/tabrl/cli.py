@@ -255,7 +255,8 @@ def compare(
         table.add_row(
             run.path.name, run.config.algo, f"{run.config.episodes:,}",
             _mean_with_interval(e) if e else "-",
-            " / ".join(f"{name} {share:.0%}" for name, share in e.outcomes.items()) if e else "-",
+            " / ".join(f"{name} {share:.0%}" for name, share in e.outcomes.items() if share)
+            if e else "-",
             _loops(x["policy_value"], e) if x else "-",
             _value(x["gap"], "+inf (loops)") if x else "-",
             f"{x['optimal_action_share']:.1%}" if x else "-",

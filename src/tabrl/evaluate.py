@@ -31,7 +31,6 @@ from tabrl.dp import endless_states
 from tabrl.envs import DEFAULT_STEP_CAP, with_step_cap
 from tabrl.errors import UsageError
 from tabrl.mdp import TabularMDP, known_mdp, time_limit_of
-from tabrl.spaces import StateEncoder
 
 #: Episodes in a row at the step cap after which an evaluation stops early (the policy loops).
 CAPPED_IN_A_ROW = 20
@@ -149,16 +148,6 @@ def summarize(returns: np.ndarray, lengths: np.ndarray, outcomes: list[str],
     )
 
 
-def greedy_actions(encoder: StateEncoder, policy: np.ndarray) -> Callable[[Any], int]:
-    """``obs -> action`` for a policy given per row; states without a row play action 0."""
-
-    def act(obs: Any) -> int:
-        row = encoder.find(obs)
-        return 0 if row is None or row >= len(policy) else int(policy[row])
-
-    return act
-
-
 class Reporter:
     """Calls ``progress`` a few times a second once an evaluation has run ``PROGRESS_AFTER``."""
 
@@ -200,9 +189,9 @@ def evaluate(
     env = with_step_cap(env, max_steps)
     encoder = agent.q_values.encoder
     policy = agent.q_values.greedy_policy()
-    act = greedy_actions(encoder, policy)
     names = outcome_names(mdp)
-    cut_rows = None if mdp is None or own_limit is not None else endless_rows(mdp, policy)
+    cut = np.zeros(len(policy), bool) if mdp is None or own_limit is not None else endless_rows(
+        mdp, policy)
     returns = np.zeros(n_episodes)
     lengths = np.zeros(n_episodes, dtype=np.int64)
     outcomes: list[str] = []
@@ -213,16 +202,18 @@ def evaluate(
         if episode:
             obs, _ = env.reset()
         total, steps, outcome = 0.0, 0, None
+        row = encoder.find(obs)
         while outcome is None:
-            row = encoder.find(obs)
-            if cut_rows is not None and row is not None and cut_rows[row]:
+            known = row is not None and row < len(policy)  # a state never seen plays action 0
+            if known and cut[row]:
                 outcome = "loops"
                 break
-            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            obs, reward, terminated, truncated, _ = env.step(int(policy[row]) if known else 0)
+            row = encoder.find(obs)
             total += float(reward)
             steps += 1
             if terminated:
-                outcome = terminal_outcome(mdp, encoder.find(obs), total)
+                outcome = terminal_outcome(mdp, row, total)
             elif truncated:
                 outcome = "truncated"
         returns[episode], lengths[episode] = total, steps
