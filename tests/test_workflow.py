@@ -43,10 +43,7 @@ def test_reloaded_agent_plays_the_same_greedy_actions(tmp_path):
     env = gym.make("Blackjack-v1")
     agent.epsilon = 0
     for obs in [(s, d, u) for s in range(4, 22) for d in range(1, 11) for u in (0, 1)]:
-        row = agent.q_values.row(obs)
-        values = agent.q_values.array[row]
-        if np.count_nonzero(values == values.max()) == 1:
-            assert agent.get_action(obs) == trained[row]
+        assert agent.get_action(obs) == trained[agent.q_values.row(obs)]  # ties included
     assert env.observation_space.contains((21, 10, 1))
 
 

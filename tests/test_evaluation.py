@@ -1,0 +1,158 @@
+"""Greedy evaluation at the edges: policies that loop, outcomes per family, one greedy policy."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import tabrl
+from tabrl.agents import AGENTS
+from tabrl.compiled import warm_up
+from tabrl.evaluate import CAPPED_IN_A_ROW, Evaluation, evaluate
+from tabrl.mdp import mdp_of
+from tabrl.reference import exact_report
+from tabrl.runs import RunConfig
+from tabrl.workflow import prepare_run, train_run
+
+#: The README's Sutton & Barto loop (section "The family of tabular methods"), one method.
+README_LOOP = ["--episodes", "500", "--exploration", "epsilon-greedy", "--epsilon-schedule",
+               "constant", "--epsilon-start", "0.1", "--epsilon-end", "0.1", "--learning-rate",
+               "0.5", "--discount", "1"]
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_the_readme_loop_finishes_fast_and_reports_that_its_greedy_policy_loops(tabrl_cli,
+                                                                                tmp_path):
+    warm_up()  # the compile (cached on disk) is not what is timed
+    start = time.perf_counter()
+    result = tabrl_cli("train", "CliffWalking-v1", "--algo", "sarsa-lambda", *README_LOOP,
+                       "--out", tmp_path / "run")
+    seconds = time.perf_counter() - start
+    assert result.code == 0, result.stderr
+    assert seconds < 30  # it used to play 10,000 episodes of 10,000 steps (killed after 14 min)
+    saved = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert saved["outcomes"] == {"success": 0.0, "truncated": 0.0, "loops": 1.0}
+    assert (saved["loop_start_states"], saved["start_states"]) == (1, 1)
+    assert saved["mean_return"] is None  # no episode ended: there is no mean to report
+    assert saved["exact"]["policy_value"] is None and saved["exact"]["outcomes"]["loops"] == 1.0
+    assert "loops from" in result.stdout and "1 of 1 start states" in result.stdout
+    assert "-inf (the policy can loop forever)" in result.stdout
+
+
+def test_a_looping_policy_on_a_known_mdp_is_cut_at_once():
+    env = gym.make("CliffWalking-v1")
+    agent = tabrl.QLearningAgent(env)  # all zeros: always up, then along the top border forever
+    start = time.perf_counter()
+    evaluation = evaluate(agent, env, 10_000)
+    assert time.perf_counter() - start < 5
+    assert evaluation.n_episodes == 10_000 and evaluation.looping_rate == 1.0
+    assert (evaluation.loop_start_states, evaluation.start_states) == (1, 1)
+    assert math.isnan(evaluation.mean_return)
+    again = Evaluation.from_dict(json.loads(json.dumps(evaluation.to_dict())))
+    assert again.outcomes == evaluation.outcomes and math.isnan(again.mean_return)
+
+
+def test_an_unknown_mdp_without_time_limit_stops_early_with_a_note():
+    # A wrapper that may change rewards hides the MDP; CliffWalking has no time limit.
+    env = gym.wrappers.TransformReward(gym.make("CliffWalking-v1"), lambda r: r)
+    agent = tabrl.QLearningAgent(env)
+    evaluation = evaluate(agent, env, 1_000, max_steps=200)
+    assert evaluation.n_episodes == CAPPED_IN_A_ROW
+    assert evaluation.outcomes == {"ended": 0.0, "truncated": 1.0}
+    assert evaluation.note.startswith(f"stopped after {CAPPED_IN_A_ROW} of 1,000 episodes")
+    assert evaluation.step_cap == 200 and evaluation.loop_start_states is None
+
+
+def test_progress_is_reported_only_for_an_evaluation_longer_than_a_second(monkeypatch):
+    module = importlib.import_module("tabrl.evaluate")  # tabrl.evaluate is also the function
+
+    env = gym.make("FrozenLake-v1")
+    agent = tabrl.QLearningAgent(env)
+    heard = []
+    evaluate(agent, env, 50, progress=lambda done, total: heard.append((done, total)))
+    assert heard == []  # fast: no bar
+    monkeypatch.setattr(module, "PROGRESS_AFTER", 0.0)
+    evaluate(agent, env, 50, progress=lambda done, total: heard.append((done, total)))
+    assert heard[0][1] == 50 and heard[-1] == (50, 50)
+    assert [done for done, _ in heard] == sorted(done for done, _ in heard)
+
+
+@pytest.mark.parametrize(("env_id", "kwargs", "names"), [
+    ("FrozenLake-v1", {}, ["success", "failure", "truncated"]),
+    ("Taxi-v4", {}, ["success", "truncated"]),
+    ("CliffWalking-v1", {}, ["success", "truncated", "loops"]),
+    ("Blackjack-v1", {"sab": True}, ["win", "draw", "loss", "truncated"]),
+])
+def test_outcomes_are_named_per_family_and_match_the_exact_law(env_id, kwargs, names):
+    env = gym.make(env_id, **kwargs)
+    solution = tabrl.solve(env)
+    agent = tabrl.QLearningAgent(env)
+    agent.q_values.array[: agent.q_values.n_rows] = np.nan_to_num(solution.row_q_values,
+                                                                   nan=-1e9)
+    policy = agent.q_values.greedy_policy()
+    evaluation = evaluate(agent, env, 2_000, seed=5)
+    exact = exact_report(mdp_of(env), solution, policy)
+    assert list(evaluation.outcomes) == list(exact["outcomes"]) == names
+    assert sum(evaluation.outcomes.values()) == pytest.approx(1.0, abs=1e-12)
+    assert sum(exact["outcomes"].values()) == pytest.approx(1.0, abs=1e-12)
+    for name in names:
+        p = exact["outcomes"][name]
+        assert abs(evaluation.outcomes[name] - p) <= 4 * math.sqrt(p * (1 - p) / 2_000) + 1e-12
+
+
+def test_a_hole_in_frozenlake_is_a_failure_not_a_draw():
+    env = gym.make("FrozenLake-v1", is_slippery=False)
+    agent = tabrl.QLearningAgent(env)
+    agent.q_values[0][1] = 1.0  # down from the start to 4,
+    agent.q_values[4][2] = 1.0  # then right into the hole at 5
+    evaluation = evaluate(agent, env, 10)
+    assert evaluation.outcomes == {"success": 0.0, "failure": 1.0, "truncated": 0.0}
+
+
+def test_solve_json_outcomes_add_up_to_one_with_truncation(tabrl_cli, tmp_path):
+    result = tabrl_cli("solve", "FrozenLake-v1", "--json", "--out", tmp_path / "s")
+    assert result.code == 0, result.stderr
+    outcomes = json.loads(result.stdout)["outcomes"]
+    assert list(outcomes) == ["success", "failure", "truncated"]
+    assert outcomes["truncated"] > 0.05  # the time limit cuts a tenth of the episodes
+    assert sum(outcomes.values()) == pytest.approx(1.0, abs=1e-12)
+
+
+def tutorial_returns(agent, env: gym.Env, n_episodes: int) -> np.ndarray:
+    """The Gymnasium tutorial's loop with exploration off, as a user plays a loaded agent."""
+    returns = np.zeros(n_episodes)
+    obs, _ = env.reset(seed=11)
+    for episode in range(n_episodes):
+        if episode:
+            obs, _ = env.reset()
+        done = False
+        while not done:
+            action = agent.get_action(obs)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            returns[episode] += reward
+            done = terminated or truncated
+    return returns
+
+
+@pytest.mark.parametrize("algo", list(AGENTS))
+def test_the_loaded_agent_plays_the_policy_whose_exact_value_is_reported(tmp_path, algo):
+    config = RunConfig.resolve("CliffWalking-v1", {}, algo, eval_episodes=20)
+    run = train_run(prepare_run(config, tmp_path / algo), say=quiet)
+    reported = run.evaluation().exact["policy_value"]
+    agent = tabrl.load_agent(run.path)
+    agent.epsilon = 0
+    agent.exploring_starts = False  # Monte Carlo ES explores by its starts (others: no effect)
+    env = gym.wrappers.TimeLimit(gym.make("CliffWalking-v1"), max_episode_steps=1_000)
+    returns = tutorial_returns(agent, env, 20)
+    assert reported is not None, "the shipped defaults reach the optimum, which never loops"
+    half_width = 1.96 * returns.std(ddof=1) / math.sqrt(len(returns))
+    assert abs(returns.mean() - reported) <= half_width + 1e-9  # deterministic: equal
