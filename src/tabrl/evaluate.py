@@ -93,15 +93,17 @@ _STATISTICS = ("mean_return", "std_return", "sem", "ci95_low", "ci95_high", "mea
 def outcome_names(mdp: TabularMDP | None) -> tuple[str, ...]:
     """How an episode of this environment family can end, in its own words.
 
-    A game without goal states (Blackjack) is won, drawn or lost; an MDP with goal states
-    (FrozenLake, Taxi, CliffWalking) ends in success, or in failure where some terminal state is
-    not a goal (FrozenLake's holes); without a time limit a greedy policy may loop. Of unknown
-    dynamics (CartPole) tabrl only tells an episode that ended from one that was truncated.
+    A game without goal states (Blackjack) is won, drawn or lost (the sign of its return is the
+    game's own outcome); an MDP with goal states (FrozenLake, Taxi, CliffWalking) ends in
+    success, or in failure where some terminal state is not a goal (FrozenLake's holes), or is
+    truncated by its time limit; without a time limit a greedy policy may loop instead. Of
+    unknown dynamics (CartPole) tabrl only tells an episode that ended from one that was
+    truncated: whether ending is good or bad is the environment's business.
     """
     if mdp is None:
         return ("ended", "truncated")
-    if mdp.goal_rows is None:
-        return ("win", "draw", "loss", "truncated")
+    if mdp.goal_rows is None:  # a game: without a time limit it always ends
+        return ("win", "draw", "loss") + (("truncated",) if mdp.horizon is not None else ())
     ends_elsewhere = not mdp.goal_rows[mdp.row_of_state[mdp.next_state[mdp.terminal]]].all()
     names = ("success",) + (("failure",) if ends_elsewhere else ()) + ("truncated",)
     return names + (("loops",) if mdp.horizon is None else ())

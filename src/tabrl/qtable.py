@@ -70,7 +70,8 @@ class QTable:
         return self.visits[: self.n_rows].any(axis=1)
 
     def greedy_policy(self) -> np.ndarray:
-        """The greedy action per row, ties to the lowest action: the policy that is evaluated."""
+        """The greedy action per row, ties to the lowest action: the one greedy policy, which tabrl
+        evaluates, draws and saves, and which ``get_action`` plays when ``agent.epsilon == 0``."""
         return self.array[: self.n_rows].argmax(axis=1)
 
     def state_values(self) -> np.ndarray:
