@@ -408,7 +408,7 @@ def _outcomes_row(outcomes: dict[str, float]) -> tuple[str, str]:
 
 
 class EvaluationProgress:
-    """A progress bar on stderr for an evaluation, shown once it has run for a second.
+    """A progress bar on stderr for an evaluation, shown while it runs once past a second.
 
     ``after`` is the training's bar, still live when the evaluation starts: it is stopped first
     (rich shows one live display at a time).
@@ -419,14 +419,15 @@ class EvaluationProgress:
         self.bar: Progress | None = None
 
     def __call__(self, done: int, total: int) -> None:
-        if self.quiet:
+        if self.quiet or not err.is_terminal:  # a log file would only get the finished bar
             return
         if self.bar is None:
             if self.after is not None:
                 self.after.stop()
             self.bar = Progress(TextColumn("[bold]evaluating"), BarColumn(bar_width=24),
-                                MofNCompleteColumn(), TimeRemainingColumn(), console=err)
-            self.bar.add_task("evaluate", total=total)
+                                MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+                                transient=True)
+            self.bar.add_task("evaluate", total=total, completed=done)
             self.bar.start()
         self.bar.update(self.bar.task_ids[0], completed=done, total=max(done, total))
         if done >= total:
