@@ -47,7 +47,8 @@ names, and a lower bound of the true best.
 length and the law of the episode's end. Without a time limit and without discount, a policy may
 never end (CliffWalking's agent walking into the border): from such states the return is
 :math:`\pm\infty` when it keeps drifting after ``DRIFT_SWEEPS`` sweeps, and episodes still running
-after ``DRIFT_SWEEPS`` steps count as truncated.
+after ``DRIFT_SWEEPS`` steps count as truncated. :func:`endless_states` names the states from
+which a policy never ends (or may not end): a Monte Carlo evaluation cuts its episodes there.
 """
 
 from __future__ import annotations
