@@ -126,7 +126,7 @@ def train(
         bar = TrainingProgress(episodes or run.config.episodes, quiet)
         with bar.bar:
             run = resume_run(resume, episodes, progress=bar, say=say,
-                             evaluation_progress=EvaluationProgress(quiet, bar.bar))
+                             evaluation_progress=EvaluationBar(quiet, bar.bar))
     else:
         env_id, kwargs = (env_id, {}) if env_id else DEFAULT_JOB
         kwargs.update(parse_env_kwargs(env_kwargs))
@@ -156,7 +156,7 @@ def train(
         bar = TrainingProgress(config.episodes, quiet)
         with bar.bar:
             run = train_run(prepared, progress=bar, say=say,
-                            evaluation_progress=EvaluationProgress(quiet, bar.bar))
+                            evaluation_progress=EvaluationBar(quiet, bar.bar))
     evaluation = run.evaluation()
     if evaluation is not None and not quiet:
         print_evaluation(evaluation, f"greedy policy of {run.path}")
@@ -222,7 +222,7 @@ def evaluate_command(
     run = load_run(run_dir)
     if episodes is not None and episodes <= 0:
         raise typer.BadParameter(f"--episodes must be positive, not {episodes}")
-    evaluation = evaluate_run(run, episodes, seed, progress=EvaluationProgress())
+    evaluation = evaluate_run(run, episodes, seed, progress=EvaluationBar())
     print_evaluation(evaluation, f"greedy policy of {run.path}")
 
 
@@ -407,7 +407,7 @@ def _outcomes_row(outcomes: dict[str, float]) -> tuple[str, str]:
             " / ".join(f"{share:.1%}" for share in outcomes.values()) or "-")
 
 
-class EvaluationProgress:
+class EvaluationBar:
     """A progress bar on stderr for an evaluation, shown while it runs once past a second.
 
     ``after`` is the training's bar, still live when the evaluation starts: it is stopped first
