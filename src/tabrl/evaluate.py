@@ -155,8 +155,7 @@ class Reporter:
 
     def __init__(self, progress: EvaluationProgress | None, total: int) -> None:
         self.progress, self.total = progress, total
-        self.start = time.perf_counter()
-        self.next_report = self.start + PROGRESS_AFTER
+        self.next_report = time.perf_counter() + PROGRESS_AFTER
         self.reported = False
 
     def __call__(self, done: int) -> None:
