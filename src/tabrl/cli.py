@@ -21,9 +21,17 @@ from tabrl.agents import AGENTS
 from tabrl.envs import tabular_envs
 from tabrl.errors import TabrlError, UsageError
 from tabrl.evaluate import Evaluation
+from tabrl.fileio import folder_lock
 from tabrl.keyvalues import parse_key_values
-from tabrl.runs import RunConfig, load_run
-from tabrl.workflow import evaluate_run, plot_run, prepare_run, resume_run, train_run
+from tabrl.runs import Run, RunConfig, load_run
+from tabrl.workflow import (
+    evaluate_run,
+    plot_run,
+    prepare_run,
+    resume_run,
+    train_run,
+    unfinished_warning,
+)
 
 app = typer.Typer(add_completion=False, help="Tabular reinforcement learning on Gymnasium.")
 #: Tables keep their columns when the output is piped (rich would fall back to 80 columns).
@@ -220,7 +228,10 @@ def evaluate_command(
     run = load_run(run_dir)
     if episodes is not None and episodes <= 0:
         raise typer.BadParameter(f"--episodes must be positive, not {episodes}")
-    print_evaluation(evaluate_run(run, episodes, seed), f"greedy policy of {run.path}")
+    warn_if_unfinished(run)
+    with folder_lock(run.path):
+        evaluation = evaluate_run(run, episodes, seed)
+    print_evaluation(evaluation, f"greedy policy of {run.path}")
 
 
 @app.command()
@@ -229,8 +240,17 @@ def plot(
     window: Annotated[int | None, typer.Option(help="Rolling window.")] = None,
 ) -> None:
     """Draw a run's learning curves and policy again."""
-    for path in plot_run(load_run(run_dir), window):
+    run = load_run(run_dir)
+    warn_if_unfinished(run)
+    with folder_lock(run.path):
+        paths = plot_run(run, window)
+    for path in paths:
         out.print(str(path))
+
+
+def warn_if_unfinished(run: Run) -> None:
+    if (warning := unfinished_warning(run)) is not None:
+        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -244,6 +264,8 @@ def compare(
     from tabrl.workflow import compare_runs
 
     runs, picture = compare_runs(run_dirs, out_file, window)
+    for run in runs:
+        warn_if_unfinished(run)
     table = Table("run", "algorithm", "episodes", "mean return ± 95%", "exact value", "gap",
                   "optimal actions")
     for run in runs:
