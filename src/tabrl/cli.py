@@ -27,8 +27,9 @@ from tabrl.runs import Run, RunConfig, load_run
 from tabrl.workflow import (
     evaluate_run,
     plot_run,
+    prepare_resume,
     prepare_run,
-    resume_run,
+    resuming,
     train_run,
     unfinished_warning,
 )
@@ -129,11 +130,12 @@ def train(
     say = (lambda _: None) if quiet else (
         lambda text: err.print(text, highlight=False, soft_wrap=True))  # log lines: never wrapped
     if resume is not None:
-        run = load_run(resume)
-        warm_up_compiled(run.info["engine"], say)
-        bar = TrainingProgress(episodes or run.config.episodes, quiet)
+        prepared = prepare_resume(resume, episodes)  # checked and locked before any output
+        say(resuming(prepared))
+        warm_up_compiled(prepared.engine.name, say)
+        bar = TrainingProgress(prepared.config.episodes, quiet)
         with bar.bar:
-            run = resume_run(resume, episodes, progress=bar, say=say)
+            run = train_run(prepared, progress=bar, say=say)
     else:
         env_id, kwargs = (env_id, {}) if env_id else DEFAULT_JOB
         kwargs.update(parse_env_kwargs(env_kwargs))

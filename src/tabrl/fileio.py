@@ -75,51 +75,6 @@ def atomic_save_npz(path: str | os.PathLike, compress: bool = True, **arrays: np
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def lock_holder(folder: str | os.PathLike) -> int | None:
-    """The pid of the process that holds ``folder``'s lock, or None when nobody does."""
-    try:
-        fd = os.open(Path(folder) / LOCK, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return _pid_in(fd) or -1
-    finally:
-        os.close(fd)  # closing drops a shared lock taken here
-    return None
-
-
-def _pid_in(fd: int) -> int | None:
-    text = os.read(fd, 32).decode(errors="replace").strip()
-    return int(text) if text.isdigit() else None
-
-
-@contextmanager
-def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Be the only writer of a run folder while the block runs.
-
-    An ``flock`` on the folder's lock file: the operating system releases it when the process
-    ends, however it ends, so a killed writer never leaves a stale lock behind.
-    """
-    path = Path(folder) / LOCK
-    with writing(path):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunFolderError(
-                f"{folder} is being trained by process {_pid_in(fd) or '?'}: wait for it to end "
-                "(or stop it), then try again"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
-
-
 def read_json(path: str | os.PathLike, what: str) -> Any:
     """Read a JSON file, or a one-line error naming ``what`` it should have been."""
     path = Path(path)
@@ -150,3 +105,61 @@ def load_npz(
     if missing:
         raise RunFolderError(f"{path} lacks {', '.join(missing)}: it is not {what}")
     return arrays
+
+
+def lock_holder(folder: str | os.PathLike) -> int | None:
+    """The pid of the process that holds ``folder``'s lock, or None when nobody does."""
+    try:
+        fd = os.open(Path(folder) / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _pid_in(fd) or -1
+    finally:
+        os.close(fd)  # closing drops a shared lock taken here
+    return None
+
+
+def _pid_in(fd: int) -> int | None:
+    text = os.read(fd, 32).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Be the only writer of a run folder while the block runs.
+
+    An ``flock`` on the folder's lock file: the operating system releases it when the process
+    ends, however it ends, so a killed writer never leaves a stale lock behind. The file is
+    removed on release; a writer that locked a file removed meanwhile tries again.
+    """
+    path = Path(folder) / LOCK
+    while True:
+        with writing(path):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _pid_in(fd) or "?"
+            os.close(fd)
+            raise RunFolderError(f"{folder} is being trained by process {holder}: wait for it to "
+                                 "end (or stop it), then try again") from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False

@@ -89,7 +89,8 @@ class RunConfig:
     seed: int = 0
     engine: str = "auto"
     max_steps: int = DEFAULT_STEP_CAP
-    chunk_episodes: int | None = None
+    chunk_episodes: int | None = None  #: fixed chunks (old runs); None: chunks of ``chunk_steps``
+    chunk_steps: int | None = None  #: environment steps per chunk; None: the engine's default
     eval_episodes: int = 10_000
     window: int = 500
     epsilon_schedule: str = "linear"  #: linear, exponential, constant or visits
@@ -101,7 +102,7 @@ class RunConfig:
     learning_rate_schedule: dict[str, Any] | None = None
     #: a checkpoint reaches the disk after the first chunk that ends this many seconds after the
     #: last one (chunks last about a second)
-    checkpoint_seconds: float = 3.0
+    checkpoint_seconds: float = 2.0
     algo_params: dict[str, Any] = field(default_factory=dict)
     #: bins per dimension of a continuous observation space (one count for all), and the
     #: ``[low, high]`` of each dimension they span (default: the space's own bounds)

@@ -26,8 +26,8 @@ from tabrl.loop import Progress, TrainingLog, find_episode_statistics, run_pytho
 from tabrl.mdp import TabularMDP, mdp_of, time_limit_of
 
 ENGINES = ("auto", "python", "compiled")
-#: Environment steps in a chunk: about a second of training on each engine.
-CHUNK_STEPS = {"python": 40_000, "compiled": 20_000_000}
+#: Environment steps in a chunk: at most about a second of training on each engine.
+CHUNK_STEPS = {"python": 20_000, "compiled": 20_000_000}
 CHUNK_GROWTH = 10  #: a chunk plays at most this many times the previous chunk's episodes
 MAX_CHUNK_EPISODES = 1_000_000  #: so that a chunk's log stays small in memory
 #: The fixed chunks of run folders made before chunks were planned by steps.
@@ -178,7 +178,13 @@ def train(
     logs = [training.log] if keep_log else []
     while training.episodes_done < n_episodes:
         index, size = plan.next(training, n_episodes)
-        chunk_log = run_chunk(training, size, chunk_seed(seed, index), max_steps, progress)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # overflows are checked below
+                chunk_log = run_chunk(training, size, chunk_seed(seed, index), max_steps,
+                                      progress)
+        except Exception:  # a NaN value breaks the greedy choice mid-chunk: say why
+            check_finite(training.agent, training.episodes_done + size)
+            raise
         check_finite(training.agent, training.episodes_done + size)
         training.episodes_done += size
         training.chunks_done, training.next_chunk = index + 1, plan.after(chunk_log)

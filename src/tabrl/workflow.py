@@ -200,8 +200,9 @@ def train_with_checkpoints(
         return train(
             prepared.env, prepared.agent, config.episodes, seed=config.seed,
             engine=prepared.engine, max_steps=config.max_steps,
-            chunk_episodes=config.chunk_episodes, progress=progress,
-            on_chunk=checkpoints.after_chunk, resume_from=prepared.resume_from, keep_log=False,
+            chunk_episodes=config.chunk_episodes, chunk_steps=config.chunk_steps,
+            progress=progress, on_chunk=checkpoints.after_chunk,
+            resume_from=prepared.resume_from, keep_log=False,
         )
     except KeyboardInterrupt:
         done = checkpoints.save_last()
@@ -218,10 +219,14 @@ def resume_run(path: Path, episodes: int | None = None, *, progress: Progress | 
                say: Say = print) -> Run:
     """Continue an interrupted (or finished, with more ``episodes``) run from its checkpoint."""
     prepared = prepare_resume(path, episodes)
-    done = prepared.resume_from.episodes_done
-    say(f"resuming {path} at episode {done:,} of {prepared.config.episodes:,} "
-        f"({prepared.engine.name} engine)")
+    say(resuming(prepared))
     return train_run(prepared, progress=progress, say=say)
+
+
+def resuming(prepared: PreparedRun) -> str:
+    """The line that announces a resumed run."""
+    return (f"resuming {prepared.path} at episode {prepared.resume_from.episodes_done:,} of "
+            f"{prepared.config.episodes:,} ({prepared.engine.name} engine)")
 
 
 class Checkpoints:
