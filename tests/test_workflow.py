@@ -113,14 +113,15 @@ def test_blackjack_default_job_beats_minus_0_08(tmp_path):
 
 
 def test_a_run_folder_of_the_fixed_chunk_format_resumes_to_its_own_result(tmp_path):
-    """Folders made before chunks were planned by steps: 10,000-episode chunks, one
-    metrics.npz; they resume on their fixed chunks and move their metrics to the store."""
-    settings = dict(episodes=25_000, eval_episodes=0, engine="python", seed=2)
-    whole = train_folder(tmp_path, "whole", **settings, chunk_episodes=10_000)
-    legacy = train_folder(tmp_path, "legacy", **{**settings, "episodes": 10_000})
+    """Folders made before chunks were planned by steps: 100,000-episode chunks on the compiled
+    engine, one metrics.npz; they resume on their fixed chunks and move their metrics over."""
+    settings = dict(eval_episodes=0, engine="compiled", seed=2, chunk_episodes=100_000,
+                    epsilon_decay_episodes=125_000)
+    whole = train_folder(tmp_path, "whole", episodes=250_000, **settings)
+    legacy = train_folder(tmp_path, "legacy", episodes=100_000, **settings)
     info = json.loads((legacy.path / "config.json").read_text())
     info["config"].pop("chunk_steps")
-    info["config"].update(episodes=25_000, epsilon_decay_episodes=12_500, chunk_episodes=None)
+    info["config"].update(episodes=250_000, chunk_episodes=None)
     (legacy.path / "config.json").write_text(json.dumps(info))
     np.savez_compressed(legacy.path / "metrics.npz", **legacy.metrics().columns())
     shutil.rmtree(legacy.path / "metrics")
@@ -128,7 +129,7 @@ def test_a_run_folder_of_the_fixed_chunk_format_resumes_to_its_own_result(tmp_pa
     for name in ("chunks_done", "next_chunk", "metrics_id"):
         del arrays[name]
     np.savez_compressed(legacy.path / "q_table.npz", **arrays)
-    assert len(load_run(legacy.path).metrics()) == 10_000
+    assert len(load_run(legacy.path).metrics()) == 100_000
     resumed = resume_run(legacy.path, say=quiet)
     assert not (legacy.path / "metrics.npz").exists()
     assert np.array_equal(whole.load_agent().q_values.array, resumed.load_agent().q_values.array)
