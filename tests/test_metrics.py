@@ -33,9 +33,10 @@ def test_columns_written_in_many_chunks_equal_one_write(tmp_path):
         store.create()
     start = 0
     for log in logs:
-        chunked.write(start, [log])
+        chunked.write(start, log)
         start += len(log)
-    whole.write(0, logs)
+    whole.write(0, TrainingLog.concatenate(logs))
+    chunked.sync()
     assert stored_bytes(chunked) == stored_bytes(whole)
     everything = TrainingLog.concatenate(logs)
     for name, column in everything.columns().items():
@@ -49,9 +50,9 @@ def test_a_write_repeated_after_an_interruption_stores_each_episode_once(tmp_pat
     store = MetricsStore(tmp_path)
     store.create()
     first, second = random_log(100, 1), random_log(50, 2)
-    store.write(0, [first])
-    store.write(100, [second])
-    store.write(100, [second])  # the checkpoint written again: same place
+    store.write(0, first)
+    store.write(100, second)
+    store.write(100, second)  # the chunk written again: same place
     assert len(store.read(150)["length"]) == 150
     store.truncate(120)
     assert np.load(store.column_path("epsilon")).shape == (120,)
@@ -129,7 +130,7 @@ def test_metrics_of_another_run_short_nan_or_missing_are_refused(tmp_path):
 def test_metrics_written_ahead_of_the_q_table_are_ignored_then_cut_on_resume(tmp_path):
     run = run_folder(tmp_path)
     store = MetricsStore(run.path)
-    store.write(300, [random_log(40, 3)])  # a kill after the append, before the Q-table
+    store.write(300, random_log(40, 3))  # a kill after the append, before the Q-table
     assert len(load_run(run.path).metrics()) == 300
     resumed = tabrl.workflow.resume_run(run.path, 400, say=lambda _: None)
     assert len(resumed.metrics()) == 400

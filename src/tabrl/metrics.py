@@ -10,8 +10,9 @@ metrics/
 ```
 Each file is a plain ``.npy`` (``np.load(path, mmap_mode="r")`` reads it), written once with an
 empty shape and then appended in place: the new rows go after the old ones and the header's shape
-is rewritten (numpy pads headers so that the shape can grow without moving the data). A write
-costs what the rows weigh, never the whole history, and nothing is compressed.
+is rewritten (numpy pads headers so that the shape can grow without moving the data). Each chunk
+of training is written as it ends, so memory holds one chunk, and a write costs what the rows
+weigh, never the whole history; nothing is compressed.
 
 The store is not the commit point: ``q_table.npz`` names the episodes a checkpoint holds and its
 ``metrics_id`` the store they belong to. Rows beyond that count (a kill between an append and the
@@ -79,17 +80,15 @@ class MetricsStore:
             raise RunFolderError(f"{self.folder / INDEX} is not a tabrl metrics index")
         return index["run_id"]
 
-    def write(self, start: int, logs: list[TrainingLog]) -> None:
-        """Store the episodes of ``logs`` as episodes ``start, start + 1, ...``, synced to disk.
+    def write(self, start: int, log: TrainingLog) -> None:
+        """Store the episodes of ``log`` as episodes ``start, start + 1, ...`` (not yet synced).
 
-        Rows are placed by episode, not after whatever the file holds, so writing a checkpoint
-        again after an interrupted attempt stores each episode once.
+        Rows are placed by episode, not after whatever the file holds, so writing a chunk again
+        after an interrupted attempt stores each episode once.
         """
-        if not logs:
-            return
         with writing(self.folder):
-            for name in COLUMNS:
-                rows = np.concatenate([log.columns()[name] for log in logs]).astype(DTYPES[name])
+            for name, column in log.columns().items():
+                rows = np.asarray(column, dtype=DTYPES[name])
                 with open(self.column_path(name), "r+b") as handle:
                     offset, n = _data_offset(handle)
                     if n < start:
@@ -101,7 +100,12 @@ class MetricsStore:
                     handle.seek(0)
                     header = _header(DTYPES[name], start + len(rows))
                     np.lib.format.write_array_header_1_0(handle, header)
-                    handle.flush()
+
+    def sync(self) -> None:
+        """Make every column written so far reach the disk (before a checkpoint commits them)."""
+        with writing(self.folder):
+            for name in COLUMNS:
+                with open(self.column_path(name), "r+b") as handle:
                     os.fsync(handle.fileno())
 
     def truncate(self, n_episodes: int) -> None:

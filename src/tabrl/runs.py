@@ -293,27 +293,27 @@ class Checkpoint:
     learning: dict[str, np.ndarray]
     seconds: float
     metrics_id: str
-    pending: list[TrainingLog] = field(default_factory=list)  #: metrics not yet on disk
 
     @classmethod
-    def of(cls, training: Training, metrics_id: str, pending: list[TrainingLog]) -> Checkpoint:
+    def of(cls, training: Training, metrics_id: str) -> Checkpoint:
         agent, table = training.agent, training.agent.q_values
         learning = {name: np.array(array) for name, array in agent.learning_state().items()}
         return cls(training.episodes_done, training.chunks_done, training.next_chunk,
                    agent.epsilon, table.array[: table.n_rows].copy(),
                    table.visits[: table.n_rows].copy(), table.encoder.keys, learning,
-                   training.seconds, metrics_id, pending)
+                   training.seconds, metrics_id)
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint, finished: bool) -> None:
-    """Write a checkpoint: metrics, then the Q-table (the commit point), then the progress note.
+    """Commit a checkpoint: sync the metrics, write the Q-table (the commit point), then the
+    progress note.
 
-    Metrics are appended and the other files atomic, each synced to disk, and the Q-table file
-    carries the episode count, so a run stopped between two writes reads back as the checkpoint
-    its Q-table file belongs to (metrics written ahead of it are ignored, then cut off on resume).
+    The metrics of each chunk are written as it ends (:class:`tabrl.metrics.MetricsStore`);
+    the Q-table file carries the episode count, so a run stopped between two writes reads back
+    as the checkpoint its Q-table file belongs to (metrics written ahead of it are ignored, then
+    cut off on resume). Every file is synced to disk.
     """
-    stored = checkpoint.episodes_done - sum(len(log) for log in checkpoint.pending)
-    MetricsStore(path).write(stored, checkpoint.pending)
+    MetricsStore(path).sync()
     learning = {LEARNING + name: array for name, array in checkpoint.learning.items()}
     atomic_save_npz(path / Q_TABLE, compress=False, q=checkpoint.q, visits=checkpoint.visits,
                     keys=checkpoint.keys, episodes_done=np.array(checkpoint.episodes_done),
@@ -339,9 +339,10 @@ def check_checkpoint(arrays: dict[str, np.ndarray], config: RunConfig, path: Pat
         raise RunFolderError(f"{path / Q_TABLE} holds epsilon {epsilon}, outside [0, 1]: the "
                              "checkpoint is damaged; train the run again")
     rates = [config.learning_rate, *np.ravel(arrays.get(LEARNING + "rate", []))]
-    if not all(np.isfinite(rate) and rate >= 0 for rate in rates):
-        raise RunFolderError(f"{path} holds the learning rate {rates}: it must be a number >= 0; "
-                             "train the run again")
+    for rate in rates:
+        if not (np.isfinite(rate) and rate >= 0):
+            raise RunFolderError(f"{path} holds the learning rate {rate}: it must be a number "
+                                 ">= 0; train the run again")
 
 
 @dataclass

@@ -103,7 +103,7 @@ def prepare_run(config: RunConfig, out: Path | None = None) -> PreparedRun:
         save_config(path, config, agent, choice.name, choice.reason)
         metrics_id = MetricsStore(path).create()
         start = Training(agent, TrainingLog.empty(0), env, choice, 0)
-        save_checkpoint(path, Checkpoint.of(start, metrics_id, []), finished=False)
+        save_checkpoint(path, Checkpoint.of(start, metrics_id), finished=False)
         on_failure.pop_all()
     return PreparedRun(config, env, agent, choice, path, metrics_id, lock=lock)
 
@@ -131,9 +131,11 @@ def resumable(run: Run, episodes: int | None) -> PreparedRun:
     """The run's checkpoint checked and loaded (a legacy run keeps its fixed chunks)."""
     config, arrays = run.config, run.q_table()
     done = int(arrays["episodes_done"])
-    if episodes is not None and episodes < max(done, 1):
-        raise UsageError(f"--episodes {episodes} is below the {done:,} episodes {run.path} has "
-                         "done: give a larger total")
+    if episodes is not None and episodes <= 0:
+        raise UsageError(f"the number of episodes must be positive, not {episodes}")
+    if episodes is not None and episodes < done:
+        raise UsageError(f"--episodes {episodes:,} is below the {done:,} episodes {run.path} "
+                         "has done: give a larger total")
     check_checkpoint(arrays, config, run.path)
     run.metrics()  # complete, finite, this run's
     config.episodes = episodes or config.episodes
@@ -161,7 +163,8 @@ def keep_committed_metrics(run: Run, prepared: PreparedRun) -> None:
         return
     legacy = run.metrics()
     prepared.metrics_id = store.create()
-    store.write(0, [legacy])
+    store.write(0, legacy)
+    store.sync()
     (run.path / METRICS).unlink()
 
 
@@ -230,13 +233,13 @@ def resuming(prepared: PreparedRun) -> str:
 
 
 class Checkpoints:
-    """Checkpoints of a training: a copy in memory after every chunk, on disk every few seconds.
+    """Checkpoints of a training: each chunk's metrics on disk as it ends, the learning state
+    copied in memory after every chunk and committed to disk every few seconds.
 
-    Chunks are the unit of reproducible resumption and last about a second. The disk copy is
-    refreshed after the first chunk that ends ``every_seconds`` after the last write; its metrics
-    are those of the chunks since (appended, so a write costs what those weigh). An interruption
-    writes the last chunk's copy, so no finished chunk is lost; a kill loses the chunks since the
-    last write.
+    Chunks are the unit of reproducible resumption and last about a second. The commit happens
+    after the first chunk that ends ``every_seconds`` after the last one. An interruption commits
+    the last chunk's copy, so no finished chunk is lost; a kill loses the chunks since the last
+    commit.
     """
 
     def __init__(self, path: Path, every_seconds: float, metrics_id: str,
@@ -244,29 +247,28 @@ class Checkpoints:
         self.path = path
         self.every_seconds = every_seconds
         self.metrics_id = metrics_id
+        self.store = MetricsStore(path)
         self.last_write = time.monotonic()
         self.last: Checkpoint | None = None
-        self.pending: list[TrainingLog] = []  #: chunk logs not yet on disk
         self.on_disk = 0 if resumed is None else resumed.episodes_done
 
     def after_chunk(self, training: Training) -> None:
-        self.pending.append(training.chunk_log)
-        self.last = Checkpoint.of(training, self.metrics_id, self.pending)
+        self.store.write(training.episodes_done - len(training.chunk_log), training.chunk_log)
+        self.last = Checkpoint.of(training, self.metrics_id)
         if time.monotonic() - self.last_write >= self.every_seconds:
             self.save_last()
 
     def save_last(self) -> int:
-        """Write the last chunk's checkpoint (if not yet on disk); returns the episodes on disk."""
+        """Commit the last chunk's checkpoint (if not yet on disk); returns the episodes on disk."""
         if self.last is not None and self.last.episodes_done > self.on_disk:
             self.write(self.last, finished=False)
         return self.on_disk
 
     def save_final(self, training: Training) -> None:
-        self.write(Checkpoint.of(training, self.metrics_id, self.pending), finished=True)
+        self.write(Checkpoint.of(training, self.metrics_id), finished=True)
 
     def write(self, checkpoint: Checkpoint, finished: bool) -> None:
         save_checkpoint(self.path, checkpoint, finished)
-        self.pending = []
         self.on_disk, self.last_write = checkpoint.episodes_done, time.monotonic()
 
 
