@@ -155,9 +155,10 @@ def train(
     without a time limit get a cap of ``max_steps`` steps per episode. ``engine`` is ``"auto"``,
     ``"python"``, ``"compiled"`` or an :class:`EngineChoice` made beforehand. Chunks hold
     ``chunk_episodes`` episodes each if given, else about ``chunk_steps`` steps (default
-    ``CHUNK_STEPS`` of the engine). ``on_chunk`` sees the training after every chunk (for
-    checkpoints); ``resume_from`` continues such a checkpoint. Without ``keep_log`` the returned
-    log is empty and memory stays bounded by a chunk (``on_chunk`` sees each chunk's log).
+    ``CHUNK_STEPS`` of the engine, shared with Dyna-Q's planning updates). ``on_chunk`` sees
+    the training after every chunk (for checkpoints); ``resume_from`` continues such a
+    checkpoint. Without ``keep_log`` the returned log is empty and memory stays bounded by a
+    chunk (``on_chunk`` sees each chunk's log).
     """
     if n_episodes <= 0:
         raise UsageError(f"the number of episodes must be positive, not {n_episodes}")
@@ -169,8 +170,8 @@ def train(
     else:
         agent = agent or make_agent(env, seed=seed, **hyperparameters)
     choice = engine if isinstance(engine, EngineChoice) else choose_engine(env, engine, agent)
-    plan = ChunkPlan(chunk_steps or CHUNK_STEPS[choice.name], time_limit_of(env) or max_steps,
-                     chunk_episodes)
+    steps = chunk_steps or CHUNK_STEPS[choice.name] // updates_per_step(agent)
+    plan = ChunkPlan(steps, time_limit_of(env) or max_steps, chunk_episodes)
     if find_episode_statistics(env) is None:
         env = RecordEpisodeStatistics(env, buffer_length=plan.largest())
     training = resume_from or Training(agent, TrainingLog.empty(0), env, choice, 0)
@@ -197,6 +198,11 @@ def train(
     training.log = TrainingLog.concatenate(logs) if keep_log else TrainingLog.empty(0)
     training.log.seconds = training.seconds
     return training
+
+
+def updates_per_step(agent: TabularAgent) -> int:
+    """Q-table updates per environment step: Dyna-Q's planning multiplies what a step costs."""
+    return 1 + getattr(agent, "planning_steps", 0)
 
 
 def check_finite(agent: TabularAgent, episodes: int) -> None:
