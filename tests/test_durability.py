@@ -213,3 +213,12 @@ def test_a_diverging_training_stops_and_saves_nothing_non_finite(tmp_path):
         train_run(prepared, say=quiet)
     run = load_run(tmp_path / "run")
     assert not run.finished and np.isfinite(run.q_table()["q"]).all()
+
+
+@pytest.mark.parametrize("option", [["--learning-rate-exponent", "nan"],
+                                    ["--epsilon-schedule", "visits", "--epsilon-exponent", "nan"]])
+def test_a_nan_exponent_is_refused_before_anything_is_written(tabrl_cli, tmp_path, option):
+    result = tabrl_cli("train", "FrozenLake-v1", *option, "--out", tmp_path / "run")
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{option[-2]} must be a number >= 0, not nan" in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -18,6 +18,7 @@ killed, leaves a consistent checkpoint that ``--resume`` continues.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -71,6 +72,13 @@ def merged_algo_params(shipped: dict[str, Any], given: dict[str, Any]) -> dict[s
         for name in EXPLORATION_PARAMS:
             kept.pop(name, None)
     return {**kept, **given}
+
+
+def exponent(value: float, option: str) -> float:
+    """An exponent of visit counts: a number >= 0 (NaN would silently stop all learning)."""
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{option} must be a number >= 0, not {value}")
+    return value
 
 
 @dataclass
@@ -168,9 +176,8 @@ class RunConfig:
         if self.epsilon_schedule == "constant":
             return Schedule.constant(start)
         if self.epsilon_schedule == "visits":  # per state: GLIE for an exponent up to 1
-            if self.epsilon_exponent < 0:
-                raise UsageError(f"--epsilon-exponent must be >= 0, not {self.epsilon_exponent}")
-            return Schedule.visits(start, self.epsilon_exponent, end)
+            return Schedule.visits(start, exponent(self.epsilon_exponent, "--epsilon-exponent"),
+                                   end)
         raise UsageError(
             f"unknown epsilon schedule {self.epsilon_schedule!r}: use linear, exponential, "
             "constant or visits"
@@ -181,7 +188,8 @@ class RunConfig:
         if self.learning_rate_schedule is not None:
             return as_schedule(self.learning_rate_schedule)
         if self.learning_rate_exponent is not None:
-            return Schedule.visits(self.learning_rate, self.learning_rate_exponent)
+            return Schedule.visits(self.learning_rate, exponent(self.learning_rate_exponent,
+                                                                "--learning-rate-exponent"))
         return Schedule.constant(self.learning_rate)
 
     def describe(self) -> str:
