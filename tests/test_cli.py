@@ -38,8 +38,8 @@ def test_train_writes_a_complete_run_folder(tabrl_cli, tmp_path, env_id, extra):
                        "--out", out, "--quiet")
     assert result.code == 0, result.stderr
     assert result.stdout.strip() == str(out)
-    for name in ("config.json", "state.json", "q_table.npz", "metrics.npz", "evaluation.json",
-                 "curves.png", "policy.png"):
+    for name in ("config.json", "state.json", "q_table.npz", "metrics/return.npy",
+                 "evaluation.json", "curves.png", "policy.png"):
         assert (out / name).is_file(), name
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     config = json.loads((out / "config.json").read_text())
@@ -224,13 +224,13 @@ def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out / "state.json").exists():
         time.sleep(0.1)
-    time.sleep(3.0)  # the python engine finishes a 10,000-episode chunk in about two seconds
+    time.sleep(1.0)  # a chunk of the python engine takes about a second
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and "--resume" in stderr
     run = load_run(out)
-    assert not run.finished and run.episodes_done % 10_000 == 0 and run.episodes_done > 0
+    assert not run.finished and run.episodes_done > 0
     assert len(run.metrics()) == run.episodes_done
 
 

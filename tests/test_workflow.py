@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -106,12 +109,26 @@ def test_blackjack_default_job_beats_minus_0_08(tmp_path):
     assert evaluation.mean_return > -0.08, evaluation
 
 
-def test_metrics_written_ahead_of_the_q_table_are_cut_to_its_checkpoint(tmp_path):
-    run = train_folder(tmp_path, "a", episodes=300)
-    columns = run.metrics().columns()
-    longer = {name: np.concatenate([column, column[:50]]) for name, column in columns.items()}
-    np.savez(run.path / "metrics.npz", **longer)
-    assert len(load_run(run.path).metrics()) == 300
-    np.savez(run.path / "metrics.npz", **{n: c[:100] for n, c in columns.items()})
-    with pytest.raises(tabrl.TabrlError, match="fewer episodes"):
-        load_run(run.path).metrics()
+def test_a_run_folder_of_the_fixed_chunk_format_resumes_to_its_own_result(tmp_path):
+    """Folders made before chunks were planned by steps: 100,000-episode chunks on the compiled
+    engine, one metrics.npz; they resume on their fixed chunks and move their metrics over."""
+    settings = dict(eval_episodes=0, engine="compiled", seed=2, chunk_episodes=100_000,
+                    epsilon_decay_episodes=125_000)
+    whole = train_folder(tmp_path, "whole", episodes=250_000, **settings)
+    legacy = train_folder(tmp_path, "legacy", episodes=100_000, **settings)
+    info = json.loads((legacy.path / "config.json").read_text())
+    info["config"].pop("chunk_steps")
+    info["config"].update(episodes=250_000, chunk_episodes=None)
+    (legacy.path / "config.json").write_text(json.dumps(info))
+    np.savez_compressed(legacy.path / "metrics.npz", **legacy.metrics().columns())
+    shutil.rmtree(legacy.path / "metrics")
+    arrays = dict(legacy.q_table())
+    for name in ("chunks_done", "next_chunk", "metrics_id"):
+        del arrays[name]
+    np.savez_compressed(legacy.path / "q_table.npz", **arrays)
+    assert len(load_run(legacy.path).metrics()) == 100_000
+    resumed = resume_run(legacy.path, say=quiet)
+    assert not (legacy.path / "metrics.npz").exists()
+    assert np.array_equal(whole.load_agent().q_values.array, resumed.load_agent().q_values.array)
+    for name, column in whole.metrics().columns().items():
+        assert np.array_equal(column, resumed.metrics().columns()[name]), name

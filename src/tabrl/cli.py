@@ -21,9 +21,18 @@ from tabrl.agents import AGENTS
 from tabrl.envs import tabular_envs
 from tabrl.errors import TabrlError, UsageError
 from tabrl.evaluate import Evaluation
+from tabrl.fileio import folder_lock
 from tabrl.keyvalues import parse_key_values
-from tabrl.runs import RunConfig, load_run
-from tabrl.workflow import evaluate_run, plot_run, prepare_run, resume_run, train_run
+from tabrl.runs import Run, RunConfig, load_run
+from tabrl.workflow import (
+    evaluate_run,
+    plot_run,
+    prepare_resume,
+    prepare_run,
+    resuming,
+    train_run,
+    unfinished_warning,
+)
 
 app = typer.Typer(add_completion=False, help="Tabular reinforcement learning on Gymnasium.")
 #: Tables keep their columns when the output is piped (rich would fall back to 80 columns).
@@ -121,12 +130,13 @@ def train(
     say = (lambda _: None) if quiet else (
         lambda text: err.print(text, highlight=False, soft_wrap=True))  # log lines: never wrapped
     if resume is not None:
-        run = load_run(resume)
-        warm_up_compiled(run.info["engine"], say)
-        bar = TrainingProgress(episodes or run.config.episodes, quiet)
+        prepared = prepare_resume(resume, episodes)  # checked and locked before any output
+        say(resuming(prepared))
+        warm_up_compiled(prepared.engine.name, say)
+        bar = TrainingProgress(prepared.config.episodes, quiet)
         with bar.bar:
-            run = resume_run(resume, episodes, progress=bar, say=say,
-                             evaluation_progress=EvaluationBar(quiet, bar.bar))
+            run = train_run(prepared, progress=bar, say=say,
+                            evaluation_progress=EvaluationBar(quiet, bar.bar))
     else:
         env_id, kwargs = (env_id, {}) if env_id else DEFAULT_JOB
         kwargs.update(parse_env_kwargs(env_kwargs))
@@ -222,7 +232,9 @@ def evaluate_command(
     run = load_run(run_dir)
     if episodes is not None and episodes <= 0:
         raise typer.BadParameter(f"--episodes must be positive, not {episodes}")
-    evaluation = evaluate_run(run, episodes, seed, progress=EvaluationBar())
+    warn_if_unfinished(run)
+    with folder_lock(run.path):
+        evaluation = evaluate_run(run, episodes, seed, progress=EvaluationBar())
     print_evaluation(evaluation, f"greedy policy of {run.path}")
 
 
@@ -232,8 +244,17 @@ def plot(
     window: Annotated[int | None, typer.Option(help="Rolling window.")] = None,
 ) -> None:
     """Draw a run's learning curves and policy again."""
-    for path in plot_run(load_run(run_dir), window):
+    run = load_run(run_dir)
+    warn_if_unfinished(run)
+    with folder_lock(run.path):
+        paths = plot_run(run, window)
+    for path in paths:
         out.print(str(path))
+
+
+def warn_if_unfinished(run: Run) -> None:
+    if (warning := unfinished_warning(run)) is not None:
+        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -247,6 +268,8 @@ def compare(
     from tabrl.workflow import compare_runs
 
     runs, picture = compare_runs(run_dirs, out_file, window)
+    for run in runs:
+        warn_if_unfinished(run)
     table = Table("run", "algorithm", "episodes", "mean return ± 95%", "outcomes",
                   "exact value", "gap", "optimal actions")
     for run in runs:

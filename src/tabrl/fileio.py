@@ -1,16 +1,21 @@
 """Atomic files: a reader sees the old file or the new one, never half of one.
 
-Every file tabrl writes goes to a temporary name in the same folder and is renamed over the
-target (``os.replace`` is atomic on POSIX). Arrays are stored as ``.npz`` and read back with
-``allow_pickle=False``: a file handed in by a user is never unpickled.
+Every file tabrl writes goes to a temporary name in the same folder, is synced to disk and renamed
+over the target (``os.replace`` is atomic on POSIX), and the folder is synced so that the rename
+survives a power cut. A full disk or a read-only filesystem is one line of error, the old file
+kept. Arrays are stored as ``.npz`` and read back with ``allow_pickle=False``: a file handed in by
+a user is never unpickled. A run folder has one writer at a time (:func:`folder_lock`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +23,43 @@ import numpy as np
 
 from tabrl.errors import RunFolderError
 
+LOCK = ".lock"  #: the lock file of a run folder; it holds the pid of the writer
+
+
+class DiskWriteError(RunFolderError):
+    """A file could not be written (full disk, read-only filesystem, no permission)."""
+
+
+@contextmanager
+def writing(target: str | os.PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``target`` into one line naming the file and the cause."""
+    try:
+        yield
+    except OSError as error:
+        raise DiskWriteError(f"cannot write {target} ({error.strerror or error})") from None
+
+
+def fsync_folder(path: str | os.PathLike) -> None:
+    """Sync a folder's entries (renames, new files) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` through a synced temporary file, a rename and a folder sync."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with writing(path):
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            fsync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -38,9 +69,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+def atomic_save_npz(path: str | os.PathLike, compress: bool = True, **arrays: np.ndarray) -> Path:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    (np.savez_compressed if compress else np.savez)(buffer, **arrays)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -74,3 +105,61 @@ def load_npz(
     if missing:
         raise RunFolderError(f"{path} lacks {', '.join(missing)}: it is not {what}")
     return arrays
+
+
+def lock_holder(folder: str | os.PathLike) -> int | None:
+    """The pid of the process that holds ``folder``'s lock, or None when nobody does."""
+    try:
+        fd = os.open(Path(folder) / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _pid_in(fd) or -1
+    finally:
+        os.close(fd)  # closing drops a shared lock taken here
+    return None
+
+
+def _pid_in(fd: int) -> int | None:
+    text = os.read(fd, 32).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Be the only writer of a run folder while the block runs.
+
+    An ``flock`` on the folder's lock file: the operating system releases it when the process
+    ends, however it ends, so a killed writer never leaves a stale lock behind. The file is
+    removed on release; a writer that locked a file removed meanwhile tries again.
+    """
+    path = Path(folder) / LOCK
+    while True:
+        with writing(path):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _pid_in(fd) or "?"
+            os.close(fd)
+            raise RunFolderError(f"{folder} is being trained by process {holder}: wait for it to "
+                                 "end (or stop it), then try again") from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False

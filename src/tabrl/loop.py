@@ -44,6 +44,12 @@ class TrainingLog:
         return cls(*(np.asarray(columns[name]) for name in COLUMNS), seconds=seconds)
 
     @classmethod
+    def concatenate(cls, logs: list[TrainingLog]) -> TrainingLog:
+        """The episodes of ``logs`` one after another, with their times added."""
+        return cls(*(np.concatenate([log.columns()[name] for log in logs]) for name in COLUMNS),
+                   seconds=sum(log.seconds for log in logs))
+
+    @classmethod
     def empty(cls, n_episodes: int) -> TrainingLog:
         return cls(
             np.zeros(n_episodes), np.zeros(n_episodes, np.int64), np.zeros(n_episodes),
@@ -58,13 +64,6 @@ class TrainingLog:
         return TrainingLog.from_columns(
             {name: column[:n] for name, column in self.columns().items()}, self.seconds
         )
-
-    def place(self, start: int, part: TrainingLog) -> None:
-        """Write ``part`` over episodes ``start, start + 1, ...`` and add its time to this log's."""
-        mine = self.columns()
-        for name, column in part.columns().items():
-            mine[name][start : start + len(part)] = column
-        self.seconds += part.seconds
 
 
 def find_episode_statistics(env: gym.Env) -> RecordEpisodeStatistics | None:

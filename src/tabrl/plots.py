@@ -51,6 +51,7 @@ from matplotlib.ticker import EngFormatter
 
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.fileio import atomic_write_bytes
+from tabrl.metrics import prefix_sums_at
 from tabrl.spaces import encoder_for
 
 PathLike = str | os.PathLike
@@ -96,21 +97,24 @@ def rolling_mean(
     sits at episode ``i + window - 1``, the last one it includes), so it costs O(n) however large
     the window. With fewer values than ``window`` the window shrinks to all of them. The result is
     downsampled to at most ``max_points`` evenly spaced points (first and last kept), because a
-    curve of millions of episodes is drawn no better, only slower, with all of them.
+    curve of millions of episodes is drawn no better, only slower, with all of them; only the
+    sums those points need are kept, read block by block, so a memory-mapped column of any
+    length is never loaded whole.
     """
     if window < 1 or max_points < 2:
         raise UsageError(f"rolling window {window} and max_points {max_points} must be >= 1 and 2")
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if values.size == 0:
+    n = len(values)
+    if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    window = min(window, values.size)
-    sums = np.concatenate(([0.0], np.cumsum(values)))
-    means = (sums[window:] - sums[:-window]) / window
-    episodes = np.arange(window - 1, values.size, dtype=np.int64)
-    if means.size > max_points:
-        keep = np.unique(np.linspace(0, means.size - 1, max_points).round().astype(np.int64))
-        episodes, means = episodes[keep], means[keep]
-    return episodes, means
+    window = min(window, n)
+    points = n - window + 1
+    keep = np.arange(points, dtype=np.int64)
+    if points > max_points:
+        keep = np.unique(np.linspace(0, points - 1, max_points).round().astype(np.int64))
+    ends = np.unique(np.concatenate([keep, keep + window]))
+    sums = prefix_sums_at(np.ravel(values), ends)  # one blockwise pass: memory-mapped stays so
+    means = (sums[np.searchsorted(ends, keep + window)] - sums[np.searchsorted(ends, keep)])
+    return keep + window - 1, means / window
 
 
 def plot_learning_curves(

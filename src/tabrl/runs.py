@@ -4,24 +4,27 @@
 runs/<env>-<algo>-<time>/
   config.json      the resolved settings, the engine that ran, library versions
   state.json       progress: episodes done, epsilon, whether training finished
-  q_table.npz      Q-table and visit counts (no pickles)
-  metrics.npz      per-episode return, length, mean |TD error|, epsilon (columnar)
+  q_table.npz      Q-table and visit counts (no pickles): the checkpoint's commit point
+  metrics/         per-episode return, length, mean |TD error|, epsilon: a .npy per column
   evaluation.json  the greedy evaluation (Monte Carlo and exact)
   curves.png       learning curves; policy.png: the greedy policy
+  .lock            held by the process that writes the folder
 ```
-Every file is written atomically, and after every chunk of training, so a run stopped at any
-moment leaves a consistent checkpoint that ``--resume`` continues.
+Every file is written atomically and synced; metrics are appended (see ``tabrl.metrics``). A
+checkpoint reaches the disk every few seconds of training, so a run stopped at any moment, even
+killed, leaves a consistent checkpoint that ``--resume`` continues.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import platform
 import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -33,7 +36,11 @@ from tabrl.evaluate import Evaluation
 from tabrl.fileio import atomic_save_npz, atomic_write_json, load_npz, read_json
 from tabrl.hyperparams import defaults_for
 from tabrl.loop import COLUMNS, TrainingLog
+from tabrl.metrics import MetricsStore, first_non_finite
 from tabrl.schedules import Schedule, as_schedule
+
+if TYPE_CHECKING:
+    from tabrl.training import Training
 
 CONFIG, STATE, Q_TABLE, METRICS, EVALUATION = (
     "config.json", "state.json", "q_table.npz", "metrics.npz", "evaluation.json",
@@ -67,6 +74,13 @@ def merged_algo_params(shipped: dict[str, Any], given: dict[str, Any]) -> dict[s
     return {**kept, **given}
 
 
+def exponent(value: float, option: str) -> float:
+    """An exponent of visit counts: a number >= 0 (NaN would silently stop all learning)."""
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{option} must be a number >= 0, not {value}")
+    return value
+
+
 @dataclass
 class RunConfig:
     """Everything that decides a run's result (with the library versions, its reproduction)."""
@@ -83,7 +97,8 @@ class RunConfig:
     seed: int = 0
     engine: str = "auto"
     max_steps: int = DEFAULT_STEP_CAP
-    chunk_episodes: int | None = None
+    chunk_episodes: int | None = None  #: fixed chunks (old runs); None: chunks of ``chunk_steps``
+    chunk_steps: int | None = None  #: environment steps per chunk; None: the engine's default
     eval_episodes: int = 10_000
     window: int = 500
     epsilon_schedule: str = "linear"  #: linear, exponential, constant or visits
@@ -93,7 +108,9 @@ class RunConfig:
     #: a per-episode schedule of the learning rate (a ``Schedule`` as a dict), starting at
     #: ``learning_rate``; None: constant, or by visits with ``learning_rate_exponent``
     learning_rate_schedule: dict[str, Any] | None = None
-    checkpoint_seconds: float = 30.0  #: at most one checkpoint per this many seconds of training
+    #: a checkpoint reaches the disk after the first chunk that ends this many seconds after the
+    #: last one (chunks last about a second)
+    checkpoint_seconds: float = 2.0
     algo_params: dict[str, Any] = field(default_factory=dict)
     #: bins per dimension of a continuous observation space (one count for all), and the
     #: ``[low, high]`` of each dimension they span (default: the space's own bounds)
@@ -159,9 +176,8 @@ class RunConfig:
         if self.epsilon_schedule == "constant":
             return Schedule.constant(start)
         if self.epsilon_schedule == "visits":  # per state: GLIE for an exponent up to 1
-            if self.epsilon_exponent < 0:
-                raise UsageError(f"--epsilon-exponent must be >= 0, not {self.epsilon_exponent}")
-            return Schedule.visits(start, self.epsilon_exponent, end)
+            return Schedule.visits(start, exponent(self.epsilon_exponent, "--epsilon-exponent"),
+                                   end)
         raise UsageError(
             f"unknown epsilon schedule {self.epsilon_schedule!r}: use linear, exponential, "
             "constant or visits"
@@ -172,7 +188,8 @@ class RunConfig:
         if self.learning_rate_schedule is not None:
             return as_schedule(self.learning_rate_schedule)
         if self.learning_rate_exponent is not None:
-            return Schedule.visits(self.learning_rate, self.learning_rate_exponent)
+            return Schedule.visits(self.learning_rate, exponent(self.learning_rate_exponent,
+                                                                "--learning-rate-exponent"))
         return Schedule.constant(self.learning_rate)
 
     def describe(self) -> str:
@@ -272,41 +289,68 @@ def prepare_run_dir(path: Path) -> Path:
 
 @dataclass
 class Checkpoint:
-    """The whole learning state after some episodes, copied so that training can go on."""
+    """The whole learning state after some chunks, copied so that training can go on."""
 
     episodes_done: int
+    chunks_done: int
+    next_chunk: int
     epsilon: float
     q: np.ndarray
     visits: np.ndarray
     keys: np.ndarray
     learning: dict[str, np.ndarray]
-    log: TrainingLog
+    seconds: float
+    metrics_id: str
 
     @classmethod
-    def of(cls, agent: TabularAgent, log: TrainingLog, episodes_done: int) -> Checkpoint:
-        table = agent.q_values
+    def of(cls, training: Training, metrics_id: str) -> Checkpoint:
+        agent, table = training.agent, training.agent.q_values
         learning = {name: np.array(array) for name, array in agent.learning_state().items()}
-        return cls(episodes_done, agent.epsilon, table.array[: table.n_rows].copy(),
+        return cls(training.episodes_done, training.chunks_done, training.next_chunk,
+                   agent.epsilon, table.array[: table.n_rows].copy(),
                    table.visits[: table.n_rows].copy(), table.encoder.keys, learning,
-                   log.head(episodes_done))
+                   training.seconds, metrics_id)
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint, finished: bool) -> None:
-    """Write a checkpoint: metrics, then the Q-table (the commit point), then the progress note.
+    """Commit a checkpoint: sync the metrics, write the Q-table (the commit point), then the
+    progress note.
 
-    Each file is atomic, and the Q-table file carries the episode count and epsilon, so a
-    run stopped between two writes reads back as the checkpoint its Q-table file belongs to
-    (metrics written ahead of it are cut to its episode count).
+    The metrics of each chunk are written as it ends (:class:`tabrl.metrics.MetricsStore`);
+    the Q-table file carries the episode count, so a run stopped between two writes reads back
+    as the checkpoint its Q-table file belongs to (metrics written ahead of it are ignored, then
+    cut off on resume). Every file is synced to disk.
     """
-    atomic_save_npz(path / METRICS, **checkpoint.log.columns())
+    MetricsStore(path).sync()
     learning = {LEARNING + name: array for name, array in checkpoint.learning.items()}
-    atomic_save_npz(path / Q_TABLE, q=checkpoint.q, visits=checkpoint.visits, keys=checkpoint.keys,
-                    episodes_done=np.array(checkpoint.episodes_done),
-                    epsilon=np.array(checkpoint.epsilon), **learning)
+    atomic_save_npz(path / Q_TABLE, compress=False, q=checkpoint.q, visits=checkpoint.visits,
+                    keys=checkpoint.keys, episodes_done=np.array(checkpoint.episodes_done),
+                    chunks_done=np.array(checkpoint.chunks_done),
+                    next_chunk=np.array(checkpoint.next_chunk),
+                    epsilon=np.array(checkpoint.epsilon),
+                    metrics_id=np.array(checkpoint.metrics_id), **learning)
     atomic_write_json(path / STATE, {
         "episodes_done": checkpoint.episodes_done, "epsilon": checkpoint.epsilon,
-        "finished": finished, "train_seconds": checkpoint.log.seconds,
+        "finished": finished, "train_seconds": checkpoint.seconds,
     })
+
+
+def check_checkpoint(arrays: dict[str, np.ndarray], config: RunConfig, path: Path) -> None:
+    """Refuse a checkpoint that would train on nonsense: a non-finite Q-table, epsilon outside
+    [0, 1], a NaN or negative learning rate (the run would end as a NaN or all-zero table)."""
+    q = arrays["q"]
+    if q.dtype.kind != "f" or not np.isfinite(q).all():
+        raise RunFolderError(f"{path / Q_TABLE} holds NaN or infinite Q-values: the checkpoint "
+                             "is damaged; train the run again")
+    epsilon = float(arrays["epsilon"])
+    if not 0.0 <= epsilon <= 1.0:
+        raise RunFolderError(f"{path / Q_TABLE} holds epsilon {epsilon}, outside [0, 1]: the "
+                             "checkpoint is damaged; train the run again")
+    rates = [config.learning_rate, *np.ravel(arrays.get(LEARNING + "rate", []))]
+    for rate in rates:
+        if not (np.isfinite(rate) and rate >= 0):
+            raise RunFolderError(f"{path} holds the learning rate {rate}: it must be a number "
+                                 ">= 0; train the run again")
 
 
 @dataclass
@@ -332,15 +376,33 @@ class Run:
         return int(self.q_table()["episodes_done"])
 
     def metrics(self) -> TrainingLog:
+        """The per-episode columns up to the checkpoint, memory-mapped, checked to be this run's,
+        complete and finite."""
+        arrays = self.q_table()
+        done = int(arrays["episodes_done"])
+        store = MetricsStore(self.path)
+        if store.exists():
+            if "metrics_id" in arrays and str(arrays["metrics_id"]) != store.run_id():
+                raise RunFolderError(f"{store.folder} belongs to another run than "
+                                     f"{self.path / Q_TABLE}: the run folder is damaged")
+            columns = store.read(done)
+        else:
+            columns = self.legacy_metrics(done)
+        for name, column in columns.items():
+            if (bad := first_non_finite(column)) is not None:
+                raise RunFolderError(f"the run's {name} of episode {bad:,} is not a finite "
+                                     f"number: {self.path} is damaged")
+        return TrainingLog.from_columns(columns, float(self.state.get("train_seconds", 0.0)))
+
+    def legacy_metrics(self, done: int) -> dict[str, np.ndarray]:
+        """The columns of a run folder made before the metrics store (one ``metrics.npz``)."""
         columns = load_npz(self.path / METRICS, "the run's metrics", COLUMNS)
-        done = self.episodes_done
         if any(len(column) < done for column in columns.values()):
             raise RunFolderError(
                 f"{self.path / METRICS} holds fewer episodes than the Q-table's {done}: "
                 "the run folder is damaged"
             )
-        log = TrainingLog.from_columns(columns, float(self.state.get("train_seconds", 0.0)))
-        return log.head(done)
+        return {name: columns[name][:done] for name in COLUMNS}
 
     def evaluation(self) -> Evaluation | None:
         path = self.path / EVALUATION

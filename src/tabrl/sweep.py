@@ -144,7 +144,8 @@ def run_job(config: dict[str, Any], setting: int, seed: int) -> JobResult:
     agent = run_config.make_agent(env)
     start = time.perf_counter()
     training = train(env, agent, run_config.episodes, seed=seed, engine=run_config.engine,
-                     max_steps=run_config.max_steps, chunk_episodes=run_config.chunk_episodes)
+                     max_steps=run_config.max_steps, chunk_episodes=run_config.chunk_episodes,
+                     chunk_steps=run_config.chunk_steps)
     mdp = known_mdp(env)
     if mdp is not None:
         value = evaluate_policy_exact(mdp, agent.q_values.greedy_policy()).value

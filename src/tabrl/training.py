@@ -4,12 +4,16 @@ Training runs in chunks of episodes. Each chunk seeds its random streams (the en
 the agent's) from ``(seed, chunk index)``, so a run interrupted after any chunk and resumed from
 its checkpoint ends bit for bit where the uninterrupted run ends. Between chunks Python reports
 progress and writes checkpoints; within a chunk the chosen engine runs at full speed.
+
+A chunk holds about a second of work: about ``CHUNK_STEPS`` environment steps of its engine. Its
+episode count is planned from the previous chunk's episode lengths (the first from the time
+limit), never from a clock, so where chunks end, and hence the result, is the same on any machine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -17,12 +21,21 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 
 from tabrl.agents import TabularAgent, agent_class
 from tabrl.envs import DEFAULT_STEP_CAP, make_env, with_step_cap
-from tabrl.errors import NotCompilableError, UsageError
+from tabrl.errors import NotCompilableError, TabrlError, UsageError
 from tabrl.loop import Progress, TrainingLog, find_episode_statistics, run_python
-from tabrl.mdp import TabularMDP, mdp_of
+from tabrl.mdp import TabularMDP, mdp_of, time_limit_of
 
 ENGINES = ("auto", "python", "compiled")
-DEFAULT_CHUNK_EPISODES = {"python": 10_000, "compiled": 100_000}
+#: Environment steps in a chunk: at most about a second of training on each engine.
+CHUNK_STEPS = {"python": 20_000, "compiled": 20_000_000}
+CHUNK_GROWTH = 10  #: a chunk plays at most this many times the previous chunk's episodes
+MAX_CHUNK_EPISODES = 1_000_000  #: so that a chunk's log stays small in memory
+#: The fixed chunks of run folders made before chunks were planned by steps.
+LEGACY_CHUNK_EPISODES = {"python": 10_000, "compiled": 100_000}
+
+
+class TrainingDivergedError(TabrlError):
+    """The Q-table became NaN or infinite: nothing of it is worth keeping."""
 
 
 @dataclass
@@ -64,13 +77,52 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 @dataclass
 class Training:
-    """The outcome of :func:`train`: the trained agent, its log and the engine that ran."""
+    """The outcome of :func:`train`: the trained agent, its log and the engine that ran.
+
+    ``log`` holds every episode when :func:`train` keeps it (its default), else none: a run
+    folder stores each chunk's episodes (``chunk_log``) as they come.
+    """
 
     agent: TabularAgent
     log: TrainingLog
     env: gym.Env
     engine: EngineChoice
     episodes_done: int
+    chunks_done: int = 0  #: chunks played; chunk ``k`` is seeded from ``(seed, k)``
+    next_chunk: int = 0  #: episodes planned for the next chunk (0: none played yet)
+    seconds: float = 0.0  #: wall time of the training, compilation excluded
+    chunk_log: TrainingLog = field(default_factory=lambda: TrainingLog.empty(0))
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Where chunks end: fixed episode counts, or about ``steps`` environment steps each."""
+
+    steps: int
+    time_limit: int
+    fixed: int | None = None
+
+    def next(self, training: Training, n_episodes: int) -> tuple[int, int]:
+        """The index and the episode count of the chunk that follows ``training``."""
+        start = training.episodes_done
+        if self.fixed is not None:  # aligned on multiples of the size, as runs always were
+            index = start // self.fixed
+            return index, min(self.fixed * (index + 1), n_episodes) - start
+        planned = training.next_chunk or max(1, self.steps // self.time_limit)
+        return training.chunks_done, min(planned, n_episodes - start)
+
+    def after(self, log: TrainingLog) -> int:
+        """The episodes of the chunk after one that played ``log``: its steps' worth, in integers
+        (no float rounding that could differ between machines)."""
+        if self.fixed is not None:
+            return self.fixed
+        steps = int(log.lengths.sum())
+        fitting = self.steps * len(log) // max(steps, 1)
+        return max(1, min(fitting, CHUNK_GROWTH * len(log), MAX_CHUNK_EPISODES))
+
+    def largest(self) -> int:
+        """An upper bound of a chunk's episodes (each episode takes at least one step)."""
+        return self.fixed or min(self.steps, MAX_CHUNK_EPISODES)
 
 
 def make_agent(env: gym.Env, algo: str = "q-learning", **hyperparameters) -> TabularAgent:
@@ -87,9 +139,11 @@ def train(
     engine: str | EngineChoice = "auto",
     max_steps: int = DEFAULT_STEP_CAP,
     chunk_episodes: int | None = None,
+    chunk_steps: int | None = None,
     progress: Progress | None = None,
     on_chunk: Callable[[Training], None] | None = None,
     resume_from: Training | None = None,
+    keep_log: bool = True,
     **hyperparameters,
 ) -> Training:
     """Train an agent on ``env`` (an id or an environment) for ``n_episodes`` episodes.
@@ -99,37 +153,68 @@ def train(
     ``initial_epsilon``, ``epsilon_decay``, ``final_epsilon``, ``discount_factor``), with the
     method's own keywords (``n``, ``lam``, ``exploration``, ...). Environments
     without a time limit get a cap of ``max_steps`` steps per episode. ``engine`` is ``"auto"``,
-    ``"python"``, ``"compiled"`` or an :class:`EngineChoice` made beforehand. ``on_chunk`` sees the
-    training after every chunk (for checkpoints); ``resume_from`` continues such a checkpoint.
+    ``"python"``, ``"compiled"`` or an :class:`EngineChoice` made beforehand. Chunks hold
+    ``chunk_episodes`` episodes each if given, else about ``chunk_steps`` steps (default
+    ``CHUNK_STEPS`` of the engine, shared with Dyna-Q's planning updates). ``on_chunk`` sees
+    the training after every chunk (for checkpoints); ``resume_from`` continues such a
+    checkpoint. Without ``keep_log`` the returned log is empty and memory stays bounded by a
+    chunk (``on_chunk`` sees each chunk's log).
     """
     if n_episodes <= 0:
         raise UsageError(f"the number of episodes must be positive, not {n_episodes}")
     if isinstance(env, str):
         env = make_env(env)
     env = with_step_cap(env, max_steps)
-    if find_episode_statistics(env) is None:
-        env = RecordEpisodeStatistics(env, buffer_length=n_episodes)
     if resume_from is not None:
-        agent, log, done = resume_from.agent, resume_from.log, resume_from.episodes_done
+        agent = resume_from.agent
     else:
         agent = agent or make_agent(env, seed=seed, **hyperparameters)
-        log, done = TrainingLog.empty(0), 0
     choice = engine if isinstance(engine, EngineChoice) else choose_engine(env, engine, agent)
-    chunk = chunk_episodes or DEFAULT_CHUNK_EPISODES[choice.name]
-    whole = TrainingLog.empty(max(n_episodes, done))  # chunks fill it: the past is never copied
-    whole.place(0, log.head(done))
-    training = Training(agent, whole.head(done), env, choice, done)
+    steps = chunk_steps or CHUNK_STEPS[choice.name] // updates_per_step(agent)
+    plan = ChunkPlan(steps, time_limit_of(env) or max_steps, chunk_episodes)
+    if find_episode_statistics(env) is None:
+        env = RecordEpisodeStatistics(env, buffer_length=plan.largest())
+    training = resume_from or Training(agent, TrainingLog.empty(0), env, choice, 0)
+    training.env, training.engine = env, choice
+    logs = [training.log] if keep_log else []
     while training.episodes_done < n_episodes:
-        start = training.episodes_done
-        index = start // chunk
-        size = min(chunk * (index + 1), n_episodes) - start
-        chunk_log = run_chunk(training, size, chunk_seed(seed, index), max_steps, progress)
-        whole.place(start, chunk_log)
-        training.log = whole.head(start + size)
+        index, size = plan.next(training, n_episodes)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # overflows are checked below
+                chunk_log = run_chunk(training, size, chunk_seed(seed, index), max_steps,
+                                      progress)
+        except Exception:  # a NaN value breaks the greedy choice mid-chunk: say why
+            check_finite(training.agent, training.episodes_done + size)
+            raise
+        check_finite(training.agent, training.episodes_done + size)
         training.episodes_done += size
+        training.chunks_done, training.next_chunk = index + 1, plan.after(chunk_log)
+        training.seconds += chunk_log.seconds
+        training.chunk_log = chunk_log
+        if keep_log:
+            logs.append(chunk_log)
         if on_chunk is not None:
             on_chunk(training)
+    training.log = TrainingLog.concatenate(logs) if keep_log else TrainingLog.empty(0)
+    training.log.seconds = training.seconds
     return training
+
+
+def updates_per_step(agent: TabularAgent) -> int:
+    """Q-table updates per environment step: Dyna-Q's planning multiplies what a step costs."""
+    return 1 + getattr(agent, "planning_steps", 0)
+
+
+def check_finite(agent: TabularAgent, episodes: int) -> None:
+    """Stop a training whose Q-table has become NaN or infinite (a learning rate or a reward
+    scale too large): every later update would spread the damage, and no policy is left."""
+    table = agent.q_values.array[: agent.q_values.n_rows]
+    if not np.isfinite(table).all():
+        kind = "NaN" if np.isnan(table).any() else "infinite"
+        raise TrainingDivergedError(
+            f"training diverged: the Q-table holds {kind} values by episode {episodes:,}: "
+            "lower the learning rate (or scale the rewards down)"
+        )
 
 
 def run_chunk(

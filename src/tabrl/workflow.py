@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
@@ -19,11 +20,13 @@ from tabrl import plots
 from tabrl.agents import TabularAgent
 from tabrl.dp import solve
 from tabrl.envs import make_env
+from tabrl.errors import UsageError
 from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate
-from tabrl.fileio import atomic_write_json
+from tabrl.fileio import DiskWriteError, atomic_write_json, folder_lock, lock_holder
 from tabrl.hyperparams import environment_defaults
 from tabrl.loop import Progress, TrainingLog
 from tabrl.mdp import known_mdp, mdp_of
+from tabrl.metrics import MetricsStore
 from tabrl.reference import (
     exact_report,
     finite_or_none,
@@ -33,6 +36,7 @@ from tabrl.reference import (
 from tabrl.runs import (
     CURVES,
     EVALUATION,
+    METRICS,
     POLICY,
     SOLUTION,
     SWEEP,
@@ -40,6 +44,7 @@ from tabrl.runs import (
     Checkpoint,
     Run,
     RunConfig,
+    check_checkpoint,
     default_run_dir,
     default_solution_dir,
     load_run,
@@ -50,21 +55,40 @@ from tabrl.runs import (
 )
 from tabrl.spaces import encoder_for
 from tabrl.sweep import SettingSummary, check_configs, run_sweep, setting_labels
-from tabrl.training import EngineChoice, Training, choose_engine, train
+from tabrl.training import (
+    LEGACY_CHUNK_EPISODES,
+    EngineChoice,
+    Training,
+    TrainingDivergedError,
+    choose_engine,
+    train,
+)
 
 Say = Callable[[str], None]
 
 
 @dataclass
 class PreparedRun:
-    """A run whose input has been checked and whose folder exists, ready to train."""
+    """A run whose input has been checked and whose folder exists, ready to train.
+
+    It holds the folder's lock (one writer per folder) until :func:`train_run` ends.
+    """
 
     config: RunConfig
     env: gym.Env
     agent: TabularAgent
     engine: EngineChoice
     path: Path
+    metrics_id: str
     resume_from: Training | None = None  #: the checkpoint a resumed run continues
+    lock: ExitStack = field(default_factory=ExitStack)
+
+
+def locked(path: Path) -> ExitStack:
+    """The writer's lock of a run folder, held until the returned stack is closed."""
+    lock = ExitStack()
+    lock.enter_context(folder_lock(path))
+    return lock
 
 
 def prepare_run(config: RunConfig, out: Path | None = None) -> PreparedRun:
@@ -73,92 +97,192 @@ def prepare_run(config: RunConfig, out: Path | None = None) -> PreparedRun:
     agent = config.make_agent(env)
     choice = choose_engine(env, config.engine, agent)
     path = prepare_run_dir(out or default_run_dir(config))
-    save_config(path, config, agent, choice.name, choice.reason)
-    save_checkpoint(path, Checkpoint.of(agent, TrainingLog.empty(0), 0), finished=False)
-    return PreparedRun(config, env, agent, choice, path)
+    lock = locked(path)
+    with ExitStack() as on_failure:
+        on_failure.callback(lock.close)
+        save_config(path, config, agent, choice.name, choice.reason)
+        metrics_id = MetricsStore(path).create()
+        start = Training(agent, TrainingLog.empty(0), env, choice, 0)
+        save_checkpoint(path, Checkpoint.of(start, metrics_id), finished=False)
+        on_failure.pop_all()
+    return PreparedRun(config, env, agent, choice, path, metrics_id, lock=lock)
 
 
 def prepare_resume(path: Path, episodes: int | None = None) -> PreparedRun:
-    """A run folder's checkpoint, ready to continue (to ``episodes`` in all, if given)."""
-    run = load_run(path)
-    config = run.config
-    if episodes is not None:
-        config.episodes = episodes
+    """A run folder's checkpoint, ready to continue (to ``episodes`` in all, if given).
+
+    Everything is checked before the folder is touched: a refused resume changes nothing.
+    """
+    load_run(path)  # a run folder, before a lock file is made in it
+    lock = locked(path)
+    with ExitStack() as on_failure:
+        on_failure.callback(lock.close)
+        run = load_run(path)  # read again: no writer can be halfway through it now
+        prepared = resumable(run, episodes)
+        prepared.lock = lock
+        keep_committed_metrics(run, prepared)
+        save_config(path, prepared.config, prepared.agent, prepared.engine.name,
+                    run.info.get("engine_reason", ""))
+        on_failure.pop_all()
+    return prepared
+
+
+def resumable(run: Run, episodes: int | None) -> PreparedRun:
+    """The run's checkpoint checked and loaded (a legacy run keeps its fixed chunks)."""
+    config, arrays = run.config, run.q_table()
+    done = int(arrays["episodes_done"])
+    if episodes is not None and episodes <= 0:
+        raise UsageError(f"the number of episodes must be positive, not {episodes}")
+    if episodes is not None and episodes < done:
+        raise UsageError(f"--episodes {episodes:,} is below the {done:,} episodes {run.path} "
+                         "has done: give a larger total")
+    check_checkpoint(arrays, config, run.path)
+    run.metrics()  # complete, finite, this run's
+    config.episodes = episodes or config.episodes
     env = config.make_env()
     agent = run.load_agent(env)
     choice = choose_engine(env, run.info["engine"], agent)
-    checkpoint = Training(agent, run.metrics(), env, choice, run.episodes_done)
-    save_config(path, config, agent, choice.name, run.info.get("engine_reason", ""))
-    return PreparedRun(config, env, agent, choice, path, resume_from=checkpoint)
+    if "chunks_done" in arrays:
+        chunks_done, next_chunk = int(arrays["chunks_done"]), int(arrays["next_chunk"])
+    else:  # made before chunks were planned by steps
+        config.chunk_episodes = config.chunk_episodes or LEGACY_CHUNK_EPISODES[choice.name]
+        chunks_done, next_chunk = done // config.chunk_episodes, 0
+    checkpoint = Training(agent, TrainingLog.empty(0), env, choice, done, chunks_done, next_chunk,
+                          float(run.state.get("train_seconds", 0.0)))
+    metrics_id = str(arrays["metrics_id"]) if "metrics_id" in arrays else ""
+    return PreparedRun(config, env, agent, choice, run.path, metrics_id, resume_from=checkpoint)
+
+
+def keep_committed_metrics(run: Run, prepared: PreparedRun) -> None:
+    """Cut the metrics to the checkpoint's episodes (a legacy ``metrics.npz`` moves into a
+    store)."""
+    store, done = MetricsStore(run.path), prepared.resume_from.episodes_done
+    if store.exists():
+        store.truncate(done)
+        prepared.metrics_id = prepared.metrics_id or store.run_id()
+        return
+    legacy = run.metrics()
+    prepared.metrics_id = store.create()
+    store.write(0, legacy)
+    store.sync()
+    (run.path / METRICS).unlink()
 
 
 def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: Say = print,
               evaluation_progress: EvaluationProgress | None = None) -> Run:
     """Train a prepared run with checkpoints, then evaluate and plot it.
 
-    Ctrl-C leaves the last checkpoint, from which ``--resume`` continues to the same result.
+    Ctrl-C or SIGTERM writes the last chunk's checkpoint, a kill loses the few seconds since the
+    last one; ``--resume`` continues either to the same result. A full disk or a diverging
+    Q-table stops the run with one line, the last good checkpoint kept.
     """
     config, path = prepared.config, prepared.path
-    checkpoints = Checkpoints(path, config.checkpoint_seconds)
+    with prepared.lock:
+        checkpoints = Checkpoints(path, config.checkpoint_seconds, prepared.metrics_id,
+                                  prepared.resume_from)
+        try:
+            training = train_with_checkpoints(prepared, checkpoints, progress, say)
+            checkpoints.save_final(training)
+        except DiskWriteError as error:
+            raise DiskWriteError(
+                f"{error}: {path} keeps its checkpoint after episode {checkpoints.on_disk:,}; "
+                f"make room, then continue with `tabrl train --resume {path}`"
+            ) from None
+        run = load_run(path)
+        if config.eval_episodes > 0:
+            evaluate_run(run, config.eval_episodes, progress=evaluation_progress)
+        plot_run(run)
+    return run
+
+
+def train_with_checkpoints(
+    prepared: PreparedRun, checkpoints: Checkpoints, progress: Progress | None, say: Say
+) -> Training:
+    """Train, a checkpoint after chunks; an interruption or a divergence saves the last good."""
+    config, path = prepared.config, prepared.path
     try:
-        training = train(
+        return train(
             prepared.env, prepared.agent, config.episodes, seed=config.seed,
             engine=prepared.engine, max_steps=config.max_steps,
-            chunk_episodes=config.chunk_episodes, progress=progress,
-            on_chunk=checkpoints.after_chunk, resume_from=prepared.resume_from,
+            chunk_episodes=config.chunk_episodes, chunk_steps=config.chunk_steps,
+            progress=progress, on_chunk=checkpoints.after_chunk,
+            resume_from=prepared.resume_from, keep_log=False,
         )
     except KeyboardInterrupt:
         done = checkpoints.save_last()
         say(f"interrupted: {path} keeps the checkpoint after episode {done:,}; continue with "
             f"`tabrl train --resume {path}`")
         raise
-    final = Checkpoint.of(training.agent, training.log, training.episodes_done)
-    save_checkpoint(path, final, finished=True)
-    run = load_run(path)
-    if config.eval_episodes > 0:
-        evaluate_run(run, config.eval_episodes, progress=evaluation_progress)
-    plot_run(run)
-    return run
+    except TrainingDivergedError as error:
+        done = checkpoints.save_last()
+        raise TrainingDivergedError(
+            f"{error}; {path} keeps the checkpoint after episode {done:,}") from None
 
 
 def resume_run(path: Path, episodes: int | None = None, *, progress: Progress | None = None,
                say: Say = print, evaluation_progress: EvaluationProgress | None = None) -> Run:
     """Continue an interrupted (or finished, with more ``episodes``) run from its checkpoint."""
     prepared = prepare_resume(path, episodes)
-    done = prepared.resume_from.episodes_done
-    say(f"resuming {path} at episode {done:,} of {prepared.config.episodes:,} "
-        f"({prepared.engine.name} engine)")
+    say(resuming(prepared))
     return train_run(prepared, progress=progress, say=say,
                      evaluation_progress=evaluation_progress)
 
 
-class Checkpoints:
-    """Checkpoints of a training: a copy in memory after every chunk, on disk now and then.
+def resuming(prepared: PreparedRun) -> str:
+    """The line that announces a resumed run."""
+    return (f"resuming {prepared.path} at episode {prepared.resume_from.episodes_done:,} of "
+            f"{prepared.config.episodes:,} ({prepared.engine.name} engine)")
 
-    Chunks are the unit of reproducible resumption. Writing millions of episodes of metrics after
-    every chunk would cost more than the training, so the disk copy is refreshed at most once per
-    ``every_seconds``; an interruption writes the last chunk's copy, so no finished chunk is lost.
+
+class Checkpoints:
+    """Checkpoints of a training: each chunk's metrics on disk as it ends, the learning state
+    copied in memory after every chunk and committed to disk every few seconds.
+
+    Chunks are the unit of reproducible resumption and last about a second. The commit happens
+    after the first chunk that ends ``every_seconds`` after the last one. An interruption commits
+    the last chunk's copy, so no finished chunk is lost; a kill loses the chunks since the last
+    commit.
     """
 
-    def __init__(self, path: Path, every_seconds: float) -> None:
+    def __init__(self, path: Path, every_seconds: float, metrics_id: str,
+                 resumed: Training | None) -> None:
         self.path = path
         self.every_seconds = every_seconds
+        self.metrics_id = metrics_id
+        self.store = MetricsStore(path)
         self.last_write = time.monotonic()
         self.last: Checkpoint | None = None
-        self.written = True
+        self.on_disk = 0 if resumed is None else resumed.episodes_done
 
     def after_chunk(self, training: Training) -> None:
-        self.last = Checkpoint.of(training.agent, training.log, training.episodes_done)
-        self.written = False
+        self.store.write(training.episodes_done - len(training.chunk_log), training.chunk_log)
+        self.last = Checkpoint.of(training, self.metrics_id)
         if time.monotonic() - self.last_write >= self.every_seconds:
             self.save_last()
 
     def save_last(self) -> int:
-        """Write the last chunk's checkpoint (if not yet on disk); returns its episode count."""
-        if self.last is not None and not self.written:
-            save_checkpoint(self.path, self.last, finished=False)
-            self.last_write, self.written = time.monotonic(), True
-        return 0 if self.last is None else self.last.episodes_done
+        """Commit the last chunk's checkpoint (if not yet on disk); returns the episodes on disk."""
+        if self.last is not None and self.last.episodes_done > self.on_disk:
+            self.write(self.last, finished=False)
+        return self.on_disk
+
+    def save_final(self, training: Training) -> None:
+        self.write(Checkpoint.of(training, self.metrics_id), finished=True)
+
+    def write(self, checkpoint: Checkpoint, finished: bool) -> None:
+        save_checkpoint(self.path, checkpoint, finished)
+        self.on_disk, self.last_write = checkpoint.episodes_done, time.monotonic()
+
+
+def unfinished_warning(run: Run) -> str | None:
+    """What a reader of an unfinished run should know, or None for a finished run."""
+    if run.finished:
+        return None
+    holder = lock_holder(run.path)
+    now = (f"process {holder} is training it" if holder
+           else f"continue it with `tabrl train --resume {run.path}`")
+    return (f"run {run.path} is unfinished (episode {run.episodes_done:,} of "
+            f"{run.config.episodes:,}): its figures are its last checkpoint's; {now}")
 
 
 def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = None,
