@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tabrl.agents import AGENTS
-from tabrl.envs import tabular_envs
+from tabrl.envs import import_env_modules, qualified_env_id, tabular_envs
 from tabrl.errors import TabrlError, UsageError
 from tabrl.evaluate import Evaluation
 from tabrl.keyvalues import parse_key_values
@@ -37,6 +37,9 @@ BINS_HELP = ("Cut a continuous observation space into this many bins per dimensi
              "count per dimension: 6,6,12,12).")
 OBS_BOUNDS_HELP = ("With --bins, the range of each dimension, low:high,... (needed where the "
                    "space is unbounded), e.g. --obs-bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5.")
+#: ``--env-module MODULE`` (repeatable): modules to import first, which register environments.
+EnvModules = Annotated[list[str] | None, typer.Option(
+    "--env-module", help="Import this module first: it registers your environments (repeatable).")]
 
 
 @app.callback()
@@ -116,6 +119,7 @@ def train(
     window: Annotated[int, typer.Option(help="Rolling window of the learning curves.")] = 500,
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
+    env_module: EnvModules = None,
 ) -> None:
     """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder."""
     say = (lambda _: None) if quiet else (
@@ -127,7 +131,7 @@ def train(
         with bar.bar:
             run = resume_run(resume, episodes, progress=bar, say=say)
     else:
-        env_id, kwargs = (env_id, {}) if env_id else DEFAULT_JOB
+        env_id, kwargs = (with_env_modules(env_id, env_module), {}) if env_id else DEFAULT_JOB
         kwargs.update(parse_env_kwargs(env_kwargs))
         config = RunConfig.resolve(
             env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
@@ -276,6 +280,7 @@ def sweep(
     jobs: Annotated[int | None, typer.Option(help="Local processes (default: all cores).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="The sweep folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the sweep folder.")] = False,
+    env_module: EnvModules = None,
 ) -> None:
     """Train every setting of a grid with several seeds; mean and 95% interval per setting."""
     from tabrl.sweep import expand, parse_grid, setting_labels
@@ -283,6 +288,7 @@ def sweep(
 
     if seeds <= 0:
         raise typer.BadParameter(f"--seeds must be positive, not {seeds}")
+    env_id = with_env_modules(env_id, env_module)
     base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo, bins=parse_bins(bins),
                              obs_bounds=parse_obs_bounds(obs_bounds))
     axes = parse_grid(grid or [])
@@ -315,16 +321,22 @@ def sweep(
 
 
 @app.command()
-def envs() -> None:
-    """List the registered environments tabrl can train on."""
-    table = Table("environment", "states", "actions", "time limit", "engine")
+def envs(env_module: EnvModules = None) -> None:
+    """List the registered environments tabrl can train on (plugins' and your modules' too)."""
+    from tabrl.envs import plugin_errors
+
+    import_env_modules(env_module or [])
+    table = Table("environment", "states", "actions", "time limit", "engine", "from")
     for info in tabular_envs():
         engine = "compiled" if info.compiled else "python"
         if info.bins is not None:
             engine += f" (bins {info.bins})"
         table.add_row(info.env_id, f"{info.n_states:,}", str(info.n_actions),
-                      str(info.time_limit or "-"), engine)
+                      str(info.time_limit or "-"), engine, info.source or "gymnasium")
     out.print(table)
+    for plugin, error in plugin_errors.items():
+        err.print(f"note: the plugin {plugin} failed to load ({error})", highlight=False,
+                  soft_wrap=True)
 
 
 @app.command("solve")
@@ -336,10 +348,12 @@ def solve_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Folder for solution.json and policy.png.")] = None,
+    env_module: EnvModules = None,
 ) -> None:
     """The exact optimal policy and its value (dynamic programming on the known MDP)."""
     from tabrl.workflow import solve_env
 
+    env_id = with_env_modules(env_id, env_module)
     summary, path = solve_env(env_id, parse_env_kwargs(env_kwargs), discount, out_dir)
     if as_json:
         out.print_json(data=summary)
@@ -411,3 +425,9 @@ def main() -> None:
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def with_env_modules(env_id: str, modules: list[str] | None) -> str:
+    """Import the ``--env-module`` modules; ``env_id`` with the module that registered it."""
+    import_env_modules(modules or [])
+    return qualified_env_id(env_id)

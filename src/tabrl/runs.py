@@ -225,8 +225,9 @@ def versions() -> dict[str, str]:
 
 
 def file_name(env_id: str) -> str:
-    """An environment id as part of a folder name (``tabrl/MaximizationBias-v0`` has a slash)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id)
+    """An environment id as part of a folder name, without its module (``module:Id``); an id
+    may hold a slash (``tabrl/MaximizationBias-v0``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id.rpartition(":")[2])
 
 
 def default_run_dir(config: RunConfig, root: Path = Path("runs"), kind: str = "") -> Path:
