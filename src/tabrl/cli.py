@@ -431,3 +431,41 @@ def with_env_modules(env_id: str, modules: list[str] | None) -> str:
     """Import the ``--env-module`` modules; ``env_id`` with the module that registered it."""
     import_env_modules(modules or [])
     return qualified_env_id(env_id)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="csv or json (default: from --out, else csv).")] = None,
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", help="The file to write (default: policy.csv or policy.json in the run).")] = None,
+) -> None:
+    """Write the greedy policy and Q-values per state, states as the environment's observations."""
+    from tabrl.export import export_run
+
+    run = load_run(run_dir)
+    path, policy = export_run(run, fmt, out_file)
+    out.print(f"{path}  ({len(policy):,} states; read it with tabrl.load_policy)")
+
+
+@app.command()
+def enjoy(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    episodes: Annotated[int, typer.Option(help="Episodes to play.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the first episode's reset.")] = 0,
+    delay: Annotated[float | None, typer.Option(
+        help="Seconds between steps (default: 0.3 in a terminal, else 0).")] = None,
+    gif: Annotated[Path | None, typer.Option(help="Record the play as this GIF.")] = None,
+    video: Annotated[Path | None, typer.Option(
+        help="Record the play as this MP4 (needs tabrl[video]).")] = None,
+) -> None:
+    """Watch the agent play its greedy policy, drawn in the terminal or recorded."""
+    from rich.text import Text
+
+    from tabrl.watch import enjoy as play
+
+    if delay is None:
+        delay = 0.3 if sys.stdout.isatty() else 0.0
+    play(load_run(run_dir), episodes, seed, delay, gif, video,
+         show=lambda text: out.print(Text.from_ansi(text), soft_wrap=True))
