@@ -42,7 +42,7 @@ ROOT_PLUGIN_NAMES = ("__root__", "__internal__")
 
 #: Which module's import registered an id, so that a run folder can import it again.
 _registered_by: dict[str, str] = {}
-#: Which plugin registered an id (a plugin is loaded again wherever its id is not registered).
+#: Which plugin (its package) registered an id; a plugin is loaded wherever an id is unknown.
 _registered_by_plugin: dict[str, str] = {}
 _loaded_plugins: set[tuple[str, str]] = set()
 #: Plugins that failed to load: ``name = value`` -> the error.
@@ -94,8 +94,9 @@ def load_plugin_envs() -> None:
         except Exception as error:  # noqa: BLE001 - a broken plugin must not break tabrl
             plugin_errors[f"{plugin.name} = {plugin.value}"] = f"{type(error).__name__}: {error}"
             continue
+        package = plugin.dist.name if plugin.dist is not None else plugin.value
         for env_id in set(gym.registry) - before:
-            _registered_by_plugin[env_id] = plugin.value
+            _registered_by_plugin[env_id] = f"plugin {package}"
 
 
 def resolve_env_id(env_id: str) -> str:
