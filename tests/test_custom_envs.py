@@ -34,8 +34,8 @@ def importable_tests(monkeypatch):
 
 def test_train_by_module_id_stores_the_module_and_reloads_in_a_new_process(tabrl_cli, tmp_path):
     out = tmp_path / "run"
-    result = tabrl_cli("train", f"{MODULE}:Corridor-v0", "--episodes", "300", "--learning-rate", "0.5",
-                       "--eval-episodes", "20", "--out", out, "--quiet")
+    result = tabrl_cli("train", f"{MODULE}:Corridor-v0", "--episodes", "300",
+                       "--learning-rate", "0.5", "--eval-episodes", "20", "--out", out, "--quiet")
     assert result.code == 0, result.stderr
     run = load_run(out)
     assert run.config.env_id == f"{MODULE}:Corridor-v0"

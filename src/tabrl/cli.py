@@ -335,7 +335,7 @@ def envs(env_module: EnvModules = None) -> None:
                       str(info.time_limit or "-"), engine, info.source or "gymnasium")
     out.print(table)
     for plugin, error in plugin_errors.items():
-        err.print(f"note: the plugin {plugin} failed to load ({error})", highlight=False,
+        err.print(f"note: the plugin {plugin} failed to load ({error})", markup=False,
                   soft_wrap=True)
 
 
@@ -421,7 +421,7 @@ def main() -> None:
     except TabrlError as error:
         if _debug:
             raise
-        err.print(f"error: {error}", highlight=False, soft_wrap=True)
+        err.print(f"error: {error}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -446,7 +446,8 @@ def export(
 
     run = load_run(run_dir)
     path, policy = export_run(run, fmt, out_file)
-    out.print(f"{path}  ({len(policy):,} states; read it with tabrl.load_policy)")
+    out.print(f"{path}  ({len(policy):,} states; read it with tabrl.load_policy)",
+              highlight=False, markup=False)
 
 
 @app.command()
