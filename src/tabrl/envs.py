@@ -119,8 +119,8 @@ def resolve_env_id(env_id: str) -> str:
         load_plugin_envs()
     if name not in gym.registry:
         raise UsageError(
-            f"unknown environment id {name!r}: {suggest_ids(name)}; an environment of your own "
-            f"is found as module:{name} (the module registers it) or with --env-module MODULE"
+            f"unknown environment id {name!r}: {suggest_ids(name)} (your own environment: give "
+            f"module:{name}, the module that registers it, or --env-module MODULE)"
         )
     return name
 

@@ -42,7 +42,7 @@ def observation_key(obs: Any) -> Observation:
     return int(obs)
 
 
-@dataclass
+@dataclass(eq=False)  # equal as mappings: the same action in every state
 class Policy(Mapping):
     """A greedy policy read from a file: ``policy[obs]`` or ``policy.action(obs)`` is its action.
 

@@ -70,14 +70,6 @@ class LoopDetector:
     last_visit: dict[int, int] = field(default_factory=dict)
     last_random_step: int = -1
 
-    @classmethod
-    def of(cls, env: gym.Env) -> LoopDetector | None:
-        mdp = known_mdp(env)
-        if mdp is None or mdp.n_rows != mdp.n_states or \
-                not np.array_equal(mdp.row_of_state, np.arange(mdp.n_states)):
-            return None
-        return cls(mdp)
-
     def loops(self, step: int, state: int, action: int) -> bool:
         """Note that ``action`` is taken in ``state`` at ``step``; True if this repeats a loop."""
         last = self.last_visit.get(state)
@@ -87,6 +79,14 @@ class LoopDetector:
         if outcomes.stop - outcomes.start > 1:
             self.last_random_step = step
         return repeats
+
+
+def state_mdp(env: gym.Env) -> TabularMDP | None:
+    """The environment's MDP where its observation is the MDP's state (else loops go unseen)."""
+    mdp = known_mdp(env)
+    if mdp is None or not np.array_equal(mdp.row_of_state, np.arange(mdp.n_states)):
+        return None
+    return mdp
 
 
 def watch_env(run: Run, render_mode: str | None) -> gym.Env:
@@ -144,12 +144,15 @@ def action_name(env: gym.Env, action: int) -> str:
 
 def play_episode(
     env: gym.Env, policy: np.ndarray, find: Callable[[Any], int | None], reset_seed: int | None,
-    show: Show, delay: float,
+    show: Show, delay: float, mdp: TabularMDP | None = None,
 ) -> Episode:
-    """One greedy episode; in text mode every step is shown, in rgb mode every frame kept."""
+    """One greedy episode; in text mode every step is shown, in rgb mode every frame kept.
+
+    With the environment's ``mdp`` (see :func:`state_mdp`), a deterministic loop stops it.
+    """
     episode = Episode()
     text, recording = env.render_mode == "ansi", env.render_mode == "rgb_array"
-    loops = LoopDetector.of(env)
+    loops = LoopDetector(mdp) if mdp is not None else None
     obs, _ = env.reset(seed=reset_seed)
 
     def draw(line: str) -> None:
@@ -204,9 +207,10 @@ def enjoy(
     env = watch_env(run, render_mode_for(run, recording))
     agent = run.load_agent(env)
     policy, find = agent.q_values.greedy_policy(), agent.q_values.encoder.find
+    mdp = state_mdp(env)
     played = []
     for i in range(episodes):
-        episode = play_episode(env, policy, find, seed if i == 0 else None, show, delay)
+        episode = play_episode(env, policy, find, seed if i == 0 else None, show, delay, mdp)
         steps = "1 step" if episode.length == 1 else f"{episode.length} steps"
         show(f"episode {i + 1}: return {episode.total:+g} in {steps}; "
              f"{episode.ending}")
