@@ -102,7 +102,8 @@ def test_envs_lists_module_and_plugin_environments(tabrl_cli, tmp_path, monkeypa
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: corridor-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
-        f"[gymnasium.envs]\ncorridors = {MODULE}:register_long_corridor\n")
+        f"[gymnasium.envs]\ncorridors = {MODULE}:register_long_corridor\n"
+        "broken = no_such_module_xyz:register\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     result = tabrl_cli("envs", "--env-module", MODULE)
     assert result.code == 0, result.stderr
@@ -111,6 +112,7 @@ def test_envs_lists_module_and_plugin_environments(tabrl_cli, tmp_path, monkeypa
     assert MODULE in lines["Corridor-v0"] and "compiled" in lines["Corridor-v0"]
     assert "plugin corridor-plugin" in lines["corridors/LongCorridor-v0"]
     assert "gymnasium" in lines["FrozenLake-v1"]
+    assert "note: the plugin broken = no_such_module_xyz:register failed to load" in result.stderr
     env = make_env("corridors/LongCorridor-v0")
     assert env.observation_space == gym.spaces.Discrete(10)
 
