@@ -56,7 +56,6 @@ class Episode:
     total: float = 0.0  #: the return
     length: int = 0
     ending: str = ""  #: why it stopped, in words
-    frames: list[np.ndarray] = field(default_factory=list)  #: rgb frames when recording
 
 
 @dataclass
@@ -145,24 +144,25 @@ def action_name(env: gym.Env, action: int) -> str:
 def play_episode(
     env: gym.Env, policy: np.ndarray, find: Callable[[Any], int | None], reset_seed: int | None,
     show: Show, delay: float, mdp: TabularMDP | None = None,
+    record: Callable[[np.ndarray], None] | None = None,
 ) -> Episode:
-    """One greedy episode; in text mode every step is shown, in rgb mode every frame kept.
+    """One greedy episode; every step is shown in the terminal, or its frame given to ``record``.
 
     With the environment's ``mdp`` (see :func:`state_mdp`), a deterministic loop stops it.
     """
     episode = Episode()
-    text, recording = env.render_mode == "ansi", env.render_mode == "rgb_array"
+    text = env.render_mode == "ansi"
     loops = LoopDetector(mdp) if mdp is not None else None
     obs, _ = env.reset(seed=reset_seed)
 
     def draw(line: str) -> None:
-        if recording:
-            episode.frames.append(np.asarray(env.render()))
+        if record is not None:
+            record(np.asarray(env.render()))
         elif text:
             show(str(env.render()).strip("\n") + "\n" + line)
         else:
             show(line)
-        if delay and not recording:
+        if delay and record is None:
             time.sleep(delay)
 
     draw(f"start: observation {observation_key(obs)}")
@@ -208,53 +208,77 @@ def enjoy(
     agent = run.load_agent(env)
     policy, find = agent.q_values.greedy_policy(), agent.q_values.encoder.find
     mdp = state_mdp(env)
-    played = []
-    for i in range(episodes):
-        episode = play_episode(env, policy, find, seed if i == 0 else None, show, delay, mdp)
-        steps = "1 step" if episode.length == 1 else f"{episode.length} steps"
-        show(f"episode {i + 1}: return {episode.total:+g} in {steps}; "
-             f"{episode.ending}")
-        played.append(episode)
     fps = int(env.metadata.get("render_fps") or DEFAULT_FPS)
+    played = []
+    with Recorder(gif, video, fps) as recorder:
+        for i in range(episodes):
+            episode = play_episode(env, policy, find, seed if i == 0 else None, show, delay, mdp,
+                                   recorder.add if recording else None)
+            steps = "1 step" if episode.length == 1 else f"{episode.length} steps"
+            show(f"episode {i + 1}: return {episode.total:+g} in {steps}; {episode.ending}")
+            played.append(episode)
     env.close()
-    frames = [frame for episode in played for frame in episode.frames]
-    if gif is not None:
-        save_gif(gif, frames, fps)
-        show(f"saved {gif} ({len(frames)} frames)")
-    if video is not None:
-        save_video(video, frames, fps)
-        show(f"saved {video} ({len(frames)} frames)")
+    for path in (gif, video):
+        if path is not None:
+            show(f"saved {path} ({recorder.n_frames} frames)")
     return played
 
 
-def save_gif(path: Path, frames: list[np.ndarray], fps: int) -> Path:
-    """An animated GIF of ``frames`` (looping), written atomically with Pillow."""
-    from PIL import Image
+class Recorder:
+    """Frames to a GIF and/or an MP4, each file appearing whole or not at all.
 
-    images = [Image.fromarray(frame) for frame in frames]
-    buffer = io.BytesIO()
-    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
-                   duration=round(1000 / fps), loop=0)
-    try:
-        return atomic_write_bytes(path, buffer.getvalue())
-    except OSError as error:
-        raise RunFolderError(f"cannot write {path} ({error.strerror}): choose another file") \
-            from None
+    The MP4 is streamed to ffmpeg as frames come; the GIF's frames are held as palette images
+    (a third of their RGB size: Pillow writes a GIF at once) and written when the play ends.
+    ffmpeg writes to a path, so both go to a temporary file in the target's folder, then are
+    renamed (:func:`~tabrl.fileio.atomic_write_bytes` cannot serve ffmpeg).
+    """
+
+    def __init__(self, gif: Path | None, video: Path | None, fps: int) -> None:
+        self.gif, self.video, self.fps = gif, video, fps
+        self.n_frames = 0
+        self.images: list[Any] = []
+        self.writer: Any = None
+
+    def __enter__(self) -> Recorder:
+        if self.video is not None:
+            self.writer = video_writer().get_writer(temporary(self.video), fps=self.fps,
+                                                    macro_block_size=2)
+        return self
+
+    def add(self, frame: np.ndarray) -> None:
+        from PIL import Image
+
+        self.n_frames += 1
+        if self.writer is not None:
+            self.writer.append_data(frame)
+        if self.gif is not None:
+            self.images.append(Image.fromarray(frame).convert("P", palette=Image.ADAPTIVE))
+
+    def __exit__(self, kind: type | None, *_: object) -> None:
+        try:
+            if self.writer is not None:
+                self.writer.close()
+            if kind is None and self.n_frames:
+                self.save()
+        except OSError as error:
+            raise RunFolderError(f"cannot write the recording ({error.strerror}): choose "
+                                 "another file") from None
+        finally:
+            if self.video is not None:
+                temporary(self.video).unlink(missing_ok=True)
+
+    def save(self) -> None:
+        """Rename the finished MP4 into place, and write the GIF (looping) atomically."""
+        if self.video is not None:
+            os.replace(temporary(self.video), self.video)
+        if self.gif is not None:
+            buffer = io.BytesIO()
+            first, *rest = self.images
+            first.save(buffer, format="GIF", save_all=True, append_images=rest,
+                       duration=round(1000 / self.fps), loop=0)
+            atomic_write_bytes(self.gif, buffer.getvalue())
 
 
-def save_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
-    """An MP4 of ``frames`` with imageio's ffmpeg writer, through a temporary file and a rename
-    (ffmpeg writes to a path, so :func:`~tabrl.fileio.atomic_write_bytes` cannot serve)."""
-    imageio = video_writer()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        with imageio.get_writer(tmp, fps=fps, macro_block_size=2) as writer:
-            for frame in frames:
-                writer.append_data(frame)
-        os.replace(tmp, path)
-    except OSError as error:
-        raise RunFolderError(f"cannot write {path} ({error.strerror}): choose another file") \
-            from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+def temporary(path: Path) -> Path:
+    """The temporary name a file is written under before it is renamed into place."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
