@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tabrl.agents import AGENTS
-from tabrl.envs import import_env_modules, qualified_env_id, tabular_envs
+from tabrl.envs import import_env_modules, plugin_errors, qualified_env_id, tabular_envs
 from tabrl.errors import TabrlError, UsageError
 from tabrl.evaluate import Evaluation
 from tabrl.keyvalues import parse_key_values
@@ -323,8 +323,6 @@ def sweep(
 @app.command()
 def envs(env_module: EnvModules = None) -> None:
     """List the registered environments tabrl can train on (plugins' and your modules' too)."""
-    from tabrl.envs import plugin_errors
-
     import_env_modules(env_module or [])
     table = Table("environment", "states", "actions", "time limit", "engine", "from")
     for info in tabular_envs():
@@ -332,7 +330,7 @@ def envs(env_module: EnvModules = None) -> None:
         if info.bins is not None:
             engine += f" (bins {info.bins})"
         table.add_row(info.env_id, f"{info.n_states:,}", str(info.n_actions),
-                      str(info.time_limit or "-"), engine, info.source or "gymnasium")
+                      str(info.time_limit or "-"), engine, info.source)
     out.print(table)
     for plugin, error in plugin_errors.items():
         err.print(f"note: the plugin {plugin} failed to load ({error})", markup=False,

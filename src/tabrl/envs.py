@@ -133,8 +133,13 @@ def qualified_env_id(env_id: str) -> str:
 
 
 def env_source(env_id: str) -> str:
-    """Where a registered id comes from: a module tabrl imported, a plugin, or '' (gymnasium)."""
-    return _registered_by.get(env_id) or _registered_by_plugin.get(env_id, "")
+    """Where a registered id comes from: the module tabrl imported for it, the plugin, or else
+    the package of its entry point (``gymnasium``, ``tabrl``)."""
+    if env_id in _registered_by or env_id in _registered_by_plugin:
+        return _registered_by.get(env_id) or _registered_by_plugin[env_id]
+    entry = gym.spec(env_id).entry_point
+    module = entry if isinstance(entry, str) else getattr(entry, "__module__", "") or ""
+    return module.partition(".")[0].partition(":")[0]
 
 
 def suggest_ids(env_id: str) -> str:
@@ -171,10 +176,11 @@ def make_env(
     """
     env_kwargs = dict(env_kwargs or {})
     env_id = resolve_env_id(env_id)
+    render = {"render_mode": render_mode} if render_mode else {}  # not all envs take the word
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            env = gym.make(env_id, render_mode=render_mode, **env_kwargs)
+            env = gym.make(env_id, **render, **env_kwargs)
     except TypeError as error:
         if "argument" not in str(error):
             raise
@@ -255,7 +261,7 @@ class EnvInfo:
     time_limit: int | None
     compiled: bool
     bins: list[int] | int | None = None  #: the shipped bins of a continuous observation space
-    source: str = ""  #: the module or plugin that registered it ('' for gymnasium's own)
+    source: str = ""  #: the module, plugin or package that registered it (see env_source)
 
 
 def tabular_envs() -> list[EnvInfo]:
