@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -19,7 +20,7 @@ import pytest
 
 from tabrl.envs import load_plugin_envs, make_env, resolve_env_id
 from tabrl.errors import UsageError
-from tabrl.runs import load_run
+from tabrl.runs import RunConfig, file_name, load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "tests.envs.corridor"
@@ -123,3 +124,11 @@ def test_resolve_env_id_rejects_malformed_ids():
             resolve_env_id(bad)
     load_plugin_envs()  # idempotent: loading twice registers nothing twice
     assert resolve_env_id(f"{MODULE}:Corridor-v0") == "Corridor-v0"
+
+
+def test_the_module_form_keeps_the_shipped_defaults_and_plain_folder_names():
+    """``gymnasium.envs:FrozenLake-v1`` is FrozenLake-v1: its tuned settings, its folder name."""
+    qualified = RunConfig.resolve("gymnasium.envs:FrozenLake-v1")
+    assert qualified == replace(RunConfig.resolve("FrozenLake-v1"), env_id=qualified.env_id)
+    assert qualified.episodes == 100_000
+    assert file_name(f"{MODULE}:Corridor-v0") == "Corridor-v0"

@@ -31,7 +31,7 @@ from tabrl.envs import DEFAULT_STEP_CAP, make_env
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import Evaluation
 from tabrl.fileio import atomic_save_npz, atomic_write_json, load_npz, read_json
-from tabrl.hyperparams import defaults_for
+from tabrl.hyperparams import defaults_for, registered_id
 from tabrl.loop import COLUMNS, TrainingLog
 from tabrl.schedules import Schedule, as_schedule
 
@@ -227,7 +227,7 @@ def versions() -> dict[str, str]:
 def file_name(env_id: str) -> str:
     """An environment id as part of a folder name, without its module (``module:Id``); an id
     may hold a slash (``tabrl/MaximizationBias-v0``)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id.rpartition(":")[2])
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", registered_id(env_id))
 
 
 def default_run_dir(config: RunConfig, root: Path = Path("runs"), kind: str = "") -> Path:
