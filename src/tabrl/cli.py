@@ -39,7 +39,8 @@ OBS_BOUNDS_HELP = ("With --bins, the range of each dimension, low:high,... (need
                    "space is unbounded), e.g. --obs-bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5.")
 #: ``--env-module MODULE`` (repeatable): modules to import first, which register environments.
 EnvModules = Annotated[list[str] | None, typer.Option(
-    "--env-module", help="Import this module first: it registers your environments (repeatable).")]
+    "--env-module", metavar="MODULE",
+    help="Import this module first: it registers your environments (repeatable).")]
 
 
 @app.callback()
@@ -457,7 +458,7 @@ def enjoy(
         help="Seconds between steps (default: 0.3 in a terminal, else 0).")] = None,
     gif: Annotated[Path | None, typer.Option(help="Record the play as this GIF.")] = None,
     video: Annotated[Path | None, typer.Option(
-        help="Record the play as this MP4 (needs tabrl[video]).")] = None,
+        help="Record the play as this MP4 (needs imageio and imageio-ffmpeg).")] = None,
 ) -> None:
     """Watch the agent play its greedy policy, drawn in the terminal or recorded."""
     from rich.text import Text
