@@ -108,3 +108,5 @@ def test_an_unvisited_state_is_a_one_line_error(tmp_path):
     assert policy.action((1, 2)) == 1 and policy.action(np.array([1, 2])) == 1
     with pytest.raises(UsageError, match="never visited"):
         policy.action((2, 1))
+    path.write_text("observation_0,action,q_0,q_1\n7,0,0.5,0.25\n")  # a tuple of one part
+    assert tabrl.load_policy(path).action((7,)) == 0

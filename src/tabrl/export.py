@@ -179,7 +179,8 @@ def _policy_from_csv(path: Path) -> Policy:
     header, body = rows[0], rows[1:]
     n_obs = sum(1 for name in header if name.startswith("observation"))
     n_actions = len(header) - n_obs - 1
-    expected = ((["observation"] if n_obs == 1 else [f"observation_{i}" for i in range(n_obs)])
+    scalar = header[:1] == ["observation"]  # else a tuple: observation_0, observation_1, ...
+    expected = ((["observation"] if scalar else [f"observation_{i}" for i in range(n_obs)])
                 + ["action"] + [f"q_{a}" for a in range(n_actions)])
     if n_obs == 0 or n_actions < 1 or header != expected:
         raise RunFolderError(f"{path} has the header {','.join(header)}; a tabrl policy has "
@@ -195,7 +196,7 @@ def _policy_from_csv(path: Path) -> Policy:
             q_values = [float(x) for x in row[n_obs + 1:]]
         except ValueError as error:
             raise RunFolderError(f"{path}, line {line}: {error}") from None
-        records.append((parts[0] if n_obs == 1 else parts, action, q_values))
+        records.append((parts[0] if scalar else parts, action, q_values))
     return _checked_policy(path, records, n_actions, {})
 
 
