@@ -24,6 +24,7 @@ from tabrl.dp import PolicyValue, Solution, evaluate_policy_exact, solve
 from tabrl.envs import make_env
 from tabrl.errors import TabrlError
 from tabrl.evaluate import Evaluation, evaluate
+from tabrl.export import Policy, load_policy
 from tabrl.loop import TrainingLog
 from tabrl.runs import load_agent, load_run
 from tabrl.schedules import Schedule
@@ -36,6 +37,7 @@ __all__ = [
     "ExpectedSarsaAgent",
     "MonteCarloAgent",
     "NStepSarsaAgent",
+    "Policy",
     "PolicyValue",
     "QLambdaAgent",
     "QLearningAgent",
@@ -49,6 +51,7 @@ __all__ = [
     "evaluate",
     "evaluate_policy_exact",
     "load_agent",
+    "load_policy",
     "load_run",
     "make_env",
     "solve",

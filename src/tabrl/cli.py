@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tabrl.agents import AGENTS
-from tabrl.envs import tabular_envs
+from tabrl.envs import import_env_modules, plugin_errors, qualified_env_id, tabular_envs
 from tabrl.errors import TabrlError, UsageError
 from tabrl.evaluate import Evaluation
 from tabrl.fileio import folder_lock
@@ -46,6 +46,10 @@ BINS_HELP = ("Cut a continuous observation space into this many bins per dimensi
              "count per dimension: 6,6,12,12).")
 OBS_BOUNDS_HELP = ("With --bins, the range of each dimension, low:high,... (needed where the "
                    "space is unbounded), e.g. --obs-bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5.")
+#: ``--env-module MODULE`` (repeatable): modules to import first, which register environments.
+EnvModules = Annotated[list[str] | None, typer.Option(
+    "--env-module", metavar="MODULE",
+    help="Import this module first: it registers your environments (repeatable).")]
 
 
 @app.callback()
@@ -125,6 +129,7 @@ def train(
     window: Annotated[int, typer.Option(help="Rolling window of the learning curves.")] = 500,
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
+    env_module: EnvModules = None,
 ) -> None:
     """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder."""
     say = (lambda _: None) if quiet else (
@@ -138,7 +143,7 @@ def train(
             run = train_run(prepared, progress=bar, say=say,
                             evaluation_progress=EvaluationBar(quiet, bar.bar))
     else:
-        env_id, kwargs = (env_id, {}) if env_id else DEFAULT_JOB
+        env_id, kwargs = (with_env_modules(env_id, env_module), {}) if env_id else DEFAULT_JOB
         kwargs.update(parse_env_kwargs(env_kwargs))
         config = RunConfig.resolve(
             env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
@@ -304,6 +309,7 @@ def sweep(
     jobs: Annotated[int | None, typer.Option(help="Local processes (default: all cores).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="The sweep folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the sweep folder.")] = False,
+    env_module: EnvModules = None,
 ) -> None:
     """Train every setting of a grid with several seeds; mean and 95% interval per setting."""
     from tabrl.sweep import expand, parse_grid, setting_labels
@@ -311,6 +317,7 @@ def sweep(
 
     if seeds <= 0:
         raise typer.BadParameter(f"--seeds must be positive, not {seeds}")
+    env_id = with_env_modules(env_id, env_module)
     base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo, bins=parse_bins(bins),
                              obs_bounds=parse_obs_bounds(obs_bounds))
     axes = parse_grid(grid or [])
@@ -343,16 +350,20 @@ def sweep(
 
 
 @app.command()
-def envs() -> None:
-    """List the registered environments tabrl can train on."""
-    table = Table("environment", "states", "actions", "time limit", "engine")
+def envs(env_module: EnvModules = None) -> None:
+    """List the registered environments tabrl can train on (plugins' and your modules' too)."""
+    import_env_modules(env_module or [])
+    table = Table("environment", "states", "actions", "time limit", "engine", "from")
     for info in tabular_envs():
         engine = "compiled" if info.compiled else "python"
         if info.bins is not None:
             engine += f" (bins {info.bins})"
         table.add_row(info.env_id, f"{info.n_states:,}", str(info.n_actions),
-                      str(info.time_limit or "-"), engine)
+                      str(info.time_limit or "-"), engine, info.source)
     out.print(table)
+    for plugin, error in plugin_errors.items():
+        err.print(f"note: the plugin {plugin} failed to load ({error})", markup=False,
+                  soft_wrap=True)
 
 
 @app.command("solve")
@@ -364,10 +375,12 @@ def solve_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Folder for solution.json and policy.png.")] = None,
+    env_module: EnvModules = None,
 ) -> None:
     """The exact optimal policy and its value (dynamic programming on the known MDP)."""
     from tabrl.workflow import solve_env
 
+    env_id = with_env_modules(env_id, env_module)
     summary, path = solve_env(env_id, parse_env_kwargs(env_kwargs), discount, out_dir)
     if as_json:
         out.print_json(data=summary)
@@ -488,7 +501,52 @@ def main() -> None:
     except TabrlError as error:
         if _debug:
             raise
-        err.print(f"error: {error}", highlight=False, soft_wrap=True)
+        err.print(f"error: {error}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def with_env_modules(env_id: str, modules: list[str] | None) -> str:
+    """Import the ``--env-module`` modules; ``env_id`` with the module that registered it."""
+    import_env_modules(modules or [])
+    return qualified_env_id(env_id)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="csv or json (default: from --out, else csv).")] = None,
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", help="The file to write (default: policy.csv or policy.json in the run).")] = None,
+) -> None:
+    """Write the greedy policy and Q-values per state, states as the environment's observations."""
+    from tabrl.export import export_run
+
+    run = load_run(run_dir)
+    path, policy = export_run(run, fmt, out_file)
+    out.print(f"{path}  ({len(policy):,} states; read it with tabrl.load_policy)",
+              highlight=False, markup=False)
+
+
+@app.command()
+def enjoy(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    episodes: Annotated[int, typer.Option(help="Episodes to play.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the first episode's reset.")] = 0,
+    delay: Annotated[float | None, typer.Option(
+        help="Seconds between steps (default: 0.3 in a terminal, else 0).")] = None,
+    gif: Annotated[Path | None, typer.Option(help="Record the play as this GIF.")] = None,
+    video: Annotated[Path | None, typer.Option(
+        help="Record the play as this MP4 (needs imageio and imageio-ffmpeg).")] = None,
+) -> None:
+    """Watch the agent play its greedy policy, drawn in the terminal or recorded."""
+    from rich.text import Text
+
+    from tabrl.watch import enjoy as play
+
+    if delay is None:
+        delay = 0.3 if sys.stdout.isatty() else 0.0
+    play(load_run(run_dir), episodes, seed, delay, gif, video,
+         show=lambda text: out.print(Text.from_ansi(text), soft_wrap=True))

@@ -2,28 +2,144 @@
 
 ``gymnasium.make`` does the work; this module turns its exceptions into advice (the closest
 registered ids, the keywords the environment accepts) and checks that the spaces are tabular.
+
+An environment of one's own is found as Gymnasium finds it: ``module:EnvName-v0`` imports
+``module`` (which registers ``EnvName-v0``) before making it, and installed plugins (the
+``gymnasium.envs`` entry points) are loaded when an id is not registered yet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import importlib
 import inspect
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import namespace
 from gymnasium.wrappers import DiscretizeObservation, TimeLimit, TransformObservation
 
-from tabrl.errors import UsageError
+from tabrl.errors import TabrlError, UsageError
 from tabrl.mdp import time_limit_of
 from tabrl.spaces import encoder_for, n_actions_of
 
 #: Episodes of environments without a time limit (CliffWalking) stop after this many steps,
 #: so that an exploring agent cannot wander forever; the step is a truncation, not a terminal.
 DEFAULT_STEP_CAP = 10_000
+
+
+#: The entry-point group of environment plugins. Gymnasium before 1.0 loaded it on import;
+#: gymnasium 1.x no longer does, so tabrl loads it (:func:`load_plugin_envs`).
+PLUGIN_GROUP = "gymnasium.envs"
+#: Entry-point names that register at the root namespace rather than their own.
+ROOT_PLUGIN_NAMES = ("__root__", "__internal__")
+
+#: Which module's import registered an id, so that a run folder can import it again.
+_registered_by: dict[str, str] = {}
+#: Which plugin (its package) registered an id; a plugin is loaded wherever an id is unknown.
+_registered_by_plugin: dict[str, str] = {}
+_loaded_plugins: set[tuple[str, str]] = set()
+#: Plugins that failed to load: ``name = value`` -> the error.
+plugin_errors: dict[str, str] = {}
+
+
+def import_env_module(module: str) -> list[str]:
+    """Import a module that registers environments; the ids its first import registered."""
+    before = set(gym.registry)
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        raise UsageError(f"cannot import the environment module {module!r} ({error}): put it "
+                         "on the Python path (PYTHONPATH) or install its package") from None
+    except Exception as error:  # noqa: BLE001 - the user's module failed: one line, not a trace
+        raise TabrlError(f"importing the environment module {module!r} failed: "
+                         f"{type(error).__name__}: {error}") from None
+    registered = sorted(set(gym.registry) - before)
+    for env_id in registered:
+        _registered_by.setdefault(env_id, module)
+    return registered
+
+
+def import_env_modules(modules: Iterable[str]) -> None:
+    """Import every module of ``--env-module`` (each registers environments)."""
+    for module in modules:
+        import_env_module(module)
+
+
+def load_plugin_envs() -> None:
+    """Register the environments of installed plugins (entry points of :data:`PLUGIN_GROUP`).
+
+    As gymnasium 0.26-0.29 did: an entry point ``name = package.module:function`` is called in the
+    registry namespace ``name`` (the root namespace for ``__root__``); one that names a module
+    registers by being imported. A plugin that fails is noted in :data:`plugin_errors`, not fatal.
+    """
+    for plugin in metadata.entry_points(group=PLUGIN_GROUP):
+        key = (plugin.name, plugin.value)
+        if key in _loaded_plugins:
+            continue
+        _loaded_plugins.add(key)
+        before = set(gym.registry)
+        root = plugin.name in ROOT_PLUGIN_NAMES
+        try:
+            with contextlib.nullcontext() if root else namespace(plugin.name):
+                loaded = plugin.load()
+                if plugin.attr:
+                    loaded()
+        except Exception as error:  # noqa: BLE001 - a broken plugin must not break tabrl
+            plugin_errors[f"{plugin.name} = {plugin.value}"] = f"{type(error).__name__}: {error}"
+            continue
+        package = plugin.dist.name if plugin.dist is not None else plugin.value
+        for env_id in set(gym.registry) - before:
+            _registered_by_plugin[env_id] = f"plugin {package}"
+
+
+def resolve_env_id(env_id: str) -> str:
+    """The registered id that ``env_id`` names, registering it first if needed.
+
+    ``module:EnvName-v0`` imports ``module``, as ``gymnasium.make`` does; an id not registered
+    yet may come from a plugin. Anything else is a one-line error naming both ways in.
+    """
+    module, has_module, name = env_id.rpartition(":")
+    if has_module and not (module and name):
+        raise UsageError(f"{env_id!r} is not an environment id: give EnvName-v0, or "
+                         "module:EnvName-v0 for one that module registers")
+    if has_module:
+        registered = import_env_module(module)
+        if name not in gym.registry:
+            also = f" (it registers {', '.join(registered)})" if registered else ""
+            raise UsageError(f"the module {module} does not register {name!r}{also}: "
+                             f"{suggest_ids(name)}")
+    if name not in gym.registry:
+        load_plugin_envs()
+    if name not in gym.registry:
+        raise UsageError(
+            f"unknown environment id {name!r}: {suggest_ids(name)} (your own environment: give "
+            f"module:{name}, the module that registers it, or --env-module MODULE)"
+        )
+    return name
+
+
+def qualified_env_id(env_id: str) -> str:
+    """``env_id`` with the module whose import registered it, ``module:EnvName-v0``: the form a
+    run folder stores, so that a later process (resume, evaluate, a sweep's workers) finds it."""
+    module = _registered_by.get(env_id)
+    return f"{module}:{env_id}" if module and ":" not in env_id else env_id
+
+
+def env_source(env_id: str) -> str:
+    """Where a registered id comes from: the module tabrl imported for it, the plugin, or else
+    the package of its entry point (``gymnasium``, ``tabrl``)."""
+    if env_id in _registered_by or env_id in _registered_by_plugin:
+        return _registered_by.get(env_id) or _registered_by_plugin[env_id]
+    entry = gym.spec(env_id).entry_point
+    module = entry if isinstance(entry, str) else getattr(entry, "__module__", "") or ""
+    return module.partition(".")[0].partition(":")[0]
 
 
 def suggest_ids(env_id: str) -> str:
@@ -51,18 +167,20 @@ def make_env(
     env_kwargs: dict[str, Any] | None = None,
     bins: int | Sequence[int] | None = None,
     obs_bounds: Sequence[Sequence[float]] | None = None,
+    render_mode: str | None = None,
 ) -> gym.Env:
     """``gymnasium.make(env_id, **env_kwargs)``, with tabular spaces checked.
 
-    A continuous observation space becomes a discrete one with ``bins`` (see :func:`discretize`).
+    ``env_id`` may name its module, ``module:EnvName-v0`` (see :func:`resolve_env_id`). A
+    continuous observation space becomes a discrete one with ``bins`` (see :func:`discretize`).
     """
     env_kwargs = dict(env_kwargs or {})
-    if env_id not in gym.registry:
-        raise UsageError(f"unknown environment id {env_id!r}: {suggest_ids(env_id)}")
+    env_id = resolve_env_id(env_id)
+    render = {"render_mode": render_mode} if render_mode else {}  # not all envs take the word
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            env = gym.make(env_id, **env_kwargs)
+            env = gym.make(env_id, **render, **env_kwargs)
     except TypeError as error:
         if "argument" not in str(error):
             raise
@@ -143,6 +261,7 @@ class EnvInfo:
     time_limit: int | None
     compiled: bool
     bins: list[int] | int | None = None  #: the shipped bins of a continuous observation space
+    source: str = ""  #: the module, plugin or package that registered it (see env_source)
 
 
 def tabular_envs() -> list[EnvInfo]:
@@ -151,6 +270,7 @@ def tabular_envs() -> list[EnvInfo]:
     from tabrl.hyperparams import environment_defaults
     from tabrl.mdp import mdp_of
 
+    load_plugin_envs()
     found = []
     for env_id, spec in sorted(gym.registry.items()):
         if spec.vector_entry_point and not spec.entry_point:
@@ -172,6 +292,6 @@ def tabular_envs() -> list[EnvInfo]:
         except UsageError:
             compiled = False
         found.append(EnvInfo(env_id, encoder.n_states, n_actions, time_limit_of(env), compiled,
-                             shipped.get("bins")))
+                             shipped.get("bins"), env_source(env_id)))
         env.close()
     return found

@@ -34,7 +34,7 @@ from tabrl.envs import DEFAULT_STEP_CAP, make_env
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import Evaluation
 from tabrl.fileio import atomic_save_npz, atomic_write_json, load_npz, read_json
-from tabrl.hyperparams import defaults_for
+from tabrl.hyperparams import defaults_for, registered_id
 from tabrl.loop import COLUMNS, TrainingLog
 from tabrl.metrics import MetricsStore, first_non_finite
 from tabrl.schedules import Schedule, as_schedule
@@ -242,8 +242,9 @@ def versions() -> dict[str, str]:
 
 
 def file_name(env_id: str) -> str:
-    """An environment id as part of a folder name (``tabrl/MaximizationBias-v0`` has a slash)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id)
+    """An environment id as part of a folder name, without its module (``module:Id``); an id
+    may hold a slash (``tabrl/MaximizationBias-v0``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", registered_id(env_id))
 
 
 def default_run_dir(config: RunConfig, root: Path = Path("runs"), kind: str = "") -> Path:

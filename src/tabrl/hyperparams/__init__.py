@@ -21,12 +21,18 @@ def defaults_for(algo: str, env_id: str) -> dict[str, Any]:
     ``environments.yml`` ships for the environment whatever the method (its bins, a sensible
     length of training), then the method's own entry for the environment."""
     table = _table(algo)
-    return {**table["default"], **environment_defaults(env_id), **(table.get(env_id) or {})}
+    return {**table["default"], **environment_defaults(env_id),
+            **(table.get(registered_id(env_id)) or {})}
 
 
 def environment_defaults(env_id: str) -> dict[str, Any]:
     """What ``environments.yml`` ships for ``env_id`` whatever the method (its bins), or ``{}``."""
-    return dict(_table("environments").get(env_id) or {})
+    return dict(_table("environments").get(registered_id(env_id)) or {})
+
+
+def registered_id(env_id: str) -> str:
+    """The id without the module of the ``module:EnvName-v0`` form: the key of the tables."""
+    return env_id.rpartition(":")[2]
 
 
 def _table(name: str) -> dict[str, Any]:
