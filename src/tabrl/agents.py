@@ -538,7 +538,7 @@ class DoubleQLearningAgent(TabularAgent):
         self.half_difference = np.zeros_like(self.q_values.array)
 
     def step(self, t: Transition) -> float:
-        """Twin of the kernels' ``_double_q``."""
+        """Twin of the kernels' ``_learn_double_q``."""
         q = self.q_values.array
         d = self.half_difference = grown(self.half_difference, len(q))
         sign = 1.0 if self.rng.random() < 0.5 else -1.0  # +1: learn Q_A = Q + D; -1: Q_B = Q - D

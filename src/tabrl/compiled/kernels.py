@@ -769,8 +769,8 @@ def _learn_q_lambda(act, value, setting, q, visits, memory, epsilon, temperature
 
 
 @_helper
-def _learn_double_q_learning(act, value, setting, q, visits, memory, epsilon, temperature, row,
-                             action, reward, terminal, truncated, next_row, k, t, s):
+def _learn_double_q(act, value, setting, q, visits, memory, epsilon, temperature, row,
+                    action, reward, terminal, truncated, next_row, k, t, s):
     """Double Q-learning (``DoubleQLearningAgent.step``)."""
     error, s = _double_q(setting, q, memory.half_difference, visits, row, action, reward,
                          terminal, next_row, s)
@@ -801,30 +801,41 @@ def _learn_dyna_q(act, value, setting, q, visits, memory, epsilon, temperature, 
 
 
 @_helper
-def _learn(act, value, setting, *step):
+def _learn(act, value, setting, q, visits, memory, epsilon, temperature, row, action, reward,
+           terminal, truncated, next_row, k, t, s):
     """The step of the run's method: a dispatch on its algorithm code."""
     algo = setting[ALGO]
     if algo == Q_LEARNING:
-        return _learn_q_learning(act, value, setting, *step)
+        return _learn_q_learning(act, value, setting, q, visits, memory, epsilon, temperature,
+                                 row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == SARSA:
-        return _learn_sarsa(act, value, setting, *step)
+        return _learn_sarsa(act, value, setting, q, visits, memory, epsilon, temperature,
+                            row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == EXPECTED_SARSA:
-        return _learn_expected_sarsa(act, value, setting, *step)
+        return _learn_expected_sarsa(act, value, setting, q, visits, memory, epsilon, temperature,
+                                     row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == DOUBLE_Q_LEARNING:
-        return _learn_double_q_learning(act, value, setting, *step)
+        return _learn_double_q(act, value, setting, q, visits, memory, epsilon, temperature,
+                               row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == MONTE_CARLO:
-        return _learn_monte_carlo(act, value, setting, *step)
+        return _learn_monte_carlo(act, value, setting, q, visits, memory, epsilon, temperature,
+                                  row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == N_STEP_SARSA:
-        return _learn_n_step_sarsa(act, value, setting, *step)
+        return _learn_n_step_sarsa(act, value, setting, q, visits, memory, epsilon, temperature,
+                                   row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == SARSA_LAMBDA:
-        return _learn_sarsa_lambda(act, value, setting, *step)
+        return _learn_sarsa_lambda(act, value, setting, q, visits, memory, epsilon, temperature,
+                                   row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == Q_LAMBDA:
-        return _learn_q_lambda(act, value, setting, *step)
+        return _learn_q_lambda(act, value, setting, q, visits, memory, epsilon, temperature,
+                               row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == DYNA_Q:
-        return _learn_dyna_q(act, value, setting, *step)
+        return _learn_dyna_q(act, value, setting, q, visits, memory, epsilon, temperature,
+                             row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == TREE_BACKUP:
-        return _learn_tree_backup(act, value, setting, *step)
-    return 0.0, -1, step[-1]  # FIXED_POLICY: no learning
+        return _learn_tree_backup(act, value, setting, q, visits, memory, epsilon, temperature,
+                                  row, action, reward, terminal, truncated, next_row, k, t, s)
+    return 0.0, -1, s  # FIXED_POLICY: no learning
 
 
 # --- episodes and runs ----------------------------------------------------------------------------
