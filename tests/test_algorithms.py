@@ -24,6 +24,7 @@ from tabrl.agents import (
     NStepSarsaAgent,
     QLambdaAgent,
     QLearningAgent,
+    QSigmaAgent,
     SarsaAgent,
     SarsaLambdaAgent,
     TabularAgent,
@@ -60,7 +61,8 @@ class FixedDraw:
 def test_every_method_is_registered():
     assert len(AGENTS) >= 7
     assert {"q-learning", "sarsa", "expected-sarsa", "double-q-learning", "monte-carlo",
-            "n-step-sarsa", "sarsa-lambda", "q-lambda", "dyna-q", "tree-backup"} == set(AGENTS)
+            "n-step-sarsa", "sarsa-lambda", "q-lambda", "dyna-q", "tree-backup",
+            "q-sigma"} == set(AGENTS)
     assert all(AGENTS[name].algo == name for name in AGENTS)
 
 
@@ -194,6 +196,33 @@ def test_tree_backup_shares_a_tie_between_the_greedy_actions(lake):
     assert td == pytest.approx(1.0 + GAMMA * (0.5 * 3.0 + 0.5 * (2.0 + GAMMA * 4.0)))
 
 
+def test_q_sigma_mixes_the_sample_with_the_policys_expectation(lake):
+    agent = make(QSigmaAgent, lake, n=2, sigma=0.5)  # epsilon 0: the policy is greedy
+    agent.q_values[1][:] = [0.0, 2.0, 0.0, 1.0]
+    agent.q_values[2][:] = [0.0, 0.0, 0.0, 4.0]
+    assert agent.update(0, 2, 1.0, False, 1) == 0.0
+    assert agent.promised == (1, 1)
+    td = agent.update(1, 3, 2.0, False, 2)  # action 3 is not the policy's: pi(3|1) = 0
+    # The tail mixes Q(2, 3) = 4 (the action drawn next) with the policy's value of 2, also 4;
+    # at state 1 the return 2 + 0.9 * 4 is mixed half and half with the policy's value 2.
+    assert agent.promised == (2, 3)
+    assert td == pytest.approx(1.0 + GAMMA * (0.5 * (2.0 + GAMMA * 4.0) + 0.5 * 2.0))
+    assert agent.q_values[0][2] == pytest.approx(LR * td)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+def test_q_sigma_at_its_ends_is_n_step_sarsa_or_expected_sarsa(lake, sigma):
+    """sigma 1 samples every step (n-step SARSA); sigma 0 takes the policy's expectation, so
+    with a greedy policy and one step it is Q-learning."""
+    agent = make(QSigmaAgent, lake, n=1, sigma=sigma)
+    agent.q_values[1][:] = [0.0, 2.0, 0.0, 1.0]
+    agent.epsilon = 1.0
+    agent.rng = FixedDraw(0.0)  # explore, then draw action 0
+    td = agent.update(0, 2, 1.0, False, 1)
+    policy_value = 0.25 * 3.0  # uniform under epsilon 1
+    assert td == pytest.approx(1.0 + GAMMA * (0.0 if sigma else policy_value))
+
+
 def test_sarsa_lambda_spreads_each_error_back_along_the_traces(lake):
     agent = make(SarsaLambdaAgent, lake, lam=0.5)
     agent.q_values[1][:] = [0.0, 2.0, 0.0, 0.0]
@@ -310,6 +339,7 @@ def test_exploring_starts_are_refused_where_the_start_cannot_be_chosen():
         (NStepSarsaAgent, {"n": 0}, "n must be a whole number >= 1, not 0"),
         (NStepSarsaAgent, {"n": 2.5}, "n must be a whole number >= 1, not 2.5"),
         (TreeBackupAgent, {"n": 0}, "n must be a whole number >= 1"),
+        (QSigmaAgent, {"sigma": 1.5}, "sigma must be in"),
         (QLearningAgent, {"n": 3}, r"q-learning has no parameter n \(its own: none\)"),
         (SarsaLambdaAgent, {"lambda": 0.5}, r"no parameter lambda \(its own: lam\)"),
         (SarsaLambdaAgent, {"lam": 1.5}, "lam"),

@@ -55,7 +55,8 @@ ROUTES = {  # route, time limit, episode length
     "back-and-forth": (BACK_AND_FORTH, 7, 7),  # every pair again and again: first visits count
 }
 METHOD_PARAMS = {"n-step-sarsa": {"n": 3}, "sarsa-lambda": {"lam": 0.7},
-                 "q-lambda": {"lam": 0.7}, "dyna-q": {"planning_steps": 5}, "tree-backup": {"n": 3}}
+                 "q-lambda": {"lam": 0.7}, "dyna-q": {"planning_steps": 5}, "tree-backup": {"n": 3},
+                 "q-sigma": {"n": 3, "sigma": 0.5}}
 #: Dyna-Q's planning draws pairs at random: one episode is exact without it (its model, always).
 EXACT_PARAMS = {**METHOD_PARAMS, "dyna-q": {"planning_steps": 0}}
 

@@ -25,6 +25,7 @@ q-lambda            Q-learning's, spread backwards by traces cut at exploratory 
 monte-carlo         the episode's whole return after the first visit of :math:`(s, a)`
 dyna-q              Q-learning's, on real steps and on steps replayed from a learned model
 tree-backup         n steps of a tree whose branches off the actions played are valued greedily
+q-sigma             n steps, each the sample of SARSA or the policy's expectation, mixed by sigma
 =================== =============================================================================
 
 ``update`` is the same template for every method: it turns the observations into rows of the
@@ -398,7 +399,7 @@ class MultiStepAgent(TabularAgent):
         self.recent: deque[tuple[int, int, float]] = deque()  #: (row, action, reward), oldest first
 
     def step(self, t: Transition) -> float:
-        """Twin of the kernels' ``_multi_step``."""
+        """Twin of the kernels' ``_multi_step`` (``backed_up``: ``_backed_up``)."""
         self.recent.append((t.row, t.action, t.reward))
         tail = 0.0 if t.terminated else self.bootstrap(t.next_row)
         if t.terminated or t.truncated:
@@ -455,6 +456,32 @@ class TreeBackupAgent(MultiStepAgent, QLearningAgent):
         best = max(values)
         greedy = 1.0 / values.count(best) if values[action] == best else 0.0
         return (1.0 - greedy) * best + greedy * g
+
+
+class QSigmaAgent(MultiStepAgent, SarsaAgent):
+    """n-step Q(sigma) (De Asis et al., 2018; S&B 7.6), on-policy: between n-step SARSA and a
+    tree backup of the behaviour policy ``pi``, by the degree of sampling ``sigma``.
+
+    At each step after the oldest, the return ``g`` of the action ``A`` played in ``s`` becomes
+    ``sigma g + (1 - sigma) (sum_a pi(a|s) Q(s,a) + pi(A|s) (g - Q(s,A)))``: the sample, or the
+    policy's expectation with ``g`` in ``A``'s branch (:class:`MultiStepAgent`). The tail is
+    ``sigma Q(s_n, a_n) + (1 - sigma) sum_a pi(a|s_n) Q(s_n, a)``, ``a_n`` the next action, which
+    is then played (as SARSA does). ``sigma = 1`` is n-step SARSA; ``sigma = 0`` is Tree Backup
+    of ``pi`` (n-step Expected SARSA); ``n = 1`` is a mix of SARSA and Expected SARSA.
+    """
+
+    spec = MethodSpec("q-sigma", "n steps, each sampled (sigma 1) or expected (sigma 0)", (
+        STEPS, Param("sigma", float, 0.5, "Degree of sampling sigma, 1: SARSA, 0: expectation",
+                     "sigma {}", between(0, 1), "in [0, 1]")))
+
+    def bootstrap(self, next_row: int) -> float:
+        sampled = super().bootstrap(next_row)  # SARSA's: draws and promises the next action
+        return self.sigma * sampled + (1.0 - self.sigma) * self.policy_value(next_row)
+
+    def backed_up(self, row: int, action: int, g: float) -> float:
+        played = self.exploration.probabilities(self, row)[action]
+        expected = self.policy_value(row) + played * (g - float(self.q_values.array[row, action]))
+        return self.sigma * g + (1.0 - self.sigma) * expected
 
 
 class SarsaLambdaAgent(SarsaAgent):
@@ -709,6 +736,7 @@ AGENTS: dict[str, type[TabularAgent]] = {
     for cls in (
         QLearningAgent, SarsaAgent, ExpectedSarsaAgent, DoubleQLearningAgent, MonteCarloAgent,
         NStepSarsaAgent, SarsaLambdaAgent, QLambdaAgent, DynaQAgent, TreeBackupAgent,
+        QSigmaAgent,
     )
 }
 #: Every method's declaration, by name (:mod:`tabrl.methods`).

@@ -25,7 +25,7 @@ to :func:`_learn` as one :class:`Memory`:
 double-q-learning   ``half_difference``: ``(Q_A - Q_B) / 2`` beside ``q = (Q_A + Q_B) / 2``
 monte-carlo         ``memory_*``: the episode's ``(pair, reward)``; ``marks``: first visits
 n-step-sarsa,       ``memory_*``: the last ``n`` steps, a ring indexed by ``step % n``
-tree-backup
+tree-backup, q-sigma
 sarsa-lambda,       ``memory_*``: the pairs with a trace this episode, and their traces;
 q-lambda            ``marks``: a pair's place in that list
 dyna-q              ``model_counts`` per distinct outcome of a ``(row, action)``
@@ -82,12 +82,13 @@ SARSA_LAMBDA = 7
 DYNA_Q = 8
 Q_LAMBDA = 9
 TREE_BACKUP = 10
+Q_SIGMA = 11
 #: Each method's code, by its name (``spec.name`` of its agent).
 METHOD_CODES = {
     "q-learning": Q_LEARNING, "sarsa": SARSA, "expected-sarsa": EXPECTED_SARSA,
     "double-q-learning": DOUBLE_Q_LEARNING, "monte-carlo": MONTE_CARLO,
     "n-step-sarsa": N_STEP_SARSA, "sarsa-lambda": SARSA_LAMBDA, "q-lambda": Q_LAMBDA,
-    "dyna-q": DYNA_Q, "tree-backup": TREE_BACKUP,
+    "dyna-q": DYNA_Q, "tree-backup": TREE_BACKUP, "q-sigma": Q_SIGMA,
 }
 
 EPSILON_GREEDY, SOFTMAX, UCB = 0, 1, 2
@@ -102,11 +103,12 @@ N_STEPS = 17  #: n of n-step SARSA and tree backup
 TRACE_DECAY = 18  #: lambda of SARSA(lambda) and Q(lambda)
 PLANNING_STEPS = 19  #: Dyna-Q's planning updates per real step
 EXPLORING_STARTS = 20  #: 1.0: Monte Carlo ES
-SETTING_SIZE = 21
+SIGMA = 21  #: Q(sigma)'s degree of sampling
+SETTING_SIZE = 22
 #: The entry of each of the methods' own parameters (``spec.params``), by name; 0 in the
 #: settings of methods without it.
 OWN_PARAM_ENTRIES = {"n": N_STEPS, "lam": TRACE_DECAY, "planning_steps": PLANNING_STEPS,
-                     "exploring_starts": EXPLORING_STARTS}
+                     "exploring_starts": EXPLORING_STARTS, "sigma": SIGMA}
 
 MEMORY_SIZE, MODEL_SIZE = 0, 1  #: the entries of a run's ``sizes``
 MARKED = (MONTE_CARLO, SARSA_LAMBDA, Q_LAMBDA)  #: the methods that use ``Runs.marks``
@@ -119,7 +121,7 @@ def memory_length(setting: np.ndarray, time_limit: int, n_pairs: int) -> int:
     algo = setting[ALGO]
     if algo == MONTE_CARLO:
         return time_limit
-    if algo in (N_STEP_SARSA, TREE_BACKUP):
+    if algo in (N_STEP_SARSA, TREE_BACKUP, Q_SIGMA):
         return int(setting[N_STEPS])
     if algo in (SARSA_LAMBDA, Q_LAMBDA):
         return min(time_limit, n_pairs)
@@ -467,6 +469,32 @@ def _epsilon_greedy_value(q, row, epsilon):
 
 
 @_helper
+def _greedy_share(values, row, action):
+    """The probability of ``action`` under a greedy choice of ``values[row]`` (ties shared)."""
+    best, ties = _max_value(values, row), 0
+    for a in range(values.shape[1]):
+        ties += values[row, a] == best
+    return 1.0 / ties if values[row, action] == best else 0.0
+
+
+@_called
+def _action_probability(setting, q, visits, row, action, epsilon, temperature, scores):
+    """``pi(action|s)`` under the behaviour policy (``Exploration.probabilities``)."""
+    kind = setting[EXPLORATION]
+    if kind == SOFTMAX:
+        t = _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row)
+        best, total = _max_value(q, row), 0.0
+        for a in range(q.shape[1]):
+            total += math.exp((q[row, a] - best) / t)
+        return math.exp((q[row, action] - best) / t) / total
+    if kind == UCB:
+        _ucb_scores(q, visits, row, setting[UCB_C], scores)
+        return _greedy_share(scores, 0, action)
+    epsilon = _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row)
+    return epsilon / q.shape[1] + (1.0 - epsilon) * _greedy_share(q, row, action)
+
+
+@_helper
 def _value(setting, q, visits, memory, row, epsilon, temperature):
     """:func:`_policy_value` with the scratch row of the run's :class:`Memory`."""
     return _policy_value(setting, q, visits, row, epsilon, temperature, memory.scores)
@@ -563,36 +591,44 @@ def _monte_carlo_end(setting, q, visits, marks, pairs, rewards, n_steps, tail):
 
 
 @_helper
-def _greedy_backup(q, pair, g):
-    """The value of the pair's state under the greedy policy (ties shared equally), given ``g``,
-    the return of the pair's action: ``(1 - p) max_a q + p g``, ``p`` the action's probability
-    (``TreeBackupAgent.backed_up``)."""
+def _backed_up(setting, q, visits, pair, g, epsilon, temperature, scores):
+    """The value of the pair's state given ``g``, the return of the pair's action there, as the
+    agent's ``backed_up``: tree backup's greedy tree, ``(1 - p) max_a q + p g`` with ``p`` the
+    action's greedy share; Q(sigma)'s mix of ``g`` and the behaviour policy's tree; else ``g``."""
     row, action = pair // q.shape[1], pair % q.shape[1]
-    best, ties = _max_value(q, row), 0
-    for a in range(q.shape[1]):
-        ties += q[row, a] == best
-    greedy = 1.0 / ties if q[row, action] == best else 0.0
-    return (1.0 - greedy) * best + greedy * g
+    algo = setting[ALGO]
+    if algo == TREE_BACKUP:
+        greedy = _greedy_share(q, row, action)
+        return (1.0 - greedy) * _max_value(q, row) + greedy * g
+    if algo == Q_SIGMA:
+        played = _action_probability(setting, q, visits, row, action, epsilon, temperature,
+                                     scores)
+        expected = (_policy_value(setting, q, visits, row, epsilon, temperature, scores)
+                    + played * (g - q[row, action]))
+        return setting[SIGMA] * g + (1.0 - setting[SIGMA]) * expected
+    return g
 
 
 @_helper
-def _multi_step_oldest(setting, q, visits, pairs, rewards, n, last, count, tree, tail):
+def _multi_step_oldest(setting, q, visits, pairs, rewards, n, last, count, tail, epsilon,
+                       temperature, scores):
     """Update the oldest of the ``count`` steps buffered up to step ``last`` (a ring of ``n``).
 
-    Its target is built backwards from ``tail``: ``G = r + gamma G`` at every step, and for tree
-    backup, at every step after the oldest, the greedy backup of the action played there
+    Its target is built backwards from ``tail``: ``G = r + gamma G`` at every step, and at every
+    step after the oldest, :func:`_backed_up` of the action played there
     (``MultiStepAgent.complete_oldest``).
     """
     g, oldest = tail, last - count + 1
     for t in range(last, oldest - 1, -1):
         g = rewards[t % n] + setting[DISCOUNT] * g
-        if tree and t != oldest:
-            g = _greedy_backup(q, pairs[t % n], g)
+        if t != oldest:
+            g = _backed_up(setting, q, visits, pairs[t % n], g, epsilon, temperature, scores)
     return _update_pair(setting, q, visits, pairs[oldest % n], g)
 
 
 @_called
-def _multi_step(setting, q, visits, pairs, rewards, t, pair, reward, ends, tree, tail):
+def _multi_step(setting, q, visits, pairs, rewards, t, pair, reward, ends, tail, epsilon,
+                temperature, scores):
     """An n-step method's step ``t`` (``MultiStepAgent.step``): buffer it, then complete the
     oldest step (all of them, at the end)."""
     n = int(setting[N_STEPS])
@@ -602,10 +638,11 @@ def _multi_step(setting, q, visits, pairs, rewards, t, pair, reward, ends, tree,
         total = 0.0
         for remaining in range(count, 0, -1):
             total += abs(_multi_step_oldest(setting, q, visits, pairs, rewards, n, t, remaining,
-                                            tree, tail))
+                                            tail, epsilon, temperature, scores))
         return total
     if count == n:
-        return _multi_step_oldest(setting, q, visits, pairs, rewards, n, t, n, tree, tail)
+        return _multi_step_oldest(setting, q, visits, pairs, rewards, n, t, n, tail, epsilon,
+                                  temperature, scores)
     return 0.0
 
 
@@ -728,7 +765,24 @@ def _learn_n_step_sarsa(act, value, setting, q, visits, memory, epsilon, tempera
     next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
                                           terminal, next_row, s)
     error = _multi_step(setting, q, visits, memory.pairs, memory.values, t,
-                        row * q.shape[1] + action, reward, terminal or truncated, False, future)
+                        row * q.shape[1] + action, reward, terminal or truncated, future, epsilon,
+                        temperature, memory.scores)
+    return error, next_action, s
+
+
+@_helper
+def _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
+                   reward, terminal, truncated, next_row, k, t, s):
+    """n-step Q(sigma) (``MultiStepAgent.step`` of ``QSigmaAgent``)."""
+    next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
+                                          terminal, next_row, s)
+    tail = 0.0
+    if not terminal:
+        tail = setting[SIGMA] * future + (1.0 - setting[SIGMA]) * value(
+            setting, q, visits, memory, next_row, epsilon, temperature)
+    error = _multi_step(setting, q, visits, memory.pairs, memory.values, t,
+                        row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
+                        temperature, memory.scores)
     return error, next_action, s
 
 
@@ -738,7 +792,8 @@ def _learn_tree_backup(act, value, setting, q, visits, memory, epsilon, temperat
     """n-step Tree Backup (``MultiStepAgent.step`` of ``TreeBackupAgent``)."""
     tail = 0.0 if terminal else _max_value(q, next_row)
     error = _multi_step(setting, q, visits, memory.pairs, memory.values, t,
-                        row * q.shape[1] + action, reward, terminal or truncated, True, tail)
+                        row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
+                        temperature, memory.scores)
     return error, -1, s
 
 
@@ -835,6 +890,9 @@ def _learn(act, value, setting, q, visits, memory, epsilon, temperature, row, ac
     if algo == TREE_BACKUP:
         return _learn_tree_backup(act, value, setting, q, visits, memory, epsilon, temperature,
                                   row, action, reward, terminal, truncated, next_row, k, t, s)
+    if algo == Q_SIGMA:
+        return _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature,
+                              row, action, reward, terminal, truncated, next_row, k, t, s)
     return 0.0, -1, s  # FIXED_POLICY: no learning
 
 
