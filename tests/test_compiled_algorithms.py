@@ -302,7 +302,9 @@ def test_a_batch_of_mixed_methods_equals_single_runs():
     mdp, n = mdp_of(env), 300
     settings = [{**LAKE, "algo": "sarsa-lambda", "lam": 0.5},
                 {**LAKE, "algo": "dyna-q", "planning_steps": 3},
-                {**LAKE, "algo": "monte-carlo", "exploration": "softmax"}]
+                {**LAKE, "algo": "monte-carlo", "exploration": "softmax"},
+                {**LAKE, "algo": "tree-backup", "n": 3},
+                {**LAKE, "algo": "q-sigma", "n": 2, "sigma": 0.3, "exploration": "ucb"}]
     batch = run_batch(mdp, settings, n, [4], max_steps=100)
     for setting, result in zip(settings, batch, strict=True):
         agent = make_agent(env, **setting)

@@ -45,6 +45,7 @@ mean absolute error counts each update once. The SARSA family chooses its next a
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
@@ -120,8 +121,13 @@ class TabularAgent:
     algo: ClassVar[str] = ""  #: ``spec.name``
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Keep ``algo`` and ``spec.name`` one: a class declares its spec, or (a user's
+        subclass, say) only its ``algo``, and keeps its parent's parameters under that name."""
         super().__init_subclass__(**kwargs)
-        cls.algo = cls.spec.name
+        if "spec" in cls.__dict__:
+            cls.algo = cls.spec.name
+        elif "algo" in cls.__dict__:
+            cls.spec = replace(cls.spec, name=cls.algo)
 
     def __init__(
         self,
