@@ -24,9 +24,11 @@ from tabrl.agents import (
     NStepSarsaAgent,
     QLambdaAgent,
     QLearningAgent,
+    QSigmaAgent,
     SarsaAgent,
     SarsaLambdaAgent,
     TabularAgent,
+    TreeBackupAgent,
 )
 from tabrl.errors import UsageError
 from tabrl.hyperparams import defaults_for
@@ -59,7 +61,8 @@ class FixedDraw:
 def test_every_method_is_registered():
     assert len(AGENTS) >= 7
     assert {"q-learning", "sarsa", "expected-sarsa", "double-q-learning", "monte-carlo",
-            "n-step-sarsa", "sarsa-lambda", "q-lambda", "dyna-q"} <= set(AGENTS)
+            "n-step-sarsa", "sarsa-lambda", "q-lambda", "dyna-q", "tree-backup",
+            "q-sigma"} == set(AGENTS)
     assert all(AGENTS[name].algo == name for name in AGENTS)
 
 
@@ -161,6 +164,63 @@ def test_n_step_sarsa_looks_n_rewards_ahead(lake):
     assert agent.q_values[2][3] == pytest.approx(4.0 + LR * (3.0 - 4.0))
     assert total == pytest.approx((2.0 + GAMMA * 3.0) + 1.0)
     assert not agent.recent
+
+
+def test_tree_backup_follows_greedy_actions_and_cuts_at_the_others(lake):
+    agent = make(TreeBackupAgent, lake, n=3)
+    agent.q_values[1][:] = [0.0, 2.0, 0.0, 1.0]  # action 1: the one greedy action
+    agent.q_values[2][:] = [3.0, 3.0, 0.0, 0.0]  # action 3: not greedy
+    agent.q_values[6][:] = [0.0, 0.0, 5.0, 0.0]
+    assert agent.update(0, 2, 1.0, False, 1) == 0.0
+    assert agent.update(1, 1, 2.0, False, 2) == 0.0
+    td = agent.update(2, 3, 4.0, False, 6)  # completes (0, 2)
+    # Backwards from max Q(6) = 5: at state 2 the action played is not greedy, so its return
+    # 4 + 0.9 * 5 is replaced by max Q(2) = 3; at state 1 it is, so the return goes through.
+    assert td == pytest.approx(1.0 + GAMMA * (2.0 + GAMMA * 3.0))
+    assert agent.q_values[0][2] == pytest.approx(LR * td)
+    assert not hasattr(agent, "promised")  # off-policy: the behaviour policy acts freely
+    total = agent.update(6, 2, 0.0, True, 7)  # the end completes (1, 1), (2, 3) and (6, 2)
+    assert agent.q_values[1][1] == pytest.approx(2.0 + LR * (2.0 + GAMMA * 3.0 - 2.0))
+    assert agent.q_values[2][3] == pytest.approx(LR * 4.0)
+    assert agent.q_values[6][2] == pytest.approx(5.0 + LR * (0.0 - 5.0))
+    assert total == pytest.approx((2.0 + GAMMA * 3.0 - 2.0) + 4.0 + 5.0)
+    assert not agent.recent
+
+
+def test_tree_backup_shares_a_tie_between_the_greedy_actions(lake):
+    agent = make(TreeBackupAgent, lake, n=2)
+    agent.q_values[2][:] = [3.0, 3.0, 0.0, 0.0]  # action 0 has probability 1/2 under greedy
+    agent.q_values[3][:] = [0.0, 4.0, 0.0, 0.0]
+    agent.update(0, 2, 1.0, False, 2)
+    td = agent.update(2, 0, 2.0, False, 3)
+    assert td == pytest.approx(1.0 + GAMMA * (0.5 * 3.0 + 0.5 * (2.0 + GAMMA * 4.0)))
+
+
+def test_q_sigma_mixes_the_sample_with_the_policys_expectation(lake):
+    agent = make(QSigmaAgent, lake, n=2, sigma=0.5)  # epsilon 0: the policy is greedy
+    agent.q_values[1][:] = [0.0, 2.0, 0.0, 1.0]
+    agent.q_values[2][:] = [0.0, 0.0, 0.0, 4.0]
+    assert agent.update(0, 2, 1.0, False, 1) == 0.0
+    assert agent.promised == (1, 1)
+    td = agent.update(1, 3, 2.0, False, 2)  # action 3 is not the policy's: pi(3|1) = 0
+    # The tail mixes Q(2, 3) = 4 (the action drawn next) with the policy's value of 2, also 4;
+    # at state 1 the return 2 + 0.9 * 4 is mixed half and half with the policy's value 2.
+    assert agent.promised == (2, 3)
+    assert td == pytest.approx(1.0 + GAMMA * (0.5 * (2.0 + GAMMA * 4.0) + 0.5 * 2.0))
+    assert agent.q_values[0][2] == pytest.approx(LR * td)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+def test_q_sigma_at_its_ends_is_n_step_sarsa_or_expected_sarsa(lake, sigma):
+    """sigma 1 samples every step (n-step SARSA); sigma 0 takes the policy's expectation, so
+    with a greedy policy and one step it is Q-learning."""
+    agent = make(QSigmaAgent, lake, n=1, sigma=sigma)
+    agent.q_values[1][:] = [0.0, 2.0, 0.0, 1.0]
+    agent.epsilon = 1.0
+    agent.rng = FixedDraw(0.0)  # explore, then draw action 0
+    td = agent.update(0, 2, 1.0, False, 1)
+    policy_value = 0.25 * 3.0  # uniform under epsilon 1
+    assert td == pytest.approx(1.0 + GAMMA * (0.0 if sigma else policy_value))
 
 
 def test_sarsa_lambda_spreads_each_error_back_along_the_traces(lake):
@@ -277,8 +337,12 @@ def test_exploring_starts_are_refused_where_the_start_cannot_be_chosen():
 @pytest.mark.parametrize(
     "cls, kwargs, message",
     [
-        (NStepSarsaAgent, {"n": 0}, "n >= 1"),
-        (NStepSarsaAgent, {"n": 2.5}, "n >= 1"),
+        (NStepSarsaAgent, {"n": 0}, "n must be a whole number >= 1, not 0"),
+        (NStepSarsaAgent, {"n": 2.5}, "n must be a whole number >= 1, not 2.5"),
+        (TreeBackupAgent, {"n": 0}, "n must be a whole number >= 1"),
+        (QSigmaAgent, {"sigma": 1.5}, "sigma must be in"),
+        (QLearningAgent, {"n": 3}, r"q-learning has no parameter n \(its own: none\)"),
+        (SarsaLambdaAgent, {"lambda": 0.5}, r"no parameter lambda \(its own: lam\)"),
         (SarsaLambdaAgent, {"lam": 1.5}, "lam"),
         (QLambdaAgent, {"lam": -0.1}, "lam"),
         (DynaQAgent, {"planning_steps": -1}, "planning_steps"),

@@ -55,7 +55,8 @@ ROUTES = {  # route, time limit, episode length
     "back-and-forth": (BACK_AND_FORTH, 7, 7),  # every pair again and again: first visits count
 }
 METHOD_PARAMS = {"n-step-sarsa": {"n": 3}, "sarsa-lambda": {"lam": 0.7},
-                 "q-lambda": {"lam": 0.7}, "dyna-q": {"planning_steps": 5}}
+                 "q-lambda": {"lam": 0.7}, "dyna-q": {"planning_steps": 5}, "tree-backup": {"n": 3},
+                 "q-sigma": {"n": 3, "sigma": 0.5}}
 #: Dyna-Q's planning draws pairs at random: one episode is exact without it (its model, always).
 EXACT_PARAMS = {**METHOD_PARAMS, "dyna-q": {"planning_steps": 0}}
 
@@ -301,7 +302,9 @@ def test_a_batch_of_mixed_methods_equals_single_runs():
     mdp, n = mdp_of(env), 300
     settings = [{**LAKE, "algo": "sarsa-lambda", "lam": 0.5},
                 {**LAKE, "algo": "dyna-q", "planning_steps": 3},
-                {**LAKE, "algo": "monte-carlo", "exploration": "softmax"}]
+                {**LAKE, "algo": "monte-carlo", "exploration": "softmax"},
+                {**LAKE, "algo": "tree-backup", "n": 3},
+                {**LAKE, "algo": "q-sigma", "n": 2, "sigma": 0.3, "exploration": "ucb"}]
     batch = run_batch(mdp, settings, n, [4], max_steps=100)
     for setting, result in zip(settings, batch, strict=True):
         agent = make_agent(env, **setting)

@@ -57,6 +57,8 @@ def test_reloaded_agent_plays_the_same_greedy_actions(tmp_path):
                                                    "end": 0.01, "rate": 0.995}}),
     ("double-q-learning", {}, {}),
     ("dyna-q", {"planning_steps": 3}, {}),
+    ("tree-backup", {"n": 3}, {}),
+    ("q-sigma", {"n": 2, "sigma": 0.5, "exploration": "softmax", "temperature": 0.5}, {}),
     ("sarsa", {"exploration": "softmax",
                "temperature_schedule": {"kind": "exponential", "start": 1.0, "end": 0.05,
                                         "rate": 0.99}}, {}),

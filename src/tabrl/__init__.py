@@ -8,18 +8,7 @@
 __version__ = "0.1.0"
 
 from tabrl import examples  # noqa: F401  (registers tabrl/MaximizationBias-v0)
-from tabrl.agents import (
-    DoubleQLearningAgent,
-    DynaQAgent,
-    ExpectedSarsaAgent,
-    MonteCarloAgent,
-    NStepSarsaAgent,
-    QLambdaAgent,
-    QLearningAgent,
-    SarsaAgent,
-    SarsaLambdaAgent,
-    TabularAgent,
-)
+from tabrl.agents import AGENTS, METHODS, TabularAgent
 from tabrl.dp import PolicyValue, Solution, evaluate_policy_exact, solve
 from tabrl.envs import make_env
 from tabrl.errors import TabrlError
@@ -30,19 +19,15 @@ from tabrl.runs import load_agent, load_run
 from tabrl.schedules import Schedule
 from tabrl.training import train
 
+#: Every method's agent class, by its class name (``tabrl.QLearningAgent``, ...).
+globals().update({cls.__name__: cls for cls in AGENTS.values()})
+
 __all__ = [
-    "DoubleQLearningAgent",
-    "DynaQAgent",
+    *sorted(cls.__name__ for cls in AGENTS.values()),
+    "METHODS",
     "Evaluation",
-    "ExpectedSarsaAgent",
-    "MonteCarloAgent",
-    "NStepSarsaAgent",
     "Policy",
     "PolicyValue",
-    "QLambdaAgent",
-    "QLearningAgent",
-    "SarsaAgent",
-    "SarsaLambdaAgent",
     "Solution",
     "Schedule",
     "TabrlError",

@@ -2,7 +2,8 @@ r"""Tabular agents with the interface of the Gymnasium tutorial: one small class
 
 Every agent offers ``get_action(obs)`` (a behaviour action: epsilon-greedy unless another
 :mod:`~tabrl.exploration` strategy is chosen), ``update(obs, action, reward, terminated, next_obs,
-truncated)`` (learn from one step; returns the TD error), ``decay_epsilon()`` (after every episode),
+truncated)`` (learn from one step; returns the TD error), ``end_episode()`` (after every episode;
+the tutorial's ``decay_epsilon()`` is the same),
 ``q_values`` (``agent.q_values[obs]`` are a state's action values) and ``training_error``. The loop
 that drives them is the tutorial's, the same for every method::
 
@@ -23,7 +24,15 @@ sarsa-lambda        the :math:`\lambda`-return, spread backwards by eligibility 
 q-lambda            Q-learning's, spread backwards by traces cut at exploratory actions
 monte-carlo         the episode's whole return after the first visit of :math:`(s, a)`
 dyna-q              Q-learning's, on real steps and on steps replayed from a learned model
+tree-backup         n steps of a tree whose branches off the actions played are valued greedily
+q-sigma             n steps, each the sample of SARSA or the policy's expectation, mixed by sigma
 =================== =============================================================================
+
+``update`` is the same template for every method: it turns the observations into rows of the
+Q-table and hands the step, as a :class:`Transition`, to the method's own ``step``. Each ``step``
+names its twin in :mod:`tabrl.compiled.kernels`, which does the same on the compiled engine.
+Each class declares its method once, in ``spec`` (:class:`~tabrl.methods.MethodSpec`): its name,
+what it is and its own parameters, which the agent takes as keywords.
 
 A terminal transition bootstraps zero (no reward follows); a truncated one (time limit) still
 bootstraps, since the state itself had a future. Methods that need later steps (Monte Carlo,
@@ -36,13 +45,15 @@ mean absolute error counts each update once. The SARSA family chooses its next a
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, ClassVar
+from dataclasses import replace
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 
 from tabrl.errors import UsageError
 from tabrl.exploration import exploration_for, first_greedy, sample, uniform_index
+from tabrl.methods import MethodSpec, Param, between, own_params, whole_at_least
 from tabrl.qtable import QTable
 from tabrl.schedules import Schedule, as_schedule
 from tabrl.spaces import encoder_for, n_actions_of
@@ -79,15 +90,44 @@ def grown(array: np.ndarray, rows: int) -> np.ndarray:
     return np.vstack([array, np.zeros((rows - len(array), array.shape[1]), array.dtype)])
 
 
+class Transition(NamedTuple):
+    """One step of an episode as the methods learn from it: observations made rows."""
+
+    row: int
+    action: int
+    reward: float
+    terminated: bool
+    next_row: int
+    truncated: bool
+
+
+#: Own parameters that several methods share.
+STEPS = Param("n", int, 4, "Steps of the multi-step target", "{} steps",
+              whole_at_least(1), "a whole number >= 1")
+TRACE_DECAY = Param("lam", float, 0.9, "Trace decay lambda", "lambda {}",
+                    between(0, 1), "in [0, 1]")
+
+
 class TabularAgent:
     """Exploration over a Q-table and the one-step TD update; subclasses define the target.
 
     ``exploration`` is ``"epsilon-greedy"`` (epsilon from ``initial_epsilon`` along
     ``epsilon_schedule``), ``"softmax"`` (``temperature``, or ``temperature_schedule`` decayed per
-    episode) or ``"ucb"`` (bonus weight ``ucb_c``). Schedules may be given as their dicts.
+    episode) or ``"ucb"`` (bonus weight ``ucb_c``). Schedules may be given as their dicts. The
+    method's own parameters (``spec.params``) are keywords too, each kept as an attribute.
     """
 
-    algo: ClassVar[str] = ""
+    spec: ClassVar[MethodSpec] = MethodSpec("", "")
+    algo: ClassVar[str] = ""  #: ``spec.name``
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Keep ``algo`` and ``spec.name`` one: a class declares its spec, or (a user's
+        subclass, say) only its ``algo``, and keeps its parent's parameters under that name."""
+        super().__init_subclass__(**kwargs)
+        if "spec" in cls.__dict__:
+            cls.algo = cls.spec.name
+        elif "algo" in cls.__dict__:
+            cls.spec = replace(cls.spec, name=cls.algo)
 
     def __init__(
         self,
@@ -105,8 +145,10 @@ class TabularAgent:
         temperature: float | None = None,
         temperature_schedule: Schedule | dict | None = None,
         ucb_c: float = 1.0,
+        **own: Any,
     ) -> None:
         check_hyperparameters(learning_rate, discount_factor, initial_epsilon, final_epsilon)
+        self._take_own(own)
         self.env = env
         self.n_actions = n_actions_of(env.action_space)
         self.q_values = QTable(encoder_for(env.observation_space), self.n_actions)
@@ -135,6 +177,16 @@ class TabularAgent:
         self.ucb_c = ucb_c
         self.training_error: list[float] = []
         self.rng = np.random.default_rng(seed)
+
+    def _take_own(self, given: dict[str, Any]) -> None:
+        """Keep the method's own parameters as attributes (their defaults where not given)."""
+        unknown = sorted(set(given) - {param.name for param in self.spec.params})
+        if unknown:
+            own = ", ".join(param.name for param in self.spec.params) or "none"
+            raise UsageError(f"{self.algo or type(self).__name__} has no parameter "
+                             f"{', '.join(unknown)} (its own: {own})")
+        for name, value in self.spec.own_values(given).items():
+            setattr(self, name, value)
 
     @staticmethod
     def _temperature_schedule(
@@ -168,14 +220,19 @@ class TabularAgent:
             return first_greedy(self.q_values.array[row].tolist())
         return self.exploration.action(self, row)
 
+    def probabilities(self, row: int) -> list[float]:
+        """``pi(a|s)`` of every action at ``row`` under the behaviour policy; with exploration
+        off, all on the greedy policy's action (the one :meth:`act` plays)."""
+        if self.epsilon == 0:
+            chosen = first_greedy(self.q_values.array[row].tolist())
+            return [float(action == chosen) for action in range(self.n_actions)]
+        return self.exploration.probabilities(self, row)
+
     def policy_value(self, row: int) -> float:
         """``sum_a pi(a|s) Q(s, a)``: the value of ``row`` under the behaviour policy (the
         greedy value when exploration is off)."""
-        if self.epsilon == 0:
-            return max(self.q_values.array[row].tolist())
-        probabilities = self.exploration.probabilities(self, row)
         values = self.q_values.array[row].tolist()
-        return sum(p * q for p, q in zip(probabilities, values, strict=True))
+        return sum(p * q for p, q in zip(self.probabilities(row), values, strict=True))
 
     def epsilon_at(self, row: int) -> float:
         """Epsilon in the state of ``row``: the episode's, or its own under a per-visit schedule."""
@@ -193,12 +250,16 @@ class TabularAgent:
         """``n(s)``: the updates of the state's pairs so far, which per-visit schedules count."""
         return int(self.q_values.visits[row].sum())
 
-    def decay_epsilon(self) -> None:
-        """Move epsilon (and the softmax temperature and the learning rate) one episode along
-        their schedules."""
+    def end_episode(self) -> None:
+        """Move epsilon, the softmax temperature and the learning rate one episode along their
+        schedules: called after every episode."""
         self.epsilon = self.epsilon_schedule.next(self.epsilon)
         self.temperature = self.temperature_schedule.next(self.temperature)
         self.lr = self.learning_rate_schedule.next(self.lr)
+
+    def decay_epsilon(self) -> None:
+        """The Gymnasium tutorial's name of :meth:`end_episode` (which moves more than epsilon)."""
+        self.end_episode()
 
     # --- learning ---------------------------------------------------------------------------------
     def step_size(self, row: int, action: int) -> float:
@@ -207,12 +268,15 @@ class TabularAgent:
             return self.learning_rate_schedule.visit_value(int(self.q_values.visits[row, action]))
         return self.lr
 
-    def learn(self, row: int, action: int, target: float) -> float:
-        """Count a visit and move ``Q(row, action)`` a step towards ``target``; return the error."""
+    def learn(self, row: int, action: int, target: float, *, logged: bool = True) -> float:
+        """Count a visit and move ``Q(row, action)`` a step towards ``target``; return the error,
+        also kept in ``training_error`` if ``logged`` (a real step's, not a planned one's)."""
         q = self.q_values.array
         error = target - float(q[row, action])
         self.q_values.visits[row, action] += 1
         q[row, action] += self.step_size(row, action) * error
+        if logged:
+            self.training_error.append(error)
         return error
 
     def bootstrap(self, next_row: int) -> float:
@@ -234,15 +298,20 @@ class TabularAgent:
         next_obs: Any,
         truncated: bool = False,
     ) -> float:
-        """One TD update of ``Q(obs, action)``; returns the TD error.
+        """Learn from one step by the method's :meth:`step`; returns its TD error.
 
         A terminal transition bootstraps zero (no reward follows); a truncated one (time limit)
         still bootstraps, since the state itself had a future.
         """
-        row, next_row = self.q_values.row(obs), self.q_values.row(next_obs)
-        error = self.learn(row, action, self.target(reward, terminated, next_row))
-        self.training_error.append(error)
-        return error
+        row = self.q_values.row(obs)
+        return self.step(Transition(row, action, reward, terminated, self.q_values.row(next_obs),
+                                    truncated))
+
+    def step(self, t: Transition) -> float:
+        """The one-step TD update of ``Q(s, a)`` towards :meth:`target`; returns the TD error.
+
+        Twin of the kernels' ``_learn_q_learning`` (and of ``_learn_expected_sarsa``)."""
+        return self.learn(t.row, t.action, self.target(t.reward, t.terminated, t.next_row))
 
     def hyperparameters(self) -> dict[str, Any]:
         """Everything that defines this agent's learning, for the run's config."""
@@ -258,6 +327,7 @@ class TabularAgent:
             "learning_rate_schedule": self.learning_rate_schedule.to_dict(),
             "exploration": self.exploration.name,
             **exploration,
+            **{param.name: getattr(self, param.name) for param in self.spec.params},
         }
 
     def learning_state(self) -> dict[str, np.ndarray]:
@@ -281,7 +351,7 @@ class QLearningAgent(TabularAgent):
     ``Q(s,a) += lr * (r + gamma * max_a' Q(s',a') - Q(s,a))``
     """
 
-    algo = "q-learning"
+    spec = MethodSpec("q-learning", "the best next action's value, whatever is played")
 
     def bootstrap(self, next_row: int) -> float:
         return max(self.q_values.array[next_row].tolist())
@@ -295,7 +365,7 @@ class ExpectedSarsaAgent(TabularAgent):
     sampling ``a'``; with a greedy policy it is Q-learning.
     """
 
-    algo = "expected-sarsa"
+    spec = MethodSpec("expected-sarsa", "the next state's value under the policy played")
 
     def bootstrap(self, next_row: int) -> float:
         return self.policy_value(next_row)
@@ -306,12 +376,13 @@ class SarsaAgent(TabularAgent):
 
     ``Q(s,a) += lr * (r + gamma * Q(s',a') - Q(s,a))``, where ``a'`` is drawn from the behaviour
     policy at ``s'`` inside ``update``, and the following ``get_action(s')`` plays that same ``a'``.
-    The promise does not outlive its episode: ``decay_epsilon``, called after every episode, drops
+    The promise does not outlive its episode: ``end_episode``, called after every episode, drops
     it. Exploration is part of what SARSA learns, so under epsilon-greedy it prefers paths where a
     random step costs little (S&B Example 6.6: the safe path away from the cliff).
+    Its step is the one-step TD update (twin of the kernels' ``_learn_sarsa``).
     """
 
-    algo = "sarsa"
+    spec = MethodSpec("sarsa", "the value of the next action played")
 
     def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
         super().__init__(env, *args, **kwargs)
@@ -333,56 +404,109 @@ class SarsaAgent(TabularAgent):
     def bootstrap(self, next_row: int) -> float:
         return float(self.q_values.array[next_row, self.next_action(next_row)])
 
-    def decay_epsilon(self) -> None:
+    def end_episode(self) -> None:
         self.promised = None
-        super().decay_epsilon()
+        super().end_episode()
 
 
-class NStepSarsaAgent(SarsaAgent):
-    """n-step SARSA (S&B 7.2): SARSA's target looks ``n`` rewards ahead before it bootstraps.
+class MultiStepAgent(TabularAgent):
+    """What n-step methods share (S&B chapter 7): the last ``n`` steps are buffered; each step
+    completes the update of the oldest, and the episode's end completes the rest (bootstrapping
+    zero after a terminal step, ``bootstrap(s')`` after a truncated one).
 
-    ``G = r_1 + gamma r_2 + ... + gamma^(n-1) r_n + gamma^n Q(s_n, a_n)`` for the pair played ``n``
-    steps ago. The last ``n`` steps are buffered; each step completes the update of the oldest, and
-    the episode's end completes the rest (bootstrapping zero after a terminal step, ``Q(s', a')``
-    after a truncated one). ``n = 1`` is SARSA.
+    The oldest pair's target is built backwards from the tail: ``G = r + gamma * G`` at every
+    buffered step, and at each step after the oldest, :meth:`backed_up` turns the return of the
+    action played there into the value of its state.
     """
 
-    algo = "n-step-sarsa"
-
-    def __init__(self, env: gym.Env, *args: Any, n: int = 4, **kwargs: Any) -> None:
+    def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
         super().__init__(env, *args, **kwargs)
-        require(int(n) == n and n >= 1, f"n-step SARSA needs a whole number n >= 1, not {n}")
-        self.n = int(n)
         self.recent: deque[tuple[int, int, float]] = deque()  #: (row, action, reward), oldest first
 
-    def update(
-        self,
-        obs: Any,
-        action: int,
-        reward: float,
-        terminated: bool,
-        next_obs: Any,
-        truncated: bool = False,
-    ) -> float:
-        self.recent.append((self.q_values.row(obs), action, reward))
-        next_row = self.q_values.row(next_obs)
-        tail = 0.0 if terminated else self.bootstrap(next_row)
-        if terminated or truncated:
+    def step(self, t: Transition) -> float:
+        """Twin of the kernels' ``_multi_step`` (``backed_up``: ``_backed_up``)."""
+        self.recent.append((t.row, t.action, t.reward))
+        tail = 0.0 if t.terminated else self.bootstrap(t.next_row)
+        if t.terminated or t.truncated:
             return sum(abs(self.complete_oldest(tail)) for _ in range(len(self.recent)))
         return self.complete_oldest(tail) if len(self.recent) == self.n else 0.0
 
     def complete_oldest(self, tail: float) -> float:
-        """Update the oldest buffered pair towards its rewards, then ``tail``; return the error."""
+        """Update the oldest buffered pair towards its n-step return; return the error."""
         g = tail
-        for _, _, reward in reversed(self.recent):
+        for age in range(len(self.recent) - 1, -1, -1):
+            row, action, reward = self.recent[age]
             g = reward + self.discount_factor * g
+            if age:
+                g = self.backed_up(row, action, g)
         row, action, _ = self.recent.popleft()
-        error = self.learn(row, action, g)
-        self.training_error.append(error)
-        return error
+        return self.learn(row, action, g)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "n": self.n}
+    def backed_up(self, row: int, action: int, g: float) -> float:
+        """The value of ``row`` given ``g``, the return of ``action`` played there."""
+        raise NotImplementedError
+
+
+class NStepSarsaAgent(MultiStepAgent, SarsaAgent):
+    """n-step SARSA (S&B 7.2): SARSA's target looks ``n`` rewards ahead before it bootstraps.
+
+    ``G = r_1 + gamma r_2 + ... + gamma^(n-1) r_n + gamma^n Q(s_n, a_n)`` for the pair played ``n``
+    steps ago (:class:`MultiStepAgent`: the actions played are the policy's, so a state's value is
+    its action's return). ``n = 1`` is SARSA.
+    """
+
+    spec = MethodSpec("n-step-sarsa", "n rewards, then the value of the action played",
+                      (STEPS,))
+
+    def backed_up(self, row: int, action: int, g: float) -> float:
+        return g
+
+
+class TreeBackupAgent(MultiStepAgent, QLearningAgent):
+    """n-step Tree Backup (Precup et al., 2000; S&B 7.5): off-policy n-step returns without
+    importance sampling, towards the greedy policy.
+
+    ``G_t = r_(t+1) + gamma * (sum_(a != A_(t+1)) pi(a|S_(t+1)) Q(S_(t+1), a)
+    + pi(A_(t+1)|S_(t+1)) G_(t+1))``, ending in ``max_a Q(S_(t+n), a)`` (:class:`MultiStepAgent`).
+    The target policy ``pi`` is greedy (ties shared equally), so each branch off the actions
+    played is worth ``max_a Q``: the return follows the actions played while they are greedy and
+    is cut to ``max_a Q`` at the first exploratory one. ``n = 1`` is Q-learning.
+    """
+
+    spec = MethodSpec("tree-backup", "n steps of the greedy policy's tree, no importance sampling",
+                      (STEPS,))
+
+    def backed_up(self, row: int, action: int, g: float) -> float:
+        values = self.q_values.array[row].tolist()
+        best = max(values)
+        greedy = 1.0 / values.count(best) if values[action] == best else 0.0
+        return (1.0 - greedy) * best + greedy * g
+
+
+class QSigmaAgent(MultiStepAgent, SarsaAgent):
+    """n-step Q(sigma) (De Asis et al., 2018; S&B 7.6), on-policy: between n-step SARSA and a
+    tree backup of the behaviour policy ``pi``, by the degree of sampling ``sigma``.
+
+    At each step after the oldest, the return ``g`` of the action ``A`` played in ``s`` becomes
+    ``sigma g + (1 - sigma) (sum_a pi(a|s) Q(s,a) + pi(A|s) (g - Q(s,A)))``: the sample, or the
+    policy's expectation with ``g`` in ``A``'s branch (:class:`MultiStepAgent`). The tail is
+    ``sigma Q(s_n, a_n) + (1 - sigma) sum_a pi(a|s_n) Q(s_n, a)``, ``a_n`` the next action, which
+    is then played (as SARSA does). ``sigma = 1`` is n-step SARSA; ``sigma = 0`` is Tree Backup
+    of ``pi`` (n-step Expected SARSA); ``n = 1`` is a mix of SARSA and Expected SARSA.
+    """
+
+    spec = MethodSpec("q-sigma", "n steps, each sampled (sigma 1) or expected (sigma 0)", (
+        STEPS, Param("sigma", float, 0.5, "Degree of sampling sigma, 1: SARSA, 0: expectation",
+                     "sigma {}", between(0, 1), "in [0, 1]")))
+
+    def bootstrap(self, next_row: int) -> float:
+        sampled = super().bootstrap(next_row)  # SARSA's: draws and promises the next action
+        return self.sigma * sampled + (1.0 - self.sigma) * self.policy_value(next_row)
+
+    def backed_up(self, row: int, action: int, g: float) -> float:
+        played = self.probabilities(row)[action]
+        expected = self.policy_value(row) + played * (g - float(self.q_values.array[row, action]))
+        return self.sigma * g + (1.0 - self.sigma) * expected
 
 
 class SarsaLambdaAgent(SarsaAgent):
@@ -395,31 +519,22 @@ class SarsaLambdaAgent(SarsaAgent):
     step size is the current pair's.
     """
 
-    algo = "sarsa-lambda"
+    spec = MethodSpec("sarsa-lambda", "the lambda-return, spread backwards by traces",
+                      (TRACE_DECAY,))
 
-    def __init__(self, env: gym.Env, *args: Any, lam: float = 0.9, **kwargs: Any) -> None:
+    def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
         super().__init__(env, *args, **kwargs)
-        require(0 <= lam <= 1, f"the trace decay lam must be in [0, 1], not {lam}")
-        self.lam = lam
         self.traces = np.zeros_like(self.q_values.array)
 
-    def update(
-        self,
-        obs: Any,
-        action: int,
-        reward: float,
-        terminated: bool,
-        next_obs: Any,
-        truncated: bool = False,
-    ) -> float:
-        row, next_row = self.q_values.row(obs), self.q_values.row(next_obs)
+    def step(self, t: Transition) -> float:
+        """Twin of the kernels' ``_learn_sarsa_lambda`` (and ``_learn_q_lambda``)."""
         q = self.q_values.array
         self.traces = grown(self.traces, len(q))
-        error = self.target(reward, terminated, next_row) - float(q[row, action])
-        self.q_values.visits[row, action] += 1
-        self.traces[row, action] = 1.0
-        q += (self.step_size(row, action) * error) * self.traces
-        if terminated or truncated:
+        error = self.target(t.reward, t.terminated, t.next_row) - float(q[t.row, t.action])
+        self.q_values.visits[t.row, t.action] += 1
+        self.traces[t.row, t.action] = 1.0
+        q += (self.step_size(t.row, t.action) * error) * self.traces
+        if t.terminated or t.truncated:
             self.traces[:] = 0.0
         else:
             self.traces *= self.trace_decay()
@@ -429,9 +544,6 @@ class SarsaLambdaAgent(SarsaAgent):
     def trace_decay(self) -> float:
         """What the traces are multiplied by after a step that did not end the episode."""
         return self.discount_factor * self.lam
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "lam": self.lam}
 
 
 class QLambdaAgent(SarsaLambdaAgent):
@@ -444,7 +556,8 @@ class QLambdaAgent(SarsaLambdaAgent):
     not enter the values; ``lam = 0`` is Q-learning.
     """
 
-    algo = "q-lambda"
+    spec = MethodSpec("q-lambda", "Q-learning's target, spread by traces cut at exploration",
+                      (TRACE_DECAY,))
 
     def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
         super().__init__(env, *args, **kwargs)
@@ -470,36 +583,28 @@ class DoubleQLearningAgent(TabularAgent):
     ``D = (Q_A - Q_B) / 2`` beside it, so that ``Q_A = Q + D`` and ``Q_B = Q - D``.
     """
 
-    algo = "double-q-learning"
+    spec = MethodSpec("double-q-learning", "two estimates: one picks the action, one values it")
 
     def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
         super().__init__(env, *args, **kwargs)
         self.half_difference = np.zeros_like(self.q_values.array)
 
-    def update(
-        self,
-        obs: Any,
-        action: int,
-        reward: float,
-        terminated: bool,
-        next_obs: Any,
-        truncated: bool = False,
-    ) -> float:
-        row, next_row = self.q_values.row(obs), self.q_values.row(next_obs)
+    def step(self, t: Transition) -> float:
+        """Twin of the kernels' ``_learn_double_q``."""
         q = self.q_values.array
         d = self.half_difference = grown(self.half_difference, len(q))
         sign = 1.0 if self.rng.random() < 0.5 else -1.0  # +1: learn Q_A = Q + D; -1: Q_B = Q - D
-        target = reward
-        if not terminated:
-            mean, half = q[next_row].tolist(), d[next_row].tolist()
+        target = t.reward
+        if not t.terminated:
+            mean, half = q[t.next_row].tolist(), d[t.next_row].tolist()
             learner = [m + sign * h for m, h in zip(mean, half, strict=True)]
             best = learner.index(max(learner))
             target += self.discount_factor * (mean[best] - sign * half[best])
-        error = target - float(q[row, action] + sign * d[row, action])
-        self.q_values.visits[row, action] += 1
-        half_step = self.step_size(row, action) * error / 2  # the mean moves half as far
-        q[row, action] += half_step
-        d[row, action] += sign * half_step
+        error = target - float(q[t.row, t.action] + sign * d[t.row, t.action])
+        self.q_values.visits[t.row, t.action] += 1
+        half_step = self.step_size(t.row, t.action) * error / 2  # the mean moves half as far
+        q[t.row, t.action] += half_step
+        d[t.row, t.action] += sign * half_step
         self.training_error.append(error)
         return error
 
@@ -532,15 +637,14 @@ class MonteCarloAgent(TabularAgent):
     neither.
     """
 
-    algo = "monte-carlo"
+    spec = MethodSpec("monte-carlo", "the episode's return after the first visit", (
+        Param("exploring_starts", bool, False, "Monte Carlo with exploring starts",
+              "exploring starts"),))
 
-    def __init__(
-        self, env: gym.Env, *args: Any, exploring_starts: bool = False, **kwargs: Any
-    ) -> None:
+    def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
         super().__init__(env, *args, **kwargs)
-        if exploring_starts:
+        if self.exploring_starts:
             check_exploring_starts(env)
-        self.exploring_starts = exploring_starts
         self.episode: list[tuple[int, int, float]] = []  #: (row, action, reward) of each step
         self.start_row = 0  #: the start chosen by an exploring start
 
@@ -552,36 +656,25 @@ class MonteCarloAgent(TabularAgent):
             return uniform_index(self.n_actions, self.rng)
         return super().get_action(obs)
 
-    def update(
-        self,
-        obs: Any,
-        action: int,
-        reward: float,
-        terminated: bool,
-        next_obs: Any,
-        truncated: bool = False,
-    ) -> float:
+    def step(self, t: Transition) -> float:
+        """Twin of the kernels' ``_learn_monte_carlo``."""
         exploring_start = self.exploring_starts and not self.episode
-        row = self.start_row if exploring_start else self.q_values.row(obs)
-        self.episode.append((row, action, reward))
-        if not (terminated or truncated):
+        self.episode.append((self.start_row if exploring_start else t.row, t.action, t.reward))
+        if not (t.terminated or t.truncated):
             return 0.0
-        g = 0.0 if terminated else self.policy_value(self.q_values.row(next_obs))
+        g = 0.0 if t.terminated else self.policy_value(t.next_row)
         first_visit = {}
-        for t, (row, action, _) in enumerate(self.episode):
-            first_visit.setdefault((row, action), t)
+        for when, (row, action, _) in enumerate(self.episode):
+            first_visit.setdefault((row, action), when)
         errors = []
-        for t in reversed(range(len(self.episode))):
-            row, action, reward = self.episode[t]
+        for when in reversed(range(len(self.episode))):
+            row, action, reward = self.episode[when]
             g = reward + self.discount_factor * g
-            if first_visit[row, action] == t:
-                errors.append(self.learn(row, action, g))
+            if first_visit[row, action] == when:
+                errors.append(self.learn(row, action, g, logged=False))
         self.episode.clear()
         self.training_error.extend(reversed(errors))
         return sum(abs(error) for error in errors)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "exploring_starts": self.exploring_starts}
 
 
 def check_exploring_starts(env: gym.Env) -> None:
@@ -613,32 +706,24 @@ class DynaQAgent(QLearningAgent):
     errors of real steps only. Time limits are not in the model: planning truncates nothing.
     """
 
-    algo = "dyna-q"
+    spec = MethodSpec("dyna-q", "Q-learning's, on real steps and on steps replayed from a model", (
+        Param("planning_steps", int, 10, "Model updates per real step", "{} planning steps",
+              whole_at_least(0), "a whole number >= 0"),))
 
-    def __init__(self, env: gym.Env, *args: Any, planning_steps: int = 10, **kwargs: Any) -> None:
+    def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
         super().__init__(env, *args, **kwargs)
-        require(int(planning_steps) == planning_steps and planning_steps >= 0,
-                f"planning_steps must be a whole number >= 0, not {planning_steps}")
-        self.planning_steps = int(planning_steps)
         #: outcome counts per pair: ``model[row, action][reward, next_row, terminated]``
         self.model: dict[tuple[int, int], dict[tuple[float, int, bool], int]] = {}
         self.seen: list[tuple[int, int]] = []  #: the pairs of the model, in order of first sight
 
-    def update(
-        self,
-        obs: Any,
-        action: int,
-        reward: float,
-        terminated: bool,
-        next_obs: Any,
-        truncated: bool = False,
-    ) -> float:
-        error = super().update(obs, action, reward, terminated, next_obs, truncated)
-        pair = (self.q_values.row(obs), action)
+    def step(self, t: Transition) -> float:
+        """Twin of the kernels' ``_learn_dyna_q``."""
+        error = super().step(t)
+        pair = (t.row, t.action)
         if pair not in self.model:
             self.model[pair] = {}
             self.seen.append(pair)
-        outcome = (float(reward), self.q_values.row(next_obs), bool(terminated))
+        outcome = (float(t.reward), t.next_row, bool(t.terminated))
         self.model[pair][outcome] = self.model[pair].get(outcome, 0) + 1
         for _ in range(self.planning_steps):
             self.plan()
@@ -652,10 +737,7 @@ class DynaQAgent(QLearningAgent):
         outcomes = list(counts)
         chosen = sample([counts[o] / total for o in outcomes], self.rng)
         reward, next_row, terminated = outcomes[chosen]
-        self.learn(row, action, self.target(reward, terminated, next_row))
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "planning_steps": self.planning_steps}
+        self.learn(row, action, self.target(reward, terminated, next_row), logged=False)
 
     def learning_state(self) -> dict[str, np.ndarray]:
         """The model as flat arrays, in the order it was built (sampling depends on that order)."""
@@ -680,9 +762,14 @@ AGENTS: dict[str, type[TabularAgent]] = {
     cls.algo: cls
     for cls in (
         QLearningAgent, SarsaAgent, ExpectedSarsaAgent, DoubleQLearningAgent, MonteCarloAgent,
-        NStepSarsaAgent, SarsaLambdaAgent, QLambdaAgent, DynaQAgent,
+        NStepSarsaAgent, SarsaLambdaAgent, QLambdaAgent, DynaQAgent, TreeBackupAgent,
+        QSigmaAgent,
     )
 }
+#: Every method's declaration, by name (:mod:`tabrl.methods`).
+METHODS: dict[str, MethodSpec] = {name: cls.spec for name, cls in AGENTS.items()}
+#: The methods' own parameters, by name.
+OWN_PARAMS: dict[str, Param] = own_params(METHODS.values())
 
 
 def agent_class(algo: str) -> type[TabularAgent]:

@@ -6,9 +6,12 @@ Every command turns a :class:`~tabrl.errors.TabrlError` into one line on stderr 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -17,12 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tabrl.agents import AGENTS
+from tabrl.agents import AGENTS, METHODS, OWN_PARAMS
 from tabrl.envs import import_env_modules, plugin_errors, qualified_env_id, tabular_envs
 from tabrl.errors import TabrlError, UsageError
 from tabrl.evaluate import Evaluation
 from tabrl.fileio import folder_lock
 from tabrl.keyvalues import parse_key_values
+from tabrl.methods import Param
 from tabrl.runs import Run, RunConfig, load_run
 from tabrl.workflow import (
     evaluate_run,
@@ -76,7 +80,32 @@ class TrainingProgress:
                         ret=f"{mean_return:+.3f}")
 
 
+def own_option(param: Param) -> inspect.Parameter:
+    """The command-line option of a method's own parameter, from its declaration."""
+    users = ", ".join(spec.name for spec in METHODS.values() if param in spec.params)
+    option = typer.Option(param.flag, help=f"{param.help} ({users}).")
+    return inspect.Parameter(param.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[param.type | None, option])
+
+
+def with_own_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with one option per own parameter of the methods (``OWN_PARAMS``), handed to
+    it as the dict ``own`` of those given: a new method's parameter needs no edit here."""
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for name, p in signature.parameters.items() if name != "own"]
+
+    @functools.wraps(command)
+    def with_own(**options: object) -> None:
+        own = given_only(**{name: options.pop(name) for name in OWN_PARAMS})
+        command(**options, own=own)
+
+    with_own.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*kept, *map(own_option, OWN_PARAMS.values())])
+    return with_own
+
+
 @app.command()
+@with_own_options
 def train(
     env_id: Annotated[str | None, typer.Argument(
         help="A registered Gymnasium id. Omitted: the seed's Blackjack-v1 with sab=False.")] = None,
@@ -114,14 +143,6 @@ def train(
         help="Softmax temperature schedule, e.g. kind=exponential,start=30,end=0.5,rate=0.9988 "
              "(kinds: constant, linear, exponential, visits).")] = None,
     ucb_c: Annotated[float | None, typer.Option(help="Weight of the UCB bonus.")] = None,
-    n: Annotated[int | None, typer.Option("--n", help="Steps of n-step-sarsa.")] = None,
-    lam: Annotated[float | None, typer.Option(
-        help="Trace decay of sarsa-lambda and q-lambda.")] = None,
-    planning_steps: Annotated[int | None, typer.Option(
-        help="Model updates per real step of dyna-q.")] = None,
-    exploring_starts: Annotated[bool | None, typer.Option(
-        "--exploring-starts/--no-exploring-starts", help="Monte Carlo with exploring starts.")
-    ] = None,
     engine: Annotated[str, typer.Option(help="auto, python or compiled.")] = "auto",
     max_steps: Annotated[int | None, typer.Option(
         help="Step cap per episode for environments without a time limit (default 10,000).")
@@ -130,8 +151,12 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
     env_module: EnvModules = None,
+    own: dict[str, object] | None = None,
 ) -> None:
-    """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder."""
+    """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder.
+
+    ``own`` holds the options of the methods' own parameters that were given, one option per
+    parameter of ``OWN_PARAMS`` (:func:`with_own_options`)."""
     say = (lambda _: None) if quiet else (
         lambda text: err.print(text, highlight=False, soft_wrap=True))  # log lines: never wrapped
     if resume is not None:
@@ -156,11 +181,11 @@ def train(
             seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
             window=window, bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds),
             algo_params=given_only(
-                exploration=exploration, temperature=temperature, ucb_c=ucb_c, n=n, lam=lam,
+                exploration=exploration, temperature=temperature, ucb_c=ucb_c,
                 temperature_schedule=parse_key_values(
                     temperature_schedule, "--temperature-schedule",
                     "kind=exponential,start=30,end=0.5,rate=0.9988") or None,
-                planning_steps=planning_steps, exploring_starts=exploring_starts),
+                **(own or {})),
         )
         prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())

@@ -113,7 +113,7 @@ def run_python(
             done = terminated or truncated
             obs = next_obs
         td_errors[episode] = abs_td / steps
-        agent.decay_epsilon()
+        agent.end_episode()
         if progress is not None and time.perf_counter() - last_report > progress_every:
             last_report = time.perf_counter()
             progress(episode + 1, recent_mean(stats.return_queue))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from tabrl.agents import TabularAgent, agent_class
+from tabrl.agents import OWN_PARAMS, TabularAgent, agent_class
 from tabrl.envs import DEFAULT_STEP_CAP, make_env
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import Evaluation
@@ -50,8 +50,6 @@ SWEEP, SWEEP_PICTURE = "sweep.json", "sweep.png"
 LEARNING = "learning_"  #: prefix of the agent's own arrays in q_table.npz
 
 
-#: The agents' own numeric settings, as the run's description writes them.
-OWN_PARAMS = {"n": "{} steps", "lam": "lambda {}", "planning_steps": "{} planning steps"}
 #: The settings of one way of exploring; a user's own exploration replaces the shipped ones.
 EXPLORATION_PARAMS = ("temperature", "temperature_schedule", "ucb_c")
 
@@ -196,9 +194,8 @@ class RunConfig:
         """The settings in one line, as a run begins: what learns, how long, how it explores."""
         rate = f"learning rate {self.learning_rate_rule().describe()}"
         params = self.algo_params
-        own = [text.format(params[name]) for name, text in OWN_PARAMS.items() if name in params]
-        if params.get("exploring_starts"):
-            own.append("exploring starts")
+        own = [text for name, param in OWN_PARAMS.items() if name in params
+               if (text := param.described(params[name])) is not None]
         if self.bins is not None:
             own.append(f"observations in {self.bins} bins per dimension"
                        if isinstance(self.bins, int)

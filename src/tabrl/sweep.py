@@ -23,18 +23,18 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from tabrl.agents import OWN_PARAMS
 from tabrl.errors import UsageError
 from tabrl.evaluate import evaluate
 from tabrl.keyvalues import split_items
 from tabrl.mdp import known_mdp
-from tabrl.runs import RunConfig, merged_algo_params
+from tabrl.runs import EXPLORATION_PARAMS, RunConfig, merged_algo_params
 from tabrl.schedules import as_schedule
 from tabrl.training import train
 
 BACKENDS = ("local", "ray")
 #: The agents' own keywords a grid may vary (they go into ``RunConfig.algo_params``).
-ALGO_PARAMS = ("n", "lam", "planning_steps", "exploration", "temperature",
-               "temperature_schedule", "ucb_c", "exploring_starts")
+ALGO_PARAMS = (*OWN_PARAMS, "exploration", *EXPLORATION_PARAMS)
 
 #: ``progress(jobs_done, jobs_total)``
 SweepProgress = Callable[[int, int], None]

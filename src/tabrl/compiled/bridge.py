@@ -6,7 +6,7 @@ kernels keep the same in the per-run arrays of :class:`~tabrl.compiled.kernels.R
 :func:`runs_of` lays agents out as runs and :func:`store` writes each run back into its agent,
 so ``agent.learning_state()`` reads the same after a compiled chunk as after a Python one, and a
 checkpoint continues exactly on the engine that wrote it. (The episodic buffers of Monte Carlo,
-n-step SARSA and SARSA(lambda) are empty between episodes, so they need no bridge.)
+the n-step methods and the traced ones are empty between episodes, so they need no bridge.)
 """
 
 from __future__ import annotations
@@ -24,17 +24,7 @@ from tabrl.mdp import TabularMDP
 from tabrl.schedules import Schedule
 
 #: The algorithms the kernels implement, by name, with their code in a setting vector.
-ALGO_CODES = {
-    "q-learning": kernels.Q_LEARNING,
-    "sarsa": kernels.SARSA,
-    "expected-sarsa": kernels.EXPECTED_SARSA,
-    "double-q-learning": kernels.DOUBLE_Q_LEARNING,
-    "monte-carlo": kernels.MONTE_CARLO,
-    "n-step-sarsa": kernels.N_STEP_SARSA,
-    "sarsa-lambda": kernels.SARSA_LAMBDA,
-    "q-lambda": kernels.Q_LAMBDA,
-    "dyna-q": kernels.DYNA_Q,
-}
+ALGO_CODES = kernels.METHOD_CODES
 #: The exploration strategies the kernels implement, with their codes.
 EXPLORATION_CODES = {
     "epsilon-greedy": kernels.EPSILON_GREEDY,
@@ -66,11 +56,8 @@ def setting_of(agent: TabularAgent) -> np.ndarray:
     _place(setting, kernels.TEMPERATURE_SCHEDULE, agent.temperature_schedule)
     setting[kernels.EXPLORATION] = EXPLORATION_CODES[exploration]
     setting[kernels.UCB_C] = agent.ucb_c
-    # the methods' own parameters (``hyperparameters()`` lists them, at a hundred times the cost)
-    setting[kernels.N_STEPS] = getattr(agent, "n", 1)
-    setting[kernels.TRACE_DECAY] = getattr(agent, "lam", 0.0)
-    setting[kernels.PLANNING_STEPS] = getattr(agent, "planning_steps", 0)
-    setting[kernels.EXPLORING_STARTS] = getattr(agent, "exploring_starts", False)
+    for param in agent.spec.params:
+        setting[kernels.OWN_PARAM_ENTRIES[param.name]] = getattr(agent, param.name)
     return setting
 
 
@@ -85,20 +72,6 @@ def fixed_policy_setting() -> np.ndarray:
 
 def _place(setting: np.ndarray, at: int, schedule: Schedule) -> None:
     setting[at : at + 4] = schedule.as_array()
-
-
-def memory_length(setting: np.ndarray, time_limit: int, n_pairs: int) -> int:
-    """Entries of the episodic memory a run needs: a whole episode (Monte Carlo), the last
-    ``n`` steps (n-step SARSA), every pair with a trace (SARSA(lambda), Q(lambda)); none
-    otherwise."""
-    algo = setting[kernels.ALGO]
-    if algo == kernels.MONTE_CARLO:
-        return time_limit
-    if algo == kernels.N_STEP_SARSA:
-        return int(setting[kernels.N_STEPS])
-    if algo in (kernels.SARSA_LAMBDA, kernels.Q_LAMBDA):
-        return min(time_limit, n_pairs)
-    return 0
 
 
 # --- runs -----------------------------------------------------------------------------------------
@@ -119,9 +92,9 @@ def new_runs(
     def used_by(*algos: int) -> bool:
         return bool(present & set(algos))
 
-    traced = used_by(kernels.MONTE_CARLO, kernels.SARSA_LAMBDA, kernels.Q_LAMBDA)
+    traced = used_by(*kernels.MARKED)
     dyna = used_by(kernels.DYNA_Q)
-    memory = max(memory_length(setting, time_limit, n_pairs) for setting in settings)
+    memory = max(kernels.memory_length(setting, time_limit, n_pairs) for setting in settings)
     return Runs(
         settings=settings,
         q=np.zeros((n_runs, n_rows, n_actions)),

@@ -16,17 +16,16 @@ schedule of the visits kind, are the state's (the pair's) own, from its visit co
 
 One episode loop, :func:`_episode`, serves every method. It takes the behaviour policy and the
 update rule as functions: :func:`_explore` dispatches on the run's exploration code, and
-:func:`_learn`, the one place that knows the methods, on its algorithm code; it does what the
-agent's ``update`` does and returns the step's TD error (the sum of the magnitudes of the
-errors it completed, for methods that complete several) and, for the SARSA family, the next
-action, drawn before the update as the agent draws it. Methods that remember more than ``Q``
+:func:`_learn` on its algorithm code, to one function per method, ``_learn_<method>``, the
+twin of its agent's ``step`` (they name each other). Methods that remember more than ``Q``
 keep it in per-run arrays of :class:`Runs` (empty where no run of the call needs them), handed
 to :func:`_learn` as one :class:`Memory`:
 
 =================== ==========================================================================
 double-q-learning   ``half_difference``: ``(Q_A - Q_B) / 2`` beside ``q = (Q_A + Q_B) / 2``
 monte-carlo         ``memory_*``: the episode's ``(pair, reward)``; ``marks``: first visits
-n-step-sarsa        ``memory_*``: the last ``n`` steps, a ring indexed by ``step % n``
+n-step-sarsa,       ``memory_*``: the last ``n`` steps, a ring indexed by ``step % n``
+tree-backup, q-sigma
 sarsa-lambda,       ``memory_*``: the pairs with a trace this episode, and their traces;
 q-lambda            ``marks``: a pair's place in that list
 dyna-q              ``model_counts`` per distinct outcome of a ``(row, action)``
@@ -82,6 +81,15 @@ N_STEP_SARSA = 6
 SARSA_LAMBDA = 7
 DYNA_Q = 8
 Q_LAMBDA = 9
+TREE_BACKUP = 10
+Q_SIGMA = 11
+#: Each method's code, by its name (``spec.name`` of its agent).
+METHOD_CODES = {
+    "q-learning": Q_LEARNING, "sarsa": SARSA, "expected-sarsa": EXPECTED_SARSA,
+    "double-q-learning": DOUBLE_Q_LEARNING, "monte-carlo": MONTE_CARLO,
+    "n-step-sarsa": N_STEP_SARSA, "sarsa-lambda": SARSA_LAMBDA, "q-lambda": Q_LAMBDA,
+    "dyna-q": DYNA_Q, "tree-backup": TREE_BACKUP, "q-sigma": Q_SIGMA,
+}
 
 EPSILON_GREEDY, SOFTMAX, UCB = 0, 1, 2
 
@@ -91,13 +99,33 @@ EPSILON_SCHEDULE = 7  #: four entries as well
 EXPLORATION = 11
 TEMPERATURE_SCHEDULE = 12  #: four entries as well
 UCB_C = 16
-N_STEPS = 17  #: n-step SARSA's n
-TRACE_DECAY = 18  #: SARSA(lambda)'s lambda
+N_STEPS = 17  #: n of n-step SARSA and tree backup
+TRACE_DECAY = 18  #: lambda of SARSA(lambda) and Q(lambda)
 PLANNING_STEPS = 19  #: Dyna-Q's planning updates per real step
 EXPLORING_STARTS = 20  #: 1.0: Monte Carlo ES
-SETTING_SIZE = 21
+SIGMA = 21  #: Q(sigma)'s degree of sampling
+SETTING_SIZE = 22
+#: The entry of each of the methods' own parameters (``spec.params``), by name; 0 in the
+#: settings of methods without it.
+OWN_PARAM_ENTRIES = {"n": N_STEPS, "lam": TRACE_DECAY, "planning_steps": PLANNING_STEPS,
+                     "exploring_starts": EXPLORING_STARTS, "sigma": SIGMA}
 
 MEMORY_SIZE, MODEL_SIZE = 0, 1  #: the entries of a run's ``sizes``
+MARKED = (MONTE_CARLO, SARSA_LAMBDA, Q_LAMBDA)  #: the methods that use ``Runs.marks``
+
+
+def memory_length(setting: np.ndarray, time_limit: int, n_pairs: int) -> int:
+    """Entries of the episodic memory a run needs: a whole episode (Monte Carlo), the last
+    ``n`` steps (n-step methods), every pair with a trace (SARSA(lambda), Q(lambda)); none
+    otherwise."""
+    algo = setting[ALGO]
+    if algo == MONTE_CARLO:
+        return time_limit
+    if algo in (N_STEP_SARSA, TREE_BACKUP, Q_SIGMA):
+        return int(setting[N_STEPS])
+    if algo in (SARSA_LAMBDA, Q_LAMBDA):
+        return min(time_limit, n_pairs)
+    return 0
 
 LINEAR = float(KINDS.index("linear"))
 EXPONENTIAL = float(KINDS.index("exponential"))
@@ -460,6 +488,47 @@ def _epsilon_greedy_value(q, row, epsilon):
     return epsilon * uniform / q.shape[1] + (1.0 - epsilon) * _greedy_mean(q, row, q, row)
 
 
+@_helper
+def _greedy_share(values, row, action):
+    """The probability of ``action`` under a greedy choice of ``values[row]`` (ties shared)."""
+    best, ties = _max_value(values, row), 0
+    for a in range(values.shape[1]):
+        ties += values[row, a] == best
+    return 1.0 / ties if values[row, action] == best else 0.0
+
+
+@_called
+def _action_probability(setting, q, visits, row, action, epsilon, temperature, scores):
+    """``pi(action|s)`` under the behaviour policy (``TabularAgent.probabilities``): with
+    exploration off (``epsilon == 0``) 1 for the greedy policy's action, 0 for the others."""
+    if epsilon == 0.0:
+        return 1.0 if action == _first_greedy(q, row) else 0.0
+    kind = setting[EXPLORATION]
+    if kind == SOFTMAX:
+        t = _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row)
+        best, total = _max_value(q, row), 0.0
+        for a in range(q.shape[1]):
+            total += math.exp((q[row, a] - best) / t)
+        return math.exp((q[row, action] - best) / t) / total
+    if kind == UCB:
+        _ucb_scores(q, visits, row, setting[UCB_C], scores)
+        return _greedy_share(scores, 0, action)
+    epsilon = _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row)
+    return epsilon / q.shape[1] + (1.0 - epsilon) * _greedy_share(q, row, action)
+
+
+@_helper
+def _value(setting, q, visits, memory, row, epsilon, temperature):
+    """:func:`_policy_value` with the scratch row of the run's :class:`Memory`."""
+    return _policy_value(setting, q, visits, row, epsilon, temperature, memory.scores)
+
+
+@_helper
+def _value_epsilon_greedy(setting, q, visits, memory, row, epsilon, temperature):
+    """:func:`_value` of a run known to explore epsilon-greedily (``memory`` may be None)."""
+    return _epsilon_greedy_value(q, row, epsilon)
+
+
 # --- learning: the update rules -------------------------------------------------------------------
 @_helper
 def _schedule(setting, at):
@@ -545,30 +614,58 @@ def _monte_carlo_end(setting, q, visits, marks, pairs, rewards, n_steps, tail):
 
 
 @_helper
-def _n_step_oldest(setting, q, visits, pairs, rewards, n, last, count, tail):
+def _backed_up(setting, q, visits, pair, g, epsilon, temperature, scores):
+    """The value of the pair's state given ``g``, the return of the pair's action there, as the
+    agent's ``backed_up``: tree backup's greedy tree, ``(1 - p) max_a q + p g`` with ``p`` the
+    action's greedy share; Q(sigma)'s mix of ``g`` and the behaviour policy's tree; else ``g``."""
+    row, action = pair // q.shape[1], pair % q.shape[1]
+    algo = setting[ALGO]
+    if algo == TREE_BACKUP:
+        greedy = _greedy_share(q, row, action)
+        return (1.0 - greedy) * _max_value(q, row) + greedy * g
+    if algo == Q_SIGMA:
+        played = _action_probability(setting, q, visits, row, action, epsilon, temperature,
+                                     scores)
+        expected = (_policy_value(setting, q, visits, row, epsilon, temperature, scores)
+                    + played * (g - q[row, action]))
+        return setting[SIGMA] * g + (1.0 - setting[SIGMA]) * expected
+    return g
+
+
+@_helper
+def _multi_step_oldest(setting, q, visits, pairs, rewards, n, last, count, tail, epsilon,
+                       temperature, scores):
     """Update the oldest of the ``count`` steps buffered up to step ``last`` (a ring of ``n``).
 
-    Its target: the rewards of those steps, then ``tail``, discounted step by step.
+    Its target is built backwards from ``tail``: ``G = r + gamma G`` at every step, and at every
+    step after the oldest, :func:`_backed_up` of the action played there
+    (``MultiStepAgent.complete_oldest``).
     """
-    g = tail
-    for t in range(last, last - count, -1):
+    g, oldest = tail, last - count + 1
+    for t in range(last, oldest - 1, -1):
         g = rewards[t % n] + setting[DISCOUNT] * g
-    return _update_pair(setting, q, visits, pairs[(last - count + 1) % n], g)
+        if t != oldest:
+            g = _backed_up(setting, q, visits, pairs[t % n], g, epsilon, temperature, scores)
+    return _update_pair(setting, q, visits, pairs[oldest % n], g)
 
 
 @_called
-def _n_step(setting, q, visits, pairs, rewards, t, pair, reward, tail, ends):
-    """n-step SARSA's step ``t``: buffer it, then complete the oldest step (all, at the end)."""
+def _multi_step(setting, q, visits, pairs, rewards, t, pair, reward, ends, tail, epsilon,
+                temperature, scores):
+    """An n-step method's step ``t`` (``MultiStepAgent.step``): buffer it, then complete the
+    oldest step (all of them, at the end)."""
     n = int(setting[N_STEPS])
     pairs[t % n], rewards[t % n] = pair, reward
     count = min(t + 1, n)
     if ends:
         total = 0.0
         for remaining in range(count, 0, -1):
-            total += abs(_n_step_oldest(setting, q, visits, pairs, rewards, n, t, remaining, tail))
+            total += abs(_multi_step_oldest(setting, q, visits, pairs, rewards, n, t, remaining,
+                                            tail, epsilon, temperature, scores))
         return total
     if count == n:
-        return _n_step_oldest(setting, q, visits, pairs, rewards, n, t, n, tail)
+        return _multi_step_oldest(setting, q, visits, pairs, rewards, n, t, n, tail, epsilon,
+                                  temperature, scores)
     return 0.0
 
 
@@ -637,96 +734,189 @@ def _dyna_q(observed, setting, q, visits, counts, seen, sizes, pair, k, s):
     return s
 
 
-# --- learning: one step of any method -------------------------------------------------------------
+# --- learning: one step of each method ------------------------------------------------------------
+# Every method's step has one signature: the behaviour policy's ``act`` (as :func:`_act`) and
+# ``value`` (as :func:`_value`), the run's setting, tables and memory, epsilon and temperature,
+# the step ``(row, action, reward, terminal, truncated, next_row)``, the outcome's index ``k``,
+# the step's number ``t`` in its episode, and the generator's state. It does what its agent's
+# ``step`` does and returns the TD error (for methods that complete several updates at once, the
+# sum of their magnitudes), the next action (the SARSA family draws it here, before updating; -1:
+# the behaviour policy chooses it at the next step) and the generator's state.
 @_helper
-def _learn_q(setting, q, visits, memory, epsilon, temperature, row, action, reward,
-             terminal, truncated, next_row, k, t, s):
-    """:func:`_learn` of a run known to be Q-learning (``memory`` may be None)."""
-    error = _update(setting, q, visits, row, action,
-                    _q_target(setting, q, reward, terminal, next_row))
-    return error, -1, s
-
-
-@_helper
-def _learn_sarsa(setting, q, visits, memory, epsilon, temperature, row, action, reward,
-                 terminal, truncated, next_row, k, t, s):
-    """:func:`_learn` of a run known to be SARSA exploring epsilon-greedily (no ``memory``)."""
-    next_action, future = -1, 0.0
-    if not terminal:
-        next_action, s = _epsilon_greedy(q, next_row, epsilon, s)
-        future = q[next_row, next_action]
-    error = _update(setting, q, visits, row, action, reward + setting[DISCOUNT] * future)
-    return error, next_action, s
-
-
-@_helper
-def _learn_expected_sarsa(setting, q, visits, memory, epsilon, temperature, row, action,
-                          reward, terminal, truncated, next_row, k, t, s):
-    """:func:`_learn` of a run known to be Expected SARSA exploring epsilon-greedily."""
-    target = reward
-    if not terminal:
-        target += setting[DISCOUNT] * _epsilon_greedy_value(q, next_row, epsilon)
+def _learn_q_learning(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
+                      reward, terminal, truncated, next_row, k, t, s):
+    """Q-learning (``TabularAgent.step`` of ``QLearningAgent``; ``memory`` may be None)."""
+    target = _q_target(setting, q, reward, terminal, next_row)
     return _update(setting, q, visits, row, action, target), -1, s
 
 
 @_helper
-def _learn(setting, q, visits, memory, epsilon, temperature, row, action, reward,
-           terminal, truncated, next_row, k, t, s):
-    """Step ``t`` of an episode, learnt by the run's algorithm, as its agent's ``update`` does.
+def _learn_expected_sarsa(act, value, setting, q, visits, memory, epsilon, temperature, row,
+                          action, reward, terminal, truncated, next_row, k, t, s):
+    """Expected SARSA (``TabularAgent.step`` of ``ExpectedSarsaAgent``)."""
+    target = reward
+    if not terminal:
+        target += setting[DISCOUNT] * value(setting, q, visits, memory, next_row, epsilon,
+                                            temperature)
+    return _update(setting, q, visits, row, action, target), -1, s
 
-    Returns the TD error (for methods that complete several updates at once, the sum of their
-    magnitudes), the next action (the SARSA family draws it here, before updating; -1: the
-    behaviour policy chooses it at the next step) and the generator's state.
-    """
-    algo, ends, pair = setting[ALGO], terminal or truncated, row * q.shape[1] + action
-    if algo in (Q_LEARNING, DYNA_Q):
-        error, _, s = _learn_q(setting, q, visits, memory, epsilon, temperature, row, action,
-                               reward, terminal, truncated, next_row, k, t, s)
-        if algo == DYNA_Q:
-            s = _dyna_q(memory.observed, setting, q, visits, memory.model_counts,
-                        memory.model_pairs, memory.sizes, pair, k, s)
-        return error, -1, s
-    if algo in (SARSA, N_STEP_SARSA, SARSA_LAMBDA, Q_LAMBDA):
-        next_action, future, best = -1, 0.0, 0.0
-        if not terminal:
-            next_action, s = _act(setting, q, visits, memory, next_row, epsilon, temperature, s)
-            future, best = q[next_row, next_action], _max_value(q, next_row)
-        decay = setting[DISCOUNT] * setting[TRACE_DECAY]
-        if algo == N_STEP_SARSA:
-            error = _n_step(setting, q, visits, memory.pairs, memory.values, t, pair, reward,
-                            future, ends)
-        elif algo == SARSA_LAMBDA:
-            error = _traced(setting, q, visits, memory.marks, memory.pairs, memory.values,
-                            memory.sizes, row, action, reward + setting[DISCOUNT] * future,
-                            decay, ends)
-        elif algo == Q_LAMBDA:  # traces are cut after an exploratory action
-            error = _traced(setting, q, visits, memory.marks, memory.pairs, memory.values,
-                            memory.sizes, row, action, reward + setting[DISCOUNT] * best,
-                            decay if future == best else 0.0, ends)
-        else:
-            error = _update(setting, q, visits, row, action, reward + setting[DISCOUNT] * future)
-        return error, next_action, s
+
+@_helper
+def _played_next(act, setting, q, visits, memory, epsilon, temperature, terminal, next_row, s):
+    """The SARSA family's next action, drawn by ``act`` (-1 after a terminal step), and its
+    value (``SarsaAgent.bootstrap``)."""
+    if terminal:
+        return -1, 0.0, s
+    next_action, s = act(setting, q, visits, memory, next_row, epsilon, temperature, s)
+    return next_action, q[next_row, next_action], s
+
+
+@_helper
+def _learn_sarsa(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
+                 reward, terminal, truncated, next_row, k, t, s):
+    """SARSA (``TabularAgent.step`` of ``SarsaAgent``)."""
+    next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
+                                          terminal, next_row, s)
+    target = reward + setting[DISCOUNT] * future
+    return _update(setting, q, visits, row, action, target), next_action, s
+
+
+@_helper
+def _learn_n_step_sarsa(act, value, setting, q, visits, memory, epsilon, temperature, row,
+                        action, reward, terminal, truncated, next_row, k, t, s):
+    """n-step SARSA (``MultiStepAgent.step`` of ``NStepSarsaAgent``)."""
+    next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
+                                          terminal, next_row, s)
+    error = _multi_step(setting, q, visits, memory.pairs, memory.values, t,
+                        row * q.shape[1] + action, reward, terminal or truncated, future, epsilon,
+                        temperature, memory.scores)
+    return error, next_action, s
+
+
+@_helper
+def _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
+                   reward, terminal, truncated, next_row, k, t, s):
+    """n-step Q(sigma) (``MultiStepAgent.step`` of ``QSigmaAgent``)."""
+    next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
+                                          terminal, next_row, s)
+    tail = 0.0
+    if not terminal:
+        tail = setting[SIGMA] * future + (1.0 - setting[SIGMA]) * value(
+            setting, q, visits, memory, next_row, epsilon, temperature)
+    error = _multi_step(setting, q, visits, memory.pairs, memory.values, t,
+                        row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
+                        temperature, memory.scores)
+    return error, next_action, s
+
+
+@_helper
+def _learn_tree_backup(act, value, setting, q, visits, memory, epsilon, temperature, row,
+                       action, reward, terminal, truncated, next_row, k, t, s):
+    """n-step Tree Backup (``MultiStepAgent.step`` of ``TreeBackupAgent``)."""
+    tail = 0.0 if terminal else _max_value(q, next_row)
+    error = _multi_step(setting, q, visits, memory.pairs, memory.values, t,
+                        row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
+                        temperature, memory.scores)
+    return error, -1, s
+
+
+@_helper
+def _learn_sarsa_lambda(act, value, setting, q, visits, memory, epsilon, temperature, row,
+                        action, reward, terminal, truncated, next_row, k, t, s):
+    """SARSA(lambda) (``SarsaLambdaAgent.step``)."""
+    next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
+                                          terminal, next_row, s)
+    error = _traced(setting, q, visits, memory.marks, memory.pairs, memory.values, memory.sizes,
+                    row, action, reward + setting[DISCOUNT] * future,
+                    setting[DISCOUNT] * setting[TRACE_DECAY], terminal or truncated)
+    return error, next_action, s
+
+
+@_helper
+def _learn_q_lambda(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
+                    reward, terminal, truncated, next_row, k, t, s):
+    """Watkins's Q(lambda) (``SarsaLambdaAgent.step`` of ``QLambdaAgent``): traces are cut
+    after an exploratory action."""
+    next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
+                                          terminal, next_row, s)
+    best = 0.0 if terminal else _max_value(q, next_row)
+    decay = setting[DISCOUNT] * setting[TRACE_DECAY] if future == best else 0.0
+    error = _traced(setting, q, visits, memory.marks, memory.pairs, memory.values, memory.sizes,
+                    row, action, reward + setting[DISCOUNT] * best, decay, terminal or truncated)
+    return error, next_action, s
+
+
+@_helper
+def _learn_double_q(act, value, setting, q, visits, memory, epsilon, temperature, row,
+                    action, reward, terminal, truncated, next_row, k, t, s):
+    """Double Q-learning (``DoubleQLearningAgent.step``)."""
+    error, s = _double_q(setting, q, memory.half_difference, visits, row, action, reward,
+                         terminal, next_row, s)
+    return error, -1, s
+
+
+@_helper
+def _learn_monte_carlo(act, value, setting, q, visits, memory, epsilon, temperature, row,
+                       action, reward, terminal, truncated, next_row, k, t, s):
+    """First-visit Monte Carlo (``MonteCarloAgent.step``): buffer the step; learn at the end."""
+    memory.pairs[t], memory.values[t] = row * q.shape[1] + action, reward
+    if not (terminal or truncated):
+        return 0.0, -1, s
+    tail = 0.0 if terminal else value(setting, q, visits, memory, next_row, epsilon, temperature)
+    return _monte_carlo_end(setting, q, visits, memory.marks, memory.pairs, memory.values,
+                            t + 1, tail), -1, s
+
+
+@_helper
+def _learn_dyna_q(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
+                  reward, terminal, truncated, next_row, k, t, s):
+    """Dyna-Q (``DynaQAgent.step``): Q-learning's step, then the model and its planning."""
+    error, _, s = _learn_q_learning(act, value, setting, q, visits, memory, epsilon, temperature,
+                                    row, action, reward, terminal, truncated, next_row, k, t, s)
+    s = _dyna_q(memory.observed, setting, q, visits, memory.model_counts, memory.model_pairs,
+                memory.sizes, row * q.shape[1] + action, k, s)
+    return error, -1, s
+
+
+@_helper
+def _learn(act, value, setting, q, visits, memory, epsilon, temperature, row, action, reward,
+           terminal, truncated, next_row, k, t, s):
+    """The step of the run's method: a dispatch on its algorithm code."""
+    algo = setting[ALGO]
+    if algo == Q_LEARNING:
+        return _learn_q_learning(act, value, setting, q, visits, memory, epsilon, temperature,
+                                 row, action, reward, terminal, truncated, next_row, k, t, s)
+    if algo == SARSA:
+        return _learn_sarsa(act, value, setting, q, visits, memory, epsilon, temperature,
+                            row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == EXPECTED_SARSA:
-        target = reward
-        if not terminal:
-            target += setting[DISCOUNT] * _policy_value(setting, q, visits, next_row, epsilon,
-                                                        temperature, memory.scores)
-        return _update(setting, q, visits, row, action, target), -1, s
+        return _learn_expected_sarsa(act, value, setting, q, visits, memory, epsilon, temperature,
+                                     row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == DOUBLE_Q_LEARNING:
-        error, s = _double_q(setting, q, memory.half_difference, visits, row, action, reward,
-                             terminal, next_row, s)
-        return error, -1, s
+        return _learn_double_q(act, value, setting, q, visits, memory, epsilon, temperature,
+                               row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == MONTE_CARLO:
-        memory.pairs[t], memory.values[t] = pair, reward
-        if not ends:
-            return 0.0, -1, s
-        tail = 0.0
-        if not terminal:
-            tail = _policy_value(setting, q, visits, next_row, epsilon, temperature,
-                                 memory.scores)
-        return _monte_carlo_end(setting, q, visits, memory.marks, memory.pairs, memory.values,
-                                t + 1, tail), -1, s
-    return 0.0, -1, s  # FIXED_POLICY
+        return _learn_monte_carlo(act, value, setting, q, visits, memory, epsilon, temperature,
+                                  row, action, reward, terminal, truncated, next_row, k, t, s)
+    if algo == N_STEP_SARSA:
+        return _learn_n_step_sarsa(act, value, setting, q, visits, memory, epsilon, temperature,
+                                   row, action, reward, terminal, truncated, next_row, k, t, s)
+    if algo == SARSA_LAMBDA:
+        return _learn_sarsa_lambda(act, value, setting, q, visits, memory, epsilon, temperature,
+                                   row, action, reward, terminal, truncated, next_row, k, t, s)
+    if algo == Q_LAMBDA:
+        return _learn_q_lambda(act, value, setting, q, visits, memory, epsilon, temperature,
+                               row, action, reward, terminal, truncated, next_row, k, t, s)
+    if algo == DYNA_Q:
+        return _learn_dyna_q(act, value, setting, q, visits, memory, epsilon, temperature,
+                             row, action, reward, terminal, truncated, next_row, k, t, s)
+    if algo == TREE_BACKUP:
+        return _learn_tree_backup(act, value, setting, q, visits, memory, epsilon, temperature,
+                                  row, action, reward, terminal, truncated, next_row, k, t, s)
+    if algo == Q_SIGMA:
+        return _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature,
+                              row, action, reward, terminal, truncated, next_row, k, t, s)
+    return 0.0, -1, s  # FIXED_POLICY: no learning
 
 
 # --- episodes and runs ----------------------------------------------------------------------------
@@ -742,12 +932,13 @@ def _next_value(setting, at, value):
 
 
 @_helper
-def _episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, act, learn, s):
+def _episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, act, value,
+             learn, s):
     """One episode: its return, its length, its mean absolute TD error, and the next state.
 
-    ``act`` chooses actions as :func:`_act` does and ``learn`` learns a step as :func:`_learn`
-    does, with the run's ``memory`` (or their versions for one method and strategy, which
-    numba inlines, and then need no memory).
+    ``act`` chooses actions and ``value`` values states as :func:`_act` and :func:`_value` do,
+    and ``learn`` learns a step as :func:`_learn` does, with the run's ``memory`` (or their
+    versions for one method and strategy, which numba inlines, and then need no memory).
     """
     offsets, cdf, row_of_state = model.offsets, model.cdf, model.row_of_state
     next_states, rewards, terminals = model.next_state, model.reward, model.terminal
@@ -767,8 +958,8 @@ def _episode(model, setting, q, visits, memory, epsilon, temperature, time_limit
         state, reward, terminal = next_states[k], rewards[k], terminals[k]
         next_row = row_of_state[state]
         truncated = steps + 1 >= time_limit
-        error, action, s = learn(setting, q, visits, memory, epsilon, temperature, row,
-                                 action, reward, terminal, truncated, next_row, k, steps, s)
+        error, action, s = learn(act, value, setting, q, visits, memory, epsilon, temperature,
+                                 row, action, reward, terminal, truncated, next_row, k, steps, s)
         abs_td += abs(error)
         total += reward
         steps += 1
@@ -781,21 +972,21 @@ def _episode(model, setting, q, visits, memory, epsilon, temperature, time_limit
 def _any_episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, s):
     """:func:`_episode` of any method and strategy: compiled once, called once per episode."""
     return _episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, _act,
-                    _learn, s)
+                    _value, _learn, s)
 
 
 @_called
 def _sarsa_episode(model, setting, q, visits, epsilon, time_limit, s):
     """:func:`_episode` of SARSA exploring epsilon-greedily, with nothing else in it."""
     return _episode(model, setting, q, visits, None, epsilon, 1.0, time_limit,
-                    _act_epsilon_greedy, _learn_sarsa, s)
+                    _act_epsilon_greedy, _value_epsilon_greedy, _learn_sarsa, s)
 
 
 @_called
 def _expected_sarsa_episode(model, setting, q, visits, epsilon, time_limit, s):
     """:func:`_episode` of Expected SARSA exploring epsilon-greedily, with nothing else in it."""
     return _episode(model, setting, q, visits, None, epsilon, 1.0, time_limit,
-                    _act_epsilon_greedy, _learn_expected_sarsa, s)
+                    _act_epsilon_greedy, _value_epsilon_greedy, _learn_expected_sarsa, s)
 
 
 @_helper
@@ -834,7 +1025,7 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit):
         if own_loop == Q_LEARNING:
             returns[e], lengths[e], td_errors[e], s = _episode(
                 model, setting, q, visits, None, epsilon, temperature, time_limit,
-                _act_epsilon_greedy, _learn_q, s)
+                _act_epsilon_greedy, _value_epsilon_greedy, _learn_q_learning, s)
         elif own_loop == SARSA:
             returns[e], lengths[e], td_errors[e], s = _sarsa_episode(
                 model, setting, q, visits, epsilon, time_limit, s)
