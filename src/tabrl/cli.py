@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from tabrl.agents import AGENTS
 from tabrl.envs import tabular_envs
@@ -277,7 +277,10 @@ def sweep(
     out_dir: Annotated[Path | None, typer.Option("--out", help="The sweep folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the sweep folder.")] = False,
 ) -> None:
-    """Train every setting of a grid with several seeds; mean and 95% interval per setting."""
+    """Train every setting of a grid with several seeds: mean, median, IQM with bootstrap intervals.
+
+    The same command with the same --out resumes the sweep (only missing jobs run).
+    """
     from tabrl.sweep import expand, parse_grid, setting_labels
     from tabrl.workflow import sweep_to_folder
 
@@ -298,20 +301,40 @@ def sweep(
     if quiet:
         out.print(str(path))
         return
-    table = Table("setting", "mean ± 95%", "min .. max", "gap to optimum", "final training return",
-                  title=f"{algo} on {env_id}: {seeds} seeds per setting")
-    for label, s in zip(setting_labels(configs, list(axes)), summaries):
-        if not math.isfinite(s.mean):
-            mean = "-inf (a seed's policy loops)"
-        elif s.n_seeds < 2:
-            mean = f"{s.mean:+.4f} (one seed: no interval)"
-        else:
-            mean = f"{s.mean:+.4f} ± {s.ci95_high - s.mean:.4f}"
-        table.add_row(label, mean,
-                      f"{s.min:+.4f} .. {s.max:+.4f}",
-                      "-" if s.gap is None else f"{s.gap:+.4f}", f"{s.mean_final_return:+.4f}")
+    print_sweep_table(setting_labels(configs, list(axes)), summaries,
+                      f"{algo} on {env_id}: {seeds} seeds per setting", seeds)
+    out.print(f"sweep folder: {path}  (sweep.json, results.csv, sweep.png)")
+
+
+def print_sweep_table(labels: list[str], summaries: list, title: str, n_seeds: int) -> None:
+    """Mean and IQM per setting with their intervals, the median, the gap of the mean to the
+    optimum, and the failed seeds if any (the median's interval is in sweep.json)."""
+    from rich.markup import escape
+
+    from tabrl.workflow import INTERVALS
+
+    failed = any(s.n_failed for s in summaries)
+    headers = ["setting", "mean", "IQM", "median", "optimum - mean"] + ["failed"] * failed
+    table = Table(*(Column(header, no_wrap=True) for header in headers), title=title,
+                  caption=escape(f"greedy value; [low, high]: {INTERVALS.format(n=n_seeds)}"))
+    for label, s in zip(labels, summaries):
+        table.add_row(escape(label), *(escape(_estimate(e, s.n_seeds)) for e in (s.mean, s.iqm)),
+                      _estimate(s.median, 1).removesuffix(" (one seed: no interval)"),
+                      "-" if s.gap is None or math.isnan(s.gap) else f"{s.gap:+.4g}",
+                      *([f"{s.n_failed} of {s.n_seeds + s.n_failed}"] if failed else []))
     out.print(table)
-    out.print(f"sweep folder: {path}  (sweep.json, sweep.png)")
+
+
+def _estimate(estimate, n_seeds: int) -> str:
+    """``+0.7292 [0.714, 0.7402]`` (4 significant digits); a lone seed has no interval, a
+    looping policy no finite value."""
+    if math.isnan(estimate.value):
+        return "- (every seed failed)"
+    if not math.isfinite(estimate.value):
+        return f"{estimate.value:+} (a policy loops)"
+    if n_seeds < 2:
+        return f"{estimate.value:+.4g} (one seed: no interval)"
+    return f"{estimate.value:+.4g} [{estimate.low:.4g}, {estimate.high:.4g}]"
 
 
 @app.command()
