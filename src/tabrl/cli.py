@@ -22,7 +22,7 @@ from tabrl.envs import tabular_envs
 from tabrl.errors import TabrlError, UsageError
 from tabrl.evaluate import Evaluation
 from tabrl.keyvalues import parse_key_values
-from tabrl.runs import RunConfig, load_run
+from tabrl.runs import RunConfig, load_run, read_hyperparams, with_hyperparams
 from tabrl.workflow import evaluate_run, plot_run, prepare_run, resume_run, train_run
 
 app = typer.Typer(add_completion=False, help="Tabular reinforcement learning on Gymnasium.")
@@ -35,6 +35,8 @@ _debug = False
 DEFAULT_JOB = ("Blackjack-v1", {"sab": False})
 BINS_HELP = ("Cut a continuous observation space into this many bins per dimension (or one "
              "count per dimension: 6,6,12,12).")
+HYPERPARAMS_HELP = ("A YAML file of settings (the keys of the shipped hyperparameter files, e.g. "
+                    "the best.yml of tabrl tune); options given on the line win.")
 OBS_BOUNDS_HELP = ("With --bins, the range of each dimension, low:high,... (needed where the "
                    "space is unbounded), e.g. --obs-bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5.")
 
@@ -116,6 +118,7 @@ def train(
     window: Annotated[int, typer.Option(help="Rolling window of the learning curves.")] = 500,
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
+    hyperparams: Annotated[Path | None, typer.Option(help=HYPERPARAMS_HELP)] = None,
 ) -> None:
     """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder."""
     say = (lambda _: None) if quiet else (
@@ -129,23 +132,24 @@ def train(
     else:
         env_id, kwargs = (env_id, {}) if env_id else DEFAULT_JOB
         kwargs.update(parse_env_kwargs(env_kwargs))
-        config = RunConfig.resolve(
-            env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
-            discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
-            epsilon_decay_episodes=epsilon_decay_episodes, epsilon_schedule=epsilon_schedule,
-            epsilon_exponent=epsilon_exponent, learning_rate_exponent=learning_rate_exponent,
-            learning_rate_schedule=parse_key_values(
-                learning_rate_schedule, "--learning-rate-schedule",
-                "kind=exponential,start=0.5,end=0.01,rate=0.999") or None,
-            seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
-            window=window, bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds),
-            algo_params=given_only(
-                exploration=exploration, temperature=temperature, ucb_c=ucb_c, n=n, lam=lam,
-                temperature_schedule=parse_key_values(
-                    temperature_schedule, "--temperature-schedule",
-                    "kind=exponential,start=30,end=0.5,rate=0.9988") or None,
-                planning_steps=planning_steps, exploring_starts=exploring_starts),
-        )
+        config = RunConfig.resolve(env_id, kwargs, algo, **with_hyperparams(
+            file_settings(hyperparams), dict(
+                episodes=episodes, learning_rate=learning_rate,
+                discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
+                epsilon_decay_episodes=epsilon_decay_episodes, epsilon_schedule=epsilon_schedule,
+                epsilon_exponent=epsilon_exponent, learning_rate_exponent=learning_rate_exponent,
+                learning_rate_schedule=parse_key_values(
+                    learning_rate_schedule, "--learning-rate-schedule",
+                    "kind=exponential,start=0.5,end=0.01,rate=0.999") or None,
+                seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
+                window=window, bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds),
+                algo_params=given_only(
+                    exploration=exploration, temperature=temperature, ucb_c=ucb_c, n=n, lam=lam,
+                    temperature_schedule=parse_key_values(
+                        temperature_schedule, "--temperature-schedule",
+                        "kind=exponential,start=30,end=0.5,rate=0.9988") or None,
+                    planning_steps=planning_steps, exploring_starts=exploring_starts),
+            )))
         prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
         say(f"{config.algo} on {env_id}{f' ({settings})' if settings else ''}: "
@@ -192,6 +196,11 @@ def parse_obs_bounds(text: str | None) -> list[list[float]] | None:
 def parse_env_kwargs(text: str | None) -> dict[str, object]:
     """``--env-kwargs is_slippery=false,map_name=8x8`` as keywords of ``gymnasium.make``."""
     return parse_key_values(text, "--env-kwargs", "is_slippery=false,map_name=8x8")
+
+
+def file_settings(path: Path | None) -> dict[str, object]:
+    """The settings of a ``--hyperparams`` file, or none."""
+    return {} if path is None else read_hyperparams(path)
 
 
 def given_only(**options: object) -> dict[str, object]:
@@ -276,6 +285,7 @@ def sweep(
     jobs: Annotated[int | None, typer.Option(help="Local processes (default: all cores).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="The sweep folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the sweep folder.")] = False,
+    hyperparams: Annotated[Path | None, typer.Option(help=HYPERPARAMS_HELP)] = None,
 ) -> None:
     """Train every setting of a grid with several seeds: mean, median, IQM with bootstrap intervals.
 
@@ -286,8 +296,9 @@ def sweep(
 
     if seeds <= 0:
         raise typer.BadParameter(f"--seeds must be positive, not {seeds}")
-    base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo, bins=parse_bins(bins),
-                             obs_bounds=parse_obs_bounds(obs_bounds))
+    base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo, **with_hyperparams(
+        file_settings(hyperparams),
+        dict(bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds))))
     axes = parse_grid(grid or [])
     configs = expand(base, axes)
     bar = Progress(TextColumn("[bold]sweep"), BarColumn(bar_width=24), MofNCompleteColumn(),
@@ -434,3 +445,58 @@ def main() -> None:
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+@app.command()
+def tune(
+    env_id: Annotated[str, typer.Argument(help="A registered Gymnasium id.")],
+    algo: Annotated[str, typer.Option(help=f"One of: {', '.join(AGENTS)}.")] = "q-learning",
+    trials: Annotated[int, typer.Option(help="Trials to run (more, if the study exists).")] = 20,
+    seeds: Annotated[int, typer.Option(help="Seeds per trial: 0, 1, ..., N-1.")] = 3,
+    timeout: Annotated[float | None, typer.Option(
+        help="Stop starting trials after this many seconds.")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="An Optuna database URL (default: sqlite:///OUT/study.db).")] = None,
+    study: Annotated[str | None, typer.Option(
+        help="The study's name (default: ENV-ALGO).")] = None,
+    env_kwargs: Annotated[str | None, typer.Option(help="Environment keywords.")] = None,
+    hyperparams: Annotated[Path | None, typer.Option(help=HYPERPARAMS_HELP)] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="The tuning folder (default: runs/ENV-ALGO-tune).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the best.yml path.")] = False,
+) -> None:
+    """Tune a method's hyperparameters with Optuna (TPE, median pruning); writes best.yml.
+
+    Each trial is worth the mean exact greedy value over its seeds. The same command again
+    continues the study.
+    """
+    from tabrl.tune import BEST
+    from tabrl.tune import tune as run_tuning
+
+    if trials <= 0 or seeds <= 0:
+        raise typer.BadParameter(f"--trials and --seeds must be positive, not {trials}, {seeds}")
+    base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo,
+                             **with_hyperparams(file_settings(hyperparams), {}))
+
+    def report(trial, best: float | None) -> None:
+        if not quiet:
+            value = f"{trial.value:+.4f}" if trial.value is not None else trial.state.name.lower()
+            err.print(f"trial {trial.number}: {value}  (best {best:+.4f})" if best is not None
+                      else f"trial {trial.number}: {value}", highlight=False)
+
+    tuning = run_tuning(base, trials, seeds=seeds, timeout=timeout, storage=storage,
+                        study_name=study, out=out_dir, report=report)
+    if quiet:
+        out.print(str(tuning.path / BEST))
+        return
+    best = tuning.study.best_trial
+    table = Table("setting", "value", title=f"best of {len(tuning.study.trials)} trials: trial "
+                  f"{best.number}, mean greedy value {best.value:+.4f} over {seeds} seeds")
+    for name, value in tuning.best.items():
+        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    out.print(table)
+    for note in tuning.notes:
+        out.print(note)
+    pictures = ", ".join(path.name for path in tuning.pictures)
+    out.print(f"tuning folder: {tuning.path}  (best.yml, study.db{', ' if pictures else ''}"
+              f"{pictures})")
