@@ -479,10 +479,18 @@ def tune(
                              **with_hyperparams(file_settings(hyperparams), {}))
 
     def report(trial, best: float | None) -> None:
-        if not quiet:
-            value = f"{trial.value:+.4f}" if trial.value is not None else trial.state.name.lower()
-            err.print(f"trial {trial.number}: {value}  (best {best:+.4f})" if best is not None
-                      else f"trial {trial.number}: {value}", highlight=False)
+        if quiet:
+            return
+        state = trial.state.name.lower()
+        if state == "complete":
+            line = f"trial {trial.number}: {trial.value:+.4f}"
+        elif state == "pruned":
+            steps = trial.intermediate_values
+            line = (f"trial {trial.number}: pruned after {max(steps)} of {seeds} seeds "
+                    f"({steps[max(steps)]:+.4f})" if steps else f"trial {trial.number}: pruned")
+        else:
+            line = f"trial {trial.number}: {state}"
+        err.print(line + ("" if best is None else f"  (best {best:+.4f})"), highlight=False)
 
     tuning = run_tuning(base, trials, seeds=seeds, timeout=timeout, storage=storage,
                         study_name=study, out=out_dir, report=report)
@@ -490,8 +498,9 @@ def tune(
         out.print(str(tuning.path / BEST))
         return
     best = tuning.study.best_trial
-    table = Table("setting", "value", title=f"best of {len(tuning.study.trials)} trials: trial "
-                  f"{best.number}, mean greedy value {best.value:+.4f} over {seeds} seeds")
+    out.print(f"best of {len(tuning.study.trials)} trials: trial {best.number}, mean greedy value "
+              f"{best.value:+.4f} over seeds 0-{seeds - 1}", highlight=False)
+    table = Table("setting", "value")
     for name, value in tuning.best.items():
         table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
     out.print(table)

@@ -170,7 +170,7 @@ def tune(
     best_config = sample_config(optuna.trial.FixedTrial(study.best_params), base, space)
     best = best_settings(best_config, base)
     atomic_write_bytes(path / BEST, best_yaml(best, study, base, seeds))
-    pictures, notes = draw_study(study, path)
+    pictures, notes = draw_study(study, path, f"mean greedy value over {seeds} seeds")
     return Tuning(study, best, path, pictures, notes)
 
 
@@ -207,8 +207,9 @@ def best_yaml(best: dict[str, Any], study: Any, base: RunConfig, seeds: int) -> 
     return (header + text.getvalue()).encode()
 
 
-def draw_study(study: Any, path: Path) -> tuple[list[Path], list[str]]:
-    """Optuna's own history and importance pictures (importance needs two finished trials)."""
+def draw_study(study: Any, path: Path, target: str) -> tuple[list[Path], list[str]]:
+    """Optuna's own history and importance pictures (importance needs two finished trials),
+    the objective named by ``target``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,9 +219,10 @@ def draw_study(study: Any, path: Path) -> tuple[list[Path], list[str]]:
     from optuna.visualization import matplotlib as optuna_plots
 
     pictures, notes = [], []
-    drawings = [(HISTORY_PICTURE, optuna_plots.plot_optimization_history, {}),
+    drawings = [(HISTORY_PICTURE, optuna_plots.plot_optimization_history,
+                 {"target_name": target}),
                 (IMPORTANCE_PICTURE, optuna_plots.plot_param_importances,
-                 {"evaluator": PedAnovaImportanceEvaluator()})]
+                 {"evaluator": PedAnovaImportanceEvaluator(), "target_name": target})]
     for file, draw, options in drawings:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
