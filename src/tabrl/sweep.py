@@ -241,9 +241,10 @@ def run_sweep(
     if not seeds:
         raise UsageError("a sweep needs at least one seed")
     check_configs(configs)
-    results = {(r.setting, r.seed): r for r in finished if (r.setting, r.seed) in
-               {(index, seed) for index in range(len(configs)) for seed in seeds}}
-    jobs = [(asdict(config), index, seed) for index, config in enumerate(configs) for seed in seeds
+    wanted = [(index, seed) for index in range(len(configs)) for seed in seeds]
+    stored = {(r.setting, r.seed): r for r in finished}
+    results = {key: stored[key] for key in wanted if key in stored}
+    jobs = [(asdict(configs[index]), index, seed) for index, seed in wanted
             if (index, seed) not in results]
     total = len(configs) * len(seeds)
     if progress is not None:
