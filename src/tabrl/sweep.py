@@ -164,10 +164,11 @@ def run_job(config: dict[str, Any], setting: int, seed: int) -> JobResult:
     start = time.perf_counter()
     try:
         return train_and_value(config, setting, seed)
-    except Exception as error:  # noqa: BLE001 - recorded with the job, reported in the table
-        message = str(error).splitlines()[0] if str(error) else ""
+    except Exception as error:  # any failure: recorded with the job, reported in the table
+        first_line = str(error).partition("\n")[0]
         return JobResult(setting, seed, math.nan, False, math.nan, "", time.perf_counter() - start,
-                         error=f"{type(error).__name__}: {message}".rstrip(": "))
+                         error=f"{type(error).__name__}: {first_line}" if first_line
+                         else type(error).__name__)
 
 
 def train_and_value(config: dict[str, Any], setting: int, seed: int) -> JobResult:
@@ -338,7 +339,7 @@ class SweepFolder:
                                       "final_return": float(data["final_return"])})
             except (TypeError, KeyError, ValueError):
                 raise RunFolderError(f"{trial} is not a tabrl sweep job: remove it") from None
-            if not result.failed and result.setting < len(self.configs):
+            if not result.failed:
                 results.append(result)
         return results
 
