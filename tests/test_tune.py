@@ -28,6 +28,12 @@ def test_a_study_improves_on_its_first_trial_resumes_and_its_best_settings_train
     assert len(study.trials) == 6 and [t.value for t in study.trials[:4]] == values
     assert study.trials[4].params != study.trials[0].params  # the sampler moved on
 
+    other = tabrl_cli("tune", "FrozenLake-v1", "--algo", "sarsa", "--trials", "1",
+                      "--study", "FrozenLake-v1-q-learning", "--out", folder)
+    assert other.code == 2 and "tunes q-learning on FrozenLake-v1" in other.stderr
+    study = optuna.load_study(study_name="FrozenLake-v1-q-learning", storage=storage)
+    assert len(study.trials) == 6  # untouched
+
     best = yaml.safe_load((folder / "best.yml").read_text())
     assert set(best) <= {"episodes", "learning_rate", "learning_rate_exponent", "epsilon_end",
                          "epsilon_decay_episodes"}
@@ -63,3 +69,11 @@ def test_hyperparams_files_give_settings_that_options_override(tabrl_cli, tmp_pa
     settings.write_text("episodes: [300\n")
     broken = tabrl_cli("train", "CliffWalking-v1", "--hyperparams", settings)
     assert broken.code == 1 and "YAML" in broken.stderr
+
+
+def test_bad_tuning_input_is_one_line_and_leaves_no_folder(tabrl_cli, tmp_path):
+    bad = tabrl_cli("tune", "FrozenLake-v1", "--storage", "nosuchdb://x", "--out", tmp_path / "t")
+    assert bad.code == 2 and "cannot open the study storage" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1 and not (tmp_path / "t").exists()
+    none = tabrl_cli("tune", "FrozenLake-v1", "--trials", "0", "--out", tmp_path / "t")
+    assert none.code == 2 and not (tmp_path / "t").exists()

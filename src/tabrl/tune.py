@@ -149,11 +149,13 @@ def tune(
         raise UsageError("--trials and --seeds must be positive")
     check_configs([base])
     space = search_space(base.algo)
-    path = writable_dir(out or default_tune_dir(base.env_id, base.algo))
-    storage = storage or f"sqlite:///{(path / STUDY_DB).resolve()}"
+    path = out or default_tune_dir(base.env_id, base.algo)
+    if storage is None:  # the study's own file in the folder
+        storage = f"sqlite:///{(writable_dir(path) / STUDY_DB).resolve()}"
     name = study_name or f"{base.env_id}-{base.algo}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(storage, name, base)
+    study = open_study(storage, name, base)  # before any folder is made for a given storage
+    writable_dir(path)
     # a continued study draws new points: the sampler's seed moves on with the trials done
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed + len(study.trials))
 
@@ -177,13 +179,15 @@ def tune(
 def open_study(storage: str, name: str, base: RunConfig):
     """Create the study, or load it if it exists for the same environment and method."""
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                     load_if_exists=True,
                                     pruner=optuna.pruners.MedianPruner(n_startup_trials=4))
-    except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as error:
-        raise UsageError(f"cannot open the study storage {storage!r} ({error}): give a database "
+    except (ValueError, ImportError, SQLAlchemyError, optuna.exceptions.OptunaError) as error:
+        reason = str(error).partition("\n")[0]
+        raise UsageError(f"cannot open the study storage {storage!r} ({reason}): give a database "
                          "URL Optuna accepts, e.g. sqlite:///study.db") from None
     target = {"env_id": base.env_id, "env_kwargs": base.env_kwargs, "algo": base.algo}
     saved = {key: study.user_attrs[key] for key in target if key in study.user_attrs}
