@@ -67,19 +67,27 @@ def test_python_engine_jobs_use_monte_carlo_where_the_mdp_is_unknown():
     assert summaries[0].optimal_value is None and summaries[0].gap is None
 
 
-def test_ray_cluster_gives_the_local_results():
-    """A real Ray cluster on this machine runs the jobs; the numbers are the local ones."""
+def test_ray_cluster_gives_the_local_results(tmp_path):
+    """A real Ray cluster on this machine runs the jobs; results.csv is the local one."""
     ray = pytest.importorskip("ray")
-    configs = expand(RunConfig.resolve("CliffWalking-v1", episodes=300),
-                     parse_grid(["learning_rate=0.1,0.5"]))
-    local, local_jobs = run_sweep(configs, [0, 1], n_jobs=1)
+    grid = parse_grid(["learning_rate=0.1,0.5"])
+    configs = expand(RunConfig.resolve("CliffWalking-v1", episodes=300), grid)
+    local, _ = sweep_to_folder(configs, grid, [0, 1], tmp_path / "local", backend="local",
+                               n_jobs=1, address=None)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        remote, remote_jobs = run_sweep(configs, [0, 1], backend="ray")
+        remote, _ = sweep_to_folder(configs, grid, [0, 1], tmp_path / "ray", backend="ray",
+                                    n_jobs=None, address=None)
         assert ray.cluster_resources()["CPU"] == 2
     finally:
         ray.shutdown()
-    assert [r.value for r in remote_jobs] == [r.value for r in local_jobs]
+
+    def rows(folder: str) -> list[dict]:
+        table = csv.DictReader((tmp_path / folder / "results.csv").open())
+        return [{name: value for name, value in row.items() if name != "seconds"}
+                for row in table]
+
+    assert rows("ray") == rows("local") and len(rows("local")) == 4
     assert [s.mean.value for s in remote] == [s.mean.value for s in local] == [-13.0, -13.0]
 
 
