@@ -14,7 +14,7 @@ def test_a_study_improves_on_its_first_trial_resumes_and_its_best_settings_train
     first = tabrl_cli("tune", "FrozenLake-v1", "--trials", "4", "--seeds", "2",
                       "--out", folder)
     assert first.code == 0, first.stderr
-    assert "trial 3:" in first.stderr and "over 2 seeds" in first.stdout
+    assert "trial 3:" in first.stderr and "over seeds 0-1" in first.stdout
     storage = f"sqlite:///{folder / 'study.db'}"
     study = optuna.load_study(study_name="FrozenLake-v1-q-learning", storage=storage)
     values = [t.value for t in study.trials]
