@@ -19,6 +19,12 @@ def test_iqm_by_hand_on_sizes_divisible_by_four_and_not():
     # 6 runs: slices of 1/6; [0.25, 0.75] keeps 1/12 of the 2nd, all of the 3rd and 4th, 1/12
     # of the 5th
     assert stats.iqm_weights(6) == pytest.approx([0, 1 / 6, 1 / 3, 1 / 3, 1 / 6, 0])
+    # a looping policy's -inf is trimmed like any other low score
+    assert stats.iqm(stats.as_matrix([-np.inf, 1, 2, 3])) == 1.5
+    summary = stats.summarize_runs([-np.inf] + [-13.0] * 7)
+    assert summary.mean.value == -np.inf and summary.iqm.value == -13.0
+    # resamples that draw the looping seed three times or more have an IQM of -inf
+    assert (summary.iqm.low, summary.iqm.high, summary.mean.high) == (-np.inf, -13.0, -13.0)
     # rliable's example: runs x tasks, IQM over all 8 scores
     x = np.array([[1, 2], [2, 2], [1, 1], [2, 1]])
     assert (stats.mean(x), stats.median(x), stats.iqm(x)) == (1.5, 1.5, 1.5)

@@ -84,7 +84,9 @@ def iqm_weights(n: int) -> np.ndarray:
 def iqm(scores: np.ndarray) -> np.ndarray:
     """The interquartile mean over all runs and tasks (fractional at the quartiles)."""
     flat = scores.reshape(*scores.shape[:-2], -1)
-    return np.sort(flat, axis=-1) @ iqm_weights(flat.shape[-1])
+    weights = iqm_weights(flat.shape[-1])
+    kept = weights > 0  # a trimmed -inf (a policy that never ends) must not become 0 * inf = NaN
+    return np.sort(flat, axis=-1)[..., kept] @ weights[kept]
 
 
 def stratified_resamples(
