@@ -77,3 +77,27 @@ def test_bad_tuning_input_is_one_line_and_leaves_no_folder(tabrl_cli, tmp_path):
     assert len(bad.stderr.splitlines()) == 1 and not (tmp_path / "t").exists()
     none = tabrl_cli("tune", "FrozenLake-v1", "--trials", "0", "--out", tmp_path / "t")
     assert none.code == 2 and not (tmp_path / "t").exists()
+
+
+def test_sampled_settings_apply_as_grid_values_and_best_yml_keeps_the_base():
+    from tabrl.runs import RunConfig
+    from tabrl.tune import apply_settings, best_settings, sample_config, search_space
+
+    shipped = RunConfig.resolve("FrozenLake-v1")
+    base = RunConfig.resolve("FrozenLake-v1", discount=0.9)  # as from --hyperparams
+    config = apply_settings(base, {"learning_rate": 0.3, "epsilon_decay_fraction": 0.25})
+    assert best_settings(config, shipped) == {
+        "learning_rate": 0.3, "discount": 0.9, "epsilon_decay_episodes": 25_000}
+    # the softmax methods search the temperature, which replaces the shipped schedule
+    cliff = RunConfig.resolve("CliffWalking-v1", algo="n-step-sarsa")
+    space = search_space("n-step-sarsa")
+    params = {"learning_rate": 0.2, "learning_rate_exponent": 0.0, "epsilon_end": 0.01,
+              "epsilon_decay_fraction": 0.5, "episodes": cliff.episodes, "temperature": 2.0,
+              "n": 3}
+    sampled = sample_config(optuna.trial.FixedTrial(params), cliff, space)
+    assert sampled.algo_params["temperature"] == 2.0 and sampled.algo_params["n"] == 3
+    assert "temperature_schedule" not in sampled.algo_params
+    # epsilon-greedy methods are never asked for a temperature (a FixedTrial would refuse)
+    del params["temperature"], params["n"]
+    greedy = sample_config(optuna.trial.FixedTrial(params), shipped, search_space("q-learning"))
+    assert "temperature" not in greedy.algo_params and greedy.learning_rate == 0.2

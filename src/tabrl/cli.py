@@ -470,7 +470,7 @@ def tune(
     Each trial is worth the mean exact greedy value over its seeds. The same command again
     continues the study.
     """
-    from tabrl.tune import BEST
+    from tabrl.tune import BEST, seed_range
     from tabrl.tune import tune as run_tuning
 
     if trials <= 0 or seeds <= 0:
@@ -499,7 +499,7 @@ def tune(
         return
     best = tuning.study.best_trial
     out.print(f"best of {len(tuning.study.trials)} trials: trial {best.number}, mean greedy value "
-              f"{best.value:+.4f} over seeds 0-{seeds - 1}", highlight=False)
+              f"{best.value:+.4f} over {seed_range(seeds)}", highlight=False)
     table = Table("setting", "value")
     for name, value in tuning.best.items():
         table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))

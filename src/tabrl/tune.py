@@ -97,8 +97,8 @@ def apply_settings(base: RunConfig, settings: dict[str, Any]) -> RunConfig:
 
 
 def best_settings(config: RunConfig, base: RunConfig) -> dict[str, Any]:
-    """The settings of ``config`` that differ from ``base``'s, as a hyperparameter file has them
-    (``tabrl train --hyperparams`` reads them back)."""
+    """The settings of ``config`` that differ from the shipped ``base``, as a hyperparameter file
+    has them (``tabrl train --hyperparams`` reads them back)."""
     tuned, shipped = asdict(config), asdict(base)
     best = {name: value for name, value in tuned.items()
             if name not in ("algo_params", "env_id", "env_kwargs", "algo", "seed")
@@ -170,7 +170,7 @@ def tune(
         raise UsageError(f"no trial of the study {name!r} finished: see the failed trials' "
                          "errors with --debug, or try more --trials")
     best_config = sample_config(optuna.trial.FixedTrial(study.best_params), base, space)
-    best = best_settings(best_config, base)
+    best = best_settings(best_config, RunConfig.resolve(base.env_id, base.env_kwargs, base.algo))
     atomic_write_bytes(path / BEST, best_yaml(best, study, base, seeds))
     pictures, notes = draw_study(study, path, f"mean greedy value over {seeds} seeds")
     return Tuning(study, best, path, pictures, notes)
@@ -203,12 +203,24 @@ def best_yaml(best: dict[str, Any], study: Any, base: RunConfig, seeds: int) -> 
     """``best.yml``: the best trial's settings, with a comment saying what they are worth."""
     trial = study.best_trial
     header = (f"# tabrl tune: best of {len(study.trials)} trials of {study.study_name!r}: "
-              f"trial {trial.number}, mean greedy value {trial.value:.6g} over {seeds} seeds.\n"
-              f"# tabrl train {base.env_id} --algo {base.algo} --hyperparams best.yml "
-              "trains with them.\n")
+              f"trial {trial.number}, mean greedy value {trial.value:.6g} over "
+              f"{seed_range(seeds)}.\n"
+              f"# tabrl train {base.env_id} --algo {base.algo}{env_kwargs_option(base)} "
+              "--hyperparams best.yml trains with them.\n")
     text = io.StringIO()
     yaml.safe_dump(best, text, sort_keys=False)
     return (header + text.getvalue()).encode()
+
+
+def seed_range(n: int) -> str:
+    """``seed 0`` or ``seeds 0-2``: the seeds every trial trains."""
+    return "seed 0" if n == 1 else f"seeds 0-{n - 1}"
+
+
+def env_kwargs_option(config: RunConfig) -> str:
+    """`` --env-kwargs k=v,...`` for a config made with keywords, else nothing."""
+    pairs = ",".join(f"{key}={value}" for key, value in config.env_kwargs.items())
+    return f" --env-kwargs {pairs}" if pairs else ""
 
 
 def draw_study(study: Any, path: Path, target: str) -> tuple[list[Path], list[str]]:
