@@ -99,5 +99,6 @@ def test_sampled_settings_apply_as_grid_values_and_best_yml_keeps_the_base():
     assert "temperature_schedule" not in sampled.algo_params
     # epsilon-greedy methods are never asked for a temperature (a FixedTrial would refuse)
     del params["temperature"], params["n"]
+    params["episodes"] = shipped.episodes
     greedy = sample_config(optuna.trial.FixedTrial(params), shipped, search_space("q-learning"))
     assert "temperature" not in greedy.algo_params and greedy.learning_rate == 0.2
