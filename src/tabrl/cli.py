@@ -132,24 +132,23 @@ def train(
     else:
         env_id, kwargs = (env_id, {}) if env_id else DEFAULT_JOB
         kwargs.update(parse_env_kwargs(env_kwargs))
-        config = RunConfig.resolve(env_id, kwargs, algo, **with_hyperparams(
-            file_settings(hyperparams), dict(
-                episodes=episodes, learning_rate=learning_rate,
-                discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
-                epsilon_decay_episodes=epsilon_decay_episodes, epsilon_schedule=epsilon_schedule,
-                epsilon_exponent=epsilon_exponent, learning_rate_exponent=learning_rate_exponent,
-                learning_rate_schedule=parse_key_values(
-                    learning_rate_schedule, "--learning-rate-schedule",
-                    "kind=exponential,start=0.5,end=0.01,rate=0.999") or None,
-                seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
-                window=window, bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds),
-                algo_params=given_only(
-                    exploration=exploration, temperature=temperature, ucb_c=ucb_c, n=n, lam=lam,
-                    temperature_schedule=parse_key_values(
-                        temperature_schedule, "--temperature-schedule",
-                        "kind=exponential,start=30,end=0.5,rate=0.9988") or None,
-                    planning_steps=planning_steps, exploring_starts=exploring_starts),
-            )))
+        config = resolve_config(
+            hyperparams, env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
+            discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
+            epsilon_decay_episodes=epsilon_decay_episodes, epsilon_schedule=epsilon_schedule,
+            epsilon_exponent=epsilon_exponent, learning_rate_exponent=learning_rate_exponent,
+            learning_rate_schedule=parse_key_values(
+                learning_rate_schedule, "--learning-rate-schedule",
+                "kind=exponential,start=0.5,end=0.01,rate=0.999") or None,
+            seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
+            window=window, bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds),
+            algo_params=given_only(
+                exploration=exploration, temperature=temperature, ucb_c=ucb_c, n=n, lam=lam,
+                temperature_schedule=parse_key_values(
+                    temperature_schedule, "--temperature-schedule",
+                    "kind=exponential,start=30,end=0.5,rate=0.9988") or None,
+                planning_steps=planning_steps, exploring_starts=exploring_starts),
+        )
         prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
         say(f"{config.algo} on {env_id}{f' ({settings})' if settings else ''}: "
@@ -198,9 +197,12 @@ def parse_env_kwargs(text: str | None) -> dict[str, object]:
     return parse_key_values(text, "--env-kwargs", "is_slippery=false,map_name=8x8")
 
 
-def file_settings(path: Path | None) -> dict[str, object]:
-    """The settings of a ``--hyperparams`` file, or none."""
-    return {} if path is None else read_hyperparams(path)
+def resolve_config(hyperparams: Path | None, env_id: str, env_kwargs: dict, algo: str,
+                   **given: object) -> RunConfig:
+    """The run's settings: the shipped ones, then a ``--hyperparams`` file's, then the options
+    given (None: not given)."""
+    settings = {} if hyperparams is None else read_hyperparams(hyperparams)
+    return RunConfig.resolve(env_id, env_kwargs, algo, **with_hyperparams(settings, given))
 
 
 def given_only(**options: object) -> dict[str, object]:
@@ -296,9 +298,8 @@ def sweep(
 
     if seeds <= 0:
         raise typer.BadParameter(f"--seeds must be positive, not {seeds}")
-    base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo, **with_hyperparams(
-        file_settings(hyperparams),
-        dict(bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds))))
+    base = resolve_config(hyperparams, env_id, parse_env_kwargs(env_kwargs), algo,
+                          bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds))
     axes = parse_grid(grid or [])
     configs = expand(base, axes)
     bar = Progress(TextColumn("[bold]sweep"), BarColumn(bar_width=24), MofNCompleteColumn(),
@@ -475,8 +476,7 @@ def tune(
 
     if trials <= 0 or seeds <= 0:
         raise typer.BadParameter(f"--trials and --seeds must be positive, not {trials}, {seeds}")
-    base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo,
-                             **with_hyperparams(file_settings(hyperparams), {}))
+    base = resolve_config(hyperparams, env_id, parse_env_kwargs(env_kwargs), algo)
 
     def report(trial, best: float | None) -> None:
         if quiet:
