@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
+import numpy as np
 import pytest
 from scipy import stats
 
 from tabrl.errors import UsageError
 from tabrl.runs import RunConfig
 from tabrl.sweep import JobResult, expand, parse_grid, run_sweep, setting_labels, summarize
+from tabrl.workflow import sweep_to_folder
 
 SMALL = dict(episodes=3000, eval_episodes=200)
 
@@ -28,14 +31,21 @@ def test_grid_parsing_and_expansion():
         parse_grid(["learning_rate"])
 
 
-def test_summary_is_the_student_t_interval():
+def test_summary_intervals_stay_within_the_seeds_values():
+    # seven seeds at the best stationary value, one stuck: Student's t reached above 0.7402
+    values = [0.7402] * 7 + [0.6522]
     results = [JobResult(0, seed, value, True, 0.0, "compiled", 0.0)
-               for seed, value in enumerate([1.0, 2.0, 3.0])]
-    summary = summarize(RunConfig.resolve("FrozenLake-v1"), results, optimum=3.5)
-    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
-    assert summary.mean == 2.0 and summary.std == 1.0
-    assert (summary.ci95_low, summary.ci95_high) == pytest.approx((2 - half, 2 + half))
-    assert summary.gap == 1.5 and (summary.min, summary.max) == (1.0, 3.0)
+               for seed, value in enumerate(values)]
+    results.append(JobResult(0, 8, math.nan, False, math.nan, "", 0.0, error="ValueError: x"))
+    summary = summarize(RunConfig.resolve("FrozenLake-v1"), results, optimum=0.7442)
+    t_high = np.mean(values) + stats.t.ppf(0.975, 7) * np.std(values, ddof=1) / math.sqrt(8)
+    assert t_high > 0.7402  # what the old table printed
+    assert (summary.n_seeds, summary.n_failed) == (8, 1)
+    assert summary.mean.value == pytest.approx(np.mean(values))
+    assert summary.iqm.value == pytest.approx(0.7402) and summary.median.value == 0.7402
+    for estimate in (summary.mean, summary.median, summary.iqm):
+        assert summary.min <= estimate.low <= estimate.value <= estimate.high <= summary.max
+    assert summary.gap == pytest.approx(0.7442 - np.mean(values))
 
 
 def test_local_processes_give_the_in_process_results():
@@ -47,7 +57,7 @@ def test_local_processes_give_the_in_process_results():
     assert [s.mean for s in one] == [s.mean for s in two]
     assert all(r.exact and r.engine == "compiled" for r in jobs_one)
     assert one[0].optimal_value == pytest.approx(0.74419, abs=1e-4)
-    assert all(s.mean <= s.optimal_value for s in one)
+    assert all(s.mean.high <= s.optimal_value for s in one)
 
 
 def test_python_engine_jobs_use_monte_carlo_where_the_mdp_is_unknown():
@@ -57,20 +67,28 @@ def test_python_engine_jobs_use_monte_carlo_where_the_mdp_is_unknown():
     assert summaries[0].optimal_value is None and summaries[0].gap is None
 
 
-def test_ray_cluster_gives_the_local_results():
-    """A real Ray cluster on this machine runs the jobs; the numbers are the local ones."""
+def test_ray_cluster_gives_the_local_results(tmp_path):
+    """A real Ray cluster on this machine runs the jobs; results.csv is the local one."""
     ray = pytest.importorskip("ray")
-    configs = expand(RunConfig.resolve("CliffWalking-v1", episodes=300),
-                     parse_grid(["learning_rate=0.1,0.5"]))
-    local, local_jobs = run_sweep(configs, [0, 1], n_jobs=1)
+    grid = parse_grid(["learning_rate=0.1,0.5"])
+    configs = expand(RunConfig.resolve("CliffWalking-v1", episodes=300), grid)
+    local, _ = sweep_to_folder(configs, grid, [0, 1], tmp_path / "local", backend="local",
+                               n_jobs=1, address=None)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        remote, remote_jobs = run_sweep(configs, [0, 1], backend="ray")
+        remote, _ = sweep_to_folder(configs, grid, [0, 1], tmp_path / "ray", backend="ray",
+                                    n_jobs=None, address=None)
         assert ray.cluster_resources()["CPU"] == 2
     finally:
         ray.shutdown()
-    assert [r.value for r in remote_jobs] == [r.value for r in local_jobs]
-    assert [s.mean for s in remote] == [s.mean for s in local] == [-13.0, -13.0]
+
+    def rows(folder: str) -> list[dict]:
+        table = csv.DictReader((tmp_path / folder / "results.csv").open())
+        return [{name: value for name, value in row.items() if name != "seconds"}
+                for row in table]
+
+    assert rows("ray") == rows("local") and len(rows("local")) == 4
+    assert [s.mean.value for s in remote] == [s.mean.value for s in local] == [-13.0, -13.0]
 
 
 def test_sweep_command_writes_its_folder(tabrl_cli, tmp_path):
@@ -82,7 +100,22 @@ def test_sweep_command_writes_its_folder(tabrl_cli, tmp_path):
     assert [s["label"] for s in saved["settings"]] == [
         "learning_rate=0.2, episodes=200", "learning_rate=0.5, episodes=200"]
     assert len(saved["jobs"]) == 6 and (tmp_path / "sw" / "sweep.png").is_file()
+    assert saved["intervals"] == "95% stratified-bootstrap percentile intervals over 3 seeds"
     assert "learning_rate=0.5, episodes=200" in result.stdout
+    assert "3 seeds per setting" in result.stdout and "stratified-bootstrap" in result.stdout
+    rows = list(csv.DictReader((tmp_path / "sw" / "results.csv").open()))
+    assert list(rows[0]) == ["learning_rate", "episodes", "seed", "value", "final_return",
+                             "seconds", "engine", "error"]
+    assert [(r["learning_rate"], r["seed"], r["engine"], r["error"]) for r in rows[:4]] == [
+        ("0.2", "0", "compiled", ""), ("0.2", "1", "compiled", ""),
+        ("0.2", "2", "compiled", ""), ("0.5", "0", "compiled", "")]
+    for setting, row in zip(saved["settings"], (0, 3)):
+        seeds = [float(r["value"]) for r in rows[row:row + 3]]
+        for name in ("mean", "median", "iqm"):
+            assert min(seeds) <= setting[name]["low"] <= setting[name]["high"] <= max(seeds)
+    other = tabrl_cli("sweep", "CliffWalking-v1", "--grid", "learning_rate=0.3", "--seeds", "1",
+                      "--out", tmp_path / "sw")
+    assert other.code == 2 and "other settings" in other.stderr
     bad = tabrl_cli("sweep", "CliffWalking-v1", "--grid", "discount=2", "--out", tmp_path / "b")
     assert bad.code == 2 and "discount" in bad.stderr and not (tmp_path / "b").exists()
     one = tabrl_cli("sweep", "CliffWalking-v1", "--grid", "episodes=100", "--seeds", "1",
@@ -124,3 +157,47 @@ def test_a_swept_learning_rate_schedule_sets_the_rate():
     (config,) = expand(RunConfig.resolve("FrozenLake8x8-v1"), grid)  # ships 1/n(s,a)^0.5
     assert (config.learning_rate, config.learning_rate_exponent) == (0.3, None)
     assert config.learning_rate_rule().kind == "linear"
+
+
+def test_a_resumed_sweep_runs_only_the_missing_jobs(tmp_path):
+    grid = parse_grid(["learning_rate=0.2,0.5"])
+    configs = expand(RunConfig.resolve("CliffWalking-v1", episodes=200), grid)
+    calls = []
+
+    def sweep(seeds):
+        calls.clear()
+        return sweep_to_folder(configs, grid, seeds, tmp_path / "sw", backend="local", n_jobs=1,
+                               address=None, progress=lambda done, total: calls.append(done))
+
+    first, _ = sweep([0, 1])
+    trials = tmp_path / "sw" / "trials"
+    written = {p.name: p.stat().st_mtime_ns for p in trials.iterdir()}
+    assert sorted(written) == ["0-0.json", "0-1.json", "1-0.json", "1-1.json"]
+    again, _ = sweep([0, 1, 2])  # the same settings, one seed more: two new jobs
+    assert calls == [4, 5, 6]
+    assert {p.name: p.stat().st_mtime_ns for p in trials.iterdir() if p.name in written} == \
+        written
+    assert len(list(trials.iterdir())) == 6
+    rows = list(csv.DictReader((tmp_path / "sw" / "results.csv").open()))
+    assert [(r["learning_rate"], r["seed"]) for r in rows] == [
+        ("0.2", "0"), ("0.2", "1"), ("0.2", "2"), ("0.5", "0"), ("0.5", "1"), ("0.5", "2")]
+    assert [s.n_seeds for s in again] == [3, 3]
+    done, _ = sweep([0, 1, 2])  # nothing left to train
+    assert calls == [6] and [s.mean for s in done] == [s.mean for s in again]
+
+
+def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path):
+    """The compiled engine cannot run Taxi with a fickle passenger: those jobs fail, alone."""
+    grid = parse_grid(["engine=python,compiled"])
+    configs = expand(RunConfig.resolve("Taxi-v4", {"fickle_passenger": True}, episodes=50,
+                                       eval_episodes=20), grid)
+    summaries, path = sweep_to_folder(configs, grid, [0, 1], tmp_path / "sw", backend="local",
+                                      n_jobs=1, address=None)
+    assert [(s.n_seeds, s.n_failed) for s in summaries] == [(2, 0), (0, 2)]
+    assert math.isnan(summaries[1].mean.value) and math.isfinite(summaries[0].mean.value)
+    rows = list(csv.DictReader((path / "results.csv").open()))
+    assert [(r["engine"], bool(r["error"])) for r in rows] == [
+        ("python", False), ("python", False), ("", True), ("", True)]
+    assert rows[2]["error"].startswith("NotCompilableError: ") and rows[2]["value"] == "nan"
+    saved = json.loads((path / "sweep.json").read_text())
+    assert saved["settings"][1]["mean"]["value"] is None and saved["jobs"][2]["error"]

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from tabrl.agents import AGENTS, METHODS, OWN_PARAMS
 from tabrl.envs import import_env_modules, plugin_errors, qualified_env_id, tabular_envs
@@ -27,7 +27,7 @@ from tabrl.evaluate import Evaluation
 from tabrl.fileio import folder_lock
 from tabrl.keyvalues import parse_key_values
 from tabrl.methods import Param
-from tabrl.runs import Run, RunConfig, load_run
+from tabrl.runs import Run, RunConfig, load_run, read_hyperparams, with_hyperparams
 from tabrl.workflow import (
     evaluate_run,
     plot_run,
@@ -48,6 +48,8 @@ _debug = False
 DEFAULT_JOB = ("Blackjack-v1", {"sab": False})
 BINS_HELP = ("Cut a continuous observation space into this many bins per dimension (or one "
              "count per dimension: 6,6,12,12).")
+HYPERPARAMS_HELP = ("A YAML file of settings (the keys of the shipped hyperparameter files, e.g. "
+                    "the best.yml of tabrl tune); options given on the line win.")
 OBS_BOUNDS_HELP = ("With --bins, the range of each dimension, low:high,... (needed where the "
                    "space is unbounded), e.g. --obs-bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5.")
 #: ``--env-module MODULE`` (repeatable): modules to import first, which register environments.
@@ -151,6 +153,7 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
     env_module: EnvModules = None,
+    hyperparams: Annotated[Path | None, typer.Option(help=HYPERPARAMS_HELP)] = None,
     own: dict[str, object] | None = None,
 ) -> None:
     """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder.
@@ -170,8 +173,8 @@ def train(
     else:
         env_id, kwargs = (with_env_modules(env_id, env_module), {}) if env_id else DEFAULT_JOB
         kwargs.update(parse_env_kwargs(env_kwargs))
-        config = RunConfig.resolve(
-            env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
+        config = resolve_config(
+            hyperparams, env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
             discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
             epsilon_decay_episodes=epsilon_decay_episodes, epsilon_schedule=epsilon_schedule,
             epsilon_exponent=epsilon_exponent, learning_rate_exponent=learning_rate_exponent,
@@ -234,6 +237,14 @@ def parse_obs_bounds(text: str | None) -> list[list[float]] | None:
 def parse_env_kwargs(text: str | None) -> dict[str, object]:
     """``--env-kwargs is_slippery=false,map_name=8x8`` as keywords of ``gymnasium.make``."""
     return parse_key_values(text, "--env-kwargs", "is_slippery=false,map_name=8x8")
+
+
+def resolve_config(hyperparams: Path | None, env_id: str, env_kwargs: dict, algo: str,
+                   **given: object) -> RunConfig:
+    """The run's settings: the shipped ones, then a ``--hyperparams`` file's, then the options
+    given (None: not given)."""
+    settings = {} if hyperparams is None else read_hyperparams(hyperparams)
+    return RunConfig.resolve(env_id, env_kwargs, algo, **with_hyperparams(settings, given))
 
 
 def given_only(**options: object) -> dict[str, object]:
@@ -335,16 +346,20 @@ def sweep(
     out_dir: Annotated[Path | None, typer.Option("--out", help="The sweep folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the sweep folder.")] = False,
     env_module: EnvModules = None,
+    hyperparams: Annotated[Path | None, typer.Option(help=HYPERPARAMS_HELP)] = None,
 ) -> None:
-    """Train every setting of a grid with several seeds; mean and 95% interval per setting."""
+    """Train every setting of a grid with several seeds: mean, median, IQM with bootstrap intervals.
+
+    The same command with the same --out resumes the sweep (only missing jobs run).
+    """
     from tabrl.sweep import expand, parse_grid, setting_labels
     from tabrl.workflow import sweep_to_folder
 
     if seeds <= 0:
         raise typer.BadParameter(f"--seeds must be positive, not {seeds}")
     env_id = with_env_modules(env_id, env_module)
-    base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo, bins=parse_bins(bins),
-                             obs_bounds=parse_obs_bounds(obs_bounds))
+    base = resolve_config(hyperparams, env_id, parse_env_kwargs(env_kwargs), algo,
+                          bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds))
     axes = parse_grid(grid or [])
     configs = expand(base, axes)
     bar = Progress(TextColumn("[bold]sweep"), BarColumn(bar_width=24), MofNCompleteColumn(),
@@ -358,20 +373,40 @@ def sweep(
     if quiet:
         out.print(str(path))
         return
-    table = Table("setting", "mean ± 95%", "min .. max", "gap to optimum", "final training return",
-                  title=f"{algo} on {env_id}: {seeds} seeds per setting")
-    for label, s in zip(setting_labels(configs, list(axes)), summaries):
-        if not math.isfinite(s.mean):
-            mean = "-inf (a seed's policy loops)"
-        elif s.n_seeds < 2:
-            mean = f"{s.mean:+.4f} (one seed: no interval)"
-        else:
-            mean = f"{s.mean:+.4f} ± {s.ci95_high - s.mean:.4f}"
-        table.add_row(label, mean,
-                      f"{s.min:+.4f} .. {s.max:+.4f}",
-                      "-" if s.gap is None else f"{s.gap:+.4f}", f"{s.mean_final_return:+.4f}")
+    print_sweep_table(setting_labels(configs, list(axes)), summaries,
+                      f"{algo} on {env_id}: {seeds} seeds per setting", seeds)
+    out.print(f"sweep folder: {path}  (sweep.json, results.csv, sweep.png)")
+
+
+def print_sweep_table(labels: list[str], summaries: list, title: str, n_seeds: int) -> None:
+    """Mean and IQM per setting with their intervals, the median, the gap of the mean to the
+    optimum, and the failed seeds if any (the median's interval is in sweep.json)."""
+    from rich.markup import escape
+
+    from tabrl.workflow import INTERVALS
+
+    failed = any(s.n_failed for s in summaries)
+    headers = ["setting", "mean", "IQM", "median", "optimum - mean"] + ["failed"] * failed
+    table = Table(*(Column(header, no_wrap=True) for header in headers), title=title,
+                  caption=escape(f"greedy value; [low, high]: {INTERVALS.format(n=n_seeds)}"))
+    for label, s in zip(labels, summaries):
+        table.add_row(escape(label), *(escape(_estimate(e, s.n_seeds)) for e in (s.mean, s.iqm)),
+                      _estimate(s.median, 1).removesuffix(" (one seed: no interval)"),
+                      "-" if s.gap is None or math.isnan(s.gap) else f"{s.gap:+.4g}",
+                      *([f"{s.n_failed} of {s.n_seeds + s.n_failed}"] if failed else []))
     out.print(table)
-    out.print(f"sweep folder: {path}  (sweep.json, sweep.png)")
+
+
+def _estimate(estimate, n_seeds: int) -> str:
+    """``+0.7292 [0.714, 0.7402]`` (4 significant digits); a lone seed has no interval, a
+    looping policy no finite value."""
+    if math.isnan(estimate.value):
+        return "- (every seed failed)"
+    if not math.isfinite(estimate.value):
+        return f"{estimate.value:+} (a policy loops)"
+    if n_seeds < 2:
+        return f"{estimate.value:+.4g} (one seed: no interval)"
+    return f"{estimate.value:+.4g} [{estimate.low:.4g}, {estimate.high:.4g}]"
 
 
 @app.command()
@@ -575,3 +610,66 @@ def enjoy(
         delay = 0.3 if sys.stdout.isatty() else 0.0
     play(load_run(run_dir), episodes, seed, delay, gif, video,
          show=lambda text: out.print(Text.from_ansi(text), soft_wrap=True))
+
+
+@app.command()
+def tune(
+    env_id: Annotated[str, typer.Argument(help="A registered Gymnasium id.")],
+    algo: Annotated[str, typer.Option(help=f"One of: {', '.join(AGENTS)}.")] = "q-learning",
+    trials: Annotated[int, typer.Option(help="Trials to run (more, if the study exists).")] = 20,
+    seeds: Annotated[int, typer.Option(help="Seeds per trial: 0, 1, ..., N-1.")] = 3,
+    timeout: Annotated[float | None, typer.Option(
+        help="Stop starting trials after this many seconds.")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="An Optuna database URL (default: sqlite:///OUT/study.db).")] = None,
+    study: Annotated[str | None, typer.Option(
+        help="The study's name (default: ENV-ALGO).")] = None,
+    env_kwargs: Annotated[str | None, typer.Option(help="Environment keywords.")] = None,
+    hyperparams: Annotated[Path | None, typer.Option(help=HYPERPARAMS_HELP)] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="The tuning folder (default: runs/ENV-ALGO-tune).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the best.yml path.")] = False,
+) -> None:
+    """Tune a method's hyperparameters with Optuna (TPE, median pruning); writes best.yml.
+
+    Each trial is worth the mean exact greedy value over its seeds. The same command again
+    continues the study.
+    """
+    from tabrl.tune import BEST, seed_range
+    from tabrl.tune import tune as run_tuning
+
+    if trials <= 0 or seeds <= 0:
+        raise typer.BadParameter(f"--trials and --seeds must be positive, not {trials}, {seeds}")
+    base = resolve_config(hyperparams, env_id, parse_env_kwargs(env_kwargs), algo)
+
+    def report(trial, best: float | None) -> None:
+        if quiet:
+            return
+        state = trial.state.name.lower()
+        if state == "complete":
+            line = f"trial {trial.number}: {trial.value:+.4f}"
+        elif state == "pruned":
+            steps = trial.intermediate_values
+            line = (f"trial {trial.number}: pruned after {max(steps)} of {seeds} seeds "
+                    f"({steps[max(steps)]:+.4f})" if steps else f"trial {trial.number}: pruned")
+        else:
+            line = f"trial {trial.number}: {state}"
+        err.print(line + ("" if best is None else f"  (best {best:+.4f})"), highlight=False)
+
+    tuning = run_tuning(base, trials, seeds=seeds, timeout=timeout, storage=storage,
+                        study_name=study, out=out_dir, report=report)
+    if quiet:
+        out.print(str(tuning.path / BEST))
+        return
+    best = tuning.study.best_trial
+    out.print(f"best of {len(tuning.study.trials)} trials: trial {best.number}, mean greedy value "
+              f"{best.value:+.4f} over {seed_range(seeds)}", highlight=False)
+    table = Table("setting", "value")
+    for name, value in tuning.best.items():
+        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    out.print(table)
+    for note in tuning.notes:
+        out.print(note)
+    pictures = ", ".join(path.name for path in tuning.pictures)
+    out.print(f"tuning folder: {tuning.path}  (best.yml, study.db{', ' if pictures else ''}"
+              f"{pictures})")

@@ -186,35 +186,42 @@ def _curves_figure(
 
 def plot_sweep(
     labels: Sequence[str],
-    means: np.ndarray,
-    lows: np.ndarray,
-    highs: np.ndarray,
     values: Sequence[np.ndarray],
+    estimates: Mapping[str, Sequence],
     path: PathLike,
     optimal_value: float | None = None,
     title: str = "",
+    interval: str = "95% intervals over seeds",
 ) -> Path:
-    """One row per setting: every seed's greedy value as a dot, the mean with its 95% interval.
+    """One row per setting: every seed's greedy value as a dot, and each estimate (``{"mean":
+    [Estimate per setting], "IQM": [...]}``, with ``value``, ``low``, ``high``) with its interval.
 
     Seeds are drawn, not only their mean, because tabular learners often split into runs that
     found the optimum and runs stuck elsewhere, which a mean and an interval alone would hide.
     """
     if not labels:
         raise UsageError("plot_sweep needs at least one setting")
-    fig = _new_figure((9, 1.2 + 0.45 * len(labels)))
+    fig = _new_figure((9, 1.4 + 0.5 * len(labels)))
     ax = fig.subplots()
     rows = np.arange(len(labels))[::-1]
     for row, seed_values in zip(rows, values, strict=True):
         finite = np.asarray(seed_values)[np.isfinite(seed_values)]
         ax.scatter(finite, np.full(finite.size, row), s=14, color="C0", alpha=0.45, zorder=2)
-    ax.errorbar(means, rows, xerr=[means - lows, highs - means], fmt="D", color="C3",
-                capsize=4, zorder=3, label="mean, 95% interval over seeds")
+    offsets = np.linspace(0.18, -0.18, len(estimates)) if len(estimates) > 1 else [0.0]
+    for (name, per_setting), offset, marker, colour in zip(
+            estimates.items(), offsets, "Dos^", ("C3", "C2", "C1", "C4")):
+        centre, low, high = (np.array([getattr(e, part) for e in per_setting], dtype=np.float64)
+                             for part in ("value", "low", "high"))
+        shown = np.isfinite(centre) & np.isfinite(low) & np.isfinite(high)
+        ax.errorbar(centre[shown], rows[shown] + offset,
+                    xerr=[centre[shown] - low[shown], high[shown] - centre[shown]], fmt=marker,
+                    color=colour, capsize=4, zorder=3, label=name)
     if optimal_value is not None:
         ax.axvline(optimal_value, color="black", linestyle="--", linewidth=1.2, label="optimum")
     ax.set_yticks(rows, labels)
-    ax.set_xlabel("greedy value")
+    ax.set_xlabel(f"greedy value\ndots: seeds; bars: {interval}")
     ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=2)
+    fig.legend(loc="outside lower center", ncols=len(estimates) + 1)
     if title:
         fig.suptitle(title, fontsize="large", fontweight="bold")
     return _save(fig, path)

@@ -228,6 +228,40 @@ class RunConfig:
         return agent_class(self.algo)(env, seed=self.seed, **self.agent_hyperparameters())
 
 
+def read_hyperparams(path: Path) -> dict[str, Any]:
+    """A YAML file of run settings (the keys of ``RunConfig`` and of the shipped hyperparameter
+    files, ``algo_params`` a mapping), e.g. the ``best.yml`` of ``tabrl tune``."""
+    import yaml
+
+    try:
+        settings = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--hyperparams {path} does not exist: give a YAML file of settings, "
+                         "such as the best.yml of tabrl tune") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise RunFolderError(f"cannot read --hyperparams {path} as YAML "
+                             f"({type(error).__name__}): fix or replace the file") from None
+    settings = {} if settings is None else settings
+    known = {f.name for f in fields(RunConfig)} - {"env_id", "env_kwargs", "algo"}
+    if not isinstance(settings, dict) or not isinstance(settings.get("algo_params", {}), dict):
+        raise RunFolderError(f"--hyperparams {path} is not a mapping of settings: write "
+                             "name: value lines (algo_params: a mapping)")
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise UsageError(f"--hyperparams {path} sets {', '.join(unknown)}, which are not run "
+                         f"settings: use {', '.join(sorted(known))}")
+    return settings
+
+
+def with_hyperparams(settings: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line over a ``--hyperparams`` file's settings (options
+    left at None take the file's value; ``algo_params`` merge key by key)."""
+    chosen = {**settings, **{name: value for name, value in given.items() if value is not None}}
+    chosen["algo_params"] = merged_algo_params(settings.get("algo_params", {}),
+                                               given.get("algo_params", {}))
+    return chosen
+
+
 def versions() -> dict[str, str]:
     """Library versions that can change a run's numbers."""
     import numba

@@ -1,35 +1,47 @@
 """Multi-seed statistics and hyperparameter sweeps, on this machine or a Ray cluster.
 
 One training run says little: a tabular learner's result varies with the seed. A sweep trains
-every setting of a grid with several seeds and reports, per setting, the mean greedy value with its
-95% confidence interval (Student's t over seeds), its spread, and its distance to the exact optimum
-where the MDP is known (the greedy values are then exact, so the interval is about seeds alone, not
-about Monte Carlo noise). Jobs are independent: ``backend="local"`` spreads them over this
-machine's cores in processes, ``backend="ray"`` over a Ray cluster (``address=None`` starts one
-on this machine; ``"auto"`` or ``"ray://host:10001"`` joins an existing one).
+every setting of a grid with several seeds and reports, per setting, the mean, median and
+interquartile mean of the greedy value with their stratified-bootstrap 95% intervals
+(:mod:`tabrl.stats`: they never leave the range of the seeds' values, as a Student's t interval
+can), and the distance to the exact optimum where the MDP is known (the greedy values are then
+exact, so the intervals are about seeds alone, not about Monte Carlo noise). Jobs are independent:
+``backend="local"`` spreads them over this machine's cores in processes, ``backend="ray"`` over a
+Ray cluster (``address=None`` starts one on this machine; ``"auto"`` or ``"ray://host:10001"``
+joins an existing one). A job that fails is recorded with its error; the others go on.
+
+A sweep folder keeps every finished job as ``trials/<setting>-<seed>.json`` the moment it
+finishes, and ``results.csv`` (one row per job) beside ``sweep.json``: the same command run again
+with the same folder trains only the jobs that are missing (or failed).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
+import json
 import math
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from tabrl.agents import OWN_PARAMS
-from tabrl.errors import UsageError
+from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import evaluate
+from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
 from tabrl.keyvalues import split_items
 from tabrl.mdp import known_mdp
-from tabrl.runs import EXPLORATION_PARAMS, RunConfig, merged_algo_params
+from tabrl.runs import EXPLORATION_PARAMS, SWEEP, RunConfig, merged_algo_params, prepare_run_dir
 from tabrl.schedules import as_schedule
+from tabrl.stats import Estimate, summarize_runs
 from tabrl.training import train
 
 BACKENDS = ("local", "ray")
@@ -38,6 +50,10 @@ ALGO_PARAMS = (*OWN_PARAMS, "exploration", *EXPLORATION_PARAMS)
 
 #: ``progress(jobs_done, jobs_total)``
 SweepProgress = Callable[[int, int], None]
+#: The sweep folder's table of jobs and its folder of finished jobs.
+RESULTS, TRIALS = "results.csv", "trials"
+#: The columns of ``results.csv`` after the swept settings.
+RESULT_COLUMNS = ("seed", "value", "final_return", "seconds", "engine", "error")
 
 
 @dataclass(frozen=True)
@@ -51,18 +67,24 @@ class JobResult:
     final_return: float  #: mean training return over the last tenth of the episodes
     engine: str
     seconds: float
+    error: str | None = None  #: why the job failed (its value is then NaN)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
 
 @dataclass(frozen=True)
 class SettingSummary:
-    """The statistics of one setting over its seeds."""
+    """The statistics of one setting over its seeds (the failed ones left out and counted)."""
 
     setting: dict[str, Any]
-    n_seeds: int
-    mean: float
+    n_seeds: int  #: seeds that finished
+    n_failed: int
+    mean: Estimate  #: each with its 95% stratified-bootstrap percentile interval over seeds
+    median: Estimate
+    iqm: Estimate
     std: float
-    ci95_low: float
-    ci95_high: float
     min: float
     max: float
     mean_final_return: float
@@ -71,7 +93,7 @@ class SettingSummary:
 
     @property
     def gap(self) -> float | None:
-        return None if self.optimal_value is None else self.optimal_value - self.mean
+        return None if self.optimal_value is None else self.optimal_value - self.mean.value
 
 
 def parse_grid(items: Iterable[str]) -> dict[str, list[Any]]:
@@ -126,7 +148,7 @@ def setting_labels(configs: list[RunConfig], names: list[str]) -> list[str]:
     """``"learning_rate=0.05, episodes=20000"`` per config, from the grid's own names (a
     schedule in its few words)."""
     def value(config: RunConfig, name: str) -> Any:
-        chosen = config.algo_params[name] if name in ALGO_PARAMS else getattr(config, name)
+        chosen = setting_value(config, name)
         return as_schedule(chosen).describe() if isinstance(chosen, dict) else chosen
 
     return [", ".join(f"{name}={value(config, name)}" for name in names) or "defaults"
@@ -134,9 +156,23 @@ def setting_labels(configs: list[RunConfig], names: list[str]) -> list[str]:
 
 
 def run_job(config: dict[str, Any], setting: int, seed: int) -> JobResult:
-    """Train one setting with one seed and value its greedy policy (the unit a worker runs)."""
-    import time
+    """Train one setting with one seed and value its greedy policy (the unit a worker runs).
 
+    Any error is returned as the job's result, in one line, so that one failing job does not
+    stop the others (nor lose their results).
+    """
+    start = time.perf_counter()
+    try:
+        return train_and_value(config, setting, seed)
+    except Exception as error:  # any failure: recorded with the job, reported in the table
+        first_line = str(error).partition("\n")[0]
+        return JobResult(setting, seed, math.nan, False, math.nan, "", time.perf_counter() - start,
+                         error=f"{type(error).__name__}: {first_line}" if first_line
+                         else type(error).__name__)
+
+
+def train_and_value(config: dict[str, Any], setting: int, seed: int) -> JobResult:
+    """One job's training and its greedy value: exact where the MDP is known, else Monte Carlo."""
     from tabrl.dp import evaluate_policy_exact
 
     run_config = replace(RunConfig(**config), seed=seed)
@@ -194,27 +230,41 @@ def run_sweep(
     n_jobs: int | None = None,
     address: str | None = None,
     progress: SweepProgress | None = None,
+    finished: Iterable[JobResult] = (),
+    on_result: Callable[[JobResult], None] | None = None,
 ) -> tuple[list[SettingSummary], list[JobResult]]:
-    """Train every config with every seed; summarise per config."""
+    """Train every config with every seed; summarise per config.
+
+    ``finished`` jobs (a resumed sweep's) are not trained again; ``on_result`` sees every new
+    job as it finishes (to store it at once).
+    """
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if not seeds:
         raise UsageError("a sweep needs at least one seed")
     check_configs(configs)
-    jobs = [(asdict(config), index, seed) for index, config in enumerate(configs) for seed in seeds]
-    if backend == "ray":
+    wanted = [(index, seed) for index in range(len(configs)) for seed in seeds]
+    stored = {(r.setting, r.seed): r for r in finished}
+    results = {key: stored[key] for key in wanted if key in stored}
+    jobs = [(asdict(configs[index]), index, seed) for index, seed in wanted
+            if (index, seed) not in results]
+    total = len(configs) * len(seeds)
+    if progress is not None:
+        progress(len(results), total)
+    if backend == "ray" and jobs:
         results_iter = _run_ray(jobs, address)
     else:
         results_iter = _run_local(jobs, n_jobs or os.cpu_count() or 1)
-    results = []
     for result in results_iter:
-        results.append(result)
+        results[result.setting, result.seed] = result
+        if on_result is not None:
+            on_result(result)
         if progress is not None:
-            progress(len(results), len(jobs))
-    results.sort(key=lambda r: (r.setting, r.seed))
+            progress(len(results), total)
+    ordered = [results[key] for key in sorted(results)]
     optimum = _optimal_value(configs[0])
-    return [summarize(configs[i], [r for r in results if r.setting == i], optimum)
-            for i in range(len(configs))], results
+    return [summarize(configs[i], [r for r in ordered if r.setting == i], optimum)
+            for i in range(len(configs))], ordered
 
 
 def check_configs(configs: list[RunConfig]) -> None:
@@ -231,16 +281,98 @@ def _optimal_value(config: RunConfig) -> float | None:
 
 
 def summarize(config: RunConfig, results: list[JobResult], optimum: float | None) -> SettingSummary:
-    """Mean, spread and the t-based 95% interval of a setting's values over its seeds."""
-    values = np.array([r.value for r in results])
-    n = len(values)
-    std = float(values.std(ddof=1)) if n > 1 else 0.0
-    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1 else math.inf
-    mean = float(values.mean())
+    """Mean, median and IQM of a setting's values over its seeds, with their stratified-bootstrap
+    95% intervals; failed seeds are counted apart."""
+    done = [r for r in results if not r.failed]
+    values = np.array([r.value for r in done])
+    if values.size:
+        robust = summarize_runs(values)
+        estimates = robust.mean, robust.median, robust.iqm
+        spread = (float(values.std(ddof=1)) if values.size > 1 else 0.0,
+                  float(values.min()), float(values.max()))
+        final_return = float(np.mean([r.final_return for r in done]))
+    else:  # every seed failed: nothing to estimate
+        estimates = (Estimate(math.nan, math.nan, math.nan),) * 3
+        spread, final_return = (math.nan,) * 3, math.nan
     return SettingSummary(
-        setting=asdict(config), n_seeds=n, mean=mean, std=std,
-        ci95_low=mean - half, ci95_high=mean + half, min=float(values.min()),
-        max=float(values.max()),
-        mean_final_return=float(np.mean([r.final_return for r in results])),
-        optimal_value=optimum, exact=all(r.exact for r in results),
+        setting=asdict(config), n_seeds=values.size, n_failed=len(results) - len(done),
+        mean=estimates[0], median=estimates[1], iqm=estimates[2], std=spread[0], min=spread[1],
+        max=spread[2], mean_final_return=final_return, optimal_value=optimum,
+        exact=bool(done) and all(r.exact for r in done),
     )
+
+
+class SweepFolder:
+    """A sweep's folder: its plan (``sweep.json``), every finished job (``trials/``) and the
+    table of jobs (``results.csv``), each written atomically as soon as it changes.
+
+    The same plan (the same settings) in the same folder is a resumed sweep: the jobs already
+    stored are kept, and failed jobs run again. Another plan there is refused, so that nothing
+    is overwritten.
+    """
+
+    def __init__(self, path: Path, configs: list[RunConfig], names: list[str]) -> None:
+        self.path, self.configs, self.names = path, configs, names
+
+    @classmethod
+    def open(cls, path: Path, configs: list[RunConfig], names: list[str],
+             plan: dict[str, Any]) -> SweepFolder:
+        """Start a sweep in ``path``, or resume the one with the same settings there."""
+        plan = json.loads(json.dumps({**plan, "configs": [asdict(c) for c in configs]}))
+        if (path / SWEEP).is_file() and (path / TRIALS).is_dir():
+            saved = read_json(path / SWEEP, "the sweep's plan")
+            if not isinstance(saved, dict) or saved.get("configs") != plan["configs"]:
+                raise UsageError(f"{path} holds a sweep of other settings: choose another --out "
+                                 "(the same command resumes its own sweep)")
+        else:
+            prepare_run_dir(path)
+            (path / TRIALS).mkdir()
+            atomic_write_json(path / SWEEP, plan)
+        return cls(path, configs, names)
+
+    def finished(self) -> list[JobResult]:
+        """The jobs stored so far that succeeded (a failed job is tried again)."""
+        results = []
+        for trial in sorted((self.path / TRIALS).glob("*.json")):
+            data = read_json(trial, "a finished sweep job")
+            try:
+                result = JobResult(**{**data, "value": float(data["value"]),
+                                      "final_return": float(data["final_return"])})
+            except (TypeError, KeyError, ValueError):
+                raise RunFolderError(f"{trial} is not a tabrl sweep job: remove it") from None
+            if not result.failed:
+                results.append(result)
+        return results
+
+    def store(self, result: JobResult, results: Iterable[JobResult]) -> None:
+        """Keep one finished job, then the table of all of them (``results``, this one among)."""
+        atomic_write_json(self.path / TRIALS / f"{result.setting}-{result.seed}.json",
+                          {k: _json_number(v) for k, v in asdict(result).items()})
+        self.write_results(results)
+
+    def write_results(self, results: Iterable[JobResult]) -> None:
+        """``results.csv``: one row per job, every swept setting as a column."""
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow([*self.names, *RESULT_COLUMNS])
+        for r in sorted(results, key=lambda r: (r.setting, r.seed)):
+            config = self.configs[r.setting]
+            writer.writerow([*(_csv_value(setting_value(config, name)) for name in self.names),
+                             r.seed, r.value, r.final_return, round(r.seconds, 3), r.engine,
+                             r.error or ""])
+        atomic_write_bytes(self.path / RESULTS, text.getvalue().encode())
+
+
+def setting_value(config: RunConfig, name: str) -> Any:
+    """The value of a swept setting in a config (an agent keyword or a run setting)."""
+    return config.algo_params.get(name) if name in ALGO_PARAMS else getattr(config, name)
+
+
+def _csv_value(value: Any) -> Any:
+    """A schedule (a dict) as the flow mapping ``--grid`` reads; other values as they are."""
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+def _json_number(value: Any) -> Any:
+    """NaN and infinities as strings: JSON has no such numbers, and float() reads these back."""
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value

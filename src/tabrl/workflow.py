@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -54,7 +55,14 @@ from tabrl.runs import (
     writable_dir,
 )
 from tabrl.spaces import encoder_for
-from tabrl.sweep import SettingSummary, check_configs, run_sweep, setting_labels
+from tabrl.sweep import (
+    JobResult,
+    SettingSummary,
+    SweepFolder,
+    check_configs,
+    run_sweep,
+    setting_labels,
+)
 from tabrl.training import (
     LEGACY_CHUNK_EPISODES,
     EngineChoice,
@@ -363,29 +371,60 @@ def sweep_to_folder(
     configs: list[RunConfig], grid: dict, seeds: list[int], out: Path | None, *, backend: str,
     n_jobs: int | None, address: str | None, progress=None,
 ) -> tuple[list[SettingSummary], Path]:
-    """Run a sweep and save ``sweep.json`` (every job and summary) and ``sweep.png``."""
+    """Run a sweep into its folder, or resume the same sweep there (only missing jobs run).
+
+    Every job is stored as it finishes (``trials/``, ``results.csv``); at the end ``sweep.json``
+    gets every summary and job, and ``sweep.png`` the picture.
+    """
     check_configs(configs)
-    path = prepare_run_dir(out or default_run_dir(configs[0], kind="sweep"))
+    names = list(grid)
+    folder = SweepFolder.open(
+        out or default_run_dir(configs[0], kind="sweep"), configs, names,
+        {"env_id": configs[0].env_id, "algo": configs[0].algo, "grid": grid})
+    finished = folder.finished()
+    stored = {(r.setting, r.seed): r for r in finished}
+
+    def keep(result: JobResult) -> None:
+        stored[result.setting, result.seed] = result
+        folder.store(result, stored.values())
+
     summaries, results = run_sweep(configs, seeds, backend=backend, n_jobs=n_jobs,
-                                   address=address, progress=progress)
-    labels = setting_labels(configs, list(grid))
-    atomic_write_json(path / SWEEP, {
-        "seeds": seeds, "backend": backend,
+                                   address=address, progress=progress, finished=finished,
+                                   on_result=keep)
+    folder.write_results(results)  # this command's seeds only (a resume may ask for fewer)
+    labels = setting_labels(configs, names)
+    n_seeds = len(seeds)
+    atomic_write_json(folder.path / SWEEP, {
+        "env_id": configs[0].env_id, "algo": configs[0].algo, "grid": grid,
+        "seeds": seeds, "backend": backend, "intervals": INTERVALS.format(n=n_seeds),
+        "configs": [asdict(config) for config in configs],
         "settings": [{"label": label, **summary_dict(summary)}
                      for label, summary in zip(labels, summaries)],
-        "jobs": [asdict(result) for result in results],
+        "jobs": [json_safe(asdict(result)) for result in results],
     })
-    values = [np.array([r.value for r in results if r.setting == i]) for i in range(len(configs))]
-    plots.plot_sweep(labels, np.array([s.mean for s in summaries]),
-                     np.array([s.ci95_low for s in summaries]),
-                     np.array([s.ci95_high for s in summaries]), values, path / SWEEP_PICTURE,
-                     optimal_value=summaries[0].optimal_value,
-                     title=f"{configs[0].algo} on {configs[0].env_id}: {len(seeds)} seeds")
-    return summaries, path
+    values = [np.array([r.value for r in results if r.setting == i and not r.failed])
+              for i in range(len(configs))]
+    plots.plot_sweep(labels, values, {"mean": [s.mean for s in summaries],
+                                      "IQM": [s.iqm for s in summaries]},
+                     folder.path / SWEEP_PICTURE, optimal_value=summaries[0].optimal_value,
+                     title=f"{configs[0].algo} on {configs[0].env_id}: {n_seeds} seeds per setting",
+                     interval=INTERVALS.format(n=n_seeds))
+    return summaries, folder.path
+
+
+#: What a sweep's intervals are, for its table, its picture and ``sweep.json``.
+INTERVALS = "95% stratified-bootstrap percentile intervals over {n} seeds"
 
 
 def summary_dict(summary: SettingSummary) -> dict:
     """A summary as JSON: infinite figures (a policy that loops forever) become null."""
-    data = asdict(summary)
-    return {k: finite_or_none(v) if isinstance(v, float) else v for k, v in data.items()} | {
-        "gap": None if summary.gap is None else finite_or_none(summary.gap)}
+    return json_safe(asdict(summary) | {"gap": summary.gap})
+
+
+def json_safe(data: Any) -> Any:
+    """Nested figures with NaN and infinities as null (JSON has no such numbers)."""
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [json_safe(value) for value in data]
+    return finite_or_none(data) if isinstance(data, float) else data
