@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from tabrl.errors import UsageError
+from tabrl.errors import UsageError, did_you_mean
 from tabrl.exploration import exploration_for, sample, uniform_index
 from tabrl.qtable import QTable
 from tabrl.schedules import Schedule, as_schedule
@@ -674,4 +674,4 @@ def agent_class(algo: str) -> type[TabularAgent]:
     try:
         return AGENTS[algo]
     except KeyError:
-        raise UsageError(f"unknown algorithm {algo!r}: use one of {', '.join(AGENTS)}") from None
+        raise UsageError(f"unknown method {algo!r}: {did_you_mean(algo, list(AGENTS))}") from None
