@@ -1,7 +1,8 @@
 """The ``tabrl`` command line.
 
-Every command turns a :class:`~tabrl.errors.TabrlError` into one line on stderr and its exit code
-(2 for bad usage, 1 for a failure); ``tabrl --debug ...`` shows the traceback instead.
+Every error becomes one line on stderr and an exit code: 2 for bad usage (click's own parse errors
+included: an unknown option, a malformed number), 1 for a failure such as a damaged file, 130 for
+Ctrl-C. ``tabrl --debug ...`` shows the traceback of tabrl's errors instead.
 """
 
 from __future__ import annotations
@@ -17,32 +18,74 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tabrl import __version__
 from tabrl.agents import AGENTS
-from tabrl.envs import tabular_envs
+from tabrl.envs import is_continuous, tabular_envs
 from tabrl.errors import TabrlError, UsageError
 from tabrl.evaluate import Evaluation
 from tabrl.keyvalues import parse_key_values
-from tabrl.runs import RunConfig, load_run
+from tabrl.runs import (
+    CONFIG_SCHEMA,
+    EPISODES_WHY,
+    MAX_EPISODES,
+    MAX_SEED,
+    Run,
+    RunConfig,
+    Setting,
+    load_run,
+    writable_dir,
+)
 from tabrl.workflow import evaluate_run, plot_run, prepare_run, resume_run, train_run
 
-app = typer.Typer(add_completion=False, help="Tabular reinforcement learning on Gymnasium.")
+#: click's errors as typer raises them (typer vendors its own click since 0.2x, so ``import click``
+#: would name other classes): an unknown option, a malformed number, a missing argument.
+ClickUsageError = typer.BadParameter.__bases__[0]
+ClickException = ClickUsageError.__bases__[0]
+#: Plain help and errors: Rich boxes would cut option names at 80 columns, and its markup would
+#: eat brackets such as the ``[ray]`` of an install hint.
+app = typer.Typer(add_completion=False, help="Tabular reinforcement learning on Gymnasium.",
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
 #: Tables keep their columns when the output is piped (rich would fall back to 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 _debug = False
 
-#: ``tabrl train`` with no environment runs the seed's example: the tutorial's Blackjack.
-DEFAULT_JOB = ("Blackjack-v1", {"sab": False})
+#: ``tabrl train`` with no environment runs the Gymnasium tutorial's Blackjack (never mutated).
+DEFAULT_ENV_ID, DEFAULT_ENV_KWARGS = "Blackjack-v1", {"sab": False}
+#: What ``train --resume`` may change: how long it goes on, and what it reports.
+RESUMABLE = {"resume", "episodes", "eval_episodes", "window", "quiet"}
+SEEDS = Setting((int,), 0, MAX_SEED, "numpy's seeds are 64-bit, non-negative")
+EPISODES = Setting((int,), 1, MAX_EPISODES, EPISODES_WHY)
+WINDOW = Setting((int,), 1, MAX_EPISODES)
+JOBS = Setting((int,), 1, 1024)
+SWEEP_SEEDS = Setting((int,), 1, 10_000)
+UNIT = Setting((float,), 0, 1)
 BINS_HELP = ("Cut a continuous observation space into this many bins per dimension (or one "
              "count per dimension: 6,6,12,12).")
 OBS_BOUNDS_HELP = ("With --bins, the range of each dimension, low:high,... (needed where the "
                    "space is unbounded), e.g. --obs-bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5.")
 
 
+def show_version(value: bool) -> None:
+    if value:
+        print(f"tabrl {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=show_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
     global _debug
     _debug = debug
+
+
+def require(option: str, value: object, setting: Setting) -> None:
+    """A one-line error unless ``value`` (None: not given) fits ``setting``'s type and range."""
+    if value is not None and (problem := setting.problem(value)) is not None:
+        raise UsageError(f"{option} {problem}")
 
 
 class TrainingProgress:
@@ -65,8 +108,10 @@ class TrainingProgress:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     env_id: Annotated[str | None, typer.Argument(
-        help="A registered Gymnasium id. Omitted: the seed's Blackjack-v1 with sab=False.")] = None,
+        help="A registered Gymnasium id. Omitted: the tutorial's Blackjack-v1 (sab=False).")
+    ] = None,
     episodes: Annotated[int | None, typer.Option(help="Training episodes.")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Learning rate in (0, 1].")] = None,
     discount: Annotated[float | None, typer.Option(help="Discount factor in [0, 1].")] = None,
@@ -84,7 +129,7 @@ def train(
     learning_rate_schedule: Annotated[str | None, typer.Option(
         help="Learning rate decayed per episode, e.g. kind=exponential,start=0.5,end=0.01,"
              "rate=0.999 (or kind=linear, rate: the decrement).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every random stream.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed of every stream (0 .. 2**63-1).")] = 0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="The run folder to create.")] = None,
     eval_episodes: Annotated[int | None, typer.Option(
         help="Greedy evaluation episodes, 0 to skip (default 10,000; 1,000 where episodes are "
@@ -113,21 +158,26 @@ def train(
     max_steps: Annotated[int | None, typer.Option(
         help="Step cap per episode for environments without a time limit (default 10,000).")
     ] = None,
-    window: Annotated[int, typer.Option(help="Rolling window of the learning curves.")] = 500,
-    resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
+    window: Annotated[int | None, typer.Option(
+        help="Rolling window of the learning curves (default 500).")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue this run folder (only --episodes, --eval-episodes, --window may change).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
 ) -> None:
     """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder."""
     say = (lambda _: None) if quiet else (
         lambda text: err.print(text, highlight=False, soft_wrap=True))  # log lines: never wrapped
     if resume is not None:
-        run = load_run(resume)
+        changed = {"episodes": episodes, "eval_episodes": eval_episodes, "window": window}
+        run = resume_checked(ctx, resume, given_only(**changed))
         warm_up_compiled(run.info["engine"], say)
         bar = TrainingProgress(episodes or run.config.episodes, quiet)
         with bar.bar:
-            run = resume_run(resume, episodes, progress=bar, say=say)
+            run = resume_run(resume, episodes, progress=bar, say=say,
+                             settings=given_only(eval_episodes=eval_episodes, window=window))
     else:
-        env_id, kwargs = (env_id, {}) if env_id else DEFAULT_JOB
+        env_id, kwargs = (env_id, {}) if env_id else (DEFAULT_ENV_ID, dict(DEFAULT_ENV_KWARGS))
         kwargs.update(parse_env_kwargs(env_kwargs))
         config = RunConfig.resolve(
             env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
@@ -162,6 +212,27 @@ def train(
         say(f"run folder: {run.path}  (curves.png, policy.png, evaluation.json, q_table.npz)")
     else:
         out.print(str(run.path))
+
+
+def resume_checked(ctx: typer.Context, path: Path, changes: dict[str, object]) -> Run:
+    """The run ``--resume`` continues, once the options given with it are known to apply: its
+    settings are the run's own, so an option that would change them is refused, never ignored."""
+    fixed = [param.opts[0] if param.param_type_name == "option" else param.name.upper()
+             for param in ctx.command.params if param.name not in RESUMABLE
+             and ctx.get_parameter_source(param.name).name == "COMMANDLINE"]
+    if fixed:
+        raise UsageError(f"{', '.join(fixed)} cannot change on --resume: the run keeps its own "
+                         "settings (only --episodes, --eval-episodes and --window may change)")
+    run = load_run(path)
+    for name, value in changes.items():
+        require(f"--{name.replace('_', '-')}", value, CONFIG_SCHEMA[name])
+    writable(run, "--resume")
+    return run
+
+
+def writable(run: Run, command: str) -> None:
+    """A one-line error unless ``command`` can write into the run folder it changes."""
+    writable_dir(run.path, f"{command} writes into the run folder: make it writable, or copy it")
 
 
 def parse_bins(text: str | None) -> int | list[int] | None:
@@ -214,12 +285,14 @@ def warm_up_compiled(engine: str, say) -> None:
 def evaluate_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
     episodes: Annotated[int | None, typer.Option(help="Evaluation episodes.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the evaluation episodes.")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Random seed of the evaluation episodes.")] = None,
 ) -> None:
     """Evaluate a run's greedy policy again (exploration off) and save evaluation.json."""
+    require("--episodes", episodes, EPISODES)
+    require("--seed", seed, SEEDS)
     run = load_run(run_dir)
-    if episodes is not None and episodes <= 0:
-        raise typer.BadParameter(f"--episodes must be positive, not {episodes}")
+    writable(run, "evaluate")
     print_evaluation(evaluate_run(run, episodes, seed), f"greedy policy of {run.path}")
 
 
@@ -229,7 +302,10 @@ def plot(
     window: Annotated[int | None, typer.Option(help="Rolling window.")] = None,
 ) -> None:
     """Draw a run's learning curves and policy again."""
-    for path in plot_run(load_run(run_dir), window):
+    require("--window", window, WINDOW)
+    run = load_run(run_dir)
+    writable(run, "plot")
+    for path in plot_run(run, window):
         out.print(str(path))
 
 
@@ -242,6 +318,12 @@ def compare(
 ) -> None:
     """Compare runs: their evaluations side by side and their learning curves on one picture."""
     from tabrl.workflow import compare_runs
+
+    require("--window", window, WINDOW)
+    if len(run_dirs) < 2:
+        raise UsageError("compare needs two or more run folders: to look at one run, use "
+                         "`tabrl evaluate` or `tabrl plot`")
+    check_same_environment([load_run(path) for path in run_dirs])
 
     runs, picture = compare_runs(run_dirs, out_file, window)
     table = Table("run", "algorithm", "episodes", "mean return ± 95%", "exact value", "gap",
@@ -281,8 +363,8 @@ def sweep(
     from tabrl.sweep import expand, parse_grid, setting_labels
     from tabrl.workflow import sweep_to_folder
 
-    if seeds <= 0:
-        raise typer.BadParameter(f"--seeds must be positive, not {seeds}")
+    require("--seeds", seeds, SWEEP_SEEDS)
+    require("--jobs", jobs, JOBS)
     base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo, bins=parse_bins(bins),
                              obs_bounds=parse_obs_bounds(obs_bounds))
     axes = parse_grid(grid or [])
@@ -290,11 +372,19 @@ def sweep(
     bar = Progress(TextColumn("[bold]sweep"), BarColumn(bar_width=24), MofNCompleteColumn(),
                    TimeRemainingColumn(), console=err, disable=quiet)
     task = bar.add_task("sweep", total=len(configs) * seeds)
-    with bar:
+
+    def progress(done: int, total: int) -> None:  # shown from the first job on: bad input first
+        bar.start()
+        bar.update(task, completed=done)
+
+    try:
         summaries, path = sweep_to_folder(
             configs, axes, list(range(seeds)), out_dir, backend=backend, n_jobs=jobs,
-            address=address, progress=lambda done, total: bar.update(task, completed=done),
+            address=address, progress=progress,
         )
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     if quiet:
         out.print(str(path))
         return
@@ -340,7 +430,12 @@ def solve_command(
     """The exact optimal policy and its value (dynamic programming on the known MDP)."""
     from tabrl.workflow import solve_env
 
-    summary, path = solve_env(env_id, parse_env_kwargs(env_kwargs), discount, out_dir)
+    require("--discount", discount, UNIT)
+    kwargs = parse_env_kwargs(env_kwargs)
+    if is_continuous(env_id, kwargs):
+        raise UsageError(f"{env_id} has continuous observations, whose dynamics tabrl does not "
+                         "know: solve a toy-text environment such as FrozenLake-v1")
+    summary, path = solve_env(env_id, kwargs, discount, out_dir)
     if as_json:
         out.print_json(data=summary)
         return
@@ -395,19 +490,47 @@ def _value(value: float | None, endless: str) -> str:
     return endless if value is None else f"{value:+.4f}"
 
 
+def check_same_environment(runs: list[Run]) -> None:
+    """Curves of different environments do not share axes: a one-line error unless all match."""
+    first = runs[0].config
+    for run in runs[1:]:
+        if (run.config.env_id, run.config.env_kwargs) != (first.env_id, first.env_kwargs):
+            raise UsageError(
+                f"{run.path} ran on {run.config.env_id} {run.config.env_kwargs or ''} and "
+                f"{runs[0].path} on {first.env_id} {first.env_kwargs or ''}: their returns do not "
+                "share axes; compare runs of one environment"
+            )
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def click_error(error: ClickException) -> str:
+    """Click's own error (an unknown option, a malformed number) in one line, with where to look."""
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    return f"{message} (see `{context.command_path} --help`)" if context else message
+
+
+def fail(message: str, code: int) -> int:
+    """Print ``error: message`` as one line on stderr; return the exit code."""
+    print(f"error: {' '.join(message.splitlines())}", file=sys.stderr)
+    return code
+
+
 def main() -> None:
-    """Entry point: typer reports bad usage itself; tabrl's errors become one line and a code."""
-    signal.signal(signal.SIGTERM, _interrupt)  # a stopped job keeps its checkpoint, as on Ctrl-C
+    """Entry point: every error is one line on stderr and an exit code (2 usage, 1 failure,
+    130 interrupted); a run stopped by SIGTERM keeps its checkpoint, as on Ctrl-C."""
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app()
+        code = app(prog_name="tabrl", standalone_mode=False)
+    except ClickException as error:
+        code = fail(click_error(error), 2 if isinstance(error, ClickUsageError) else 1)
     except TabrlError as error:
         if _debug:
             raise
-        err.print(f"error: {error}", highlight=False, soft_wrap=True)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        code = fail(str(error), error.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

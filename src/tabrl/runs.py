@@ -412,27 +412,26 @@ def default_solution_dir(env_id: str, root: Path = Path("runs")) -> Path:
     return root / f"{file_name(env_id)}-optimal"
 
 
-def writable_dir(path: Path) -> Path:
-    """Create ``path`` if needed and check that files can be written into it."""
+def writable_dir(path: Path, hint: str = "choose another --out") -> Path:
+    """Create ``path`` if needed and check that files can be written into it (``hint``: what
+    to do if not)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise RunFolderError(
-            f"cannot write the folder {path} ({error.strerror}): choose another --out"
-        ) from None
+        raise RunFolderError(f"cannot write the folder {path} ({error.strerror}): {hint}") from None
     return path
 
 
-def prepare_run_dir(path: Path) -> Path:
-    """Create an empty run folder, or a one-line error saying why it cannot be one."""
+def prepare_run_dir(
+    path: Path, hint: str = "choose another --out, or continue that run with --resume"
+) -> Path:
+    """Create an empty run folder, or a one-line error saying why it cannot be one (``hint``:
+    what to do instead, naming only options of the command that asks)."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UsageError(
-            f"{path} already exists and is not an empty folder: choose another --out, "
-            "or continue that run with --resume"
-        )
+        raise UsageError(f"{path} already exists and is not an empty folder: {hint}")
     return writable_dir(path)
 
 

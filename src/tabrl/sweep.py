@@ -27,14 +27,11 @@ from tabrl.errors import UsageError
 from tabrl.evaluate import evaluate
 from tabrl.keyvalues import split_items
 from tabrl.mdp import known_mdp
-from tabrl.runs import RunConfig, merged_algo_params
+from tabrl.runs import ALGO_PARAMS, RunConfig, merged_algo_params
 from tabrl.schedules import as_schedule
 from tabrl.training import train
 
 BACKENDS = ("local", "ray")
-#: The agents' own keywords a grid may vary (they go into ``RunConfig.algo_params``).
-ALGO_PARAMS = ("n", "lam", "planning_steps", "exploration", "temperature",
-               "temperature_schedule", "ucb_c", "exploring_starts")
 
 #: ``progress(jobs_done, jobs_total)``
 SweepProgress = Callable[[int, int], None]
@@ -117,8 +114,11 @@ def expand(base: RunConfig, grid: dict[str, list[Any]]) -> list[RunConfig]:
             changes["learning_rate"] = as_schedule(changes["learning_rate_schedule"]).start
             changes["learning_rate_exponent"] = None
         algo_params = {name: changes.pop(name) for name in list(changes) if name in ALGO_PARAMS}
-        settings.append(replace(base, **changes,
-                                algo_params=merged_algo_params(base.algo_params, algo_params)))
+        config = replace(base, **changes,
+                         algo_params=merged_algo_params(base.algo_params, algo_params))
+        if (found := config.problem()) is not None:
+            raise UsageError(f"--grid {found[0]} {found[1]}")
+        settings.append(config)
     return settings
 
 

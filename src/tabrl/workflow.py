@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -78,10 +78,13 @@ def prepare_run(config: RunConfig, out: Path | None = None) -> PreparedRun:
     return PreparedRun(config, env, agent, choice, path)
 
 
-def prepare_resume(path: Path, episodes: int | None = None) -> PreparedRun:
-    """A run folder's checkpoint, ready to continue (to ``episodes`` in all, if given)."""
+def prepare_resume(
+    path: Path, episodes: int | None = None, settings: dict | None = None
+) -> PreparedRun:
+    """A run folder's checkpoint, ready to continue (to ``episodes`` in all, if given; with
+    ``settings`` that do not change its result, such as ``eval_episodes`` and ``window``)."""
     run = load_run(path)
-    config = run.config
+    config = replace(run.config, **(settings or {}))
     if episodes is not None:
         config.episodes = episodes
     env = config.make_env()
@@ -121,9 +124,9 @@ def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: S
 
 
 def resume_run(path: Path, episodes: int | None = None, *, progress: Progress | None = None,
-               say: Say = print) -> Run:
+               say: Say = print, settings: dict | None = None) -> Run:
     """Continue an interrupted (or finished, with more ``episodes``) run from its checkpoint."""
-    prepared = prepare_resume(path, episodes)
+    prepared = prepare_resume(path, episodes, settings)
     done = prepared.resume_from.episodes_done
     say(f"resuming {path} at episode {done:,} of {prepared.config.episodes:,} "
         f"({prepared.engine.name} engine)")
@@ -236,7 +239,8 @@ def sweep_to_folder(
 ) -> tuple[list[SettingSummary], Path]:
     """Run a sweep and save ``sweep.json`` (every job and summary) and ``sweep.png``."""
     check_configs(configs)
-    path = prepare_run_dir(out or default_run_dir(configs[0], kind="sweep"))
+    path = prepare_run_dir(out or default_run_dir(configs[0], kind="sweep"),
+                           "choose another --out")
     summaries, results = run_sweep(configs, seeds, backend=backend, n_jobs=n_jobs,
                                    address=address, progress=progress)
     labels = setting_labels(configs, list(grid))
