@@ -60,10 +60,8 @@ WINDOW = Setting((int,), 1, MAX_EPISODES)
 JOBS = Setting((int,), 1, 1024)
 SWEEP_SEEDS = Setting((int,), 1, 10_000)
 UNIT = Setting((float,), 0, 1)
-BINS_HELP = ("Cut a continuous observation space into this many bins per dimension (or one "
-             "count per dimension: 6,6,12,12).")
-OBS_BOUNDS_HELP = ("With --bins, the range of each dimension, low:high,... (needed where the "
-                   "space is unbounded), e.g. --obs-bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5.")
+BINS_HELP = "Bins per dimension of a continuous space: 10, or one each: 6,6,12,12."
+OBS_BOUNDS_HELP = "With --bins: low:high per dimension, e.g. =-2.4:2.4,-3:3 (for unbounded ones)."
 
 
 def show_version(value: bool) -> None:
@@ -120,20 +118,18 @@ def train(
     epsilon_decay_episodes: Annotated[int | None, typer.Option(
         help="Episodes of linear decay to the floor (default: half the episodes).")] = None,
     epsilon_schedule: Annotated[str | None, typer.Option(
-        help="linear (default), exponential, constant, or visits: epsilon-start / n(s)^W per "
-             "state, n(s) its visits so far (W: --epsilon-exponent).")] = None,
+        help="linear (default), exponential, constant, or visits (epsilon-start / n(s)^W).")
+    ] = None,
     epsilon_exponent: Annotated[float | None, typer.Option(
         help="W of the visits schedule of epsilon (default 1).")] = None,
     learning_rate_exponent: Annotated[float | None, typer.Option(
         help="Step size learning-rate / n(s,a)^W by visit count (default: constant).")] = None,
     learning_rate_schedule: Annotated[str | None, typer.Option(
-        help="Learning rate decayed per episode, e.g. kind=exponential,start=0.5,end=0.01,"
-             "rate=0.999 (or kind=linear, rate: the decrement).")] = None,
+        help="Per-episode decay, e.g. kind=exponential,start=0.5,end=0.01,rate=0.999.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of every stream (0 .. 2**63-1).")] = 0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="The run folder to create.")] = None,
     eval_episodes: Annotated[int | None, typer.Option(
-        help="Greedy evaluation episodes, 0 to skip (default 10,000; 1,000 where episodes are "
-             "long, as on CartPole-v1).")] = None,
+        help="Greedy evaluation episodes, 0 to skip (default 10,000).")] = None,
     env_kwargs: Annotated[str | None, typer.Option(
         help="Environment keywords, e.g. is_slippery=false,map_name=8x8.")] = None,
     bins: Annotated[str | None, typer.Option(help=BINS_HELP)] = None,
@@ -143,8 +139,7 @@ def train(
         help="epsilon-greedy, softmax or ucb.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Softmax temperature.")] = None,
     temperature_schedule: Annotated[str | None, typer.Option(
-        help="Softmax temperature schedule, e.g. kind=exponential,start=30,end=0.5,rate=0.9988 "
-             "(kinds: constant, linear, exponential, visits).")] = None,
+        help="e.g. kind=exponential,start=30,end=0.5,rate=0.9988.")] = None,
     ucb_c: Annotated[float | None, typer.Option(help="Weight of the UCB bonus.")] = None,
     n: Annotated[int | None, typer.Option("--n", help="Steps of n-step-sarsa.")] = None,
     lam: Annotated[float | None, typer.Option(
