@@ -355,11 +355,12 @@ def sweep(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the sweep folder.")] = False,
 ) -> None:
     """Train every setting of a grid with several seeds; mean and 95% interval per setting."""
-    from tabrl.sweep import expand, parse_grid, setting_labels
+    from tabrl.sweep import check_backend, expand, parse_grid, setting_labels
     from tabrl.workflow import sweep_to_folder
 
     require("--seeds", seeds, SWEEP_SEEDS)
     require("--jobs", jobs, JOBS)
+    check_backend(backend)
     base = RunConfig.resolve(env_id, parse_env_kwargs(env_kwargs), algo, bins=parse_bins(bins),
                              obs_bounds=parse_obs_bounds(obs_bounds))
     axes = parse_grid(grid or [])

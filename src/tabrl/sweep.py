@@ -166,11 +166,20 @@ def _run_local(jobs: list[tuple[dict, int, int]], n_jobs: int) -> Iterator[JobRe
         yield from pool.map(run_job, *zip(*jobs))
 
 
+def check_backend(backend: str) -> None:
+    """A one-line error for an unknown backend, or Ray's when Ray is not installed."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError("the ray backend needs Ray: pip install 'tabrl[ray]'") from None
+
+
 def _run_ray(jobs: list[tuple[dict, int, int]], address: str | None) -> Iterator[JobResult]:
-    try:
-        import ray
-    except ImportError:
-        raise UsageError("the ray backend needs Ray: pip install 'tabrl[ray]'") from None
+    import ray
+
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -195,8 +204,7 @@ def run_sweep(
     progress: SweepProgress | None = None,
 ) -> tuple[list[SettingSummary], list[JobResult]]:
     """Train every config with every seed; summarise per config."""
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    check_backend(backend)
     if not seeds:
         raise UsageError("a sweep needs at least one seed")
     check_configs(configs)
