@@ -87,7 +87,11 @@ def require(option: str, value: object, setting: Setting) -> None:
 
 
 class TrainingProgress:
-    """A rich progress bar with episodes/s and the recent mean return (silent when quiet)."""
+    """A rich progress bar with episodes/s and the recent mean return (silent when quiet).
+
+    It appears with the first episodes, so an error found while a run is read or prepared is
+    the only line on stderr; ``with`` makes sure it is taken down.
+    """
 
     def __init__(self, total: int, quiet: bool) -> None:
         self.bar = Progress(
@@ -99,9 +103,17 @@ class TrainingProgress:
         self.task = self.bar.add_task("train", total=total, rate="", ret="")
 
     def __call__(self, done: int, mean_return: float) -> None:
+        self.bar.start()
         elapsed = self.bar.tasks[0].elapsed or 1e-9
         self.bar.update(self.task, completed=done, rate=f"{done / elapsed:,.0f}",
                         ret=f"{mean_return:+.3f}")
+
+    def __enter__(self) -> TrainingProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.bar.live.is_started:
+            self.bar.stop()
 
 
 @app.command()
@@ -168,7 +180,7 @@ def train(
         run = resume_checked(ctx, resume, given_only(**changed))
         warm_up_compiled(run.info["engine"], say)
         bar = TrainingProgress(episodes or run.config.episodes, quiet)
-        with bar.bar:
+        with bar:
             run = resume_run(resume, episodes, progress=bar, say=say,
                              settings=given_only(eval_episodes=eval_episodes, window=window))
     else:
@@ -198,7 +210,7 @@ def train(
         say(prepared.engine.reason)
         warm_up_compiled(prepared.engine.name, say)
         bar = TrainingProgress(config.episodes, quiet)
-        with bar.bar:
+        with bar:
             run = train_run(prepared, progress=bar, say=say)
     evaluation = run.evaluation()
     if evaluation is not None and not quiet:
