@@ -126,8 +126,12 @@ class Setting:
 
 
 NUMBER, OPTIONAL_NUMBER = Setting((float,)), Setting((float, type(None)))
+#: The exponent w of ``1/n^w``: GLIE and convergent for w in (0.5, 1]; n^w must stay a float.
+EXPONENT_WHY = "1/n^w converges for w in (0.5, 1]"
+EXPONENT = Setting((float,), 0, 10, EXPONENT_WHY)
 SCHEDULE = Setting((dict, type(None)), keys={
-    "kind": Setting((str,), choices=KINDS), "start": NUMBER, "end": NUMBER, "rate": NUMBER})
+    "kind": Setting((str,), choices=KINDS), "start": NUMBER, "end": NUMBER,
+    "rate": Setting((float,), 0, 10, "a decrement, a factor in (0, 1] or an exponent")})
 #: The agents' own keywords (``RunConfig.algo_params``) and their types.
 ALGO_PARAMS = {
     "n": Setting((int,), 1, 1_000_000), "lam": NUMBER,
@@ -151,8 +155,8 @@ CONFIG_SCHEMA = {
     "eval_episodes": Setting((int,), 0, MAX_EPISODES, EPISODES_WHY),
     "window": Setting((int,), 1, MAX_EPISODES),
     "epsilon_schedule": Setting((str,), choices=KINDS),
-    "epsilon_exponent": NUMBER,
-    "learning_rate_exponent": OPTIONAL_NUMBER,
+    "epsilon_exponent": EXPONENT,
+    "learning_rate_exponent": Setting((float, type(None)), 0, 10, EXPONENT_WHY),
     "learning_rate_schedule": SCHEDULE,
     "checkpoint_seconds": Setting((float,), 0),
     "algo_params": Setting((dict,), keys=ALGO_PARAMS, optional=tuple(ALGO_PARAMS)),
