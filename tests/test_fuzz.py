@@ -242,7 +242,7 @@ def damage(draw):
     return kind, name, must_fail, apply
 
 
-@FUZZ
+@settings(FUZZ, max_examples=100)
 @given(damaged=damage(), command=st.sampled_from([
     ["evaluate", "{run}", "--episodes", "5"], ["plot", "{run}"],
     ["train", "--resume", "{run}", "--episodes", "40", "--eval-episodes", "5"],
