@@ -58,6 +58,8 @@ def run_copy(tiny_run, tmp_path):
         (["--env-kwargs", "is_slippery=maybe"], ["is_slippery takes true or false"]),
         (["--env-kwargs", "map_name=7"], ["map_name takes a string"]),
         (["--env-kwargs", "slipery=false"], ["no keyword 'slipery'", "did you mean is_slippery?"]),
+        (["--env-kwargs", "reward_schedule=5"], ["reward_schedule takes a list"]),
+        (["--env-kwargs", "max_episode_steps=-3"], ["max_episode_steps must be at least 1"]),
         (["--algo", "qlearning"], ["unknown method 'qlearning': did you mean q-learning?"]),
         (["--n", "3"], ["--n does not apply to q-learning", "n-step-sarsa"]),
         (["--foo"], ["No such option: --foo", "tabrl train --help"]),

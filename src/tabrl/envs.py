@@ -27,7 +27,10 @@ from tabrl.spaces import encoder_for, n_actions_of
 MAX_BINS_PER_DIMENSION = 1_000_000
 MAX_CELLS = 2**62
 #: The words for a keyword's expected type, from the type of its default value.
-TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+              tuple: "a list", list: "a list"}
+#: Keywords of ``gymnasium.make`` itself, which ``--env-kwargs`` passes on with the others.
+MAKE_KEYWORDS = {"max_episode_steps": 1, "disable_env_checker": False}
 
 #: Episodes of environments without a time limit (CliffWalking) stop after this many steps,
 #: so that an exploring agent cannot wander forever; the step is a truncation, not a terminal.
@@ -52,28 +55,26 @@ def constructor_parameters(env_id: str) -> dict[str, inspect.Parameter]:
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
-def accepted_kwargs(env_id: str) -> list[str]:
-    """The keyword arguments the environment's constructor accepts."""
-    return list(constructor_parameters(env_id))
-
-
 def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
     """A one-line error for a keyword the constructor lacks, or a value whose type differs from
     its default's (``is_slippery=maybe`` would be a string, and a non-empty string is true)."""
-    params = constructor_parameters(env_id)
+    defaults = {**{name: p.default for name, p in constructor_parameters(env_id).items()},
+                **MAKE_KEYWORDS}
     takes_any = any(p.kind is p.VAR_KEYWORD for p in
                     inspect.signature(_entry_point(env_id)).parameters.values())
     for key, value in env_kwargs.items():
-        if key not in params:
+        if key not in defaults:
             if takes_any:
                 continue
-            raise UsageError(f"{env_id} has no keyword {key!r}: "
-                             f"{did_you_mean(key, list(params)) if params else 'it takes none'}")
-        expected = type(params[key].default)
-        if expected not in TYPE_WORDS or _fits(value, expected):
-            continue
-        raise UsageError(f"{key} takes {TYPE_WORDS[expected]}, not {value!r}: "
-                         f"e.g. --env-kwargs {key}={_example(params[key].default)}")
+            raise UsageError(
+                f"{env_id} has no keyword {key!r}: {did_you_mean(key, list(defaults))}")
+        expected = type(defaults[key])
+        if expected in TYPE_WORDS and not _fits(value, expected):
+            raise UsageError(f"{key} takes {TYPE_WORDS[expected]}, not {value!r}: "
+                             f"e.g. --env-kwargs {key}={_example(defaults[key])}")
+    if env_kwargs.get("max_episode_steps", 1) < 1:
+        raise UsageError(f"max_episode_steps must be at least 1, not "
+                         f"{env_kwargs['max_episode_steps']}")
 
 
 def _entry_point(env_id: str) -> Any:
@@ -92,10 +93,15 @@ def _fits(value: Any, expected: type) -> bool:
         return isinstance(value, bool) and expected is bool
     if expected is float:
         return isinstance(value, (int, float)) and math.isfinite(value)
+    if expected in (tuple, list):
+        return isinstance(value, (tuple, list))
     return isinstance(value, expected)
 
 
 def _example(default: Any) -> str:
+    """A default value as ``--env-kwargs`` writes it."""
+    if isinstance(default, (tuple, list)):
+        return f"[{','.join(map(str, default))}]"
     return str(default).lower() if isinstance(default, bool) else str(default)
 
 
@@ -128,16 +134,9 @@ def make_env(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             env = gym.make(env_id, **env_kwargs)
-    except TypeError as error:
-        if "argument" not in str(error):
-            raise
-        raise UsageError(
-            f"{env_id} does not accept these keyword arguments ({error}); "
-            f"it accepts: {', '.join(accepted_kwargs(env_id)) or 'none'}"
-        ) from None
     except gym.error.Error as error:
         raise UsageError(f"cannot make {env_id}: {error}") from None
-    except (ValueError, KeyError, AssertionError, IndexError) as error:
+    except (TypeError, ValueError, KeyError, AssertionError, IndexError) as error:
         raise UsageError(f"cannot make {env_id} with {env_kwargs}: {error!r}") from None
     if not check:
         return env
