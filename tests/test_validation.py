@@ -118,7 +118,7 @@ def test_hints_name_only_options_the_command_has(tabrl_cli, trained, tmp_path, m
     assert_one_line_error(result, 2, "choose another --out")
     assert "--resume" not in result.stderr
     result = tabrl_cli("solve", "Acrobot-v1", "--out", tmp_path / "s")
-    assert_one_line_error(result, 2, "continuous")
+    assert_one_line_error(result, 2, "moves continuously")
     assert "--bins" not in result.stderr
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     result = tabrl_cli("sweep", "FrozenLake-v1", "--backend", "ray", "--out", tmp_path / "r")

@@ -441,8 +441,8 @@ def solve_command(
     require("--discount", discount, UNIT)
     kwargs = parse_env_kwargs(env_kwargs)
     if is_continuous(env_id, kwargs):
-        raise UsageError(f"{env_id} has continuous observations, whose dynamics tabrl does not "
-                         "know: solve a toy-text environment such as FrozenLake-v1")
+        raise UsageError(f"{env_id} moves continuously: it has no transition table, so its "
+                         "dynamics are unknown; solve a toy-text environment such as FrozenLake-v1")
     summary, path = solve_env(env_id, kwargs, discount, out_dir)
     if as_json:
         out.print_json(data=summary)
