@@ -609,7 +609,7 @@ EXACT_SCHEMA = Setting((dict, type(None)), keys={
     "horizon": Setting((int, type(None)), 0),
 }, open=True)
 EVALUATION_SCHEMA = Setting((dict,), keys={
-    "n_episodes": Setting((int,), 0, MAX_EPISODES), "seed": Setting((int,), 0, MAX_SEED),
+    "n_episodes": Setting((int,), 0, MAX_EPISODES), "seed": Setting((int,), 0, 2**64 - 1),
     "mean_return": NUMBER, "std_return": NUMBER, "sem": NUMBER, "ci95_low": NUMBER,
     "ci95_high": NUMBER, "win_rate": SHARE, "draw_rate": SHARE, "loss_rate": SHARE,
     "success_rate": Setting((float, type(None)), 0, 1), "truncated_rate": SHARE,
