@@ -176,6 +176,8 @@ def test_version_and_plain_help(tabrl_cli, monkeypatch):
     for option in ("--learning-rate-schedule", "--epsilon-decay-episodes", "--eval-episodes",
                    "--temperature-schedule", "--exploring-starts", "--resume"):
         assert option in result.stdout  # never cut by a frame
+    commands = tabrl_cli("--help").stdout.split("Commands:")[1].splitlines()
+    assert len(commands) >= 7 and not any(line.endswith("...") for line in commands)
 
 
 def set_config(run, **changes) -> None:

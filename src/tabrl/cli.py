@@ -116,7 +116,7 @@ class TrainingProgress:
             self.bar.stop()
 
 
-@app.command()
+@app.command(short_help="Train, evaluate and draw a run, into a run folder.")
 def train(
     ctx: typer.Context,
     env_id: Annotated[str | None, typer.Argument(
@@ -288,7 +288,7 @@ def warm_up_compiled(engine: str, say) -> None:
         say(f"compiled the numba kernels in {ready.seconds:.1f} s (cached on disk for later runs)")
 
 
-@app.command("evaluate")
+@app.command("evaluate", short_help="Evaluate a run's greedy policy again.")
 def evaluate_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
     episodes: Annotated[int | None, typer.Option(help="Evaluation episodes.")] = None,
@@ -316,7 +316,7 @@ def plot(
         out.print(str(path))
 
 
-@app.command()
+@app.command(short_help="Compare runs: evaluations and learning curves.")
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run folders.")],
     out_file: Annotated[Path, typer.Option("--out", help="The comparison picture.")] = Path(
@@ -349,7 +349,7 @@ def compare(
     out.print(f"learning curves: {picture}")
 
 
-@app.command()
+@app.command(short_help="Train a grid of settings with several seeds.")
 def sweep(
     env_id: Annotated[str, typer.Argument(help="A registered Gymnasium id.")],
     grid: Annotated[list[str] | None, typer.Option(
@@ -425,7 +425,7 @@ def envs() -> None:
     out.print(table)
 
 
-@app.command("solve")
+@app.command("solve", short_help="The exact optimal policy and its value.")
 def solve_command(
     env_id: Annotated[str, typer.Argument(help="A registered Gymnasium id.")],
     env_kwargs: Annotated[str | None, typer.Option(help="Environment keywords.")] = None,
