@@ -293,3 +293,12 @@ def test_a_link_out_of_the_run_folder_is_refused(tabrl_cli, run_copy, tmp_path):
     shutil.move(run_copy / "state.json", outside)
     (run_copy / "state.json").symlink_to(outside)
     assert_one_line_error(tabrl_cli("evaluate", run_copy), 1, "link out of its folder")
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tabrl_cli, monkeypatch):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tabrl.cli.tabular_envs", interrupted)
+    result = tabrl_cli("envs")
+    assert result.code == 130 and "Traceback" not in result.stderr
