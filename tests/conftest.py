@@ -29,3 +29,17 @@ def tabrl_cli(capsys, monkeypatch):
         return CliResult(int(exit_info.value.code or 0), captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished FrozenLake-v1 run of 30 episodes (python engine), trained once per session:
+    tests that damage a run folder damage copies of it."""
+    from tabrl.runs import RunConfig
+    from tabrl.workflow import prepare_run, train_run
+
+    config = RunConfig.resolve("FrozenLake-v1", {}, episodes=30, eval_episodes=10,
+                               engine="python", window=5)
+    path = tmp_path_factory.mktemp("tiny") / "run"
+    train_run(prepare_run(config, path), say=lambda _: None)
+    return path

@@ -131,9 +131,9 @@ def test_envs_lists_the_toy_text_family(tabrl_cli):
         (["FrozenLake-v1", "--env-kwargs", "slippery=false"], ["is_slippery"]),
         (["FrozenLake-v1", "--env-kwargs", "is_slippery"], ["malformed", "key=value"]),
         (["FrozenLake-v1", "--engine", "warp"], ["engine", "auto"]),
-        (["FrozenLake-v1", "--epsilon-schedule", "1/n"], ["epsilon schedule", "visits"]),
+        (["FrozenLake-v1", "--epsilon-schedule", "1/n"], ["--epsilon-schedule", "visits"]),
         (["FrozenLake-v1", "--epsilon-schedule", "visits", "--epsilon-exponent", "-1"],
-         ["--epsilon-exponent", ">= 0"]),
+         ["--epsilon-exponent", "in [0, 10]"]),
         (["FrozenLake-v1", "--learning-rate", "0.3", "--learning-rate-schedule",
           "kind=linear,start=0.5,end=0.1,rate=0.01"], ["differs", "give one of them"]),
         (["FrozenLake-v1", "--learning-rate-exponent", "0.5", "--learning-rate-schedule",
@@ -142,7 +142,7 @@ def test_envs_lists_the_toy_text_family(tabrl_cli):
          ["malformed --temperature-schedule", "kind=exponential,start="]),
         (["FrozenLake-v1", "--temperature-schedule", "kind=log,start=1"], ["kind", "visits"]),
         (["FrozenLake-v1", "--temperature-schedule", "kind=linear,start=1,floor=0.1"],
-         ["schedule", "kind, start, end and rate"]),
+         ["--temperature-schedule", "has no setting 'floor'", "kind, start, end, rate"]),
     ],
 )
 def test_bad_input_gets_one_line_and_no_run_folder(tabrl_cli, tmp_path, args, fragments):

@@ -51,7 +51,7 @@ from typing import Any, ClassVar, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from tabrl.errors import UsageError
+from tabrl.errors import UsageError, did_you_mean
 from tabrl.exploration import exploration_for, first_greedy, sample, uniform_index
 from tabrl.methods import MethodSpec, Param, between, own_params, whole_at_least
 from tabrl.qtable import QTable
@@ -777,4 +777,4 @@ def agent_class(algo: str) -> type[TabularAgent]:
     try:
         return AGENTS[algo]
     except KeyError:
-        raise UsageError(f"unknown algorithm {algo!r}: use one of {', '.join(AGENTS)}") from None
+        raise UsageError(f"unknown method {algo!r}: {did_you_mean(algo, list(AGENTS))}") from None

@@ -1,7 +1,8 @@
 """The ``tabrl`` command line.
 
-Every command turns a :class:`~tabrl.errors.TabrlError` into one line on stderr and its exit code
-(2 for bad usage, 1 for a failure); ``tabrl --debug ...`` shows the traceback instead.
+Every error becomes one line on stderr and an exit code: 2 for bad usage (click's own parse errors
+included: an unknown option, a malformed number), 1 for a failure such as a damaged file, 130 for
+Ctrl-C. ``tabrl --debug ...`` shows the traceback of tabrl's errors instead.
 """
 
 from __future__ import annotations
@@ -20,14 +21,33 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
+from tabrl import __version__
 from tabrl.agents import AGENTS, METHODS, OWN_PARAMS
-from tabrl.envs import import_env_modules, plugin_errors, qualified_env_id, tabular_envs
+from tabrl.envs import (
+    import_env_modules,
+    is_continuous,
+    plugin_errors,
+    qualified_env_id,
+    tabular_envs,
+)
 from tabrl.errors import TabrlError, UsageError
 from tabrl.evaluate import Evaluation
 from tabrl.fileio import folder_lock
 from tabrl.keyvalues import parse_key_values
 from tabrl.methods import Param
-from tabrl.runs import Run, RunConfig, load_run, read_hyperparams, with_hyperparams
+from tabrl.runs import (
+    CONFIG_SCHEMA,
+    EPISODES_WHY,
+    MAX_EPISODES,
+    MAX_SEED,
+    Run,
+    RunConfig,
+    Setting,
+    load_run,
+    read_hyperparams,
+    with_hyperparams,
+    writable_dir,
+)
 from tabrl.workflow import (
     evaluate_run,
     plot_run,
@@ -38,34 +58,68 @@ from tabrl.workflow import (
     unfinished_warning,
 )
 
-app = typer.Typer(add_completion=False, help="Tabular reinforcement learning on Gymnasium.")
+#: click's errors as typer raises them (typer vendors its own click since 0.2x, so ``import click``
+#: would name other classes): an unknown option, a malformed number, a missing argument.
+ClickUsageError = typer.BadParameter.__bases__[0]
+ClickException = ClickUsageError.__bases__[0]
+#: Plain help and errors: Rich boxes would cut option names at 80 columns, and its markup would
+#: eat brackets such as the ``[ray]`` of an install hint.
+app = typer.Typer(add_completion=False, help="Tabular reinforcement learning on Gymnasium.",
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
 #: Tables keep their columns when the output is piped (rich would fall back to 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 _debug = False
 
-#: ``tabrl train`` with no environment runs the seed's example: the tutorial's Blackjack.
-DEFAULT_JOB = ("Blackjack-v1", {"sab": False})
-BINS_HELP = ("Cut a continuous observation space into this many bins per dimension (or one "
-             "count per dimension: 6,6,12,12).")
+#: ``tabrl train`` with no environment runs the Gymnasium tutorial's Blackjack (never mutated).
+DEFAULT_ENV_ID, DEFAULT_ENV_KWARGS = "Blackjack-v1", {"sab": False}
+#: What ``train --resume`` may change: how long it goes on, and what it reports.
+RESUMABLE = {"resume", "episodes", "eval_episodes", "window", "quiet"}
+SEEDS = Setting((int,), 0, MAX_SEED, "numpy's seeds are 64-bit, non-negative")
+EPISODES = Setting((int,), 1, MAX_EPISODES, EPISODES_WHY)
+WINDOW = Setting((int,), 1, MAX_EPISODES)
+JOBS = Setting((int,), 1, 1024)
+SWEEP_SEEDS = Setting((int,), 1, 10_000)
+UNIT = Setting((float,), 0, 1)
+BINS_HELP = "Bins per dimension of a continuous space: 10, or one each: 6,6,12,12."
+OBS_BOUNDS_HELP = "With --bins: low:high per dimension, e.g. =-2.4:2.4,-3:3 (for unbounded ones)."
+
 HYPERPARAMS_HELP = ("A YAML file of settings (the keys of the shipped hyperparameter files, e.g. "
                     "the best.yml of tabrl tune); options given on the line win.")
-OBS_BOUNDS_HELP = ("With --bins, the range of each dimension, low:high,... (needed where the "
-                   "space is unbounded), e.g. --obs-bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5.")
 #: ``--env-module MODULE`` (repeatable): modules to import first, which register environments.
 EnvModules = Annotated[list[str] | None, typer.Option(
     "--env-module", metavar="MODULE",
     help="Import this module first: it registers your environments (repeatable).")]
 
 
+def show_version(value: bool) -> None:
+    if value:
+        print(f"tabrl {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=show_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
     global _debug
     _debug = debug
 
 
+def require(option: str, value: object, setting: Setting) -> None:
+    """A one-line error unless ``value`` (None: not given) fits ``setting``'s type and range."""
+    if value is not None and (problem := setting.problem(value)) is not None:
+        raise UsageError(f"{option} {problem}")
+
+
 class TrainingProgress:
-    """A rich progress bar with episodes/s and the recent mean return (silent when quiet)."""
+    """A rich progress bar with episodes/s and the recent mean return (silent when quiet).
+
+    It appears with the first episodes, so an error found while a run is read or prepared is
+    the only line on stderr; ``with`` makes sure it is taken down.
+    """
 
     def __init__(self, total: int, quiet: bool) -> None:
         self.bar = Progress(
@@ -77,9 +131,19 @@ class TrainingProgress:
         self.task = self.bar.add_task("train", total=total, rate="", ret="")
 
     def __call__(self, done: int, mean_return: float) -> None:
+        self.bar.start()
         elapsed = self.bar.tasks[0].elapsed or 1e-9
         self.bar.update(self.task, completed=done, rate=f"{done / elapsed:,.0f}",
                         ret=f"{mean_return:+.3f}")
+
+    def __enter__(self) -> TrainingProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.bar.live.is_started:
+            self.bar.stop()
+
+
 
 
 def own_option(param: Param) -> inspect.Parameter:
@@ -106,11 +170,13 @@ def with_own_options(command: Callable[..., None]) -> Callable[..., None]:
     return with_own
 
 
-@app.command()
+@app.command(short_help="Train, evaluate and draw a run, into a run folder.")
 @with_own_options
 def train(
+    ctx: typer.Context,
     env_id: Annotated[str | None, typer.Argument(
-        help="A registered Gymnasium id. Omitted: the seed's Blackjack-v1 with sab=False.")] = None,
+        help="A registered Gymnasium id. Omitted: the tutorial's Blackjack-v1 (sab=False).")
+    ] = None,
     episodes: Annotated[int | None, typer.Option(help="Training episodes.")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Learning rate in (0, 1].")] = None,
     discount: Annotated[float | None, typer.Option(help="Discount factor in [0, 1].")] = None,
@@ -119,20 +185,18 @@ def train(
     epsilon_decay_episodes: Annotated[int | None, typer.Option(
         help="Episodes of linear decay to the floor (default: half the episodes).")] = None,
     epsilon_schedule: Annotated[str | None, typer.Option(
-        help="linear (default), exponential, constant, or visits: epsilon-start / n(s)^W per "
-             "state, n(s) its visits so far (W: --epsilon-exponent).")] = None,
+        help="linear (default), exponential, constant, or visits (epsilon-start / n(s)^W).")
+    ] = None,
     epsilon_exponent: Annotated[float | None, typer.Option(
         help="W of the visits schedule of epsilon (default 1).")] = None,
     learning_rate_exponent: Annotated[float | None, typer.Option(
         help="Step size learning-rate / n(s,a)^W by visit count (default: constant).")] = None,
     learning_rate_schedule: Annotated[str | None, typer.Option(
-        help="Learning rate decayed per episode, e.g. kind=exponential,start=0.5,end=0.01,"
-             "rate=0.999 (or kind=linear, rate: the decrement).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every random stream.")] = 0,
+        help="Per-episode decay, e.g. kind=exponential,start=0.5,end=0.01,rate=0.999.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of every stream (0 .. 2**63-1).")] = 0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="The run folder to create.")] = None,
     eval_episodes: Annotated[int | None, typer.Option(
-        help="Greedy evaluation episodes, 0 to skip (default 10,000; 1,000 where episodes are "
-             "long, as on CartPole-v1).")] = None,
+        help="Greedy evaluation episodes, 0 to skip (default 10,000).")] = None,
     env_kwargs: Annotated[str | None, typer.Option(
         help="Environment keywords, e.g. is_slippery=false,map_name=8x8.")] = None,
     bins: Annotated[str | None, typer.Option(help=BINS_HELP)] = None,
@@ -142,15 +206,17 @@ def train(
         help="epsilon-greedy, softmax or ucb.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Softmax temperature.")] = None,
     temperature_schedule: Annotated[str | None, typer.Option(
-        help="Softmax temperature schedule, e.g. kind=exponential,start=30,end=0.5,rate=0.9988 "
-             "(kinds: constant, linear, exponential, visits).")] = None,
+        help="e.g. kind=exponential,start=30,end=0.5,rate=0.9988.")] = None,
     ucb_c: Annotated[float | None, typer.Option(help="Weight of the UCB bonus.")] = None,
     engine: Annotated[str, typer.Option(help="auto, python or compiled.")] = "auto",
     max_steps: Annotated[int | None, typer.Option(
         help="Step cap per episode for environments without a time limit (default 10,000).")
     ] = None,
-    window: Annotated[int, typer.Option(help="Rolling window of the learning curves.")] = 500,
-    resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
+    window: Annotated[int | None, typer.Option(
+        help="Rolling window of the learning curves (default 500).")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue this run folder (only --episodes, --eval-episodes, --window may change).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
     env_module: EnvModules = None,
     hyperparams: Annotated[Path | None, typer.Option(help=HYPERPARAMS_HELP)] = None,
@@ -163,15 +229,19 @@ def train(
     say = (lambda _: None) if quiet else (
         lambda text: err.print(text, highlight=False, soft_wrap=True))  # log lines: never wrapped
     if resume is not None:
-        prepared = prepare_resume(resume, episodes)  # checked and locked before any output
+        changed = {"episodes": episodes, "eval_episodes": eval_episodes, "window": window}
+        check_resume_options(ctx, given_only(**changed))
+        prepared = prepare_resume(  # checked and locked before any output
+            resume, episodes, given_only(eval_episodes=eval_episodes, window=window))
         say(resuming(prepared))
         warm_up_compiled(prepared.engine.name, say)
         bar = TrainingProgress(prepared.config.episodes, quiet)
-        with bar.bar:
+        with bar:
             run = train_run(prepared, progress=bar, say=say,
                             evaluation_progress=EvaluationBar(quiet, bar.bar))
     else:
-        env_id, kwargs = (with_env_modules(env_id, env_module), {}) if env_id else DEFAULT_JOB
+        env_id, kwargs = ((with_env_modules(env_id, env_module), {}) if env_id
+                          else (DEFAULT_ENV_ID, dict(DEFAULT_ENV_KWARGS)))
         kwargs.update(parse_env_kwargs(env_kwargs))
         config = resolve_config(
             hyperparams, env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
@@ -197,7 +267,7 @@ def train(
         say(prepared.engine.reason)
         warm_up_compiled(prepared.engine.name, say)
         bar = TrainingProgress(config.episodes, quiet)
-        with bar.bar:
+        with bar:
             run = train_run(prepared, progress=bar, say=say,
                             evaluation_progress=EvaluationBar(quiet, bar.bar))
     evaluation = run.evaluation()
@@ -207,6 +277,24 @@ def train(
         say(f"run folder: {run.path}  (curves.png, policy.png, evaluation.json, q_table.npz)")
     else:
         out.print(str(run.path))
+
+
+def check_resume_options(ctx: typer.Context, changes: dict[str, object]) -> None:
+    """Refuse the options given with ``--resume`` that would change the run: its settings are
+    its own, so such an option is refused, never ignored; the others are checked."""
+    fixed = [param.opts[0] if param.param_type_name == "option" else param.name.upper()
+             for param in ctx.command.params if param.name not in RESUMABLE
+             and ctx.get_parameter_source(param.name).name == "COMMANDLINE"]
+    if fixed:
+        raise UsageError(f"{', '.join(fixed)} cannot change on --resume: the run keeps its own "
+                         "settings (only --episodes, --eval-episodes and --window may change)")
+    for name, value in changes.items():
+        require(f"--{name.replace('_', '-')}", value, CONFIG_SCHEMA[name])
+
+
+def writable(run: Run, command: str) -> None:
+    """A one-line error unless ``command`` can write into the run folder it changes."""
+    writable_dir(run.path, f"{command} writes into the run folder: make it writable, or copy it")
 
 
 def parse_bins(text: str | None) -> int | list[int] | None:
@@ -263,16 +351,18 @@ def warm_up_compiled(engine: str, say) -> None:
         say(f"compiled the numba kernels in {ready.seconds:.1f} s (cached on disk for later runs)")
 
 
-@app.command("evaluate")
+@app.command("evaluate", short_help="Evaluate a run's greedy policy again.")
 def evaluate_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
     episodes: Annotated[int | None, typer.Option(help="Evaluation episodes.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the evaluation episodes.")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Random seed of the evaluation episodes.")] = None,
 ) -> None:
     """Evaluate a run's greedy policy again (exploration off) and save evaluation.json."""
+    require("--episodes", episodes, EPISODES)
+    require("--seed", seed, SEEDS)
     run = load_run(run_dir)
-    if episodes is not None and episodes <= 0:
-        raise typer.BadParameter(f"--episodes must be positive, not {episodes}")
+    writable(run, "evaluate")
     warn_if_unfinished(run)
     with folder_lock(run.path):
         evaluation = evaluate_run(run, episodes, seed, progress=EvaluationBar())
@@ -285,7 +375,9 @@ def plot(
     window: Annotated[int | None, typer.Option(help="Rolling window.")] = None,
 ) -> None:
     """Draw a run's learning curves and policy again."""
+    require("--window", window, WINDOW)
     run = load_run(run_dir)
+    writable(run, "plot")
     warn_if_unfinished(run)
     with folder_lock(run.path):
         paths = plot_run(run, window)
@@ -295,10 +387,10 @@ def plot(
 
 def warn_if_unfinished(run: Run) -> None:
     if (warning := unfinished_warning(run)) is not None:
-        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+        err.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Compare runs: evaluations and learning curves.")
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run folders.")],
     out_file: Annotated[Path, typer.Option("--out", help="The comparison picture.")] = Path(
@@ -307,6 +399,12 @@ def compare(
 ) -> None:
     """Compare runs: their evaluations side by side and their learning curves on one picture."""
     from tabrl.workflow import compare_runs
+
+    require("--window", window, WINDOW)
+    if len(run_dirs) < 2:
+        raise UsageError("compare needs two or more run folders: to look at one run, use "
+                         "`tabrl evaluate` or `tabrl plot`")
+    check_same_environment([load_run(path) for path in run_dirs])
 
     runs, picture = compare_runs(run_dirs, out_file, window)
     for run in runs:
@@ -329,7 +427,7 @@ def compare(
     out.print(f"learning curves: {picture}")
 
 
-@app.command()
+@app.command(short_help="Train a grid of settings with several seeds.")
 def sweep(
     env_id: Annotated[str, typer.Argument(help="A registered Gymnasium id.")],
     grid: Annotated[list[str] | None, typer.Option(
@@ -352,11 +450,12 @@ def sweep(
 
     The same command with the same --out resumes the sweep (only missing jobs run).
     """
-    from tabrl.sweep import expand, parse_grid, setting_labels
+    from tabrl.sweep import check_backend, expand, parse_grid, setting_labels
     from tabrl.workflow import sweep_to_folder
 
-    if seeds <= 0:
-        raise typer.BadParameter(f"--seeds must be positive, not {seeds}")
+    require("--seeds", seeds, SWEEP_SEEDS)
+    require("--jobs", jobs, JOBS)
+    check_backend(backend)
     env_id = with_env_modules(env_id, env_module)
     base = resolve_config(hyperparams, env_id, parse_env_kwargs(env_kwargs), algo,
                           bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds))
@@ -365,11 +464,19 @@ def sweep(
     bar = Progress(TextColumn("[bold]sweep"), BarColumn(bar_width=24), MofNCompleteColumn(),
                    TimeRemainingColumn(), console=err, disable=quiet)
     task = bar.add_task("sweep", total=len(configs) * seeds)
-    with bar:
+
+    def progress(done: int, total: int) -> None:  # shown from the first job on: bad input first
+        bar.start()
+        bar.update(task, completed=done)
+
+    try:
         summaries, path = sweep_to_folder(
             configs, axes, list(range(seeds)), out_dir, backend=backend, n_jobs=jobs,
-            address=address, progress=lambda done, total: bar.update(task, completed=done),
+            address=address, progress=progress,
         )
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     if quiet:
         out.print(str(path))
         return
@@ -409,7 +516,7 @@ def _estimate(estimate, n_seeds: int) -> str:
     return f"{estimate.value:+.4g} [{estimate.low:.4g}, {estimate.high:.4g}]"
 
 
-@app.command()
+@app.command(short_help="List the environments tabrl can train on.")
 def envs(env_module: EnvModules = None) -> None:
     """List the registered environments tabrl can train on (plugins' and your modules' too)."""
     import_env_modules(env_module or [])
@@ -426,7 +533,7 @@ def envs(env_module: EnvModules = None) -> None:
                   soft_wrap=True)
 
 
-@app.command("solve")
+@app.command("solve", short_help="The exact optimal policy and its value.")
 def solve_command(
     env_id: Annotated[str, typer.Argument(help="A registered Gymnasium id.")],
     env_kwargs: Annotated[str | None, typer.Option(help="Environment keywords.")] = None,
@@ -440,8 +547,13 @@ def solve_command(
     """The exact optimal policy and its value (dynamic programming on the known MDP)."""
     from tabrl.workflow import solve_env
 
+    require("--discount", discount, UNIT)
     env_id = with_env_modules(env_id, env_module)
-    summary, path = solve_env(env_id, parse_env_kwargs(env_kwargs), discount, out_dir)
+    kwargs = parse_env_kwargs(env_kwargs)
+    if is_continuous(env_id, kwargs):
+        raise UsageError(f"{env_id} moves continuously: it has no transition table, so its "
+                         "dynamics are unknown; solve a toy-text environment such as FrozenLake-v1")
+    summary, path = solve_env(env_id, kwargs, discount, out_dir)
     if as_json:
         out.print_json(data=summary)
         return
@@ -549,22 +661,50 @@ def _value(value: float | None, endless: str) -> str:
     return endless if value is None else f"{value:+.4f}"
 
 
+def check_same_environment(runs: list[Run]) -> None:
+    """Curves of different environments do not share axes: a one-line error unless all match."""
+    first = runs[0].config
+    for run in runs[1:]:
+        if (run.config.env_id, run.config.env_kwargs) != (first.env_id, first.env_kwargs):
+            raise UsageError(
+                f"{run.path} ran on {run.config.env_id} {run.config.env_kwargs or ''} and "
+                f"{runs[0].path} on {first.env_id} {first.env_kwargs or ''}: their returns do not "
+                "share axes; compare runs of one environment"
+            )
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def click_error(error: ClickException) -> str:
+    """Click's own error (an unknown option, a malformed number) in one line, with where to look."""
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    return f"{message} (see `{context.command_path} --help`)" if context else message
+
+
+def fail(message: str, code: int) -> int:
+    """Print ``error: message`` as one line on stderr; return the exit code."""
+    print(f"error: {' '.join(message.splitlines())}", file=sys.stderr)
+    return code
+
+
 def main() -> None:
-    """Entry point: typer reports bad usage itself; tabrl's errors become one line and a code."""
-    signal.signal(signal.SIGTERM, _interrupt)  # a stopped job keeps its checkpoint, as on Ctrl-C
+    """Entry point: every error is one line on stderr and an exit code (2 usage, 1 failure,
+    130 interrupted); a run stopped by SIGTERM keeps its checkpoint, as on Ctrl-C."""
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app()
+        code = app(prog_name="tabrl", standalone_mode=False)
+    except ClickException as error:
+        code = fail(click_error(error), 2 if isinstance(error, ClickUsageError) else 1)
     except TabrlError as error:
         if _debug:
             raise
-        err.print(f"error: {error}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        code = fail(str(error), error.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def with_env_modules(env_id: str, modules: list[str] | None) -> str:
@@ -573,7 +713,7 @@ def with_env_modules(env_id: str, modules: list[str] | None) -> str:
     return qualified_env_id(env_id)
 
 
-@app.command()
+@app.command(short_help="Write the greedy policy and Q-values per state.")
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
     fmt: Annotated[str | None, typer.Option(
@@ -590,7 +730,7 @@ def export(
               highlight=False, markup=False)
 
 
-@app.command()
+@app.command(short_help="Watch the agent play its greedy policy.")
 def enjoy(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
     episodes: Annotated[int, typer.Option(help="Episodes to play.")] = 1,
@@ -612,7 +752,7 @@ def enjoy(
          show=lambda text: out.print(Text.from_ansi(text), soft_wrap=True))
 
 
-@app.command()
+@app.command(short_help="Tune a method's hyperparameters with Optuna.")
 def tune(
     env_id: Annotated[str, typer.Argument(help="A registered Gymnasium id.")],
     algo: Annotated[str, typer.Option(help=f"One of: {', '.join(AGENTS)}.")] = "q-learning",

@@ -14,6 +14,7 @@ import contextlib
 import difflib
 import importlib
 import inspect
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,9 +26,19 @@ import numpy as np
 from gymnasium.envs.registration import namespace
 from gymnasium.wrappers import DiscretizeObservation, TimeLimit, TransformObservation
 
-from tabrl.errors import TabrlError, UsageError
+from tabrl.errors import TabrlError, UsageError, did_you_mean
 from tabrl.mdp import time_limit_of
 from tabrl.spaces import encoder_for, n_actions_of
+
+#: Bins of a continuous space: each count allocates its edges, and the cells of all dimensions
+#: are numbered as one int64 state (beyond 2**62 the numbers would overflow).
+MAX_BINS_PER_DIMENSION = 1_000_000
+MAX_CELLS = 2**62
+#: The words for a keyword's expected type, from the type of its default value.
+TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+              tuple: "a list", list: "a list"}
+#: Keywords of ``gymnasium.make`` itself, which ``--env-kwargs`` passes on with the others.
+MAKE_KEYWORDS = {"max_episode_steps": 1, "disable_env_checker": False}
 
 #: Episodes of environments without a time limit (CliffWalking) stop after this many steps,
 #: so that an exploring agent cannot wander forever; the step is a truncation, not a terminal.
@@ -152,14 +163,71 @@ def suggest_ids(env_id: str) -> str:
     return "run `tabrl envs` for the environments tabrl can train on"
 
 
-def accepted_kwargs(env_id: str) -> list[str]:
-    """The keyword arguments the environment's constructor accepts."""
+def constructor_parameters(env_id: str) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of the environment's constructor (``render_mode`` aside)."""
+    params = inspect.signature(_entry_point(env_id)).parameters
+    return {name: p for name, p in params.items()
+            if name not in ("self", "render_mode") and not name.startswith("_")
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """A one-line error for a keyword the constructor lacks, or a value whose type differs from
+    its default's (``is_slippery=maybe`` would be a string, and a non-empty string is true)."""
+    defaults = {**{name: p.default for name, p in constructor_parameters(env_id).items()},
+                **MAKE_KEYWORDS}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in
+                    inspect.signature(_entry_point(env_id)).parameters.values())
+    for key, value in env_kwargs.items():
+        if key not in defaults:
+            if takes_any:
+                continue
+            raise UsageError(
+                f"{env_id} has no keyword {key!r}: {did_you_mean(key, list(defaults))}")
+        expected = type(defaults[key])
+        if expected in TYPE_WORDS and not _fits(value, expected):
+            raise UsageError(f"{key} takes {TYPE_WORDS[expected]}, not {value!r}: "
+                             f"e.g. --env-kwargs {key}={_example(defaults[key])}")
+    if env_kwargs.get("max_episode_steps", 1) < 1:
+        raise UsageError(f"max_episode_steps must be at least 1, not "
+                         f"{env_kwargs['max_episode_steps']}")
+
+
+def _entry_point(env_id: str) -> Any:
+    """The class (or function) ``gymnasium.make`` calls for ``env_id``."""
     entry = gym.spec(env_id).entry_point
     if isinstance(entry, str):
         module, _, name = entry.partition(":")
         entry = getattr(__import__(module, fromlist=[name]), name)
-    params = inspect.signature(entry).parameters
-    return [p for p in params if p not in ("self", "render_mode") and not p.startswith("_")]
+    return entry
+
+
+def _fits(value: Any, expected: type) -> bool:
+    """Whether ``value`` is of the type of a default: a bool is no number, an int serves as a
+    float (and a float with no fraction as an int, as YAML reads ``2.0``)."""
+    if expected is bool or isinstance(value, bool):
+        return isinstance(value, bool) and expected is bool
+    if expected is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    if expected in (tuple, list):
+        return isinstance(value, (tuple, list))
+    return isinstance(value, expected)
+
+
+def _example(default: Any) -> str:
+    """A default value as ``--env-kwargs`` writes it."""
+    if isinstance(default, (tuple, list)):
+        return f"[{','.join(map(str, default))}]"
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
+
+def is_continuous(env_id: str, env_kwargs: dict[str, Any] | None = None) -> bool:
+    """Whether the environment's observations are a continuous ``Box``."""
+    env = make_env(env_id, env_kwargs, check=False)
+    try:
+        return isinstance(env.observation_space, gym.spaces.Box)
+    finally:
+        env.close()
 
 
 def make_env(
@@ -168,30 +236,28 @@ def make_env(
     bins: int | Sequence[int] | None = None,
     obs_bounds: Sequence[Sequence[float]] | None = None,
     render_mode: str | None = None,
+    check: bool = True,
 ) -> gym.Env:
-    """``gymnasium.make(env_id, **env_kwargs)``, with tabular spaces checked.
+    """``gymnasium.make(env_id, **env_kwargs)``, with its keywords and tabular spaces checked.
 
     ``env_id`` may name its module, ``module:EnvName-v0`` (see :func:`resolve_env_id`). A
-    continuous observation space becomes a discrete one with ``bins`` (see :func:`discretize`).
+    continuous observation space becomes a discrete one with ``bins`` (see :func:`discretize`);
+    ``check=False`` leaves the spaces as they are, unchecked.
     """
     env_kwargs = dict(env_kwargs or {})
     env_id = resolve_env_id(env_id)
+    check_env_kwargs(env_id, env_kwargs)
     render = {"render_mode": render_mode} if render_mode else {}  # not all envs take the word
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             env = gym.make(env_id, **render, **env_kwargs)
-    except TypeError as error:
-        if "argument" not in str(error):
-            raise
-        raise UsageError(
-            f"{env_id} does not accept these keyword arguments ({error}); "
-            f"it accepts: {', '.join(accepted_kwargs(env_id)) or 'none'}"
-        ) from None
     except gym.error.Error as error:
         raise UsageError(f"cannot make {env_id}: {error}") from None
-    except (ValueError, KeyError, AssertionError) as error:
+    except (TypeError, ValueError, KeyError, AssertionError, IndexError) as error:
         raise UsageError(f"cannot make {env_id} with {env_kwargs}: {error!r}") from None
+    if not check:
+        return env
     if bins is not None:
         env = discretize(env, bins, obs_bounds)
     elif obs_bounds is not None:
@@ -216,9 +282,12 @@ def discretize(
                          "leave --bins out")
     n_dims = space.low.size
     per_dim = [int(bins)] * n_dims if np.isscalar(bins) else [int(b) for b in bins]
-    if len(per_dim) != n_dims or min(per_dim) < 1:
-        raise UsageError(f"--bins needs one positive count, or one per dimension ({n_dims}), "
-                         f"not {bins}")
+    if len(per_dim) != n_dims or min(per_dim) < 1 or max(per_dim) > MAX_BINS_PER_DIMENSION:
+        raise UsageError(f"--bins needs one count in [1, {MAX_BINS_PER_DIMENSION:,}], or one per "
+                         f"dimension ({n_dims}), not {bins}")
+    if math.prod(per_dim) > MAX_CELLS:
+        raise UsageError(f"--bins {bins} makes {math.prod(per_dim):.3g} cells over {n_dims} "
+                         f"dimensions, more states than a Q-table can number (2**62): use fewer")
     low, high = space.low.astype(np.float64).ravel(), space.high.astype(np.float64).ravel()
     if obs_bounds is not None:
         bounds = np.asarray(obs_bounds, dtype=np.float64)

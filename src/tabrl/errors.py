@@ -6,6 +6,8 @@ The command line prints that line and exits with the error's ``exit_code``; noth
 
 from __future__ import annotations
 
+import difflib
+
 
 class TabrlError(Exception):
     """A failure tabrl can explain in one line (exit code 1)."""
@@ -25,3 +27,11 @@ class RunFolderError(TabrlError):
 
 class NotCompilableError(UsageError):
     """The environment cannot run on the compiled engine; the message says why."""
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """``"did you mean q-learning?"`` for a misspelt name, else the list of what is known."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean {close[0]}?"
+    return f"use one of {', '.join(choices)}"

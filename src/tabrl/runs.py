@@ -17,11 +17,13 @@ killed, leaves a consistent checkpoint that ``--resume`` continues.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import platform
 import re
-from dataclasses import asdict, dataclass, field, fields
+import reprlib
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,15 +31,17 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from tabrl.agents import OWN_PARAMS, TabularAgent, agent_class
+from tabrl.agents import AGENTS, OWN_PARAMS, TabularAgent, agent_class
 from tabrl.envs import DEFAULT_STEP_CAP, make_env
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import Evaluation
+from tabrl.exploration import EXPLORATIONS
 from tabrl.fileio import atomic_save_npz, atomic_write_json, load_npz, read_json
 from tabrl.hyperparams import defaults_for, registered_id
 from tabrl.loop import COLUMNS, TrainingLog
 from tabrl.metrics import MetricsStore, first_non_finite
-from tabrl.schedules import Schedule, as_schedule
+from tabrl.schedules import KINDS, Schedule, as_schedule
+from tabrl.training import ENGINES
 
 if TYPE_CHECKING:
     from tabrl.training import Training
@@ -52,6 +56,117 @@ LEARNING = "learning_"  #: prefix of the agent's own arrays in q_table.npz
 
 #: The settings of one way of exploring; a user's own exploration replaces the shipped ones.
 EXPLORATION_PARAMS = ("temperature", "temperature_schedule", "ucb_c")
+
+
+#: Bounds of what a run may ask for. Seeds are numpy's (non-negative, 64 bits); the metrics keep
+#: 32 bytes per episode in memory, so 500 million episodes take 16 GB of this machine's 24.
+MAX_SEED = 2**63 - 1
+MAX_EPISODES = 500_000_000
+MAX_STEPS = 1_000_000_000
+MAX_INT = 2**63 - 1  #: any other whole number must fit the engines' int64
+EPISODES_WHY = "the metrics keep 32 bytes per episode in memory"
+_KIND_WORDS = {int: "a whole number", float: "a finite number", str: "a string",
+               bool: "true or false", dict: "a mapping", list: "a list", type(None): "null"}
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    """JSON's types as a config means them: a bool is no number, an int serves as a float."""
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The type of a setting and its range, checked wherever settings enter (the command line,
+    a grid, config.json): one line names what is wrong before anything runs on it."""
+
+    kinds: tuple[type, ...]
+    low: float | None = None
+    high: float | None = None
+    why: str = ""  #: the reason for a bound that is not obvious
+    choices: tuple[str, ...] = ()  #: the values a string may take (any, if empty)
+    items: Setting | None = None  #: every item of a list
+    keys: dict[str, Setting] | None = None  #: the keys a mapping may hold
+    optional: tuple[str, ...] = ()  #: keys a mapping may lack (it must hold the others)
+    open: bool = False  #: whether a mapping may hold other keys as well (left unread)
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value``, in words that follow the setting's name, or None."""
+        if not any(_is_kind(value, kind) for kind in self.kinds):
+            words = " or ".join(_KIND_WORDS[kind] for kind in self.kinds)
+            return f"must be {words}, not {reprlib.repr(value)}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return self._range_problem(value)
+        if isinstance(value, str) and self.choices and value not in self.choices:
+            return f"must be one of {', '.join(self.choices)}, not {reprlib.repr(value)}"
+        if isinstance(value, list) and self.items is not None:
+            return next((f"item {p}" for p in map(self.items.problem, value) if p), None)
+        if isinstance(value, dict) and self.keys is not None:
+            return self._keys_problem(value)
+        return None
+
+    def _range_problem(self, value: float) -> str | None:
+        low, high = self.low, self.high
+        if (low is None or value >= low) and (high is None or value <= high):
+            return None
+        bounds = (f"at least {low:,}" if high is None else f"at most {high:,}" if low is None
+                  else f"in [{low:,}, {high:,}]")
+        return f"must be {bounds}, not {value:,}" + (f" ({self.why})" if self.why else "")
+
+    def _keys_problem(self, value: dict) -> str | None:
+        keys = self.keys or {}
+        unknown = [k for k in value if k not in keys]
+        if unknown and not self.open:
+            return f"has no setting {unknown[0]!r}: it takes {', '.join(keys)}"
+        wrong = next((f"{k} {p}" for k, p in ((k, keys[k].problem(v)) for k, v in value.items()
+                                              if k in keys) if p), None)
+        missing = [k for k in keys if k not in value and k not in self.optional]
+        if wrong is None and missing:
+            return f"lacks {missing[0]!r}: give {', '.join(keys)}"
+        return wrong
+
+
+NUMBER, OPTIONAL_NUMBER = Setting((float,)), Setting((float, type(None)))
+#: The exponent w of ``1/n^w``: GLIE and convergent for w in (0.5, 1]; n^w must stay a float.
+EXPONENT_WHY = "1/n^w converges for w in (0.5, 1]"
+EXPONENT = Setting((float,), 0, 10, EXPONENT_WHY)
+SCHEDULE = Setting((dict, type(None)), keys={
+    "kind": Setting((str,), choices=KINDS), "start": NUMBER, "end": NUMBER,
+    "rate": Setting((float,), 0, 10, "a decrement, a factor in (0, 1] or an exponent")})
+#: The agents' own keywords (``RunConfig.algo_params``) and their types.
+#: The methods' own parameters come from their specs (whose checks the agent applies).
+ALGO_PARAMS = {
+    **{name: Setting((param.type,)) for name, param in OWN_PARAMS.items()},
+    "exploration": Setting((str,), choices=tuple(EXPLORATIONS)),
+    "temperature": NUMBER, "temperature_schedule": SCHEDULE, "ucb_c": NUMBER,
+}
+#: Every field of ``RunConfig``: its type and range.
+CONFIG_SCHEMA = {
+    "env_id": Setting((str,)),
+    "env_kwargs": Setting((dict,)),
+    "algo": Setting((str,), choices=tuple(AGENTS)),
+    "episodes": Setting((int,), 1, MAX_EPISODES, EPISODES_WHY),
+    "learning_rate": NUMBER, "discount": NUMBER, "epsilon_start": NUMBER, "epsilon_end": NUMBER,
+    "epsilon_decay_episodes": Setting((int,), 1, MAX_INT),
+    "seed": Setting((int,), 0, MAX_SEED, "numpy's seeds are 64-bit, non-negative"),
+    "engine": Setting((str,), choices=ENGINES),
+    "max_steps": Setting((int,), 1, MAX_STEPS),
+    "chunk_episodes": Setting((int, type(None)), 1, MAX_EPISODES),
+    "chunk_steps": Setting((int, type(None)), 1, MAX_INT),
+    "eval_episodes": Setting((int,), 0, MAX_EPISODES, EPISODES_WHY),
+    "window": Setting((int,), 1, MAX_EPISODES),
+    "epsilon_schedule": Setting((str,), choices=KINDS),
+    "epsilon_exponent": EXPONENT,
+    "learning_rate_exponent": Setting((float, type(None)), 0, 10, EXPONENT_WHY),
+    "learning_rate_schedule": SCHEDULE,
+    "checkpoint_seconds": Setting((float,), 0),
+    "algo_params": Setting((dict,), keys=ALGO_PARAMS, optional=tuple(ALGO_PARAMS)),
+    "bins": Setting((int, list, type(None)), 1, items=Setting((int,), 1)),
+    "obs_bounds": Setting((list, type(None)), items=Setting((list,), items=NUMBER)),
+}
 
 
 def merged_algo_params(shipped: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -148,8 +263,32 @@ class RunConfig:
         if chosen["epsilon_decay_episodes"] <= 0:
             raise UsageError("--epsilon-decay-episodes must be positive")
         known = {f.name for f in fields(cls)}
-        return cls(env_id=env_id, env_kwargs=dict(env_kwargs or {}), algo=algo,
-                   **{k: v for k, v in chosen.items() if k in known})
+        config = cls(env_id=env_id, env_kwargs=dict(env_kwargs or {}), algo=algo,
+                     **{k: v for k, v in chosen.items() if k in known})
+        if (found := config.problem()) is not None:
+            name, problem = found
+            raise UsageError(f"--{name.replace('_', '-')} {problem}")
+        return config
+
+    @classmethod
+    def from_json(cls, data: Any, source: Path) -> RunConfig:
+        """The config saved in ``source``, every field checked against ``CONFIG_SCHEMA``."""
+        if not isinstance(data, dict):
+            raise RunFolderError(f"{source} holds no settings: it is not a tabrl run config")
+        required = [f.name for f in fields(cls) if f.default is MISSING
+                    and f.default_factory is MISSING and f.name not in data]
+        if required:
+            raise RunFolderError(f"{source} lacks the setting {required[0]!r}: it is not a tabrl "
+                                 "run config")
+        if (found := settings_problem(data)) is not None:
+            name, problem = found
+            raise RunFolderError(f"{source}: {name} {problem}: the file is damaged or was edited; "
+                                 "train the run again")
+        return cls(**data)
+
+    def problem(self) -> tuple[str, str] | None:
+        """The first setting of a wrong type or out of range, and what is wrong, or None."""
+        return settings_problem({f.name: getattr(self, f.name) for f in fields(self)})
 
     def agent_hyperparameters(self) -> dict[str, Any]:
         """The agent's constructor keywords (tutorial names) for these settings."""
@@ -225,7 +364,37 @@ class RunConfig:
         return make_env(self.env_id, self.env_kwargs, self.bins, self.obs_bounds)
 
     def make_agent(self, env: gym.Env) -> TabularAgent:
-        return agent_class(self.algo)(env, seed=self.seed, **self.agent_hyperparameters())
+        cls = agent_class(self.algo)
+        accepted = agent_keywords(cls)
+        for name in self.algo_params:
+            if name not in accepted:
+                takers = [algo for algo, other in AGENTS.items() if name in agent_keywords(other)]
+                raise UsageError(f"--{name.replace('_', '-')} does not apply to {self.algo}: it "
+                                 f"is a setting of {', '.join(takers)}")
+        return cls(env, seed=self.seed, **self.agent_hyperparameters())
+
+
+def settings_problem(values: dict[str, Any]) -> tuple[str, str] | None:
+    """The first of ``values`` (a config's fields, its ``algo_params`` among them) whose type or
+    range is wrong, with what is wrong; None if all are right. Unknown names are wrong too."""
+    params = values.get("algo_params")
+    flat = {**values, **(params if isinstance(params, dict) else {})}
+    if isinstance(params, dict):
+        del flat["algo_params"]
+    schema = {**CONFIG_SCHEMA, **ALGO_PARAMS}
+    for name, value in flat.items():
+        setting = schema.get(name)
+        problem = ("is not a setting of tabrl" if setting is None else setting.problem(value))
+        if problem is not None:
+            return name, problem
+    return None
+
+
+def agent_keywords(cls: type[TabularAgent]) -> set[str]:
+    """The keyword-only settings an agent class takes, its base classes' included."""
+    return {parameter.name for klass in cls.__mro__ if "__init__" in vars(klass)
+            for parameter in inspect.signature(klass.__init__).parameters.values()
+            if parameter.kind is parameter.KEYWORD_ONLY}
 
 
 def read_hyperparams(path: Path) -> dict[str, Any]:
@@ -295,27 +464,26 @@ def default_solution_dir(env_id: str, root: Path = Path("runs")) -> Path:
     return root / f"{file_name(env_id)}-optimal"
 
 
-def writable_dir(path: Path) -> Path:
-    """Create ``path`` if needed and check that files can be written into it."""
+def writable_dir(path: Path, hint: str = "choose another --out") -> Path:
+    """Create ``path`` if needed and check that files can be written into it (``hint``: what
+    to do if not)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise RunFolderError(
-            f"cannot write the folder {path} ({error.strerror}): choose another --out"
-        ) from None
+        raise RunFolderError(f"cannot write the folder {path} ({error.strerror}): {hint}") from None
     return path
 
 
-def prepare_run_dir(path: Path) -> Path:
-    """Create an empty run folder, or a one-line error saying why it cannot be one."""
+def prepare_run_dir(
+    path: Path, hint: str = "choose another --out, or continue that run with --resume"
+) -> Path:
+    """Create an empty run folder, or a one-line error saying why it cannot be one (``hint``:
+    what to do instead, naming only options of the command that asks)."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UsageError(
-            f"{path} already exists and is not an empty folder: choose another --out, "
-            "or continue that run with --resume"
-        )
+        raise UsageError(f"{path} already exists and is not an empty folder: {hint}")
     return writable_dir(path)
 
 
@@ -399,9 +567,13 @@ class Run:
         return bool(self.state.get("finished"))
 
     def q_table(self) -> dict[str, np.ndarray]:
-        """The arrays of ``q_table.npz``: the agent's state at its last checkpoint."""
-        return load_npz(self.path / Q_TABLE, "a Q-table",
-                        ("q", "visits", "keys", "episodes_done", "epsilon"))
+        """The arrays of ``q_table.npz``: the agent's state at its last checkpoint, checked
+        against each other and the config (a damaged file is refused, never half used)."""
+        path = self.path / Q_TABLE
+        arrays = load_npz(path, "a Q-table", ("q", "visits", "keys", "episodes_done", "epsilon"))
+        if (problem := q_table_problem(arrays, self.info.get("n_actions"))) is not None:
+            raise RunFolderError(f"{path} {problem}: the file is damaged; train the run again")
+        return arrays
 
     @property
     def episodes_done(self) -> int:
@@ -438,7 +610,9 @@ class Run:
 
     def evaluation(self) -> Evaluation | None:
         path = self.path / EVALUATION
-        return Evaluation.from_dict(read_json(path, "the evaluation")) if path.exists() else None
+        if not path.exists():
+            return None
+        return Evaluation.from_dict(checked_json(path, "the evaluation", EVALUATION_SCHEMA))
 
     def load_agent(self, env: gym.Env | None = None) -> TabularAgent:
         """The trained agent, on ``env`` or a fresh environment made from the config."""
@@ -466,7 +640,36 @@ class Run:
                 f"{self.path / Q_TABLE} lacks the agent's {missing} array: it was not saved by "
                 f"a {self.config.algo} run"
             ) from None
+        except (IndexError, ValueError, TypeError) as error:
+            raise RunFolderError(
+                f"{self.path / Q_TABLE} holds learning state that does not fit a "
+                f"{self.config.algo} agent ({error}): the file is damaged"
+            ) from None
         return agent
+
+
+def q_table_problem(arrays: dict[str, np.ndarray], n_actions: int | None) -> str | None:
+    """What makes the arrays of a ``q_table.npz`` inconsistent, or None: shapes that disagree
+    with each other or with the config's ``n_actions``, values that cannot be (NaN, negative
+    counts), counters of the wrong kind."""
+    q, visits, keys = arrays["q"], arrays["visits"], arrays["keys"]
+    done, epsilon = arrays["episodes_done"], arrays["epsilon"]
+    if q.ndim != 2 or q.dtype.kind != "f" or (n_actions is not None and q.shape[1] != n_actions):
+        return f"holds a Q-table of shape {q.shape} and dtype {q.dtype}, not (states, {n_actions})"
+    if visits.shape != q.shape or visits.dtype.kind not in "iu":
+        return f"holds visit counts of shape {visits.shape} beside a Q-table of shape {q.shape}"
+    if keys.shape != (len(q),) or keys.dtype.kind not in "iu":
+        return f"holds {keys.shape} state keys of dtype {keys.dtype} for {len(q)} rows"
+    if done.shape != () or done.dtype.kind not in "iu" or not 0 <= int(done) <= MAX_INT:
+        return f"holds an episode count {done!r} that cannot be"
+    if epsilon.shape != () or not 0 <= float(epsilon) <= 1:
+        return f"holds an epsilon {epsilon!r} outside [0, 1]"
+    if not np.isfinite(q).all() or (visits < 0).any():
+        return "holds values that cannot be (NaN or infinite action values, negative counts)"
+    learning = [a for name, a in arrays.items() if name.startswith(LEARNING)]
+    if any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in learning):
+        return "holds learning state that is NaN or infinite"
+    return None
 
 
 def save_config(
@@ -485,21 +688,62 @@ def save_config(
     })
 
 
+#: What ``state.json`` and ``evaluation.json`` hold, checked when they are read back.
+STATE_SCHEMA = Setting((dict,), keys={
+    "episodes_done": Setting((int,), 0, MAX_INT), "epsilon": NUMBER,
+    "finished": Setting((bool,)), "train_seconds": Setting((float,), 0),
+}, optional=("train_seconds",), open=True)
+SHARE = Setting((float,), 0, 1)
+EXACT_SCHEMA = Setting((dict, type(None)), keys={
+    "policy_value": OPTIONAL_NUMBER, "optimal_value": NUMBER, "stationary_optimal_value": NUMBER,
+    "gap": OPTIONAL_NUMBER, "optimal_action_share": SHARE,
+    "success_probability": Setting((float, type(None)), 0, 1), "win": SHARE, "draw": SHARE,
+    "loss": SHARE, "truncated": SHARE, "mean_length": OPTIONAL_NUMBER,
+    "horizon": Setting((int, type(None)), 0),
+}, open=True)
+EVALUATION_SCHEMA = Setting((dict,), keys={
+    "n_episodes": Setting((int,), 0, MAX_EPISODES), "seed": Setting((int,), 0, 2**64 - 1),
+    "mean_return": NUMBER, "std_return": NUMBER, "sem": NUMBER, "ci95_low": NUMBER,
+    "ci95_high": NUMBER, "win_rate": SHARE, "draw_rate": SHARE, "loss_rate": SHARE,
+    "success_rate": Setting((float, type(None)), 0, 1), "truncated_rate": SHARE,
+    "mean_length": NUMBER, "exact": EXACT_SCHEMA,
+})
+
+
+def checked_json(path: Path, what: str, schema: Setting) -> Any:
+    """A JSON file read and checked against ``schema``, or a one-line error."""
+    data = read_json(path, what)
+    if (problem := schema.problem(data)) is not None:
+        raise RunFolderError(f"{path}: {problem}; {what} is damaged or not tabrl's")
+    return data
+
+
 def load_run(path: str | Path) -> Run:
-    """Read a run folder, or a one-line error saying what is wrong with it."""
+    """Read a run folder, or a one-line error saying what is wrong with it.
+
+    Every file is checked where it is read: config.json against ``CONFIG_SCHEMA`` and then by
+    making its environment and agent (so a hand-edited value that tabrl refuses is refused here,
+    as a damaged file), state.json against ``STATE_SCHEMA``.
+    """
     path = Path(path)
     if not path.is_dir():
         raise UsageError(f"{path} is not a folder: give the path of a run folder (see runs/)")
     if not (path / CONFIG).exists():
         raise RunFolderError(f"{path} is not a run folder: it has no {CONFIG}")
     info = read_json(path / CONFIG, "the run's config")
+    if not isinstance(info, dict) or "config" not in info:
+        raise RunFolderError(f"{path / CONFIG} is not a tabrl run config: it has no settings")
+    config = RunConfig.from_json(info["config"], path / CONFIG)
+    n_actions = info.get("n_actions")
     try:
-        config = RunConfig(**info["config"])
-    except (KeyError, TypeError) as error:
-        raise RunFolderError(f"{path / CONFIG} is not a tabrl run config ({error})") from None
-    state = read_json(path / STATE, "the run's progress")
-    if not isinstance(state, dict) or "epsilon" not in state:
-        raise RunFolderError(f"{path / STATE} is not a tabrl progress file")
+        env = config.make_env()
+        agent = config.make_agent(env)
+    except UsageError as error:
+        raise RunFolderError(f"{path / CONFIG} holds settings tabrl refuses ({error})") from None
+    if n_actions is not None and n_actions != agent.n_actions:
+        raise RunFolderError(f"{path / CONFIG} says {n_actions!r} actions, but {config.env_id} "
+                             f"has {agent.n_actions}: the file is damaged")
+    state = checked_json(path / STATE, "the run's progress", STATE_SCHEMA)
     return Run(path, config, info, state)
 
 

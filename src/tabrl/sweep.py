@@ -33,20 +33,17 @@ from typing import Any
 
 import numpy as np
 
-from tabrl.agents import OWN_PARAMS
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import evaluate
 from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
 from tabrl.keyvalues import split_items
 from tabrl.mdp import known_mdp
-from tabrl.runs import EXPLORATION_PARAMS, SWEEP, RunConfig, merged_algo_params, prepare_run_dir
+from tabrl.runs import ALGO_PARAMS, SWEEP, RunConfig, merged_algo_params, prepare_run_dir
 from tabrl.schedules import as_schedule
 from tabrl.stats import Estimate, summarize_runs
 from tabrl.training import train
 
 BACKENDS = ("local", "ray")
-#: The agents' own keywords a grid may vary (they go into ``RunConfig.algo_params``).
-ALGO_PARAMS = (*OWN_PARAMS, "exploration", *EXPLORATION_PARAMS)
 
 #: ``progress(jobs_done, jobs_total)``
 SweepProgress = Callable[[int, int], None]
@@ -139,8 +136,11 @@ def expand(base: RunConfig, grid: dict[str, list[Any]]) -> list[RunConfig]:
             changes["learning_rate"] = as_schedule(changes["learning_rate_schedule"]).start
             changes["learning_rate_exponent"] = None
         algo_params = {name: changes.pop(name) for name in list(changes) if name in ALGO_PARAMS}
-        settings.append(replace(base, **changes,
-                                algo_params=merged_algo_params(base.algo_params, algo_params)))
+        config = replace(base, **changes,
+                         algo_params=merged_algo_params(base.algo_params, algo_params))
+        if (found := config.problem()) is not None:
+            raise UsageError(f"--grid {found[0]} {found[1]}")
+        settings.append(config)
     return settings
 
 
@@ -203,11 +203,20 @@ def _run_local(jobs: list[tuple[dict, int, int]], n_jobs: int) -> Iterator[JobRe
         yield from pool.map(run_job, *zip(*jobs))
 
 
+def check_backend(backend: str) -> None:
+    """A one-line error for an unknown backend, or Ray's when Ray is not installed."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError("the ray backend needs Ray: pip install 'tabrl[ray]'") from None
+
+
 def _run_ray(jobs: list[tuple[dict, int, int]], address: str | None) -> Iterator[JobResult]:
-    try:
-        import ray
-    except ImportError:
-        raise UsageError("the ray backend needs Ray: pip install 'tabrl[ray]'") from None
+    import ray
+
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -238,8 +247,7 @@ def run_sweep(
     ``finished`` jobs (a resumed sweep's) are not trained again; ``on_result`` sees every new
     job as it finishes (to store it at once).
     """
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    check_backend(backend)
     if not seeds:
         raise UsageError("a sweep needs at least one seed")
     check_configs(configs)

@@ -23,8 +23,8 @@ import yaml
 
 from tabrl.errors import UsageError
 from tabrl.fileio import atomic_write_bytes
-from tabrl.runs import RunConfig, file_name, writable_dir
-from tabrl.sweep import ALGO_PARAMS, check_configs, run_job
+from tabrl.runs import ALGO_PARAMS, RunConfig, file_name, writable_dir
+from tabrl.sweep import check_configs, run_job
 
 BEST, STUDY_DB = "best.yml", "study.db"
 HISTORY_PICTURE, IMPORTANCE_PICTURE = "history.png", "importance.png"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +116,11 @@ def prepare_run(config: RunConfig, out: Path | None = None) -> PreparedRun:
     return PreparedRun(config, env, agent, choice, path, metrics_id, lock=lock)
 
 
-def prepare_resume(path: Path, episodes: int | None = None) -> PreparedRun:
-    """A run folder's checkpoint, ready to continue (to ``episodes`` in all, if given).
+def prepare_resume(
+    path: Path, episodes: int | None = None, settings: dict | None = None
+) -> PreparedRun:
+    """A run folder's checkpoint, ready to continue (to ``episodes`` in all, if given; with
+    ``settings`` that do not change its result, such as ``eval_episodes`` and ``window``).
 
     Everything is checked before the folder is touched: a refused resume changes nothing.
     """
@@ -126,7 +129,7 @@ def prepare_resume(path: Path, episodes: int | None = None) -> PreparedRun:
     with ExitStack() as on_failure:
         on_failure.callback(lock.close)
         run = load_run(path)  # read again: no writer can be halfway through it now
-        prepared = resumable(run, episodes)
+        prepared = resumable(run, episodes, settings)
         prepared.lock = lock
         keep_committed_metrics(run, prepared)
         save_config(path, prepared.config, prepared.agent, prepared.engine.name,
@@ -135,9 +138,9 @@ def prepare_resume(path: Path, episodes: int | None = None) -> PreparedRun:
     return prepared
 
 
-def resumable(run: Run, episodes: int | None) -> PreparedRun:
+def resumable(run: Run, episodes: int | None, settings: dict | None = None) -> PreparedRun:
     """The run's checkpoint checked and loaded (a legacy run keeps its fixed chunks)."""
-    config, arrays = run.config, run.q_table()
+    config, arrays = replace(run.config, **(settings or {})), run.q_table()
     done = int(arrays["episodes_done"])
     if episodes is not None and episodes <= 0:
         raise UsageError(f"the number of episodes must be positive, not {episodes}")
@@ -228,9 +231,10 @@ def train_with_checkpoints(
 
 
 def resume_run(path: Path, episodes: int | None = None, *, progress: Progress | None = None,
-               say: Say = print, evaluation_progress: EvaluationProgress | None = None) -> Run:
+               say: Say = print, evaluation_progress: EvaluationProgress | None = None,
+               settings: dict | None = None) -> Run:
     """Continue an interrupted (or finished, with more ``episodes``) run from its checkpoint."""
-    prepared = prepare_resume(path, episodes)
+    prepared = prepare_resume(path, episodes, settings)
     say(resuming(prepared))
     return train_run(prepared, progress=progress, say=say,
                      evaluation_progress=evaluation_progress)

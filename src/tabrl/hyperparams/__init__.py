@@ -13,13 +13,16 @@ from typing import Any
 
 import yaml
 
-from tabrl.errors import UsageError
+from tabrl.errors import UsageError, did_you_mean
 
 
 def defaults_for(algo: str, env_id: str) -> dict[str, Any]:
     """The default hyperparameters of ``algo`` on ``env_id``: the method's ``default``, then what
     ``environments.yml`` ships for the environment whatever the method (its bins, a sensible
     length of training), then the method's own entry for the environment."""
+    shipped = methods()
+    if algo not in shipped:
+        raise UsageError(f"unknown method {algo!r}: {did_you_mean(algo, shipped)}")
     table = _table(algo)
     return {**table["default"], **environment_defaults(env_id),
             **(table.get(registered_id(env_id)) or {})}
@@ -35,9 +38,12 @@ def registered_id(env_id: str) -> str:
     return env_id.rpartition(":")[2]
 
 
+def methods() -> list[str]:
+    """The methods with shipped hyperparameters: one ``<algo>.yml`` each."""
+    files = resources.files(__name__).iterdir()
+    return sorted(f.name.removesuffix(".yml") for f in files
+                  if f.name.endswith(".yml") and f.name != "environments.yml")
+
+
 def _table(name: str) -> dict[str, Any]:
-    try:
-        text = resources.files(__name__).joinpath(f"{name}.yml").read_text()
-    except FileNotFoundError:
-        raise UsageError(f"no shipped hyperparameters for the algorithm {name!r}") from None
-    return yaml.safe_load(text)
+    return yaml.safe_load(resources.files(__name__).joinpath(f"{name}.yml").read_text())
