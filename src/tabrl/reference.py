@@ -66,6 +66,7 @@ def solution_summary(solution: Solution, mdp: TabularMDP, encoder: StateEncoder)
         "discount": solution.discount,
         "horizon": solution.horizon,
         "num_iter": solution.num_iter,
+        "settled_at": solution.settled_at,
         "success_probability": optimal.success_probability,
         "win": optimal.win,
         "draw": optimal.draw,
