@@ -64,11 +64,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import gymnasium as gym
 import numpy as np
 
-from tabrl.compiled import dp_kernels
 from tabrl.errors import UsageError
 from tabrl.mdp import TabularMDP, mdp_of
 
@@ -142,6 +142,13 @@ class PolicyValue:
     mean_length: float  #: expected number of steps (inf where episodes may never end)
 
 
+def _kernels() -> ModuleType:
+    """The numba kernels, imported when first needed: ``import tabrl`` does not load numba."""
+    from tabrl.compiled import dp_kernels
+
+    return dp_kernels
+
+
 @dataclass(frozen=True, eq=False)
 class _Table:
     """Outcomes in CSR form, ``width`` segments per state: the whole MDP, or a policy (width 1).
@@ -209,8 +216,8 @@ def _optimal_q(table: _Table, discount: float, horizon: int | None) -> tuple[np.
     once they settle within ``TOLERANCE`` (the rule in the module docstring).
     """
     if horizon is not None:
-        return dp_kernels.sweep_until_settled(*table.arrays, table.width, discount, horizon, 0.0)
-    q, sweeps, settled = dp_kernels.sweep_until_settled(*table.arrays, table.width, discount,
+        return _kernels().sweep_until_settled(*table.arrays, table.width, discount, horizon, 0.0)
+    q, sweeps, settled = _kernels().sweep_until_settled(*table.arrays, table.width, discount,
                                                         MAX_SWEEPS, TOLERANCE)
     if not settled:
         raise UsageError(
@@ -272,7 +279,7 @@ def _row_advantages(mdp: TabularMDP, table: _Table, policy: np.ndarray,
     (summed while more than ``TOLERANCE`` of the episodes are still running).
     """
     current = _one_action(mdp, policy[mdp.row_of_state])
-    advantage = dp_kernels.time_weighted_advantages(
+    advantage = _kernels().time_weighted_advantages(
         table.arrays, current.arrays, np.array(mdp.initial), mdp.horizon, discount, TOLERANCE
     )
     return np.stack([np.bincount(mdp.row_of_state, column, minlength=mdp.n_rows)
@@ -420,8 +427,8 @@ def _surely_ending(policy: _Table) -> np.ndarray:
     goes_on = ~policy.terminal & positive
     ends_now = np.zeros(policy.offsets.size - 1, dtype=bool)
     ends_now[policy.source()[policy.terminal & positive]] = True
-    can_end = dp_kernels.reaching(policy.offsets, policy.next_state, goes_on, ends_now)
-    return ~dp_kernels.reaching(policy.offsets, policy.next_state, goes_on, ~can_end)
+    can_end = _kernels().reaching(policy.offsets, policy.next_state, goes_on, ends_now)
+    return ~_kernels().reaching(policy.offsets, policy.next_state, goes_on, ~can_end)
 
 
 def _stationary_values(mdp: TabularMDP, policy: _Table, discount: float) -> np.ndarray:
@@ -432,7 +439,7 @@ def _stationary_values(mdp: TabularMDP, policy: _Table, discount: float) -> np.n
         ending, drift_sweeps = _surely_ending(policy), DRIFT_SWEEPS
     else:  # discounted values always settle
         ending, drift_sweeps = np.zeros(mdp.n_states, dtype=bool), MAX_SWEEPS + 1
-    return dp_kernels.endless_policy_values(*policy.arrays, discount, ending, drift_sweeps,
+    return _kernels().endless_policy_values(*policy.arrays, discount, ending, drift_sweeps,
                                             TOLERANCE)
 
 
@@ -445,7 +452,7 @@ def _occupancy(mdp: TabularMDP, policy: _Table) -> tuple[np.ndarray, np.ndarray,
     limit = mdp.horizon
     if limit is None and mdp.initial[~_surely_ending(policy)].sum() > 0:
         limit = DRIFT_SWEEPS
-    visits, ended, running = dp_kernels.occupancy(
+    visits, ended, running = _kernels().occupancy(
         policy.offsets, policy.next_state, policy.continuing,
         np.where(policy.terminal, policy.prob, 0.0), np.array(mdp.initial),
         -1 if limit is None else limit, TOLERANCE,
