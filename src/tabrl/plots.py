@@ -32,6 +32,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import matplotlib
+import matplotlib.image
 import numpy as np
 from gymnasium.envs.toy_text.blackjack import BlackjackEnv
 from gymnasium.envs.toy_text.cliffwalking import CliffWalkingEnv
