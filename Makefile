@@ -26,6 +26,7 @@ test: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.engines
+	$(BIN)/python -m bench.solve
 
 clean:
 	rm -rf $(VENV) runs

@@ -102,6 +102,14 @@ def test_learning_curves_png(tmp_path: Path) -> None:
     assert image.shape[1] > 2 * image.shape[0]  # three panels side by side
 
 
+def test_pictures_are_drawn_at_the_dpi_on_white(tmp_path: Path) -> None:
+    """One draw on the canvas writes what savefig wrote: the figure's inches at DPI, on white."""
+    image = matplotlib.image.imread(
+        plots.plot_learning_curves(fake_metrics(10**6), tmp_path / "curves.png", window=500))
+    assert image.shape[:2] == (round(4.4 * plots.DPI), 15 * plots.DPI)
+    np.testing.assert_array_equal(image[0, 0], [1.0, 1.0, 1.0, 1.0])
+
+
 def test_learning_curves_short_run_and_missing_series(tmp_path: Path) -> None:
     metrics = fake_metrics(7)
     del metrics["td_error"]

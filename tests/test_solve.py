@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
+from bench import numpy_dp
 from tabrl import dp as solve_module
 from tabrl.dp import evaluate_policy_exact, policy_agreement, solve
 from tabrl.errors import NotCompilableError, UsageError
@@ -170,6 +173,86 @@ def test_bad_input_gets_one_line_errors():
         solve("FrozenLake-v1")
     with pytest.raises(NotCompilableError):
         solve(gym.make("CartPole-v1"))
+
+
+def random_mdp(seed: int, horizon: int | None) -> TabularMDP:
+    """A small random MDP: 1 to 3 outcomes per pair, some terminal, rewards of both signs."""
+    rng = np.random.default_rng(seed)
+    n_states, n_actions = int(rng.integers(1, 9)), int(rng.integers(1, 4))
+    transitions = {}
+    for s in range(n_states):
+        transitions[s] = {}
+        for a in range(n_actions):
+            n = int(rng.integers(1, 4))
+            transitions[s][a] = list(zip(rng.dirichlet(np.ones(n)).tolist(),
+                                         rng.integers(0, n_states, n).tolist(),
+                                         rng.normal(size=n).round(2).tolist(),
+                                         (rng.random(n) < 0.3).tolist()))
+    initial = rng.dirichlet(np.ones(n_states))
+    return from_transitions(transitions, initial, n_actions, horizon)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_compiled_solver_equals_the_numpy_one_on_random_mdps(seed: int, monkeypatch) -> None:
+    """Same sums in the same order: the optimal q bit for bit, every other figure to 1e-12."""
+    for module in (solve_module, numpy_dp):  # a loop that pays forever is given up on sooner
+        monkeypatch.setattr(module, "MAX_SWEEPS", 2_000)
+    horizon, discount = [(1, None), (7, None), (40, None), (25, 0.9), (None, 0.8)][seed % 5]
+    mdp = random_mdp(seed, horizon)
+    new, old = solve(mdp, discount), numpy_dp.solve(mdp, discount)
+    np.testing.assert_array_equal(new.q_values, old.q_values)
+    np.testing.assert_array_equal(new.policy, old.policy)
+    assert new.value == old.value
+    assert new.stationary_value == pytest.approx(old.stationary_value, abs=1e-12)
+    np.testing.assert_allclose(new.visit_weights, old.visit_weights, rtol=0, atol=1e-12)
+    random_policy = np.random.default_rng(seed).integers(0, mdp.n_actions, mdp.n_rows)
+    for policy in (random_policy, new.stationary_policy):
+        exact = evaluate_policy_exact(mdp, policy, discount)
+        reference = numpy_dp.evaluate_policy_exact(mdp, policy, discount)
+        np.testing.assert_array_equal(exact.values, reference.values)
+        for field in ("win", "draw", "loss", "truncated", "mean_length"):
+            assert getattr(exact, field) == pytest.approx(getattr(reference, field), abs=1e-12)
+    assert evaluate_policy_exact(mdp, new.stationary_policy, discount).value == pytest.approx(
+        new.stationary_value, abs=1e-12)
+
+
+def test_a_loop_forever_is_detected_as_the_numpy_solver_did() -> None:
+    env = gym.make("CliffWalking-v1")
+    up = np.zeros(48, dtype=np.int64)
+    new, old = evaluate_policy_exact(env, up), numpy_dp.evaluate_policy_exact(env, up)
+    np.testing.assert_array_equal(new.values, old.values)
+    assert (new.truncated, new.mean_length) == (old.truncated, old.mean_length)
+
+
+def test_backward_induction_stops_exactly_where_the_values_settle() -> None:
+    """Not slippery, the optimal values stop changing after 6 steps: 994 sweeps are skipped."""
+    env = gym.make("FrozenLake-v1", is_slippery=False, max_episode_steps=1000)
+    solution = solve(env)
+    assert (solution.settled_at, solution.num_iter, solution.horizon) == (6, 7, 1000)
+    full = numpy_dp.solve(mdp_of(env))  # all 1000 sweeps
+    assert full.num_iter == 1000
+    np.testing.assert_array_equal(solution.q_values, full.q_values)
+    short = solve(gym.make("FrozenLake-v1", is_slippery=False, max_episode_steps=5))
+    assert (short.settled_at, short.num_iter, short.value) == (None, 5, 0.0)  # 6 steps needed
+    assert solve(gym.make("FrozenLake-v1")).settled_at is None  # slippery: still rising at 100
+
+
+def test_solve_says_where_the_values_settled(tabrl_cli, tmp_path) -> None:
+    args = ("solve", "FrozenLake-v1", "--env-kwargs", "is_slippery=false")
+    summary = json.loads(tabrl_cli(*args, "--json", "--out", tmp_path / "json").stdout)
+    assert (summary["settled_at"], summary["num_iter"], summary["horizon"]) == (6, 7, 100)
+    assert "values settled after 6 of 100 steps" in tabrl_cli(*args, "--out", tmp_path / "t").stdout
+    slippery = tabrl_cli("solve", "FrozenLake-v1", "--out", tmp_path / "slippery").stdout
+    assert "values still changing at 100 steps" in slippery
+
+
+def test_solutions_are_kept_per_mdp_content_and_discount() -> None:
+    first = solve(mdp_of(gym.make("FrozenLake-v1")))
+    assert solve(mdp_of(gym.make("FrozenLake-v1"))) is first  # built again, not solved again
+    assert solve(mdp_of(gym.make("FrozenLake-v1")), discount=0.9) is not first
+    assert solve(mdp_of(gym.make("FrozenLake-v1", max_episode_steps=50))) is not first
+    with pytest.raises(ValueError, match="read-only"):
+        first.policy[0] = 1
 
 
 def _monte_carlo(env: gym.Env, policy: np.ndarray, episodes: int,

@@ -561,6 +561,10 @@ def solve_command(
     objective = "undiscounted return" if summary["discount"] == 1 else f"discount {discount}"
     horizon = summary["horizon"]
     table.add_row("objective", objective + (f" within {horizon} steps" if horizon else ""))
+    if horizon:
+        settled = summary["settled_at"]
+        table.add_row("backward induction", f"values settled after {settled:,} of {horizon:,} steps"
+                      if settled is not None else f"values still changing at {horizon:,} steps")
     table.add_row("optimal value", f"{summary['value']:+.4f}")
     table.add_row("best stationary policy", f"{summary['stationary_value']:+.4f}")
     names, shares = _outcomes_row(summary["outcomes"])

@@ -14,8 +14,11 @@ nothing follows; a truncated episode simply stops.
 :math:`(TV)(s) = \max_a q(s, a)`.
 
 * *With a time limit* (FrozenLake, Taxi): backward induction :math:`V_H = 0`,
-  :math:`V_t = T V_{t+1}`, exactly :math:`H` sweeps. The optimum is non-stationary (with few steps
-  left, a risky shortcut may beat a safe detour); :class:`Solution` reports :math:`t = 0`.
+  :math:`V_t = T V_{t+1}`, at most :math:`H` sweeps: once a sweep returns the values it was given,
+  bit for bit in float64, every further sweep returns them again, so the sweeps stop there with
+  the exact answer (``Solution.settled_at``: the values settled after K of H steps). The optimum
+  is non-stationary (with few steps left, a risky shortcut may beat a safe detour);
+  :class:`Solution` reports :math:`t = 0`.
   A discount, when given, is applied *within* the time limit, so the reference stays the one of
   the environment the agent acts in.
 * *Without a time limit* (CliffWalking, Blackjack): value iteration :math:`V_{k+1} = T V_k`
@@ -49,11 +52,20 @@ never end (CliffWalking's agent walking into the border): from such states the r
 :math:`\pm\infty` when it keeps drifting after ``DRIFT_SWEEPS`` sweeps, and episodes still running
 after ``DRIFT_SWEEPS`` steps count as truncated. :func:`endless_states` names the states from
 which a policy never ends (or may not end): a Monte Carlo evaluation cuts its episodes there.
+
+**Computation.** Every sweep runs in numba kernels over the MDP's CSR outcomes
+(``tabrl.compiled.dp_kernels``), adding in the order of the numpy solver this module replaced
+(``bench/numpy_dp.py``, equal bit for bit on the values); a solve costs about a sweep per
+state-step until the values settle. :func:`solve` keeps its last few solutions keyed by the MDP's
+content and the discount, so a run that evaluates and draws solves its environment once.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import gymnasium as gym
 import numpy as np
@@ -76,6 +88,8 @@ MAX_SWEEPS = 100_000
 DRIFT_SWEEPS = 10_000
 #: Rounds of local search for the best stationary policy under a time limit.
 MAX_IMPROVEMENTS = 100
+#: Solutions :func:`solve` keeps for the MDPs it saw last.
+SOLUTIONS_KEPT = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +116,10 @@ class Solution:
     discount: float  #: 1.0 for the undiscounted return
     horizon: int | None  #: the time limit respected, None where there is none
     num_iter: int  #: Bellman sweeps of the main solve
+    #: Under a time limit H: the K <= H steps to go after which the optimal values no longer
+    #: change in float64 (every longer limit has the same optimum); None where they still
+    #: change at the limit, or there is no limit.
+    settled_at: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,96 +144,89 @@ class PolicyValue:
     mean_length: float  #: expected number of steps (inf where episodes may never end)
 
 
-@dataclass(frozen=True, eq=False)
-class _Kernel:
-    """Outcome arrays grouped in segments (a state-action pair, or a state under a policy).
+def _kernels() -> ModuleType:
+    """The numba kernels, imported when first needed: ``import tabrl`` does not load numba."""
+    from tabrl.compiled import dp_kernels
 
-    ``backup`` is the Bellman backup of every segment at once: one ``bincount`` over outcomes.
+    return dp_kernels
+
+
+@dataclass(frozen=True, eq=False)
+class _Table:
+    """Outcomes in CSR form, ``width`` segments per state: the whole MDP, or a policy (width 1).
+
+    ``arrays`` is what the kernels of ``tabrl.compiled.dp_kernels`` read; every array is writable
+    and contiguous, so that each kernel compiles for one signature.
     """
 
-    n_segments: int
-    segment: np.ndarray  #: the segment of each outcome
-    source: np.ndarray  #: the state each outcome leaves
+    width: int
+    offsets: np.ndarray  #: int64[n_states * width + 1]
     next_state: np.ndarray
-    prob: np.ndarray
-    reward: np.ndarray  #: the reward of each outcome
-    terminal: np.ndarray
     continuing: np.ndarray  #: ``prob`` where the episode goes on, 0 where it ends
-    expected_reward: np.ndarray  #: float64[n_segments]
+    expected_reward: np.ndarray  #: float64[n_states * width]
+    prob: np.ndarray
+    reward: np.ndarray
+    terminal: np.ndarray
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.offsets, self.next_state, self.continuing, self.expected_reward
 
     @classmethod
-    def build(cls, mdp: TabularMDP, outcomes: np.ndarray, segment: np.ndarray,
-              n_segments: int) -> _Kernel:
-        """The kernel of the outcomes with indices ``outcomes``, grouped by ``segment``."""
-        prob = mdp.prob[outcomes]
-        terminal = mdp.terminal[outcomes]
-        reward = mdp.reward[outcomes]
-        source = np.repeat(np.arange(mdp.n_states * mdp.n_actions), np.diff(mdp.offsets))
+    def build(cls, mdp: TabularMDP, width: int, offsets: np.ndarray, outcomes: np.ndarray | slice,
+              expected_reward: np.ndarray) -> _Table:
+        """The table of the outcomes ``outcomes`` of ``mdp``, cut into segments by ``offsets``."""
+        terminal = np.array(mdp.terminal[outcomes])
+        prob = np.array(mdp.prob[outcomes])
         return cls(
-            n_segments=n_segments,
-            segment=segment,
-            source=source[outcomes] // mdp.n_actions,
-            next_state=mdp.next_state[outcomes],
-            prob=prob,
-            reward=reward,
-            terminal=terminal,
+            width=width,
+            offsets=np.array(offsets, dtype=np.int64),
+            next_state=np.array(mdp.next_state[outcomes], dtype=np.int64),
             continuing=np.where(terminal, 0.0, prob),
-            expected_reward=np.bincount(segment, prob * reward, minlength=n_segments),
+            expected_reward=np.array(expected_reward, dtype=np.float64),
+            prob=prob,
+            reward=np.array(mdp.reward[outcomes]),
+            terminal=terminal,
         )
 
-    def backup(self, values: np.ndarray, discount: float) -> np.ndarray:
-        """``r + discount * P v`` for every segment."""
-        future = np.bincount(self.segment, self.continuing * values[self.next_state],
-                             minlength=self.n_segments)
-        return self.expected_reward + discount * future
+    def source(self) -> np.ndarray:
+        """The state each outcome leaves."""
+        return np.repeat(np.arange(self.offsets.size - 1) // self.width, np.diff(self.offsets))
 
 
-def _all_actions(mdp: TabularMDP) -> _Kernel:
-    """The kernel of the whole MDP: one segment per ``(state, action)``."""
-    pairs = np.repeat(np.arange(mdp.n_states * mdp.n_actions), np.diff(mdp.offsets))
-    return _Kernel.build(mdp, np.arange(mdp.prob.size), pairs, mdp.n_states * mdp.n_actions)
+def _all_actions(mdp: TabularMDP) -> _Table:
+    """The table of the whole MDP: one segment per ``(state, action)``."""
+    return _Table.build(mdp, mdp.n_actions, mdp.offsets, slice(None),
+                        mdp.expected_reward().ravel())
 
 
-def _one_action(mdp: TabularMDP, actions: np.ndarray) -> _Kernel:
-    """The kernel of a stationary policy given per state: one segment per state."""
+def _one_action(mdp: TabularMDP, actions: np.ndarray) -> _Table:
+    """The table of a stationary policy given per state: one segment per state."""
     pairs = np.arange(mdp.n_states) * mdp.n_actions + actions
     starts, stops = mdp.offsets[pairs], mdp.offsets[pairs + 1]
     counts = stops - starts
-    first = np.cumsum(counts) - counts
-    outcomes = np.repeat(starts - first, counts) + np.arange(counts.sum())
-    return _Kernel.build(mdp, outcomes, np.repeat(np.arange(mdp.n_states), counts), mdp.n_states)
+    offsets = np.concatenate(([0], np.cumsum(counts)))
+    outcomes = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+    return _Table.build(mdp, 1, offsets, outcomes, mdp.expected_reward().ravel()[pairs])
 
 
 # --- the optimum --------------------------------------------------------------------------------
-def _optimal_q(mdp: TabularMDP, kernel: _Kernel, discount: float,
-               horizon: int | None) -> tuple[np.ndarray, int]:
-    """Optimal ``q`` at t = 0 and the number of sweeps (backward induction or value iteration)."""
-    shape = (mdp.n_states, mdp.n_actions)
-    values = np.zeros(mdp.n_states)
-    q = np.zeros(shape)
+def _optimal_q(table: _Table, discount: float, horizon: int | None) -> tuple[np.ndarray, int, bool]:
+    """Optimal ``q`` at t = 0, the sweeps it took, and whether the values settled.
+
+    Backward induction stops once the values settle exactly; value iteration (no time limit)
+    once they settle within ``TOLERANCE`` (the rule in the module docstring).
+    """
     if horizon is not None:
-        for _ in range(horizon):
-            q = kernel.backup(values, discount).reshape(shape)
-            values = q.max(axis=1)
-        return q, horizon
-    for sweep in range(1, MAX_SWEEPS + 1):
-        q = kernel.backup(values, discount).reshape(shape)
-        new_values = q.max(axis=1)
-        if np.max(np.abs(new_values - values), initial=0.0) <= _threshold(new_values, discount):
-            return q, sweep
-        values = new_values
-    raise UsageError(
-        f"the undiscounted return does not settle after {MAX_SWEEPS} sweeps (a loop earns or "
-        "costs forever): give a discount, e.g. 0.99, or a time limit"
-    )
-
-
-def _threshold(values: np.ndarray, discount: float) -> float:
-    """Change per sweep below which value iteration has converged to ``TOLERANCE``."""
-    scale = TOLERANCE * max(1.0, float(np.max(np.abs(values), initial=0.0)))
-    if discount < 1.0:
-        return np.inf if discount == 0.0 else scale * (1.0 - discount) / discount
-    return scale
+        return _kernels().sweep_until_settled(*table.arrays, table.width, discount, horizon, 0.0)
+    q, sweeps, settled = _kernels().sweep_until_settled(*table.arrays, table.width, discount,
+                                                        MAX_SWEEPS, TOLERANCE)
+    if not settled:
+        raise UsageError(
+            f"the undiscounted return does not settle after {MAX_SWEEPS} sweeps (a loop earns or "
+            "costs forever): give a discount, e.g. 0.99, or a time limit"
+        )
+    return q, sweeps, settled
 
 
 def _greedy(q: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
@@ -259,42 +270,37 @@ def _from_start(mdp: TabularMDP, values: np.ndarray) -> float:
     return float(mdp.initial[start] @ values[start])
 
 
-def _row_advantages(mdp: TabularMDP, kernel: _Kernel, policy: np.ndarray,
+def _row_advantages(mdp: TabularMDP, table: _Table, policy: np.ndarray,
                     discount: float) -> np.ndarray:
     """Per row and action: the first-order gain of switching ``policy`` to that action everywhere.
 
     By the performance-difference identity, for stationary policies under a time limit
     ``V'_0 - V_0 = sum_t gamma^t E_{mu'_t}[q_t(s, pi'(s)) - V_t(s)]``, where ``q_t, V_t`` belong
     to the current policy at time ``t`` and ``mu'_t`` is the state law at ``t`` under the new
-    one. With the current ``mu_t`` in place of ``mu'_t`` this is the estimate returned here.
+    one. With the current ``mu_t`` in place of ``mu'_t`` this is the estimate returned here
+    (summed while more than ``TOLERANCE`` of the episodes are still running).
     """
-    horizon = mdp.horizon or 0
-    shape = (mdp.n_states, mdp.n_actions)
     current = _one_action(mdp, policy[mdp.row_of_state])
-    to_go = [np.zeros(mdp.n_states)]  # to_go[k]: the policy's values with k steps left
-    for _ in range(horizon):
-        to_go.append(current.backup(to_go[-1], discount))
-    advantage = np.zeros(shape)
-    mass, weight = mdp.initial.copy(), 1.0
-    for t in range(horizon):
-        q = kernel.backup(to_go[horizon - t - 1], discount).reshape(shape)
-        advantage += weight * mass[:, None] * (q - to_go[horizon - t][:, None])
-        mass = _step(current, mass, mdp.n_states)
-        weight *= discount
+    advantage = _kernels().time_weighted_advantages(
+        table.arrays, current.arrays, np.array(mdp.initial), mdp.horizon, discount, TOLERANCE
+    )
     return np.stack([np.bincount(mdp.row_of_state, column, minlength=mdp.n_rows)
                      for column in advantage.T], axis=1)
 
 
-def _improve(mdp: TabularMDP, kernel: _Kernel, policy: np.ndarray,
-             discount: float) -> tuple[np.ndarray, float]:
+def _improve(mdp: TabularMDP, table: _Table, policy: np.ndarray, discount: float,
+             optimum: float) -> tuple[np.ndarray, float]:
     """Local search among stationary row policies under a time limit; the value only rises.
 
     Each round switches every row with a positive estimated gain (:func:`_row_advantages`), or
-    else the single row with the largest one, and keeps the switch only if the exact value rises.
+    else the single row with the largest one, and keeps the switch only if the exact value rises
+    by more than ``TOLERANCE``: so the search ends as soon as it is that close to ``optimum``.
     """
     value = _policy_value(mdp, policy, discount)
     for _ in range(MAX_IMPROVEMENTS):
-        advantage = _row_advantages(mdp, kernel, policy, discount)
+        if value >= optimum - TOLERANCE:
+            break
+        advantage = _row_advantages(mdp, table, policy, discount)
         gain = advantage.max(axis=1)
         if gain.max() <= TOLERANCE:
             break
@@ -309,27 +315,44 @@ def _improve(mdp: TabularMDP, kernel: _Kernel, policy: np.ndarray,
     return policy, value
 
 
-def _best_stationary(mdp: TabularMDP, kernel: _Kernel, candidates: list[np.ndarray],
-                     tie_break: np.ndarray, discount: float) -> tuple[np.ndarray, float]:
+def _best_stationary(mdp: TabularMDP, table: _Table, candidates: list[np.ndarray],
+                     tie_break: np.ndarray, discount: float,
+                     optimum: float) -> tuple[np.ndarray, float]:
     """The best stationary row policy found, and its exact value (module docstring).
 
-    Under a time limit the candidates are the given ones, the greedy policy of the problem
-    without the limit, and each of them improved by local search.
+    Under a time limit the candidates are the given ones, then the greedy policy of the problem
+    without the limit, each improved by local search, until one comes within ``TOLERANCE`` of
+    ``optimum`` (no stationary policy is worth more).
     """
     if mdp.horizon is None:
         scored = [(p, _policy_value(mdp, p, discount)) for p in candidates]
         return max(scored, key=lambda pair: pair[1])
+    best_policy, best_value = candidates[0], -np.inf
+    for candidate in _stationary_candidates(mdp, table, candidates, tie_break, discount):
+        policy, value = _improve(mdp, table, candidate, discount, optimum)
+        if value > best_value:
+            best_policy, best_value = policy, value
+        if best_value >= optimum - TOLERANCE:
+            break
+    return best_policy, best_value
+
+
+def _stationary_candidates(mdp: TabularMDP, table: _Table, candidates: list[np.ndarray],
+                           tie_break: np.ndarray, discount: float) -> Iterator[np.ndarray]:
+    """The given candidates, then (solved only when asked for) the patient problem's greedy."""
+    yield from candidates
     try:
-        patient_q, _ = _optimal_q(mdp, kernel, discount, None)
-        candidates = [*candidates, _row_policy(mdp, patient_q, tie_break)]
+        patient_q = _optimal_q(table, discount, None)[0]
     except UsageError:
-        pass  # without its time limit the problem has no finite optimum: no candidate
-    improved = [_improve(mdp, kernel, p, discount) for p in candidates]
-    return max(improved, key=lambda pair: pair[1])
+        return  # without its time limit the problem has no finite optimum: no candidate
+    yield _row_policy(mdp, patient_q, tie_break)
 
 
 def solve(env_or_mdp: gym.Env | TabularMDP, discount: float | None = None) -> Solution:
     """The exact optimum of an environment (or MDP) and the best stationary policy found.
+
+    Solutions are kept for the last ``SOLUTIONS_KEPT`` MDPs (by content) and discounts, so the
+    same MDP, built again, is not solved again; their arrays are read-only.
 
     >>> import gymnasium as gym
     >>> round(solve(gym.make("CliffWalking-v1")).value, 9)
@@ -337,60 +360,86 @@ def solve(env_or_mdp: gym.Env | TabularMDP, discount: float | None = None) -> So
     """
     mdp = _as_mdp(env_or_mdp)
     gamma = _discount(discount)
-    kernel = _all_actions(mdp)
-    q, sweeps = _optimal_q(mdp, kernel, gamma, mdp.horizon)
-    hurried_q, _ = _optimal_q(mdp, kernel, HURRY * gamma, mdp.horizon)
+    key = (_fingerprint(mdp), gamma)
+    if key not in _solutions:
+        if len(_solutions) >= SOLUTIONS_KEPT:
+            del _solutions[next(iter(_solutions))]
+        _solutions[key] = _solve(mdp, gamma)
+    return _solutions[key]
+
+
+_solutions: dict[tuple[bytes, float], Solution] = {}  #: oldest first
+
+
+def _fingerprint(mdp: TabularMDP) -> bytes:
+    """A digest of everything that defines the MDP: equal digests, the same solution."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(repr((mdp.n_states, mdp.n_actions, mdp.n_rows, mdp.horizon)).encode())
+    for array in (mdp.row_of_state, mdp.initial, mdp.offsets, mdp.prob, mdp.next_state,
+                  mdp.reward, mdp.terminal, mdp.goal_rows):
+        if array is not None:
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).data)
+    return digest.digest()
+
+
+def _solve(mdp: TabularMDP, gamma: float) -> Solution:
+    """:func:`solve` itself, without the cache."""
+    table = _all_actions(mdp)
+    q, sweeps, settled = _optimal_q(table, gamma, mdp.horizon)
+    hurried_q = _optimal_q(table, HURRY * gamma, mdp.horizon)[0]
     policy = _row_policy(mdp, q, hurried_q)
+    value = _from_start(mdp, q.max(axis=1))
     stationary_policy, stationary_value = _best_stationary(
-        mdp, kernel, [policy, _row_policy(mdp, hurried_q, q)], hurried_q, gamma
+        mdp, table, [policy, _row_policy(mdp, hurried_q, q)], hurried_q, gamma, value
     )
 
     visits = _occupancy(mdp, _one_action(mdp, policy[mdp.row_of_state]))[0]
     row_q = _row_means(mdp, q, visits)
     row_visits = np.bincount(mdp.row_of_state, visits, minlength=mdp.n_rows)
+    arrays = {
+        "values": q.max(axis=1),
+        "q_values": q,
+        "policy": policy,
+        "row_q_values": row_q,
+        "row_values": np.max(row_q, axis=1),
+        "visit_weights": row_visits / row_visits.sum(),
+        "stationary_policy": stationary_policy,
+    }
+    for array in arrays.values():
+        array.flags.writeable = False  # shared by every caller of the cache
     return Solution(
-        values=q.max(axis=1),
-        q_values=q,
-        policy=policy,
-        value=_from_start(mdp, q.max(axis=1)),
-        row_q_values=row_q,
-        row_values=np.max(row_q, axis=1),
-        visit_weights=row_visits / row_visits.sum(),
-        stationary_policy=stationary_policy,
+        **arrays,
+        value=value,
         stationary_value=stationary_value,
         discount=gamma,
         horizon=mdp.horizon,
         num_iter=sweeps,
+        settled_at=sweeps - 1 if settled and mdp.horizon is not None else None,
     )
 
 
 # --- one stationary policy ----------------------------------------------------------------------
-def _surely_ending(policy: _Kernel, n_states: int) -> np.ndarray:
+def _surely_ending(policy: _Table) -> np.ndarray:
     """States from which the episode ends with probability 1 under the policy.
 
     A state fails when some path leads from it to a state that can never end.
     """
-    can_end = _can_end(policy, n_states)
-    return ~_reaching(policy, n_states, ~can_end)
+    can_end = _can_end(policy)
+    return ~_reaching(policy, ~can_end)
 
 
-def _can_end(policy: _Kernel, n_states: int) -> np.ndarray:
+def _can_end(policy: _Table) -> np.ndarray:
     """States from which some path of the policy ends the episode."""
-    ends_here = np.bincount(policy.source, policy.terminal & (policy.prob > 0),
-                            minlength=n_states) > 0
-    return _reaching(policy, n_states, ends_here)
+    ends_now = np.zeros(policy.offsets.size - 1, dtype=bool)
+    ends_now[policy.source()[policy.terminal & (policy.prob > 0)]] = True
+    return _reaching(policy, ends_now)
 
 
-def _reaching(policy: _Kernel, n_states: int, targets: np.ndarray) -> np.ndarray:
-    """States with a path (of continuing outcomes) into ``targets``, by fixed point."""
+def _reaching(policy: _Table, targets: np.ndarray) -> np.ndarray:
+    """States with a path (of continuing outcomes) into ``targets``."""
     goes_on = ~policy.terminal & (policy.prob > 0)
-    while True:
-        hits = np.bincount(policy.source, goes_on & targets[policy.next_state],
-                           minlength=n_states) > 0
-        grown = targets | hits
-        if np.array_equal(grown, targets):
-            return targets
-        targets = grown
+    return _kernels().reaching(policy.offsets, policy.next_state, goes_on, targets)
 
 
 def endless_states(env_or_mdp: gym.Env | TabularMDP,
@@ -404,58 +453,36 @@ def endless_states(env_or_mdp: gym.Env | TabularMDP,
     mdp = _as_mdp(env_or_mdp)
     actions = _checked_policy(policy_rows, mdp.n_rows, mdp.n_actions)[mdp.row_of_state]
     policy = _one_action(mdp, actions)
-    never = ~_can_end(policy, mdp.n_states)
-    return never, ~_surely_ending(policy, mdp.n_states)
+    return ~_can_end(policy), ~_surely_ending(policy)
 
 
-def _stationary_values(mdp: TabularMDP, policy: _Kernel, discount: float) -> np.ndarray:
+def _stationary_values(mdp: TabularMDP, policy: _Table, discount: float) -> np.ndarray:
     """``v_pi`` at t = 0 per state (see "Policy evaluation" in the module docstring)."""
-    values = np.zeros(mdp.n_states)
     if mdp.horizon is not None:
-        for _ in range(mdp.horizon):
-            values = policy.backup(values, discount)
-        return values
-    ending = _surely_ending(policy, mdp.n_states) if discount == 1.0 else None
-    sweep = 0
-    while True:
-        sweep += 1
-        new_values = policy.backup(values, discount)
-        change = new_values - values
-        values = new_values
-        settled = np.abs(change) <= _threshold(values, discount)
-        if settled.all():
-            return values
-        if ending is not None and sweep >= DRIFT_SWEEPS and settled[ending].all():
-            values[~settled] = np.copysign(np.inf, change[~settled])
-            return values
+        return _optimal_q(policy, discount, mdp.horizon)[0][:, 0]
+    if discount == 1.0:
+        ending, drift_sweeps = _surely_ending(policy), DRIFT_SWEEPS
+    else:  # discounted values always settle
+        ending, drift_sweeps = np.zeros(mdp.n_states, dtype=bool), MAX_SWEEPS + 1
+    return _kernels().endless_policy_values(*policy.arrays, discount, ending, drift_sweeps,
+                                            TOLERANCE)
 
 
-def _step(policy: _Kernel, mass: np.ndarray, n_states: int) -> np.ndarray:
-    """``mu P_pi``: the state law one step later, of the episodes still running."""
-    flow = policy.continuing * mass[policy.source]
-    return np.bincount(policy.next_state, flow, minlength=n_states)
-
-
-def _occupancy(mdp: TabularMDP, policy: _Kernel) -> tuple[np.ndarray, np.ndarray, float]:
+def _occupancy(mdp: TabularMDP, policy: _Table) -> tuple[np.ndarray, np.ndarray, float]:
     """Expected visits per state, ending probability per outcome, and the mass still running.
 
     Forward in time, ``mu_{t+1} = mu_t P_pi``: up to the time limit; without one, until every
     episode has ended or, for a policy that may run forever, for ``DRIFT_SWEEPS`` steps.
     """
     limit = mdp.horizon
-    if limit is None and mdp.initial[~_surely_ending(policy, mdp.n_states)].sum() > 0:
+    if limit is None and mdp.initial[~_surely_ending(policy)].sum() > 0:
         limit = DRIFT_SWEEPS
-    ending = np.where(policy.terminal, policy.prob, 0.0)
-    mass = mdp.initial.copy()
-    visits = np.zeros(mdp.n_states)
-    ended = np.zeros(policy.prob.size)
-    steps = 0
-    while (limit is None or steps < limit) and mass.sum() > TOLERANCE:
-        visits += mass
-        ended += ending * mass[policy.source]
-        mass = _step(policy, mass, mdp.n_states)
-        steps += 1
-    return visits, ended, float(mass.sum())
+    visits, ended, running = _kernels().occupancy(
+        policy.offsets, policy.next_state, policy.continuing,
+        np.where(policy.terminal, policy.prob, 0.0), np.array(mdp.initial),
+        -1 if limit is None else limit, TOLERANCE,
+    )
+    return visits, ended, float(running)
 
 
 def evaluate_policy_exact(env_or_mdp: gym.Env | TabularMDP, policy_rows: np.ndarray,

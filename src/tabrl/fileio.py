@@ -239,9 +239,9 @@ def _read_member(archive: zipfile.ZipFile, member: str, path: Path, max_bytes: i
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
         shape, _, dtype = read_header(stream)
-    if dtype.hasobject or dtype.kind not in "biuf":
+    if dtype.hasobject or dtype.kind not in "biufU":  # numbers, and text (a run id)
         raise RunFolderError(f"{path} holds {member} of dtype {dtype}: tabrl stores numbers "
-                             "only (never pickled objects)")
+                             "and text only (never pickled objects)")
     if any(size < 0 for size in shape) or math.prod(shape) * dtype.itemsize > max_bytes:
         raise RunFolderError(f"{path} declares {member} of shape {shape}, more than a run ever "
                              f"stores ({max_bytes:,} bytes): the file is damaged")

@@ -21,6 +21,7 @@ no global state, no display) and written atomically.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import matplotlib
+import matplotlib.image
 import numpy as np
 from gymnasium.envs.toy_text.blackjack import BlackjackEnv
 from gymnasium.envs.toy_text.cliffwalking import CliffWalkingEnv
@@ -45,9 +47,13 @@ from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.colorbar import Colorbar
 from matplotlib.colors import Colormap, ListedColormap, Normalize, to_rgba
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
+from matplotlib.markers import MarkerStyle
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.textpath import TextPath
 from matplotlib.ticker import EngFormatter
+from matplotlib.transforms import Affine2D
 
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.fileio import atomic_write_bytes
@@ -443,7 +449,11 @@ def _cells(ax: Axes, mask: np.ndarray, inset: float = 0.0, **style) -> None:
 
 
 def _draw_glyphs(ax: Axes, actions: np.ndarray, glyphs: Mapping[int, Glyph], cell: float) -> None:
-    """Arrows for moves (one quiver call), centred letters for other actions (pick up, hit...)."""
+    """Arrows for moves (one quiver call), centred letters for other actions (pick up, hit...).
+
+    A letter is a marker, one scatter per letter: hundreds of text objects would each be laid
+    out and drawn on their own.
+    """
     arrows = [(i, j, glyphs[a]) for (i, j), a in np.ndenumerate(actions)
               if a in glyphs and not isinstance(glyphs[a], str)]
     if arrows:
@@ -453,22 +463,32 @@ def _draw_glyphs(ax: Axes, actions: np.ndarray, glyphs: Mapping[int, Glyph], cel
                   units="xy", width=0.075, headwidth=3.2, headlength=3.0, headaxislength=2.7,
                   color="#1a1a1a", zorder=3)
     size = _font_size(cell, 0.5)
-    for (i, j), a in np.ndenumerate(actions):
-        glyph = glyphs.get(int(a))
-        if isinstance(glyph, str):
-            ax.text(j, i, glyph, ha="center", va="center", fontsize=size, fontweight="bold",
-                    color="#1a1a1a", zorder=3)
+    for action, glyph in glyphs.items():
+        if isinstance(glyph, str) and (cells := np.argwhere(actions == action)).size:
+            ax.scatter(cells[:, 1], cells[:, 0], s=(0.9 * size) ** 2, marker=_letter(glyph),
+                       color="#1a1a1a", linewidths=0, zorder=3)
+
+
+@functools.cache
+def _letter(glyph: str) -> MarkerStyle:
+    """A bold letter as a marker, centred, as tall as the marker's size (the capital of a font
+    about 1.1 times that size); its outline is made once per process."""
+    path = TextPath((0, 0), glyph, prop=FontProperties(weight="bold"))
+    box = path.get_extents()
+    return MarkerStyle(path.transformed(Affine2D().translate(-box.x0 - box.width / 2,
+                                                             -box.y0 - box.height / 2)))
 
 
 def _draw_letters(ax: Axes, tile: _Tile, actions: np.ndarray | None, cell: float) -> None:
     """A tile's letter: centred on an empty cell, in the corner when an arrow is there."""
+    fonts = {busy: FontProperties(size=_font_size(cell, 0.25 if busy else 0.45), weight="bold")
+             for busy in (False, True)}  # shared: a font per text is looked up per text
+    color = "white" if tile.color in (_HOLE, _CLIFF) else "#1a1a1a"
     for i, j in np.argwhere(tile.mask):
         busy = actions is not None and actions[i, j] >= 0
-        dark = tile.color in (_HOLE, _CLIFF)
         ax.text(j - 0.4 if busy else j, i - 0.4 if busy else i, tile.letter,
                 ha="left" if busy else "center", va="top" if busy else "center",
-                fontsize=_font_size(cell, 0.25 if busy else 0.45), fontweight="bold",
-                color="white" if dark else "#1a1a1a", zorder=6)
+                fontproperties=fonts[busy], color=color, zorder=6, in_layout=False)
 
 
 def _font_size(cell_inches: float, fraction: float) -> float:
@@ -715,10 +735,11 @@ def _blackjack_axes(ax: Axes, title: str) -> None:
 
 def _annotate_values(ax: Axes, values: np.ndarray) -> None:
     """Each cell's value in small print: the colour scale alone hides small differences."""
+    font = FontProperties(size=5.5)
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
             ax.text(j, i, f"{v:.2f}".replace("-0.00", "0.00"), ha="center", va="center",
-                    fontsize=5.5, color="#1a1a1a")
+                    fontproperties=font, color="#1a1a1a", in_layout=False)
 
 
 # --- continuous observations cut into bins --------------------------------------------------------
@@ -849,15 +870,21 @@ def _normalize(values: np.ndarray) -> Normalize:
 
 def _new_figure(size: tuple[float, float]) -> Figure:
     """A figure on the Agg canvas: no pyplot, no display, nothing global to clean up."""
-    fig = Figure(figsize=size, layout="constrained")
+    fig = Figure(figsize=size, layout="constrained", facecolor="white")
     FigureCanvasAgg(fig)
     return fig
 
 
 def _save(fig: Figure, path: PathLike) -> Path:
-    """Render to PNG bytes in memory, then write them atomically (never a half-written image)."""
+    """Render to PNG bytes in memory, then write them atomically (never a half-written image).
+
+    One draw lays the figure out and renders it, and its pixels are written as ``savefig``
+    writes them; ``savefig`` itself would lay out and draw twice (a dry run first).
+    """
+    fig.set_dpi(DPI)
+    fig.canvas.draw()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    matplotlib.image.imsave(buffer, np.asarray(fig.canvas.buffer_rgba()), format="png", dpi=DPI)
     path = Path(path)
     try:
         return atomic_write_bytes(path, buffer.getvalue())

@@ -86,6 +86,7 @@ def solution_summary(solution: Solution, mdp: TabularMDP, encoder: StateEncoder)
         "discount": solution.discount,
         "horizon": solution.horizon,
         "num_iter": solution.num_iter,
+        "settled_at": solution.settled_at,
         "success_probability": optimal.success_probability,
         "outcomes": exact_outcomes(mdp, optimal),
         "mean_length": finite_or_none(optimal.mean_length),

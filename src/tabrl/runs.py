@@ -391,10 +391,12 @@ def settings_problem(values: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def agent_keywords(cls: type[TabularAgent]) -> set[str]:
-    """The keyword-only settings an agent class takes, its base classes' included."""
-    return {parameter.name for klass in cls.__mro__ if "__init__" in vars(klass)
-            for parameter in inspect.signature(klass.__init__).parameters.values()
-            if parameter.kind is parameter.KEYWORD_ONLY}
+    """The settings an agent class takes: its method's own parameters (its spec's) and the
+    keyword-only ones of its constructors, its base classes' included."""
+    return {param.name for param in cls.spec.params} | {
+        parameter.name for klass in cls.__mro__ if "__init__" in vars(klass)
+        for parameter in inspect.signature(klass.__init__).parameters.values()
+        if parameter.kind is parameter.KEYWORD_ONLY}
 
 
 def read_hyperparams(path: Path) -> dict[str, Any]:
@@ -694,20 +696,30 @@ STATE_SCHEMA = Setting((dict,), keys={
     "finished": Setting((bool,)), "train_seconds": Setting((float,), 0),
 }, optional=("train_seconds",), open=True)
 SHARE = Setting((float,), 0, 1)
+#: How an episode may end (``evaluate.outcome_names``): each a share, together 1.
+OUTCOME_NAMES = ("win", "draw", "loss", "success", "failure", "truncated", "loops", "ended")
+OUTCOMES = Setting((dict,), keys={name: SHARE for name in OUTCOME_NAMES}, optional=OUTCOME_NAMES)
+COUNT = Setting((int, type(None)), 0, MAX_INT)
+#: Figures of evaluation files written before outcomes were named per family (still read).
+OLD_EVALUATION = {"win_rate": SHARE, "draw_rate": SHARE, "loss_rate": SHARE,
+                  "success_rate": Setting((float, type(None)), 0, 1), "truncated_rate": SHARE}
+OLD_EXACT = {"success_probability": Setting((float, type(None)), 0, 1), "win": SHARE,
+             "draw": SHARE, "loss": SHARE, "truncated": SHARE}
 EXACT_SCHEMA = Setting((dict, type(None)), keys={
     "policy_value": OPTIONAL_NUMBER, "optimal_value": NUMBER, "stationary_optimal_value": NUMBER,
-    "gap": OPTIONAL_NUMBER, "optimal_action_share": SHARE,
-    "success_probability": Setting((float, type(None)), 0, 1), "win": SHARE, "draw": SHARE,
-    "loss": SHARE, "truncated": SHARE, "mean_length": OPTIONAL_NUMBER,
-    "horizon": Setting((int, type(None)), 0),
-}, open=True)
+    "gap": OPTIONAL_NUMBER, "optimal_action_share": SHARE, "outcomes": OUTCOMES,
+    "loop_start_states": COUNT, "start_states": COUNT, "mean_length": OPTIONAL_NUMBER,
+    "horizon": Setting((int, type(None)), 0), **OLD_EXACT,
+}, optional=("outcomes", "loop_start_states", "start_states", *OLD_EXACT), open=True)
 EVALUATION_SCHEMA = Setting((dict,), keys={
     "n_episodes": Setting((int,), 0, MAX_EPISODES), "seed": Setting((int,), 0, 2**64 - 1),
-    "mean_return": NUMBER, "std_return": NUMBER, "sem": NUMBER, "ci95_low": NUMBER,
-    "ci95_high": NUMBER, "win_rate": SHARE, "draw_rate": SHARE, "loss_rate": SHARE,
-    "success_rate": Setting((float, type(None)), 0, 1), "truncated_rate": SHARE,
-    "mean_length": NUMBER, "exact": EXACT_SCHEMA,
-})
+    "mean_return": OPTIONAL_NUMBER, "std_return": OPTIONAL_NUMBER, "sem": OPTIONAL_NUMBER,
+    "ci95_low": OPTIONAL_NUMBER, "ci95_high": OPTIONAL_NUMBER,
+    "mean_length": OPTIONAL_NUMBER, "outcomes": OUTCOMES, "loop_start_states": COUNT,
+    "start_states": COUNT, "step_cap": COUNT, "note": Setting((str, type(None))),
+    "exact": EXACT_SCHEMA, **OLD_EVALUATION,
+}, optional=("outcomes", "loop_start_states", "start_states", "step_cap", "note",
+             *OLD_EVALUATION))
 
 
 def checked_json(path: Path, what: str, schema: Setting) -> Any:

@@ -333,7 +333,7 @@ class SweepFolder:
                 raise UsageError(f"{path} holds a sweep of other settings: choose another --out "
                                  "(the same command resumes its own sweep)")
         else:
-            prepare_run_dir(path)
+            prepare_run_dir(path, "choose another --out (the same command resumes its own sweep)")
             (path / TRIALS).mkdir()
             atomic_write_json(path / SWEEP, plan)
         return cls(path, configs, names)

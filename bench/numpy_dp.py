@@ -1,0 +1,518 @@
+r"""tabrl's numpy solver before the compiled one: ``tabrl.dp`` as of commit ddea3f2, kept as it was.
+
+``bench.solve`` times it beside ``tabrl.dp`` and ``tests/test_solve.py`` checks that both give the
+same answers. What follows is its docstring then.
+
+Exact optimal policies and exact policy values of a finite MDP.
+
+A :class:`~tabrl.mdp.TabularMDP` lists, for every state :math:`s` and action :math:`a`, the outcomes
+:math:`(p, s', r, d)`: with probability :math:`p` the step pays :math:`r`, moves to :math:`s'` and
+ends the episode when :math:`d = 1`. Episodes start from the distribution :math:`\mu_0`.
+
+**Objective.** The return of an episode is :math:`G = \sum_{t < T} \gamma^t r_t`, where :math:`T` is
+the step at which a terminal outcome happens or the time limit :math:`H` (``max_episode_steps`` of
+``gym.make``), whichever comes first. ``discount=None`` means :math:`\gamma = 1`: the return the
+environment reports, the one a learning curve shows. A terminal outcome pays its reward and
+nothing follows; a truncated episode simply stops.
+
+**Bellman backup.** :math:`q(s, a) = \sum_o p_o \,(r_o + \gamma (1 - d_o)\, V(s'_o))` and
+:math:`(TV)(s) = \max_a q(s, a)`.
+
+* *With a time limit* (FrozenLake, Taxi): backward induction :math:`V_H = 0`,
+  :math:`V_t = T V_{t+1}`, exactly :math:`H` sweeps. The optimum is non-stationary (with few steps
+  left, a risky shortcut may beat a safe detour); :class:`Solution` reports :math:`t = 0`.
+  A discount, when given, is applied *within* the time limit, so the reference stays the one of
+  the environment the agent acts in.
+* *Without a time limit* (CliffWalking, Blackjack): value iteration :math:`V_{k+1} = T V_k`
+  from :math:`V_0 = 0`, which is the best :math:`k`-step return. For :math:`\gamma < 1` it stops
+  when :math:`\|V_{k+1} - V_k\|_\infty \le \varepsilon (1 - \gamma) / \gamma`, so that the error is
+  at most :math:`\varepsilon`. For :math:`\gamma = 1` (a stochastic shortest path) it stops when
+  the values no longer change; on Blackjack (no loops) and on CliffWalking (deterministic) that
+  happens after finitely many sweeps with the exact answer (-13 on CliffWalking). A return that
+  never settles (a loop that earns or costs forever) is a :class:`~tabrl.errors.UsageError`.
+
+**Policies per row.** A Q-table holds one action per observation (row) for all times.
+``Solution.policy`` is greedy on :math:`q_0`: the optimal first action with the whole time limit
+ahead. Ties in :math:`q` (within ``TIE``) go to the best action of the same problem discounted
+by a further ``HURRY``, which prefers reaching rewards sooner, so that an action that merely waits
+(walking into a wall) never wins a tie against one that makes progress. Where several states
+share a row (Blackjack's hidden natural), the row's :math:`q` is the mean of its states' :math:`q`
+weighted by their expected visits.
+
+**The best stationary policy.** Under a time limit, following the :math:`t = 0` action at every
+step can be worth less than the non-stationary optimum, and the best stationary policy is hard to
+find in general. tabrl starts from natural candidates (greedy on :math:`q_0`, greedy on the
+hurried :math:`q`, greedy on the optimum without the time limit), improves each by local search
+(:func:`_improve`) and keeps the best: ``Solution.stationary_value`` is exact for the policy it
+names, and a lower bound of the true best.
+
+**Policy evaluation.** For a stationary policy :math:`\pi`,
+:math:`v \leftarrow r_\pi + \gamma P_\pi v` (``H`` sweeps, or until it settles), and the occupancy
+:math:`\mu_{t+1} = \mu_t P_\pi` gives the expected visits of each state, the expected episode
+length and the law of the episode's end. Without a time limit and without discount, a policy may
+never end (CliffWalking's agent walking into the border): from such states the return is
+:math:`\pm\infty` when it keeps drifting after ``DRIFT_SWEEPS`` sweeps, and episodes still running
+after ``DRIFT_SWEEPS`` steps count as truncated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from tabrl.errors import UsageError
+from tabrl.mdp import TabularMDP, mdp_of
+
+__all__ = ["Solution", "PolicyValue", "solve", "evaluate_policy_exact", "policy_agreement"]
+
+#: Values closer than this (times the scale of the values) count as settled.
+TOLERANCE = 1e-12
+#: Actions whose q is within this of the best are all optimal.
+TIE = 1e-9
+#: The extra discount of the tie-breaking ("hurried") problem.
+HURRY = 0.99
+#: Sweeps after which value iteration without discount and time limit gives up.
+MAX_SWEEPS = 100_000
+#: Without a time limit: steps after which a policy that may run forever counts as endless.
+DRIFT_SWEEPS = 10_000
+#: Rounds of local search for the best stationary policy under a time limit.
+MAX_IMPROVEMENTS = 100
+
+
+@dataclass(frozen=True, eq=False)
+class Solution:
+    """The exact optimum of an MDP under one objective (see the module docstring).
+
+    ``policy`` acts optimally at t = 0 in every row: the optimal action with the whole time
+    limit ahead. Under a time limit, following it at every step may fall short of ``value``;
+    ``stationary_policy`` is the best policy for all times found, worth ``stationary_value``,
+    the most a Q-table can reach. Per-row figures weight the states of a row (Blackjack's
+    ``(21, card, 1)``: a natural or a soft 21 reached by hitting) by their expected visits under
+    ``policy``, so ``row_values`` is the optimal value of what the agent observes.
+    """
+
+    values: np.ndarray  #: float64[n_states]: optimal return from each state at t = 0
+    q_values: np.ndarray  #: float64[n_states, n_actions]: optimal q at t = 0
+    policy: np.ndarray  #: int64[n_rows]: the optimal action at t = 0 per row (0: no state)
+    value: float  #: the optimal expected return from the initial distribution
+    row_q_values: np.ndarray  #: float64[n_rows, n_actions]: q at t = 0 per row (NaN: no state)
+    row_values: np.ndarray  #: float64[n_rows]: optimal value per row (NaN: no state)
+    visit_weights: np.ndarray  #: float64[n_rows]: share of expected visits under ``policy``
+    stationary_policy: np.ndarray  #: int64[n_rows]: the best stationary policy found
+    stationary_value: float  #: its exact value (at most ``value``)
+    discount: float  #: 1.0 for the undiscounted return
+    horizon: int | None  #: the time limit respected, None where there is none
+    num_iter: int  #: Bellman sweeps of the main solve
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyValue:
+    """The exact value of a stationary policy, and the law of how its episodes end.
+
+    ``win``, ``draw`` and ``loss`` are the probabilities that the episode ends through a terminal
+    outcome whose reward is positive, zero or negative; ``truncated`` that the time limit ends it
+    (without a time limit: that it runs on for ``DRIFT_SWEEPS`` steps). The four add up to 1. On
+    Blackjack they are the probabilities of winning, drawing and losing a hand; elsewhere they
+    describe the last reward only (CliffWalking's goal pays -1), and ``success_probability`` is the
+    one to read where the MDP marks goal rows.
+    """
+
+    value: float  #: expected return from the initial distribution
+    values: np.ndarray  #: float64[n_states]: expected return from each state at t = 0
+    success_probability: float | None  #: ends in a goal row; None where the MDP has no goal
+    win: float
+    draw: float
+    loss: float
+    truncated: float
+    mean_length: float  #: expected number of steps (inf where episodes may never end)
+
+
+@dataclass(frozen=True, eq=False)
+class _Kernel:
+    """Outcome arrays grouped in segments (a state-action pair, or a state under a policy).
+
+    ``backup`` is the Bellman backup of every segment at once: one ``bincount`` over outcomes.
+    """
+
+    n_segments: int
+    segment: np.ndarray  #: the segment of each outcome
+    source: np.ndarray  #: the state each outcome leaves
+    next_state: np.ndarray
+    prob: np.ndarray
+    reward: np.ndarray  #: the reward of each outcome
+    terminal: np.ndarray
+    continuing: np.ndarray  #: ``prob`` where the episode goes on, 0 where it ends
+    expected_reward: np.ndarray  #: float64[n_segments]
+
+    @classmethod
+    def build(cls, mdp: TabularMDP, outcomes: np.ndarray, segment: np.ndarray,
+              n_segments: int) -> _Kernel:
+        """The kernel of the outcomes with indices ``outcomes``, grouped by ``segment``."""
+        prob = mdp.prob[outcomes]
+        terminal = mdp.terminal[outcomes]
+        reward = mdp.reward[outcomes]
+        source = np.repeat(np.arange(mdp.n_states * mdp.n_actions), np.diff(mdp.offsets))
+        return cls(
+            n_segments=n_segments,
+            segment=segment,
+            source=source[outcomes] // mdp.n_actions,
+            next_state=mdp.next_state[outcomes],
+            prob=prob,
+            reward=reward,
+            terminal=terminal,
+            continuing=np.where(terminal, 0.0, prob),
+            expected_reward=np.bincount(segment, prob * reward, minlength=n_segments),
+        )
+
+    def backup(self, values: np.ndarray, discount: float) -> np.ndarray:
+        """``r + discount * P v`` for every segment."""
+        future = np.bincount(self.segment, self.continuing * values[self.next_state],
+                             minlength=self.n_segments)
+        return self.expected_reward + discount * future
+
+
+def _all_actions(mdp: TabularMDP) -> _Kernel:
+    """The kernel of the whole MDP: one segment per ``(state, action)``."""
+    pairs = np.repeat(np.arange(mdp.n_states * mdp.n_actions), np.diff(mdp.offsets))
+    return _Kernel.build(mdp, np.arange(mdp.prob.size), pairs, mdp.n_states * mdp.n_actions)
+
+
+def _one_action(mdp: TabularMDP, actions: np.ndarray) -> _Kernel:
+    """The kernel of a stationary policy given per state: one segment per state."""
+    pairs = np.arange(mdp.n_states) * mdp.n_actions + actions
+    starts, stops = mdp.offsets[pairs], mdp.offsets[pairs + 1]
+    counts = stops - starts
+    first = np.cumsum(counts) - counts
+    outcomes = np.repeat(starts - first, counts) + np.arange(counts.sum())
+    return _Kernel.build(mdp, outcomes, np.repeat(np.arange(mdp.n_states), counts), mdp.n_states)
+
+
+# --- the optimum --------------------------------------------------------------------------------
+def _optimal_q(mdp: TabularMDP, kernel: _Kernel, discount: float,
+               horizon: int | None) -> tuple[np.ndarray, int]:
+    """Optimal ``q`` at t = 0 and the number of sweeps (backward induction or value iteration)."""
+    shape = (mdp.n_states, mdp.n_actions)
+    values = np.zeros(mdp.n_states)
+    q = np.zeros(shape)
+    if horizon is not None:
+        for _ in range(horizon):
+            q = kernel.backup(values, discount).reshape(shape)
+            values = q.max(axis=1)
+        return q, horizon
+    for sweep in range(1, MAX_SWEEPS + 1):
+        q = kernel.backup(values, discount).reshape(shape)
+        new_values = q.max(axis=1)
+        if np.max(np.abs(new_values - values), initial=0.0) <= _threshold(new_values, discount):
+            return q, sweep
+        values = new_values
+    raise UsageError(
+        f"the undiscounted return does not settle after {MAX_SWEEPS} sweeps (a loop earns or "
+        "costs forever): give a discount, e.g. 0.99, or a time limit"
+    )
+
+
+def _threshold(values: np.ndarray, discount: float) -> float:
+    """Change per sweep below which value iteration has converged to ``TOLERANCE``."""
+    scale = TOLERANCE * max(1.0, float(np.max(np.abs(values), initial=0.0)))
+    if discount < 1.0:
+        return np.inf if discount == 0.0 else scale * (1.0 - discount) / discount
+    return scale
+
+
+def _greedy(q: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
+    """Per row of ``q``: the best action, ties (within ``TIE``) going to the best ``tie_break``."""
+    optimal = q >= np.max(q, axis=1, keepdims=True) - TIE
+    return np.argmax(np.where(optimal, tie_break, -np.inf), axis=1)
+
+
+def _row_means(mdp: TabularMDP, per_state: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean of ``per_state`` (states x columns) over the states of each row.
+
+    A row whose states all have zero weight takes the plain mean; a row without states gets NaN.
+    """
+    rows = mdp.row_of_state
+    row_weight = np.bincount(rows, weights, minlength=mdp.n_rows)
+    weights = np.where(row_weight[rows] > 0, weights, 1.0)
+    total = np.bincount(rows, weights, minlength=mdp.n_rows)
+    columns = [np.bincount(rows, weights * column, minlength=mdp.n_rows) for column in per_state.T]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack(columns, axis=1) / total[:, None]
+
+
+def _row_policy(mdp: TabularMDP, q: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
+    """A policy per row from ``q`` per state: greedy on the rows' visit-weighted ``q``."""
+    visits = _occupancy(mdp, _one_action(mdp, _greedy(q, tie_break)))[0]
+    row_q = _row_means(mdp, q, visits)
+    row_tie_break = _row_means(mdp, tie_break, visits)
+    actions = _greedy(np.nan_to_num(row_q, nan=0.0), np.nan_to_num(row_tie_break, nan=0.0))
+    return np.where(np.isnan(row_q[:, 0]), 0, actions)
+
+
+def _policy_value(mdp: TabularMDP, policy: np.ndarray, discount: float) -> float:
+    """The exact value of a row policy from the initial distribution."""
+    return _from_start(mdp, _stationary_values(mdp, _one_action(mdp, policy[mdp.row_of_state]),
+                                               discount))
+
+
+def _from_start(mdp: TabularMDP, values: np.ndarray) -> float:
+    """The expected value over the initial distribution; states that never start do not count."""
+    start = mdp.initial > 0
+    return float(mdp.initial[start] @ values[start])
+
+
+def _row_advantages(mdp: TabularMDP, kernel: _Kernel, policy: np.ndarray,
+                    discount: float) -> np.ndarray:
+    """Per row and action: the first-order gain of switching ``policy`` to that action everywhere.
+
+    By the performance-difference identity, for stationary policies under a time limit
+    ``V'_0 - V_0 = sum_t gamma^t E_{mu'_t}[q_t(s, pi'(s)) - V_t(s)]``, where ``q_t, V_t`` belong
+    to the current policy at time ``t`` and ``mu'_t`` is the state law at ``t`` under the new
+    one. With the current ``mu_t`` in place of ``mu'_t`` this is the estimate returned here.
+    """
+    horizon = mdp.horizon or 0
+    shape = (mdp.n_states, mdp.n_actions)
+    current = _one_action(mdp, policy[mdp.row_of_state])
+    to_go = [np.zeros(mdp.n_states)]  # to_go[k]: the policy's values with k steps left
+    for _ in range(horizon):
+        to_go.append(current.backup(to_go[-1], discount))
+    advantage = np.zeros(shape)
+    mass, weight = mdp.initial.copy(), 1.0
+    for t in range(horizon):
+        q = kernel.backup(to_go[horizon - t - 1], discount).reshape(shape)
+        advantage += weight * mass[:, None] * (q - to_go[horizon - t][:, None])
+        mass = _step(current, mass, mdp.n_states)
+        weight *= discount
+    return np.stack([np.bincount(mdp.row_of_state, column, minlength=mdp.n_rows)
+                     for column in advantage.T], axis=1)
+
+
+def _improve(mdp: TabularMDP, kernel: _Kernel, policy: np.ndarray,
+             discount: float) -> tuple[np.ndarray, float]:
+    """Local search among stationary row policies under a time limit; the value only rises.
+
+    Each round switches every row with a positive estimated gain (:func:`_row_advantages`), or
+    else the single row with the largest one, and keeps the switch only if the exact value rises.
+    """
+    value = _policy_value(mdp, policy, discount)
+    for _ in range(MAX_IMPROVEMENTS):
+        advantage = _row_advantages(mdp, kernel, policy, discount)
+        gain = advantage.max(axis=1)
+        if gain.max() <= TOLERANCE:
+            break
+        everywhere = np.where(gain > TOLERANCE, advantage.argmax(axis=1), policy)
+        single = policy.copy()
+        single[gain.argmax()] = advantage[gain.argmax()].argmax()
+        tried = [(_policy_value(mdp, p, discount), p) for p in (everywhere, single)]
+        new_value, new_policy = max(tried, key=lambda pair: pair[0])
+        if new_value <= value + TOLERANCE:
+            break
+        value, policy = new_value, new_policy
+    return policy, value
+
+
+def _best_stationary(mdp: TabularMDP, kernel: _Kernel, candidates: list[np.ndarray],
+                     tie_break: np.ndarray, discount: float) -> tuple[np.ndarray, float]:
+    """The best stationary row policy found, and its exact value (module docstring).
+
+    Under a time limit the candidates are the given ones, the greedy policy of the problem
+    without the limit, and each of them improved by local search.
+    """
+    if mdp.horizon is None:
+        scored = [(p, _policy_value(mdp, p, discount)) for p in candidates]
+        return max(scored, key=lambda pair: pair[1])
+    try:
+        patient_q, _ = _optimal_q(mdp, kernel, discount, None)
+        candidates = [*candidates, _row_policy(mdp, patient_q, tie_break)]
+    except UsageError:
+        pass  # without its time limit the problem has no finite optimum: no candidate
+    improved = [_improve(mdp, kernel, p, discount) for p in candidates]
+    return max(improved, key=lambda pair: pair[1])
+
+
+def solve(env_or_mdp: gym.Env | TabularMDP, discount: float | None = None) -> Solution:
+    """The exact optimum of an environment (or MDP) and the best stationary policy found.
+
+    >>> import gymnasium as gym
+    >>> round(solve(gym.make("CliffWalking-v1")).value, 9)
+    -13.0
+    """
+    mdp = _as_mdp(env_or_mdp)
+    gamma = _discount(discount)
+    kernel = _all_actions(mdp)
+    q, sweeps = _optimal_q(mdp, kernel, gamma, mdp.horizon)
+    hurried_q, _ = _optimal_q(mdp, kernel, HURRY * gamma, mdp.horizon)
+    policy = _row_policy(mdp, q, hurried_q)
+    stationary_policy, stationary_value = _best_stationary(
+        mdp, kernel, [policy, _row_policy(mdp, hurried_q, q)], hurried_q, gamma
+    )
+
+    visits = _occupancy(mdp, _one_action(mdp, policy[mdp.row_of_state]))[0]
+    row_q = _row_means(mdp, q, visits)
+    row_visits = np.bincount(mdp.row_of_state, visits, minlength=mdp.n_rows)
+    return Solution(
+        values=q.max(axis=1),
+        q_values=q,
+        policy=policy,
+        value=_from_start(mdp, q.max(axis=1)),
+        row_q_values=row_q,
+        row_values=np.max(row_q, axis=1),
+        visit_weights=row_visits / row_visits.sum(),
+        stationary_policy=stationary_policy,
+        stationary_value=stationary_value,
+        discount=gamma,
+        horizon=mdp.horizon,
+        num_iter=sweeps,
+    )
+
+
+# --- one stationary policy ----------------------------------------------------------------------
+def _surely_ending(policy: _Kernel, n_states: int) -> np.ndarray:
+    """States from which the episode ends with probability 1 under the policy.
+
+    A state fails when some path leads from it to a state that can never end.
+    """
+    goes_on = ~policy.terminal & (policy.prob > 0)
+
+    def reaches(targets: np.ndarray) -> np.ndarray:
+        """States with a path (of continuing outcomes) into ``targets``, by fixed point."""
+        while True:
+            hits = np.bincount(policy.source, goes_on & targets[policy.next_state],
+                               minlength=n_states) > 0
+            grown = targets | hits
+            if np.array_equal(grown, targets):
+                return targets
+            targets = grown
+
+    can_end = reaches(np.bincount(policy.source, policy.terminal & (policy.prob > 0),
+                                  minlength=n_states) > 0)
+    return ~reaches(~can_end)
+
+
+def _stationary_values(mdp: TabularMDP, policy: _Kernel, discount: float) -> np.ndarray:
+    """``v_pi`` at t = 0 per state (see "Policy evaluation" in the module docstring)."""
+    values = np.zeros(mdp.n_states)
+    if mdp.horizon is not None:
+        for _ in range(mdp.horizon):
+            values = policy.backup(values, discount)
+        return values
+    ending = _surely_ending(policy, mdp.n_states) if discount == 1.0 else None
+    sweep = 0
+    while True:
+        sweep += 1
+        new_values = policy.backup(values, discount)
+        change = new_values - values
+        values = new_values
+        settled = np.abs(change) <= _threshold(values, discount)
+        if settled.all():
+            return values
+        if ending is not None and sweep >= DRIFT_SWEEPS and settled[ending].all():
+            values[~settled] = np.copysign(np.inf, change[~settled])
+            return values
+
+
+def _step(policy: _Kernel, mass: np.ndarray, n_states: int) -> np.ndarray:
+    """``mu P_pi``: the state law one step later, of the episodes still running."""
+    flow = policy.continuing * mass[policy.source]
+    return np.bincount(policy.next_state, flow, minlength=n_states)
+
+
+def _occupancy(mdp: TabularMDP, policy: _Kernel) -> tuple[np.ndarray, np.ndarray, float]:
+    """Expected visits per state, ending probability per outcome, and the mass still running.
+
+    Forward in time, ``mu_{t+1} = mu_t P_pi``: up to the time limit; without one, until every
+    episode has ended or, for a policy that may run forever, for ``DRIFT_SWEEPS`` steps.
+    """
+    limit = mdp.horizon
+    if limit is None and mdp.initial[~_surely_ending(policy, mdp.n_states)].sum() > 0:
+        limit = DRIFT_SWEEPS
+    ending = np.where(policy.terminal, policy.prob, 0.0)
+    mass = mdp.initial.copy()
+    visits = np.zeros(mdp.n_states)
+    ended = np.zeros(policy.prob.size)
+    steps = 0
+    while (limit is None or steps < limit) and mass.sum() > TOLERANCE:
+        visits += mass
+        ended += ending * mass[policy.source]
+        mass = _step(policy, mass, mdp.n_states)
+        steps += 1
+    return visits, ended, float(mass.sum())
+
+
+def evaluate_policy_exact(env_or_mdp: gym.Env | TabularMDP, policy_rows: np.ndarray,
+                          discount: float | None = None) -> PolicyValue:
+    """The exact value of the deterministic stationary policy ``policy_rows`` (one action per row).
+
+    Values follow the objective of :func:`solve`; the probabilities and the mean length are those
+    of the episodes the environment plays, undiscounted and cut by its time limit.
+    """
+    mdp = _as_mdp(env_or_mdp)
+    gamma = _discount(discount)
+    actions = _checked_policy(policy_rows, mdp.n_rows, mdp.n_actions)[mdp.row_of_state]
+    policy = _one_action(mdp, actions)
+    values = _stationary_values(mdp, policy, gamma)
+    visits, ended, running = _occupancy(mdp, policy)
+    success = None
+    if mdp.goal_rows is not None:
+        success = float(ended[mdp.goal_rows[mdp.row_of_state[policy.next_state]]].sum())
+    truncated = 1.0 - float(ended.sum())
+    endless = mdp.horizon is None and running > TOLERANCE
+    return PolicyValue(
+        value=_from_start(mdp, values),
+        values=values,
+        success_probability=success,
+        win=float(ended[policy.reward > 0].sum()),
+        draw=float(ended[policy.reward == 0].sum()),
+        loss=float(ended[policy.reward < 0].sum()),
+        truncated=max(truncated, 0.0),
+        mean_length=np.inf if endless else float(visits.sum()),
+    )
+
+
+def policy_agreement(solution: Solution, policy_rows: np.ndarray) -> float:
+    """Share of visits (``solution.visit_weights``) in rows where ``policy_rows`` acts optimally.
+
+    Optimal means within ``TIE`` of the best q at t = 0, so every optimal action of a tie counts.
+    """
+    q = solution.row_q_values
+    actions = _checked_policy(policy_rows, *q.shape)
+    visited = solution.visit_weights > 0
+    chosen = q[visited, actions[visited]]
+    optimal = chosen >= np.max(q[visited], axis=1) - TIE
+    return float(solution.visit_weights[visited] @ optimal)
+
+
+# --- input checks -------------------------------------------------------------------------------
+def _as_mdp(env_or_mdp: gym.Env | TabularMDP) -> TabularMDP:
+    """The MDP itself, or the MDP of a Gymnasium environment."""
+    if isinstance(env_or_mdp, TabularMDP):
+        return env_or_mdp
+    if isinstance(env_or_mdp, gym.Env):
+        return mdp_of(env_or_mdp)
+    raise UsageError(
+        f"expected a gymnasium.Env or a TabularMDP, got {type(env_or_mdp).__name__}"
+    )
+
+
+def _discount(discount: float | None) -> float:
+    """The discount as a number: None is the undiscounted return (1.0)."""
+    if discount is None:
+        return 1.0
+    if not 0.0 <= discount <= 1.0:
+        raise UsageError(f"the discount must be in [0, 1], got {discount}")
+    return float(discount)
+
+
+def _checked_policy(policy_rows: np.ndarray, n_rows: int, n_actions: int) -> np.ndarray:
+    """``policy_rows`` as int64, or a one-line error when it does not fit the MDP."""
+    actions = np.asarray(policy_rows)
+    if actions.shape != (n_rows,):
+        raise UsageError(
+            f"the policy has shape {actions.shape}, but the environment has {n_rows} rows"
+        )
+    if not np.issubdtype(actions.dtype, np.integer):
+        raise UsageError(f"the policy must hold integer actions, got {actions.dtype}")
+    if actions.size and (actions.min() < 0 or actions.max() >= n_actions):
+        raise UsageError(f"the policy's actions must lie in 0..{n_actions - 1}")
+    return actions.astype(np.int64)

@@ -1,0 +1,242 @@
+"""The numba kernels of dynamic programming (``tabrl.dp``): Bellman sweeps over CSR outcomes.
+
+A *table* is an MDP's outcomes in CSR form with ``width`` segments per state: ``offsets[s * width +
+j] : offsets[s * width + j + 1]`` are the outcomes of segment ``j`` of state ``s``. With ``width =
+n_actions`` a segment is a state-action pair (the whole MDP); with ``width = 1`` it is a state under
+a fixed policy. Per outcome a table holds ``next_state`` and ``continuing`` (its probability where
+the episode goes on, 0 where it ends); per segment ``expected_reward``.
+
+Every sum runs over a segment's outcomes in their order, starting from 0.0, exactly as
+``numpy.bincount`` adds them, so these kernels give the numpy solver's numbers bit for bit (tested
+in ``tests/test_solve.py``).
+
+Sweeps stop once the values *settle*: when no value moves by more than a threshold. Under a time
+limit the threshold is 0: the new values equal the old ones in float64, so every later backup
+returns them again and stopping there is exact.
+
+Every kernel lives in this one module: numba's disk cache notices edits only to the file that
+defines a kernel (see ``tabrl.compiled.kernels``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_helper = njit(cache=True, inline="always")
+
+
+@_helper
+def _backup(offsets, next_state, continuing, expected_reward, segment, values, discount):
+    """``r + discount * sum_o p_o v(s'_o)`` of one segment (the numpy solver's order of sums)."""
+    future = 0.0
+    for o in range(offsets[segment], offsets[segment + 1]):
+        future += continuing[o] * values[next_state[o]]
+    return expected_reward[segment] + discount * future
+
+
+@_helper
+def _sweep(offsets, next_state, continuing, expected_reward, width, values, discount, q, out):
+    """One Bellman backup of every segment into ``q``, and each state's best into ``out``."""
+    for s in range(values.size):
+        for j in range(width):
+            q[s, j] = _backup(offsets, next_state, continuing, expected_reward, s * width + j,
+                              values, discount)
+            if j == 0 or q[s, j] > out[s]:
+                out[s] = q[s, j]
+
+
+@_helper
+def _threshold(values, discount, tolerance):
+    """The change per sweep below which values count as settled (0 under a time limit)."""
+    if tolerance == 0.0:
+        return 0.0
+    if discount == 0.0:
+        return np.inf
+    scale = tolerance * max(1.0, np.max(np.abs(values)) if values.size else 0.0)
+    return scale * (1.0 - discount) / discount if discount < 1.0 else scale
+
+
+@_helper
+def _settled(old, new, threshold):
+    """Whether no value moved by more than ``threshold`` (NaN never settles)."""
+    for s in range(old.size):  # noqa: SIM110 (a loop that numba compiles, and stops early)
+        if not abs(new[s] - old[s]) <= threshold:
+            return False
+    return True
+
+
+@njit(cache=True)
+def sweep_until_settled(offsets, next_state, continuing, expected_reward, width, discount,
+                        max_sweeps, tolerance):
+    """Sweeps ``V <- max_j q_j(V)`` from ``V = 0``: at most ``max_sweeps``, until the values settle.
+
+    Returns ``(q, sweeps, settled)``: ``q`` of the last sweep, the number of sweeps, and whether
+    the values settled (``tolerance`` 0: exactly; else as in ``tabrl.dp._threshold``).
+    """
+    n_states = (offsets.size - 1) // width
+    values, new_values = np.zeros(n_states), np.empty(n_states)
+    q = np.zeros((n_states, width))
+    for sweep in range(1, max_sweeps + 1):
+        _sweep(offsets, next_state, continuing, expected_reward, width, values, discount, q,
+               new_values)
+        if _settled(values, new_values, _threshold(new_values, discount, tolerance)):
+            return q, sweep, True
+        values, new_values = new_values, values
+    return q, max_sweeps, False
+
+
+@_helper
+def _step(offsets, next_state, continuing, mass, out):
+    """``mu P_pi``: the law one step later of the episodes still running (numpy's order of sums)."""
+    out[:] = 0.0
+    for s in range(mass.size):
+        for o in range(offsets[s], offsets[s + 1]):
+            out[next_state[o]] += continuing[o] * mass[s]
+
+
+@njit(cache=True)
+def values_to_go(offsets, next_state, continuing, expected_reward, discount, rows):
+    """A policy's values with ``k = 0 .. rows - 1`` steps left (``width = 1``), one row each."""
+    n_states = offsets.size - 1
+    history = np.zeros((rows, n_states))
+    q = np.empty((n_states, 1))
+    for k in range(1, rows):
+        _sweep(offsets, next_state, continuing, expected_reward, 1, history[k - 1], discount, q,
+               history[k])
+    return history
+
+
+@njit(cache=True)
+def time_weighted_advantages(table, policy, initial, horizon, discount, tolerance):
+    """``sum_t gamma^t mu_t(s) (q_t(s, a) - V_t(s))`` of a policy under a time limit ``horizon``.
+
+    ``table`` and ``policy`` are ``(offsets, next_state, continuing, expected_reward)`` of the
+    whole MDP and of the policy; ``V_t`` are the policy's values at time ``t``, ``q_t`` the
+    backups of ``V_{t+1}``, and ``mu_t`` the law of its state at ``t``. The sum stops once the
+    episodes still running weigh at most ``tolerance``.
+
+    The policy's values settle (exactly) ``last`` steps before the end, so up to time
+    ``horizon - last`` the summand is ``mu_t(s)`` times a constant: those steps only add up
+    ``gamma^t mu_t``. The values of the last ``last`` steps are kept, one row per step, only if
+    some episodes are still running when they come.
+    """
+    offsets, next_state, continuing, expected_reward = table
+    n_states = initial.size
+    width = (offsets.size - 1) // n_states
+    final, sweeps, settled = sweep_until_settled(*policy, 1, discount, horizon, 0.0)
+    last = sweeps - 1 if settled else horizon  # the values with ``last`` or more steps left
+    q, best = np.empty((n_states, width)), np.empty(n_states)
+    mass, next_mass = initial.copy(), np.empty(n_states)
+    weight, t = 1.0, 0
+    occupancy = np.zeros(n_states)
+    while t < horizon - last and mass.sum() > tolerance:
+        occupancy += weight * mass
+        _step(policy[0], policy[1], policy[2], mass, next_mass)
+        mass, next_mass = next_mass, mass
+        weight *= discount
+        t += 1
+    _sweep(offsets, next_state, continuing, expected_reward, width, final[:, 0], discount, q, best)
+    advantage = np.empty((n_states, width))
+    for s in range(n_states):
+        for a in range(width):
+            advantage[s, a] = occupancy[s] * (q[s, a] - final[s, 0])
+    if t == horizon or mass.sum() <= tolerance:
+        return advantage
+    to_go = values_to_go(*policy, discount, last + 1)
+    while t < horizon and mass.sum() > tolerance:
+        _sweep(offsets, next_state, continuing, expected_reward, width, to_go[horizon - t - 1],
+               discount, q, best)
+        now = to_go[horizon - t]
+        for s in range(n_states):
+            for a in range(width):
+                advantage[s, a] += weight * mass[s] * (q[s, a] - now[s])
+        _step(policy[0], policy[1], policy[2], mass, next_mass)
+        mass, next_mass = next_mass, mass
+        weight *= discount
+        t += 1
+    return advantage
+
+
+@njit(cache=True)
+def occupancy(offsets, next_state, continuing, ending, initial, limit, tolerance):
+    """Expected visits per state and ending probability per outcome of a policy (``width = 1``).
+
+    Forward in time, ``mu_{t+1} = mu_t P_pi``, for at most ``limit`` steps (-1: no limit) and
+    while the running mass exceeds ``tolerance``. Returns ``(visits, ended, running mass)``.
+    """
+    n_states = initial.size
+    visits, ended = np.zeros(n_states), np.zeros(ending.size)
+    mass, next_mass = initial.copy(), np.empty(n_states)
+    steps = 0
+    while (limit < 0 or steps < limit) and mass.sum() > tolerance:
+        visits += mass
+        for s in range(n_states):
+            for o in range(offsets[s], offsets[s + 1]):
+                ended[o] += ending[o] * mass[s]
+        _step(offsets, next_state, continuing, mass, next_mass)
+        mass, next_mass = next_mass, mass
+        steps += 1
+    return visits, ended, mass.sum()
+
+
+@njit(cache=True)
+def endless_policy_values(offsets, next_state, continuing, expected_reward, discount, ending,
+                          drift_sweeps, tolerance):
+    """A policy's values without a time limit (``width = 1``), with "loops forever" detection.
+
+    Sweeps until every value settles; after ``drift_sweeps`` sweeps, once the values of the
+    states in ``ending`` (those whose episodes surely end) have settled, every value still
+    moving is ``+-inf`` in the direction it drifts.
+    """
+    n_states = offsets.size - 1
+    values, new_values = np.zeros(n_states), np.empty(n_states)
+    q = np.empty((n_states, 1))
+    sweep = 0
+    while True:
+        sweep += 1
+        _sweep(offsets, next_state, continuing, expected_reward, 1, values, discount, q,
+               new_values)
+        threshold = _threshold(new_values, discount, tolerance)
+        if _settled(values, new_values, threshold):
+            return new_values
+        if sweep >= drift_sweeps:
+            drifting = np.abs(new_values - values) > threshold
+            if not (drifting & ending).any():
+                for s in range(n_states):
+                    if drifting[s]:
+                        new_values[s] = np.inf if new_values[s] > values[s] else -np.inf
+                return new_values
+        values, new_values = new_values, values
+
+
+@njit(cache=True)
+def reaching(offsets, next_state, goes_on, targets):
+    """States with a path of continuing outcomes (``goes_on``) into ``targets``, targets included.
+
+    A search backwards from the targets over the reversed outcomes of a policy (``width = 1``).
+    """
+    n_states = targets.size
+    source = np.empty(next_state.size, np.int64)
+    for s in range(n_states):
+        source[offsets[s]:offsets[s + 1]] = s
+    into = np.zeros(n_states + 1, np.int64)  # CSR of the reversed outcomes that go on
+    for o in range(next_state.size):
+        if goes_on[o]:
+            into[next_state[o] + 1] += 1
+    into = np.cumsum(into)
+    sources = np.empty(into[-1], np.int64)
+    filled = into[:-1].copy()
+    for o in range(next_state.size):
+        if goes_on[o]:
+            sources[filled[next_state[o]]] = source[o]
+            filled[next_state[o]] += 1
+    reached = targets.copy()
+    stack = [s for s in range(n_states) if targets[s]]
+    while len(stack) > 0:
+        state = stack.pop()
+        for i in range(into[state], into[state + 1]):
+            if not reached[sources[i]]:
+                reached[sources[i]] = True
+                stack.append(sources[i])
+    return reached
