@@ -37,11 +37,11 @@ from dataclasses import dataclass
 import numba
 
 from bench.baseline import train_baseline
-from tabrl.agents import AGENTS
+from tabrl.agents import AGENTS, make_agent
 from tabrl.compiled import run_batch, warm_up
 from tabrl.envs import DEFAULT_STEP_CAP, make_env, with_step_cap
-from tabrl.mdp import mdp_of
-from tabrl.training import choose_engine, make_agent, train
+from tabrl.exact.readers import mdp_of
+from tabrl.training import choose_engine, train
 
 #: Episodes of the run every engine trains, per environment: a few seconds of the baseline, so
 #: that the compiled engine's fixed costs (making the environment and its MDP) weigh little.

@@ -1,13 +1,15 @@
-r"""tabrl's numpy solver before the compiled one: ``tabrl.dp`` as of commit ddea3f2, kept as it was.
+r"""tabrl's numpy solver before the compiled one: ``tabrl.dp`` as of commit ddea3f2, kept as it
+was (its imports follow the package's later layout).
 
-``bench.solve`` times it beside ``tabrl.dp`` and ``tests/test_solve.py`` checks that both give the
-same answers. What follows is its docstring then.
+``bench.solve`` times it beside ``tabrl.exact.dp`` and ``tests/test_solve.py`` checks that both
+give the same answers. What follows is its docstring then.
 
 Exact optimal policies and exact policy values of a finite MDP.
 
-A :class:`~tabrl.mdp.TabularMDP` lists, for every state :math:`s` and action :math:`a`, the outcomes
-:math:`(p, s', r, d)`: with probability :math:`p` the step pays :math:`r`, moves to :math:`s'` and
-ends the episode when :math:`d = 1`. Episodes start from the distribution :math:`\mu_0`.
+A :class:`~tabrl.exact.mdp.TabularMDP` lists, for every state :math:`s` and action :math:`a`, the
+outcomes :math:`(p, s', r, d)`: with probability :math:`p` the step pays :math:`r`, moves to
+:math:`s'` and ends the episode when :math:`d = 1`. Episodes start from the distribution
+:math:`\mu_0`.
 
 **Objective.** The return of an episode is :math:`G = \sum_{t < T} \gamma^t r_t`, where :math:`T` is
 the step at which a terminal outcome happens or the time limit :math:`H` (``max_episode_steps`` of
@@ -63,7 +65,8 @@ import gymnasium as gym
 import numpy as np
 
 from tabrl.errors import UsageError
-from tabrl.mdp import TabularMDP, mdp_of
+from tabrl.exact.mdp import TabularMDP
+from tabrl.exact.readers import mdp_of
 
 __all__ = ["Solution", "PolicyValue", "solve", "evaluate_policy_exact", "policy_agreement"]
 

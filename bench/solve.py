@@ -28,8 +28,9 @@ from gymnasium.envs.toy_text.frozen_lake import generate_random_map
 
 from bench import numpy_dp
 from tabrl.compiled import run_batch
-from tabrl.dp import evaluate_policy_exact, solve
-from tabrl.mdp import TabularMDP, mdp_of, read_only
+from tabrl.exact.dp import evaluate_policy_exact, solve
+from tabrl.exact.mdp import TabularMDP, read_only
+from tabrl.exact.readers import mdp_of
 
 #: Maps and time limits timed (size, max_episode_steps).
 GRID = [(10, 100), (10, 1_000), (30, 100), (30, 400), (30, 1_600), (50, 1_000), (50, 10_000),

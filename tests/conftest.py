@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tabrl.cli import main
+from tabrl.app.cli import main
 
 
 @dataclass
@@ -35,8 +35,8 @@ def tabrl_cli(capsys, monkeypatch):
 def tiny_run(tmp_path_factory):
     """A finished FrozenLake-v1 run of 30 episodes (python engine), trained once per session:
     tests that damage a run folder damage copies of it."""
-    from tabrl.runs import RunConfig
-    from tabrl.workflow import prepare_run, train_run
+    from tabrl.app.runs import RunConfig
+    from tabrl.app.workflow import prepare_run, train_run
 
     config = RunConfig.resolve("FrozenLake-v1", {}, episodes=30, eval_episodes=10,
                                engine="python", window=5)

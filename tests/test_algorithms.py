@@ -30,9 +30,9 @@ from tabrl.agents import (
     TabularAgent,
     TreeBackupAgent,
 )
+from tabrl.app.runs import RunConfig
 from tabrl.errors import UsageError
 from tabrl.hyperparams import defaults_for
-from tabrl.runs import RunConfig
 from tabrl.training import train
 
 LR, GAMMA = 0.5, 0.9

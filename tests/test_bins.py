@@ -7,11 +7,11 @@ import json
 import gymnasium as gym
 import pytest
 
+from tabrl.app.runs import RunConfig, load_run
 from tabrl.envs import make_env
 from tabrl.errors import UsageError
 from tabrl.evaluate import evaluate
-from tabrl.plots import _plotted_bins
-from tabrl.runs import RunConfig, load_run
+from tabrl.plots.policies import _plotted_bins
 from tabrl.training import train
 
 CART_BOUNDS = [[-2.4, 2.4], [-3.0, 3.0], [-0.21, 0.21], [-0.87, 0.87]]

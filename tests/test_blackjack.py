@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from gymnasium.envs.toy_text import blackjack as gym_blackjack
 
-from tabrl.blackjack import CARD_PROBABILITY, blackjack_mdp, dealer_outcomes
-from tabrl.dp import evaluate_policy_exact, solve
+from tabrl.exact.blackjack import CARD_PROBABILITY, blackjack_mdp, dealer_outcomes
+from tabrl.exact.dp import evaluate_policy_exact, solve
 from tabrl.spaces import encoder_for
 
 STICK, HIT = 0, 1

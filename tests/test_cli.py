@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tabrl.runs import load_run
+from tabrl.app.runs import load_run
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

@@ -17,15 +17,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tabrl.agents import QLearningAgent
+from tabrl.agents import QLearningAgent, make_agent
 from tabrl.compiled import kernels, rollout, run_batch, run_compiled, supports, warm_up
 from tabrl.compiled.bridge import observed_for, runs_of
 from tabrl.compiled.model import compile_mdp
 from tabrl.errors import NotCompilableError
+from tabrl.exact.mdp import from_transitions
+from tabrl.exact.readers import mdp_of
 from tabrl.loop import run_python
-from tabrl.mdp import from_transitions, mdp_of
 from tabrl.schedules import Schedule
-from tabrl.training import make_agent, train
+from tabrl.training import train
 
 ALPHA = 1e-3  #: significance level of the goodness-of-fit tests
 LAKE = dict(learning_rate=0.1, discount_factor=0.99)
@@ -325,7 +326,7 @@ def stick_on_twenty() -> np.ndarray:
 
 
 def test_blackjack_episode_outcomes_match_the_real_environment():
-    pytest.importorskip("tabrl.blackjack")
+    pytest.importorskip("tabrl.exact.blackjack")
     mdp = mdp_of(gym.make("Blackjack-v1"))
     compiled = rollout(mdp, stick_on_twenty(), 200_000, seed=1, max_steps=100).returns
     real = blackjack_policy_returns(stick_on_twenty(), 20_000)
@@ -337,7 +338,7 @@ def test_blackjack_episode_outcomes_match_the_real_environment():
 
 def test_blackjack_training_learns_a_policy_near_the_optimum():
     """The optimum of Blackjack-v1 is about -0.045 per hand; sticking on 20 only, about -0.35."""
-    pytest.importorskip("tabrl.blackjack")
+    pytest.importorskip("tabrl.exact.blackjack")
     n = 300_000
     trained = train("Blackjack-v1", n_episodes=n, seed=0, engine="compiled",
                     learning_rate=0.01, epsilon_decay=2 / n)

@@ -25,15 +25,15 @@ from scipy import stats
 
 import tabrl.examples
 from tabrl import evaluate_policy_exact
-from tabrl.agents import AGENTS
+from tabrl.agents import AGENTS, make_agent
 from tabrl.compiled import kernels, run_batch, run_compiled, supports
 from tabrl.compiled.bridge import runs_of, setting_of
 from tabrl.compiled.model import observed_outcomes
 from tabrl.envs import make_env, with_step_cap
+from tabrl.exact.readers import mdp_of
 from tabrl.loop import run_python
-from tabrl.mdp import mdp_of
 from tabrl.schedules import Schedule
-from tabrl.training import make_agent, train
+from tabrl.training import train
 
 EXPLORATIONS = ("epsilon-greedy", "softmax", "ucb")
 GAMMA = 0.9

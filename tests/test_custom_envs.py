@@ -18,9 +18,9 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
+from tabrl.app.runs import RunConfig, file_name, load_run
 from tabrl.envs import load_plugin_envs, make_env, resolve_env_id
 from tabrl.errors import UsageError
-from tabrl.runs import RunConfig, file_name, load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "tests.envs.corridor"

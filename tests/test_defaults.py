@@ -12,9 +12,9 @@ import pytest
 
 from tabrl import solve
 from tabrl.agents import AGENTS
+from tabrl.app.runs import RunConfig
+from tabrl.app.sweep import run_job
 from tabrl.envs import make_env
-from tabrl.runs import RunConfig
-from tabrl.sweep import run_job
 
 #: How far below the optimum a greedy value may be: absolute on FrozenLake, relative elsewhere.
 ABSOLUTE_GAP = {"FrozenLake-v1": 0.02}

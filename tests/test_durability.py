@@ -15,9 +15,9 @@ import pytest
 from gymnasium.wrappers import TransformReward
 
 import tabrl
-from tabrl.runs import RunConfig, load_run
+from tabrl.app.runs import RunConfig, load_run
+from tabrl.app.workflow import prepare_run, resume_run, train_run, unfinished_warning
 from tabrl.training import TrainingDivergedError
-from tabrl.workflow import prepare_run, resume_run, train_run, unfinished_warning
 
 
 def quiet(_: str) -> None:

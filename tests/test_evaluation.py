@@ -13,12 +13,12 @@ import pytest
 
 import tabrl
 from tabrl.agents import AGENTS
+from tabrl.app.runs import RunConfig
+from tabrl.app.workflow import prepare_run, train_run
 from tabrl.compiled import warm_up
 from tabrl.evaluate import CAPPED_IN_A_ROW, Evaluation, evaluate
-from tabrl.mdp import mdp_of
-from tabrl.reference import exact_report
-from tabrl.runs import RunConfig
-from tabrl.workflow import prepare_run, train_run
+from tabrl.exact.readers import mdp_of
+from tabrl.exact.reference import exact_report
 
 #: The README's Sutton & Barto loop (section "The family of tabular methods"), one method.
 README_LOOP = ["--episodes", "500", "--exploration", "epsilon-greedy", "--epsilon-schedule",

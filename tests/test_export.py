@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import tabrl
+from tabrl.app.runs import RunConfig, load_run
+from tabrl.app.workflow import prepare_run, train_run
 from tabrl.errors import RunFolderError, UsageError
-from tabrl.runs import RunConfig, load_run
-from tabrl.workflow import prepare_run, train_run
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_exported_policy_reads_back_as_the_greedy_policy(tabrl_cli, runs, env_id
 def test_a_loaded_policy_plays_the_real_environment_without_tabrl(runs):
     run = runs["FrozenLake-v1"]
     path = run.path / "policy.json"
-    from tabrl.export import export_run
+    from tabrl.app.export import export_run
 
     export_run(run, "json", path)
     policy = tabrl.load_policy(path)

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tabrl.cli import main
+from tabrl.app.cli import main
 
 #: A busy 2-core machine: no per-example deadline, but every command must end within this.
 SECONDS_PER_COMMAND = 60

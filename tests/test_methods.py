@@ -8,10 +8,10 @@ import pytest
 
 import tabrl
 from tabrl.agents import AGENTS, METHODS, OWN_PARAMS, QSigmaAgent, SarsaAgent
+from tabrl.app.runs import RunConfig, load_run
+from tabrl.app.sweep import expand, parse_grid
 from tabrl.compiled import kernels
 from tabrl.compiled.bridge import ALGO_CODES, setting_of
-from tabrl.runs import RunConfig, load_run
-from tabrl.sweep import expand, parse_grid
 
 
 def test_every_method_has_one_spec_a_kernel_and_a_public_class():

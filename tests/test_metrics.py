@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 import tabrl
+from tabrl.app.runs import RunConfig, load_run
+from tabrl.app.workflow import prepare_run, train_run
 from tabrl.loop import TrainingLog
 from tabrl.metrics import BLOCK, DTYPES, MetricsStore, prefix_sums_at
 from tabrl.plots import rolling_mean
-from tabrl.runs import RunConfig, load_run
 from tabrl.training import CHUNK_STEPS, ChunkPlan
-from tabrl.workflow import prepare_run, train_run
 
 
 def random_log(n: int, seed: int) -> TrainingLog:
@@ -132,7 +132,7 @@ def test_metrics_written_ahead_of_the_q_table_are_ignored_then_cut_on_resume(tmp
     store = MetricsStore(run.path)
     store.write(300, random_log(40, 3))  # a kill after the append, before the Q-table
     assert len(load_run(run.path).metrics()) == 300
-    resumed = tabrl.workflow.resume_run(run.path, 400, say=lambda _: None)
+    resumed = tabrl.app.workflow.resume_run(run.path, 400, say=lambda _: None)
     assert len(resumed.metrics()) == 400
     assert np.load(store.column_path("length")).shape == (400,)
     assert set(np.unique(np.load(store.column_path("return"))[300:340])) <= {0.0, 1.0}

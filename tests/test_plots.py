@@ -11,6 +11,7 @@ import pytest
 
 from tabrl import plots
 from tabrl.errors import RunFolderError, UsageError
+from tabrl.plots import figures
 from tabrl.spaces import encoder_for
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -28,7 +29,7 @@ ENVS = {
 @pytest.fixture(autouse=True)
 def low_dpi(monkeypatch: pytest.MonkeyPatch) -> None:
     """Same figures, fewer pixels: keeps the file fast without changing what is drawn."""
-    monkeypatch.setattr(plots, "DPI", 40)
+    monkeypatch.setattr(figures, "DPI", 40)
 
 
 def assert_png(path: Path, min_side: int = 100) -> np.ndarray:
@@ -106,7 +107,7 @@ def test_pictures_are_drawn_at_the_dpi_on_white(tmp_path: Path) -> None:
     """One draw on the canvas writes what savefig wrote: the figure's inches at DPI, on white."""
     image = matplotlib.image.imread(
         plots.plot_learning_curves(fake_metrics(10**6), tmp_path / "curves.png", window=500))
-    assert image.shape[:2] == (round(4.4 * plots.DPI), 15 * plots.DPI)
+    assert image.shape[:2] == (round(4.4 * figures.DPI), 15 * figures.DPI)
     np.testing.assert_array_equal(image[0, 0], [1.0, 1.0, 1.0, 1.0])
 
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from bench import numpy_dp
-from tabrl import dp as solve_module
-from tabrl.dp import evaluate_policy_exact, policy_agreement, solve
 from tabrl.errors import NotCompilableError, UsageError
-from tabrl.mdp import TabularMDP, from_transitions, mdp_of
+from tabrl.exact import dp as solve_module
+from tabrl.exact.dp import evaluate_policy_exact, policy_agreement, solve
+from tabrl.exact.mdp import TabularMDP, from_transitions
+from tabrl.exact.readers import mdp_of
 
 SAFE, GAMBLE = 0, 1
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tabrl.app.runs import RunConfig
+from tabrl.app.sweep import JobResult, expand, parse_grid, run_sweep, setting_labels, summarize
+from tabrl.app.workflow import sweep_to_folder
 from tabrl.errors import UsageError
-from tabrl.runs import RunConfig
-from tabrl.sweep import JobResult, expand, parse_grid, run_sweep, setting_labels, summarize
-from tabrl.workflow import sweep_to_folder
 
 SMALL = dict(episodes=3000, eval_episodes=200)
 

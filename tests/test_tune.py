@@ -80,8 +80,8 @@ def test_bad_tuning_input_is_one_line_and_leaves_no_folder(tabrl_cli, tmp_path):
 
 
 def test_sampled_settings_apply_as_grid_values_and_best_yml_keeps_the_base():
-    from tabrl.runs import RunConfig
-    from tabrl.tune import apply_settings, best_settings, sample_config, search_space
+    from tabrl.app.runs import RunConfig
+    from tabrl.app.tune import apply_settings, best_settings, sample_config, search_space
 
     shipped = RunConfig.resolve("FrozenLake-v1")
     base = RunConfig.resolve("FrozenLake-v1", discount=0.9)  # as from --hyperparams

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from tabrl import __version__
-from tabrl.cli import DEFAULT_ENV_KWARGS
-from tabrl.runs import load_run
+from tabrl.app.cli import DEFAULT_ENV_KWARGS
+from tabrl.app.runs import load_run
 
 
 def assert_one_line_error(result, code: int, *fragments: str) -> None:
@@ -299,6 +299,6 @@ def test_ctrl_c_exits_130_without_a_traceback(tabrl_cli, monkeypatch):
     def interrupted():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("tabrl.cli.tabular_envs", interrupted)
+    monkeypatch.setattr("tabrl.app.cli.tabular_envs", interrupted)
     result = tabrl_cli("envs")
     assert result.code == 130 and "Traceback" not in result.stderr

@@ -8,8 +8,8 @@ import sys
 import pytest
 from PIL import Image
 
-from tabrl.runs import RunConfig
-from tabrl.workflow import prepare_run, train_run
+from tabrl.app.runs import RunConfig
+from tabrl.app.workflow import prepare_run, train_run
 
 
 def trained(path, env_id, kwargs, episodes, **settings):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import tabrl
-from tabrl.runs import RunConfig, load_run
-from tabrl.workflow import prepare_run, resume_run, train_run
+from tabrl.app.runs import RunConfig, load_run
+from tabrl.app.workflow import prepare_run, resume_run, train_run
 
 
 def quiet(_: str) -> None:

@@ -778,3 +778,8 @@ def agent_class(algo: str) -> type[TabularAgent]:
         return AGENTS[algo]
     except KeyError:
         raise UsageError(f"unknown method {algo!r}: {did_you_mean(algo, list(AGENTS))}") from None
+
+
+def make_agent(env: gym.Env, algo: str = "q-learning", **hyperparameters) -> TabularAgent:
+    """An agent of ``algo`` for ``env``, with the tutorial's keyword names."""
+    return agent_class(algo)(env, **hyperparameters)

@@ -17,7 +17,6 @@ import inspect
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -27,7 +26,6 @@ from gymnasium.envs.registration import namespace
 from gymnasium.wrappers import DiscretizeObservation, TimeLimit, TransformObservation
 
 from tabrl.errors import TabrlError, UsageError, did_you_mean
-from tabrl.mdp import time_limit_of
 from tabrl.spaces import encoder_for, n_actions_of
 
 #: Bins of a continuous space: each count allocates its edges, and the cells of all dimensions
@@ -320,47 +318,15 @@ def with_step_cap(env: gym.Env, max_steps: int = DEFAULT_STEP_CAP) -> gym.Env:
     return env if time_limit_of(env) is not None else TimeLimit(env, max_episode_steps=max_steps)
 
 
-@dataclass(frozen=True)
-class EnvInfo:
-    """One line of ``tabrl envs``."""
-
-    env_id: str
-    n_states: int
-    n_actions: int
-    time_limit: int | None
-    compiled: bool
-    bins: list[int] | int | None = None  #: the shipped bins of a continuous observation space
-    source: str = ""  #: the module, plugin or package that registered it (see env_source)
 
 
-def tabular_envs() -> list[EnvInfo]:
-    """Every registered environment that makes without extra dependencies and is tabular, or
-    continuous with bins shipped for it (``hyperparams/environments.yml``)."""
-    from tabrl.hyperparams import environment_defaults
-    from tabrl.mdp import mdp_of
 
-    load_plugin_envs()
-    found = []
-    for env_id, spec in sorted(gym.registry.items()):
-        if spec.vector_entry_point and not spec.entry_point:
-            continue
-        shipped = environment_defaults(env_id)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                env = gym.make(env_id)
-            if "bins" in shipped:
-                env = discretize(env, shipped["bins"], shipped.get("obs_bounds"))
-            encoder = encoder_for(env.observation_space)
-            n_actions = n_actions_of(env.action_space)
-        except Exception:  # noqa: BLE001 - any env that cannot be made here is simply not listed
-            continue
-        try:
-            mdp_of(env)
-            compiled = True
-        except UsageError:
-            compiled = False
-        found.append(EnvInfo(env_id, encoder.n_states, n_actions, time_limit_of(env), compiled,
-                             shipped.get("bins"), env_source(env_id)))
-        env.close()
-    return found
+
+def time_limit_of(env: gym.Env) -> int | None:
+    """The ``max_episode_steps`` of the innermost ``TimeLimit`` around ``env``, if any."""
+    limit = None
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, TimeLimit):
+            limit = env._max_episode_steps
+        env = env.env
+    return limit

@@ -8,9 +8,9 @@ episodes ended, in the words of the environment's family (:func:`outcome_names`)
 
 **No evaluation hangs.** A greedy policy may never end (CliffWalking's agent walking into the
 border). Where the MDP is known, tabrl knows exactly from which states that happens
-(:func:`tabrl.dp.endless_states`): an episode that enters such a state is cut at once and counted
-as "loops" (its return would be unbounded), and the report says from how many start states the
-policy may loop. Elsewhere episodes stop at the environment's own time limit, or at the step cap
+(:func:`tabrl.exact.dp.endless_states`): an episode that enters such a state is cut at once and
+counted as "loops" (its return would be unbounded), and the report says from how many start states
+the policy may loop. Elsewhere episodes stop at the environment's own time limit, or at the step cap
 where it has none, and the evaluation stops early once ``CAPPED_IN_A_ROW`` episodes in a row have
 run into the cap, with a note saying so.
 """
@@ -27,10 +27,10 @@ import gymnasium as gym
 import numpy as np
 
 from tabrl.agents import TabularAgent
-from tabrl.dp import endless_states
-from tabrl.envs import DEFAULT_STEP_CAP, with_step_cap
+from tabrl.envs import DEFAULT_STEP_CAP, time_limit_of, with_step_cap
 from tabrl.errors import UsageError
-from tabrl.mdp import TabularMDP, known_mdp, time_limit_of
+from tabrl.exact.outcomes import endless_rows, outcome_names, start_loops, terminal_outcome
+from tabrl.exact.readers import known_mdp
 
 #: Episodes in a row at the step cap after which an evaluation stops early (the policy loops).
 CAPPED_IN_A_ROW = 20
@@ -90,46 +90,12 @@ class Evaluation:
 _STATISTICS = ("mean_return", "std_return", "sem", "ci95_low", "ci95_high", "mean_length")
 
 
-def outcome_names(mdp: TabularMDP | None) -> tuple[str, ...]:
-    """How an episode of this environment family can end, in its own words.
-
-    A game without goal states (Blackjack) is won, drawn or lost (the sign of its return is the
-    game's own outcome); an MDP with goal states (FrozenLake, Taxi, CliffWalking) ends in
-    success, or in failure where some terminal state is not a goal (FrozenLake's holes), or is
-    truncated by its time limit; without a time limit a greedy policy may loop instead. Of
-    unknown dynamics (CartPole) tabrl only tells an episode that ended from one that was
-    truncated: whether ending is good or bad is the environment's business.
-    """
-    if mdp is None:
-        return ("ended", "truncated")
-    if mdp.goal_rows is None:  # a game: without a time limit it always ends
-        return ("win", "draw", "loss") + (("truncated",) if mdp.horizon is not None else ())
-    ends_elsewhere = not mdp.goal_rows[mdp.row_of_state[mdp.next_state[mdp.terminal]]].all()
-    names = ("success",) + (("failure",) if ends_elsewhere else ()) + ("truncated",)
-    return names + (("loops",) if mdp.horizon is None else ())
 
 
-def terminal_outcome(mdp: TabularMDP | None, row: int | None, total: float) -> str:
-    """The outcome of an episode that terminated in ``row`` with return ``total``."""
-    if mdp is None:
-        return "ended"
-    if mdp.goal_rows is None:
-        return "win" if total > 0 else "draw" if total == 0 else "loss"
-    return "success" if row is not None and mdp.goal_rows[row] else "failure"
 
 
-def endless_rows(mdp: TabularMDP, policy: np.ndarray) -> np.ndarray:
-    """Rows all of whose states never end under ``policy``: an episode there can be cut."""
-    never, _ = endless_states(mdp, policy)
-    states = np.bincount(mdp.row_of_state, minlength=mdp.n_rows)
-    return (np.bincount(mdp.row_of_state, never, minlength=mdp.n_rows) == states) & (states > 0)
 
 
-def start_loops(mdp: TabularMDP, policy: np.ndarray) -> tuple[int, int]:
-    """``(N, M)``: the greedy policy may loop forever from N of the M start states."""
-    _, may_loop = endless_states(mdp, policy)
-    starts = mdp.initial > 0
-    return int((may_loop & starts).sum()), int(starts.sum())
 
 
 def summarize(returns: np.ndarray, lengths: np.ndarray, outcomes: list[str],

@@ -19,11 +19,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import RecordEpisodeStatistics
 
-from tabrl.agents import TabularAgent, agent_class
-from tabrl.envs import DEFAULT_STEP_CAP, make_env, with_step_cap
+from tabrl.agents import TabularAgent, make_agent
+from tabrl.envs import DEFAULT_STEP_CAP, make_env, time_limit_of, with_step_cap
 from tabrl.errors import NotCompilableError, TabrlError, UsageError
+from tabrl.exact.mdp import TabularMDP
+from tabrl.exact.readers import mdp_of
 from tabrl.loop import Progress, TrainingLog, find_episode_statistics, run_python
-from tabrl.mdp import TabularMDP, mdp_of, time_limit_of
 
 ENGINES = ("auto", "python", "compiled")
 #: Environment steps in a chunk: at most about a second of training on each engine.
@@ -125,9 +126,6 @@ class ChunkPlan:
         return self.fixed or min(self.steps, MAX_CHUNK_EPISODES)
 
 
-def make_agent(env: gym.Env, algo: str = "q-learning", **hyperparameters) -> TabularAgent:
-    """An agent of ``algo`` for ``env``, with the tutorial's keyword names."""
-    return agent_class(algo)(env, **hyperparameters)
 
 
 def train(

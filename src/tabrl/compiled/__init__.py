@@ -1,8 +1,8 @@
 """The compiled engine: tabular learning on a known MDP with numba, bit for bit reproducible.
 
-Where tabrl knows an environment's whole MDP (:func:`tabrl.mdp.mdp_of`), it does not need to call
-``env.step`` at all: it samples the MDP's arrays inside numba kernels, hundreds of times faster
-than the Python loop, with the same statistics.
+Where tabrl knows an environment's whole MDP (:func:`tabrl.exact.readers.mdp_of`), it does not
+need to call ``env.step`` at all: it samples the MDP's arrays inside numba kernels, hundreds of
+times faster than the Python loop, with the same statistics.
 
 - :func:`run_compiled` trains an agent of any method and exploration strategy for a chunk of
   episodes (what ``tabrl.training`` calls); :func:`supports` says which it has kernels for.

@@ -5,7 +5,7 @@ parallel kernel call per slice of episodes, one run per thread at a time. Each r
 random generator seeded by its seed, so a run's result is the one ``run_compiled`` gives for the
 same setting and seed, whatever the number of threads.
 
-A setting is a dict of the keywords of :func:`tabrl.training.make_agent` (``algo``,
+A setting is a dict of the keywords of :func:`tabrl.agents.make_agent` (``algo``,
 ``learning_rate``, ``discount_factor``, ``initial_epsilon``, ``epsilon_decay``, ``final_epsilon``,
 ``epsilon_schedule``, ``learning_rate_schedule``, ``exploration`` and the method's own, such as
 ``n`` or ``planning_steps``): the agent class validates and interprets it, so a batch run and a
@@ -28,8 +28,8 @@ from tabrl.compiled.engine import drive, log_of, numba_threads, time_limit, warm
 from tabrl.compiled.model import compile_mdp
 from tabrl.envs import DEFAULT_STEP_CAP
 from tabrl.errors import UsageError
+from tabrl.exact.mdp import TabularMDP
 from tabrl.loop import Progress, TrainingLog
-from tabrl.mdp import TabularMDP
 
 
 @dataclass
@@ -62,7 +62,7 @@ def template_agent(mdp: TabularMDP, setting: dict[str, Any]) -> TabularAgent:
     in. Monte Carlo ES also asks for a transition table: the stand-in shows the MDP as one where
     every state is its own row, which is where the kernels can start an episode anywhere.
     """
-    from tabrl.training import make_agent  # late: training imports this package lazily too
+    from tabrl.agents import make_agent  # late: training imports this package lazily too
 
     observations = spaces.Discrete(mdp.n_rows)
     base = SimpleNamespace(observation_space=observations)

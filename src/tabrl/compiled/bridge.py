@@ -20,7 +20,7 @@ from tabrl.compiled import kernels
 from tabrl.compiled.kernels import ObservedOutcomes, Runs
 from tabrl.compiled.model import NOTHING_OBSERVED, observed_outcomes
 from tabrl.errors import NotCompilableError
-from tabrl.mdp import TabularMDP
+from tabrl.exact.mdp import TabularMDP
 from tabrl.schedules import Schedule
 
 #: The algorithms the kernels implement, by name, with their code in a setting vector.

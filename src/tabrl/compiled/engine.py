@@ -24,8 +24,8 @@ from tabrl.compiled.bridge import fixed_policy_setting, new_runs, observed_for, 
 from tabrl.compiled.kernels import CompiledMDP, ObservedOutcomes, Runs
 from tabrl.compiled.model import NOTHING_OBSERVED, compile_mdp
 from tabrl.errors import UsageError
+from tabrl.exact.mdp import TabularMDP, from_transitions
 from tabrl.loop import Progress, TrainingLog
-from tabrl.mdp import TabularMDP, from_transitions
 
 SLICE_SECONDS = 0.25  #: target duration of one kernel call between progress reports
 FIRST_SLICE = 1_000  #: episodes of the first call, which measures the speed

@@ -142,7 +142,7 @@ _called = njit(cache=True)
 
 
 class CompiledMDP(NamedTuple):
-    """A :class:`~tabrl.mdp.TabularMDP` as the kernels sample it.
+    """A :class:`~tabrl.exact.mdp.TabularMDP` as the kernels sample it.
 
     ``cdf`` holds the cumulative probabilities of each ``(state, action)``'s outcomes, in the CSR
     layout of the MDP (the last entry of every segment exactly 1); ``start_cdf`` those of the

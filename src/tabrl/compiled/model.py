@@ -15,7 +15,7 @@ import numpy as np
 
 from tabrl.compiled.kernels import CompiledMDP, ObservedOutcomes
 from tabrl.errors import NotCompilableError
-from tabrl.mdp import TabularMDP
+from tabrl.exact.mdp import TabularMDP
 
 _COMPILED: WeakKeyDictionary[TabularMDP, CompiledMDP] = WeakKeyDictionary()
 _OBSERVED: WeakKeyDictionary[TabularMDP, ObservedOutcomes] = WeakKeyDictionary()

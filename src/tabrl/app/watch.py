@@ -24,12 +24,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from tabrl.app.export import observation_key
+from tabrl.app.runs import Run
 from tabrl.envs import make_env, with_step_cap
 from tabrl.errors import RunFolderError, UsageError
-from tabrl.export import observation_key
+from tabrl.exact.mdp import TabularMDP
+from tabrl.exact.readers import known_mdp
 from tabrl.fileio import atomic_write_bytes
-from tabrl.mdp import TabularMDP, known_mdp
-from tabrl.runs import Run
 
 #: Steps after which an episode of an environment without a time limit stops when watched.
 WATCH_STEP_CAP = 1_000

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from tabrl.dp import TIE, PolicyValue, Solution, evaluate_policy_exact, policy_agreement
-from tabrl.evaluate import outcome_names, start_loops
-from tabrl.mdp import TabularMDP
+from tabrl.exact.dp import TIE, PolicyValue, Solution, evaluate_policy_exact, policy_agreement
+from tabrl.exact.mdp import TabularMDP
+from tabrl.exact.outcomes import outcome_names, start_loops
 from tabrl.spaces import StateEncoder
 
 

@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from tabrl.app.keyvalues import split_items
+from tabrl.app.runs import ALGO_PARAMS, SWEEP, RunConfig, merged_algo_params, prepare_run_dir
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import evaluate
+from tabrl.exact.readers import known_mdp
 from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
-from tabrl.keyvalues import split_items
-from tabrl.mdp import known_mdp
-from tabrl.runs import ALGO_PARAMS, SWEEP, RunConfig, merged_algo_params, prepare_run_dir
 from tabrl.schedules import as_schedule
 from tabrl.stats import Estimate, summarize_runs
 from tabrl.training import train
@@ -173,7 +173,7 @@ def run_job(config: dict[str, Any], setting: int, seed: int) -> JobResult:
 
 def train_and_value(config: dict[str, Any], setting: int, seed: int) -> JobResult:
     """One job's training and its greedy value: exact where the MDP is known, else Monte Carlo."""
-    from tabrl.dp import evaluate_policy_exact
+    from tabrl.exact.dp import evaluate_policy_exact
 
     run_config = replace(RunConfig(**config), seed=seed)
     env = run_config.make_env()
@@ -282,7 +282,7 @@ def check_configs(configs: list[RunConfig]) -> None:
 
 
 def _optimal_value(config: RunConfig) -> float | None:
-    from tabrl.dp import solve
+    from tabrl.exact.dp import solve
 
     mdp = known_mdp(config.make_env())
     return None if mdp is None else solve(mdp).value

@@ -437,7 +437,7 @@ def versions() -> dict[str, str]:
     """Library versions that can change a run's numbers."""
     import numba
 
-    from tabrl import __version__
+    from tabrl.version import __version__
 
     return {"tabrl": __version__, "python": platform.python_version(),
             "gymnasium": gym.__version__, "numpy": np.__version__, "numba": numba.__version__}

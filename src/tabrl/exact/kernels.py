@@ -1,4 +1,4 @@
-"""The numba kernels of dynamic programming (``tabrl.dp``): Bellman sweeps over CSR outcomes.
+"""The numba kernels of dynamic programming (``tabrl.exact.dp``): Bellman sweeps over CSR outcomes.
 
 A *table* is an MDP's outcomes in CSR form with ``width`` segments per state: ``offsets[s * width +
 j] : offsets[s * width + j + 1]`` are the outcomes of segment ``j`` of state ``s``. With ``width =
@@ -72,7 +72,7 @@ def sweep_until_settled(offsets, next_state, continuing, expected_reward, width,
     """Sweeps ``V <- max_j q_j(V)`` from ``V = 0``: at most ``max_sweeps``, until the values settle.
 
     Returns ``(q, sweeps, settled)``: ``q`` of the last sweep, the number of sweeps, and whether
-    the values settled (``tolerance`` 0: exactly; else as in ``tabrl.dp._threshold``).
+    the values settled (``tolerance`` 0: exactly; else as in ``tabrl.exact.dp._threshold``).
     """
     n_states = (offsets.size - 1) // width
     values, new_values = np.zeros(n_states), np.empty(n_states)

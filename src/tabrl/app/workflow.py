@@ -19,22 +19,7 @@ import numpy as np
 
 from tabrl import plots
 from tabrl.agents import TabularAgent
-from tabrl.dp import solve
-from tabrl.envs import make_env
-from tabrl.errors import UsageError
-from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate
-from tabrl.fileio import DiskWriteError, atomic_write_json, folder_lock, lock_holder
-from tabrl.hyperparams import environment_defaults
-from tabrl.loop import Progress, TrainingLog
-from tabrl.mdp import known_mdp, mdp_of
-from tabrl.metrics import MetricsStore
-from tabrl.reference import (
-    exact_report,
-    finite_or_none,
-    optimal_actions_near,
-    solution_summary,
-)
-from tabrl.runs import (
+from tabrl.app.runs import (
     CURVES,
     EVALUATION,
     METRICS,
@@ -54,8 +39,7 @@ from tabrl.runs import (
     save_config,
     writable_dir,
 )
-from tabrl.spaces import encoder_for
-from tabrl.sweep import (
+from tabrl.app.sweep import (
     JobResult,
     SettingSummary,
     SweepFolder,
@@ -63,6 +47,22 @@ from tabrl.sweep import (
     run_sweep,
     setting_labels,
 )
+from tabrl.envs import make_env
+from tabrl.errors import UsageError
+from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate
+from tabrl.exact.dp import solve
+from tabrl.exact.readers import known_mdp, mdp_of
+from tabrl.exact.reference import (
+    exact_report,
+    finite_or_none,
+    optimal_actions_near,
+    solution_summary,
+)
+from tabrl.fileio import DiskWriteError, atomic_write_json, folder_lock, lock_holder
+from tabrl.hyperparams import environment_defaults
+from tabrl.loop import Progress, TrainingLog
+from tabrl.metrics import MetricsStore
+from tabrl.spaces import encoder_for
 from tabrl.training import (
     LEGACY_CHUNK_EPISODES,
     EngineChoice,

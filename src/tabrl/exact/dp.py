@@ -1,8 +1,9 @@
 r"""Exact optimal policies and exact policy values of a finite MDP.
 
-A :class:`~tabrl.mdp.TabularMDP` lists, for every state :math:`s` and action :math:`a`, the outcomes
-:math:`(p, s', r, d)`: with probability :math:`p` the step pays :math:`r`, moves to :math:`s'` and
-ends the episode when :math:`d = 1`. Episodes start from the distribution :math:`\mu_0`.
+A :class:`~tabrl.exact.mdp.TabularMDP` lists, for every state :math:`s` and action :math:`a`, the
+outcomes :math:`(p, s', r, d)`: with probability :math:`p` the step pays :math:`r`, moves to
+:math:`s'` and ends the episode when :math:`d = 1`. Episodes start from the distribution
+:math:`\mu_0`.
 
 **Objective.** The return of an episode is :math:`G = \sum_{t < T} \gamma^t r_t`, where :math:`T` is
 the step at which a terminal outcome happens or the time limit :math:`H` (``max_episode_steps`` of
@@ -54,7 +55,7 @@ after ``DRIFT_SWEEPS`` steps count as truncated. :func:`endless_states` names th
 which a policy never ends (or may not end): a Monte Carlo evaluation cuts its episodes there.
 
 **Computation.** Every sweep runs in numba kernels over the MDP's CSR outcomes
-(``tabrl.compiled.dp_kernels``), adding in the order of the numpy solver this module replaced
+(``tabrl.exact.kernels``), adding in the order of the numpy solver this module replaced
 (``bench/numpy_dp.py``, equal bit for bit on the values); a solve costs about a sweep per
 state-step until the values settle. :func:`solve` keeps its last few solutions keyed by the MDP's
 content and the discount, so a run that evaluates and draws solves its environment once.
@@ -71,7 +72,8 @@ import gymnasium as gym
 import numpy as np
 
 from tabrl.errors import UsageError
-from tabrl.mdp import TabularMDP, mdp_of
+from tabrl.exact.mdp import TabularMDP
+from tabrl.exact.readers import mdp_of
 
 __all__ = ["Solution", "PolicyValue", "solve", "evaluate_policy_exact", "policy_agreement",
            "endless_states"]
@@ -146,16 +148,16 @@ class PolicyValue:
 
 def _kernels() -> ModuleType:
     """The numba kernels, imported when first needed: ``import tabrl`` does not load numba."""
-    from tabrl.compiled import dp_kernels
+    from tabrl.exact import kernels
 
-    return dp_kernels
+    return kernels
 
 
 @dataclass(frozen=True, eq=False)
 class _Table:
     """Outcomes in CSR form, ``width`` segments per state: the whole MDP, or a policy (width 1).
 
-    ``arrays`` is what the kernels of ``tabrl.compiled.dp_kernels`` read; every array is writable
+    ``arrays`` is what the kernels of ``tabrl.exact.kernels`` read; every array is writable
     and contiguous, so that each kernel compiles for one signature.
     """
 

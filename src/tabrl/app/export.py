@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from tabrl.app.runs import Run
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.fileio import atomic_write_bytes, read_json
-from tabrl.runs import Run
 
 FORMATS = ("csv", "json")
 FORMAT_TAG, FORMAT_VERSION = "tabrl-policy", 1

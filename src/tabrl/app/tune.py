@@ -21,10 +21,10 @@ from typing import Any
 
 import yaml
 
+from tabrl.app.runs import ALGO_PARAMS, RunConfig, file_name, writable_dir
+from tabrl.app.sweep import check_configs, run_job
 from tabrl.errors import UsageError
 from tabrl.fileio import atomic_write_bytes
-from tabrl.runs import ALGO_PARAMS, RunConfig, file_name, writable_dir
-from tabrl.sweep import check_configs, run_job
 
 BEST, STUDY_DB = "best.yml", "study.db"
 HISTORY_PICTURE, IMPORTANCE_PICTURE = "history.png", "importance.png"
@@ -85,7 +85,7 @@ def suggest(trial: Any, name: str, spec: dict[str, Any], shipped: Any) -> Any:
 def apply_settings(base: RunConfig, settings: dict[str, Any]) -> RunConfig:
     """Sampled settings on a config: agent keywords into ``algo_params``, the decay fraction into
     ``epsilon_decay_episodes``, a sampled temperature in place of the shipped schedule."""
-    from tabrl.runs import merged_algo_params
+    from tabrl.app.runs import merged_algo_params
 
     settings = dict(settings)
     episodes = settings.get("episodes", base.episodes)

@@ -21,21 +21,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
-from tabrl import __version__
 from tabrl.agents import AGENTS, METHODS, OWN_PARAMS
-from tabrl.envs import (
-    import_env_modules,
-    is_continuous,
-    plugin_errors,
-    qualified_env_id,
-    tabular_envs,
-)
-from tabrl.errors import TabrlError, UsageError
-from tabrl.evaluate import Evaluation
-from tabrl.fileio import folder_lock
-from tabrl.keyvalues import parse_key_values
-from tabrl.methods import Param
-from tabrl.runs import (
+from tabrl.app.catalog import tabular_envs
+from tabrl.app.keyvalues import parse_key_values
+from tabrl.app.runs import (
     CONFIG_SCHEMA,
     EPISODES_WHY,
     MAX_EPISODES,
@@ -48,7 +37,7 @@ from tabrl.runs import (
     with_hyperparams,
     writable_dir,
 )
-from tabrl.workflow import (
+from tabrl.app.workflow import (
     evaluate_run,
     plot_run,
     prepare_resume,
@@ -57,6 +46,12 @@ from tabrl.workflow import (
     train_run,
     unfinished_warning,
 )
+from tabrl.envs import import_env_modules, is_continuous, plugin_errors, qualified_env_id
+from tabrl.errors import TabrlError, UsageError
+from tabrl.evaluate import Evaluation
+from tabrl.fileio import folder_lock
+from tabrl.methods import Param
+from tabrl.version import __version__
 
 #: click's errors as typer raises them (typer vendors its own click since 0.2x, so ``import click``
 #: would name other classes): an unknown option, a malformed number, a missing argument.
@@ -398,7 +393,7 @@ def compare(
     window: Annotated[int, typer.Option(help="Rolling window of the curves.")] = 500,
 ) -> None:
     """Compare runs: their evaluations side by side and their learning curves on one picture."""
-    from tabrl.workflow import compare_runs
+    from tabrl.app.workflow import compare_runs
 
     require("--window", window, WINDOW)
     if len(run_dirs) < 2:
@@ -450,8 +445,8 @@ def sweep(
 
     The same command with the same --out resumes the sweep (only missing jobs run).
     """
-    from tabrl.sweep import check_backend, expand, parse_grid, setting_labels
-    from tabrl.workflow import sweep_to_folder
+    from tabrl.app.sweep import check_backend, expand, parse_grid, setting_labels
+    from tabrl.app.workflow import sweep_to_folder
 
     require("--seeds", seeds, SWEEP_SEEDS)
     require("--jobs", jobs, JOBS)
@@ -490,7 +485,7 @@ def print_sweep_table(labels: list[str], summaries: list, title: str, n_seeds: i
     optimum, and the failed seeds if any (the median's interval is in sweep.json)."""
     from rich.markup import escape
 
-    from tabrl.workflow import INTERVALS
+    from tabrl.app.workflow import INTERVALS
 
     failed = any(s.n_failed for s in summaries)
     headers = ["setting", "mean", "IQM", "median", "optimum - mean"] + ["failed"] * failed
@@ -545,7 +540,7 @@ def solve_command(
     env_module: EnvModules = None,
 ) -> None:
     """The exact optimal policy and its value (dynamic programming on the known MDP)."""
-    from tabrl.workflow import solve_env
+    from tabrl.app.workflow import solve_env
 
     require("--discount", discount, UNIT)
     env_id = with_env_modules(env_id, env_module)
@@ -726,7 +721,7 @@ def export(
         "--out", help="The file to write (default: policy.csv or policy.json in the run).")] = None,
 ) -> None:
     """Write the greedy policy and Q-values per state, states as the environment's observations."""
-    from tabrl.export import export_run
+    from tabrl.app.export import export_run
 
     run = load_run(run_dir)
     path, policy = export_run(run, fmt, out_file)
@@ -748,7 +743,7 @@ def enjoy(
     """Watch the agent play its greedy policy, drawn in the terminal or recorded."""
     from rich.text import Text
 
-    from tabrl.watch import enjoy as play
+    from tabrl.app.watch import enjoy as play
 
     if delay is None:
         delay = 0.3 if sys.stdout.isatty() else 0.0
@@ -779,8 +774,8 @@ def tune(
     Each trial is worth the mean exact greedy value over its seeds. The same command again
     continues the study.
     """
-    from tabrl.tune import BEST, seed_range
-    from tabrl.tune import tune as run_tuning
+    from tabrl.app.tune import BEST, seed_range
+    from tabrl.app.tune import tune as run_tuning
 
     if trials <= 0 or seeds <= 0:
         raise typer.BadParameter(f"--trials and --seeds must be positive, not {trials}, {seeds}")

@@ -1,9 +1,4 @@
-"""Pictures of a run: learning curves, and the greedy policy drawn the way each family is read.
-
-Learning curves are moving averages over a window of episodes (500 by default, as in the Gymnasium
-tutorial, and at most a tenth of the run). A run of millions of episodes must plot as fast as a
-short one, so the moving average is computed from one cumulative sum and then downsampled to a few
-thousand points.
+"""The greedy policy drawn the way each environment family is read.
 
 A policy picture shows, for a Q-table ``Q`` (one row per state as :func:`tabrl.spaces.encoder_for`
 encodes it), the greedy action ``argmax_a Q(s, a)`` (lowest action on ties) and the state value
@@ -22,9 +17,7 @@ no global state, no display) and written atomically.
 from __future__ import annotations
 
 import functools
-import io
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -41,7 +34,6 @@ from gymnasium.wrappers import DiscretizeObservation
 from matplotlib import patheffects
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.colorbar import Colorbar
@@ -52,202 +44,58 @@ from matplotlib.lines import Line2D
 from matplotlib.markers import MarkerStyle
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.textpath import TextPath
-from matplotlib.ticker import EngFormatter
 from matplotlib.transforms import Affine2D
 
-from tabrl.errors import RunFolderError, UsageError
-from tabrl.fileio import atomic_write_bytes
-from tabrl.metrics import prefix_sums_at
+from tabrl.errors import UsageError
+from tabrl.plots.figures import UNVISITED, PathLike, action_cmap, new_figure, normalize, save_png
 from tabrl.spaces import encoder_for
-
-PathLike = str | os.PathLike
-
-#: Resolution of every PNG: sharp in a paper, small enough for a run folder.
-DPI = 150
-
-_CURVE_PANELS = (
-    ("return", "Episode rewards", "return"),
-    ("length", "Episode lengths", "length (steps)"),
-    ("td_error", "Training error", "mean |TD error|"),
-)
 
 # Light values and dark glyphs: arrows stay readable on every cell.
 _VALUE_CMAP = ListedColormap(
     matplotlib.colormaps["YlGnBu"](np.linspace(0.0, 0.72, 256)), name="value"
 ).with_extremes(bad="#d4d4d4")
-_UNVISITED = "#d4d4d4"
+
+
 _BACKGROUND = "#eef2f6"
+
+
 _DIFFER = "#d62728"
+
+
 _HOLE = "#26324a"
+
+
 _GOAL = "#f2b134"
+
+
 _CLIFF = "#8c6d5a"
+
 
 # Actions as drawn on a map: a move is (dx, dy) in cell units, y pointing down the rows.
 Glyph = tuple[float, float] | str
+
+
 _LEFT, _DOWN, _RIGHT, _UP = (-1.0, 0.0), (0.0, 1.0), (1.0, 0.0), (0.0, -1.0)
+
+
 _LAKE_GLYPHS: dict[int, Glyph] = {0: _LEFT, 1: _DOWN, 2: _RIGHT, 3: _UP}
+
+
 _CLIFF_GLYPHS: dict[int, Glyph] = {0: _UP, 1: _RIGHT, 2: _DOWN, 3: _LEFT}
+
+
 _TAXI_GLYPHS: dict[int, Glyph] = {0: _DOWN, 1: _UP, 2: _RIGHT, 3: _LEFT, 4: "P", 5: "D"}
+
+
 _BLACKJACK_GLYPHS: dict[int, Glyph] = {0: "S", 1: "H"}
+
+
 _LETTER_NAMES = {"P": "pick up", "D": "drop off", "H": "hit", "S": "stick"}
-_BLACKJACK_CMAP = ListedColormap(["#9ecae1", "#fdae6b"]).with_extremes(bad=_UNVISITED)
 
 
-# --- learning curves ---------------------------------------------------------------------------
-def rolling_mean(
-    values: np.ndarray, window: int, max_points: int = 2000
-) -> tuple[np.ndarray, np.ndarray]:
-    """The moving average of ``values`` over ``window``, with the episode index of each point.
-
-    Computed from one cumulative sum ("valid" mode: point ``i`` averages ``values[i:i+window]`` and
-    sits at episode ``i + window - 1``, the last one it includes), so it costs O(n) however large
-    the window. With fewer values than ``window`` the window shrinks to all of them. The result is
-    downsampled to at most ``max_points`` evenly spaced points (first and last kept), because a
-    curve of millions of episodes is drawn no better, only slower, with all of them; only the
-    sums those points need are kept, read block by block, so a memory-mapped column of any
-    length is never loaded whole.
-    """
-    if window < 1 or max_points < 2:
-        raise UsageError(f"rolling window {window} and max_points {max_points} must be >= 1 and 2")
-    n = len(values)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    window = min(window, n)
-    points = n - window + 1
-    keep = np.arange(points, dtype=np.int64)
-    if points > max_points:
-        keep = np.unique(np.linspace(0, points - 1, max_points).round().astype(np.int64))
-    ends = np.unique(np.concatenate([keep, keep + window]))
-    sums = prefix_sums_at(np.ravel(values), ends)  # one blockwise pass: memory-mapped stays so
-    means = (sums[np.searchsorted(ends, keep + window)] - sums[np.searchsorted(ends, keep)])
-    return keep + window - 1, means / window
+_BLACKJACK_CMAP = ListedColormap(["#9ecae1", "#fdae6b"]).with_extremes(bad=UNVISITED)
 
 
-def plot_learning_curves(
-    metrics: Mapping[str, np.ndarray],
-    path: PathLike,
-    window: int = 500,
-    optimal_value: float | None = None,
-    title: str = "",
-) -> Path:
-    """Draw one run's rewards, episode lengths and training error, as the Gymnasium tutorial does.
-
-    ``metrics`` holds one value per episode under ``"return"``, ``"length"`` and ``"td_error"``
-    (mean absolute TD error of the episode); each panel is a moving average over ``window``
-    episodes. ``optimal_value``, when known, is drawn on the rewards panel as a dashed line, so
-    the remaining gap is visible at a glance. Returns the path of the PNG written.
-    """
-    return _save(_curves_figure({"": metrics}, window, optimal_value, title), path)
-
-
-def plot_comparison(
-    curves: Mapping[str, Mapping[str, np.ndarray]],
-    path: PathLike,
-    window: int = 500,
-    optimal_value: float | None = None,
-    title: str = "",
-) -> Path:
-    """Draw several runs' learning curves on shared axes, one labelled line per run.
-
-    ``curves`` maps a label (an algorithm, a hyperparameter setting, a seed) to metrics shaped as
-    for :func:`plot_learning_curves`; same panels, same window, so runs compare line by line.
-    """
-    if not curves:
-        raise UsageError("plot_comparison needs at least one run: pass {label: metrics}")
-    return _save(_curves_figure(curves, window, optimal_value, title), path)
-
-
-def curve_window(window: int, n_episodes: int) -> int:
-    """``window``, but at most a tenth of the longest run drawn: a run of 500 episodes under the
-    tutorial's window of 500 would otherwise be a single point, not a curve."""
-    return max(1, min(window, n_episodes // 10))
-
-
-def _curves_figure(
-    runs: Mapping[str, Mapping[str, np.ndarray]],
-    window: int,
-    optimal_value: float | None,
-    title: str,
-) -> Figure:
-    """Three panels side by side; a legend when the lines are labelled or an optimum is drawn."""
-    fig = _new_figure((15, 4.4))
-    axes = fig.subplots(1, 3)
-    for ax, (key, name, ylabel) in zip(axes, _CURVE_PANELS, strict=True):
-        series = {label: np.asarray(m.get(key, ())) for label, m in runs.items()}
-        shown = curve_window(window, max(s.size for s in series.values()))
-        _curve_panel(ax, series, shown, ylabel)
-        ax.set_title(f"{name}\nmoving average over {shown:,} episodes")
-    handles = [Line2D([], [], color=f"C{i}", label=label) for i, label in enumerate(runs) if label]
-    if optimal_value is not None:
-        axes[0].axhline(optimal_value, color="black", linestyle="--", linewidth=1.2)
-        handles.append(Line2D([], [], color="black", linestyle="--", label="optimum"))
-    if len(handles) == 1 and not any(runs):
-        axes[0].legend(handles=handles, loc="lower right")
-    elif handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
-    if title:
-        fig.suptitle(title, fontsize="x-large", fontweight="bold")
-    return fig
-
-
-def plot_sweep(
-    labels: Sequence[str],
-    values: Sequence[np.ndarray],
-    estimates: Mapping[str, Sequence],
-    path: PathLike,
-    optimal_value: float | None = None,
-    title: str = "",
-    interval: str = "95% intervals over seeds",
-) -> Path:
-    """One row per setting: every seed's greedy value as a dot, and each estimate (``{"mean":
-    [Estimate per setting], "IQM": [...]}``, with ``value``, ``low``, ``high``) with its interval.
-
-    Seeds are drawn, not only their mean, because tabular learners often split into runs that
-    found the optimum and runs stuck elsewhere, which a mean and an interval alone would hide.
-    """
-    if not labels:
-        raise UsageError("plot_sweep needs at least one setting")
-    fig = _new_figure((9, 1.4 + 0.5 * len(labels)))
-    ax = fig.subplots()
-    rows = np.arange(len(labels))[::-1]
-    for row, seed_values in zip(rows, values, strict=True):
-        finite = np.asarray(seed_values)[np.isfinite(seed_values)]
-        ax.scatter(finite, np.full(finite.size, row), s=14, color="C0", alpha=0.45, zorder=2)
-    offsets = np.linspace(0.18, -0.18, len(estimates)) if len(estimates) > 1 else [0.0]
-    for (name, per_setting), offset, marker, colour in zip(
-            estimates.items(), offsets, "Dos^", ("C3", "C2", "C1", "C4")):
-        centre, low, high = (np.array([getattr(e, part) for e in per_setting], dtype=np.float64)
-                             for part in ("value", "low", "high"))
-        shown = np.isfinite(centre) & np.isfinite(low) & np.isfinite(high)
-        ax.errorbar(centre[shown], rows[shown] + offset,
-                    xerr=[centre[shown] - low[shown], high[shown] - centre[shown]], fmt=marker,
-                    color=colour, capsize=4, zorder=3, label=name)
-    if optimal_value is not None:
-        ax.axvline(optimal_value, color="black", linestyle="--", linewidth=1.2, label="optimum")
-    ax.set_yticks(rows, labels)
-    ax.set_xlabel(f"greedy value\ndots: seeds; bars: {interval}")
-    ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=len(estimates) + 1)
-    if title:
-        fig.suptitle(title, fontsize="large", fontweight="bold")
-    return _save(fig, path)
-
-
-def _curve_panel(ax: Axes, series: Mapping[str, np.ndarray], window: int, ylabel: str) -> None:
-    """One line per run (colour by run order, so a run keeps its colour across panels)."""
-    for i, values in enumerate(series.values()):
-        if values.size:
-            episodes, means = rolling_mean(values, window)
-            ax.plot(episodes, means, color=f"C{i}", linewidth=1.4)
-    if not any(values.size for values in series.values()):
-        ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", color="grey")
-    ax.set_xlabel("episode")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 250k, 1.5M: episodes read at a glance
-
-
-# --- policy pictures ---------------------------------------------------------------------------
 def plot_policy(
     env: gym.Env,
     q_values: np.ndarray,
@@ -291,7 +139,7 @@ def plot_policy(
         fig = _bins_figure(bins, policy, title)
     else:
         fig = _generic_figure(policy, title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 @dataclass(frozen=True)
@@ -366,7 +214,6 @@ def _check_rows(q: np.ndarray, n_states: int, what: str) -> None:
         )
 
 
-# --- drawing a grid of cells -------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Tile:
     """A kind of special cell: where it is, its fill (None keeps the shading) and its letter."""
@@ -496,7 +343,6 @@ def _font_size(cell_inches: float, fraction: float) -> float:
     return float(np.clip(cell_inches * 72 * fraction, 5, 18))
 
 
-# --- maps: FrozenLake, CliffWalking, Taxi ------------------------------------------------------
 @dataclass(frozen=True)
 class _Board:
     """One map: the Q-table row behind each cell, its special tiles, walls and blocked cells."""
@@ -630,14 +476,14 @@ def _boards_layout(
     sub_h = layout[0] * (height * cell + 0.1 + title) + 0.4  # + the subfigure's title
     stacked = width > 1.6 * height
     size = (sub_w, n * sub_h + 0.9) if stacked else (n * sub_w, sub_h + 0.9)
-    fig = _new_figure(size)
+    fig = new_figure(size)
     shape = (n, 1) if stacked else (1, n)
     return fig, list(fig.subfigures(*shape, squeeze=False).ravel())
 
 
 def _board_norm(policy: _Policy, boards: Sequence[_Board]) -> Normalize:
     """One value scale for all maps, over the cells that are shaded (visited, not terminal)."""
-    return _normalize(np.concatenate([policy.shown_values[b.rows][~b.blocked] for b in boards]))
+    return normalize(np.concatenate([policy.shown_values[b.rows][~b.blocked] for b in boards]))
 
 
 def _draw_board(
@@ -684,7 +530,7 @@ def _board_handles(tiles: Sequence[_Tile], glyphs: Mapping[int, Glyph]) -> list[
 def _legend(fig: Figure, handles: list[Artist], policy: _Policy, greyed: bool) -> None:
     """The family's own entries, then greyed and differing cells, in one row under the figure."""
     if greyed:
-        handles.append(Patch(facecolor=_UNVISITED, edgecolor="grey", label="never visited"))
+        handles.append(Patch(facecolor=UNVISITED, edgecolor="grey", label="never visited"))
     if policy.optimal is not None and not policy.optimum:
         handles.append(Patch(facecolor="none", edgecolor=_DIFFER, linewidth=2,
                              label="learned differs from optimal"))
@@ -693,7 +539,6 @@ def _legend(fig: Figure, handles: list[Artist], policy: _Policy, greyed: bool) -
                    frameon=False)
 
 
-# --- Blackjack ---------------------------------------------------------------------------------
 def _blackjack_figure(env: gym.Env, policy: _Policy, title: str) -> Figure:
     """Sutton & Barto's figure: hit/stick over player sum 12-21 x dealer card, values beside."""
     encoder = encoder_for(env.observation_space)
@@ -701,8 +546,8 @@ def _blackjack_figure(env: gym.Env, policy: _Policy, title: str) -> Figure:
     parts = policy.panels("Learned policy", "Optimal policy")
     grids = {ace: np.array([[encoder.key((p, d, ace)) for d in range(1, 11)]
                             for p in range(12, 22)]) for ace in (1, 0)}
-    norm = _normalize(policy.shown_values[np.concatenate(list(grids.values()))])
-    fig = _new_figure((3.7 * (len(parts) + 1) + 0.8, 7.6))
+    norm = normalize(policy.shown_values[np.concatenate(list(grids.values()))])
+    fig = new_figure((3.7 * (len(parts) + 1) + 0.8, 7.6))
     axes = fig.subplots(2, len(parts) + 1, squeeze=False)
     for row_axes, (ace, rows) in zip(axes, grids.items(), strict=True):
         hand = "usable ace" if ace else "no usable ace"
@@ -742,7 +587,6 @@ def _annotate_values(ax: Axes, values: np.ndarray) -> None:
                     fontproperties=font, color="#1a1a1a", in_layout=False)
 
 
-# --- continuous observations cut into bins --------------------------------------------------------
 def _plotted_bins(env: gym.Env) -> DiscretizeObservation | None:
     """The wrapper that cut ``env``'s observations into bins, if it made a grid of one or two
     dimensions (the others in one bin) that can be drawn in the observation's own units."""
@@ -777,7 +621,6 @@ def _bins_figure(bins: DiscretizeObservation, policy: _Policy, title: str) -> Fi
     return _grid_figure(policy, title, fold, label, origin="lower")
 
 
-# --- any other environment ---------------------------------------------------------------------
 def _generic_figure(policy: _Policy, title: str) -> Figure:
     """Value and greedy action of every Q-table row, folded row-major into a near-square grid."""
     n = len(policy.q)
@@ -798,14 +641,14 @@ def _grid_figure(
     n, n_actions = policy.q.shape
     padding = [_Tile("", np.isnan(fold(np.zeros(n))), "white", "")]  # cells past the last row
     parts = policy.panels("Greedy action (learned)", "Optimal action")
-    fig = _new_figure((4.6 * (len(parts) + 1) + 0.6, 4.8))
+    fig = new_figure((4.6 * (len(parts) + 1) + 0.6, 4.8))
     axes = fig.subplots(1, len(parts) + 1, squeeze=False)[0]
     values = policy.shown_values
-    image = _grid_panel(axes[0], fold(values), cmap=_VALUE_CMAP, norm=_normalize(values),
+    image = _grid_panel(axes[0], fold(values), cmap=_VALUE_CMAP, norm=normalize(values),
                         tiles=padding, origin=origin)
     fig.colorbar(image, ax=axes[0], shrink=0.8, label=r"$\max_a Q(s, a)$")
     label(axes[0], "State value")
-    cmap = _action_cmap(n_actions)
+    cmap = action_cmap(n_actions)
     differ = fold(policy.differ) == 1  # NaN padding compares False
     for ax, (name, actions) in zip(axes[1:], parts, strict=True):
         image = _grid_panel(ax, fold(_shown(actions)), cmap=cmap,
@@ -842,53 +685,3 @@ def _fold_axes(ax: Axes, title: str, width: int) -> None:
     ax.yaxis.set_major_formatter(lambda y, _: f"{int(round(y)) * width:,}")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.yaxis.get_major_locator().set_params(integer=True)
-
-
-def _action_cmap(n_actions: int) -> Colormap:
-    """Distinct colours (no red, kept for differences) for up to 18 actions; a ramp beyond."""
-    tab10, tab20 = matplotlib.colormaps["tab10"].colors, matplotlib.colormaps["tab20"].colors
-    if n_actions <= 9:
-        colors = [c for i, c in enumerate(tab10) if i != 3][:n_actions]  # red marks differences
-    elif n_actions <= 18:
-        colors = [c for i, c in enumerate(tab20) if i not in (6, 7)][:n_actions]
-    else:
-        colors = matplotlib.colormaps["turbo"](np.linspace(0, 1, n_actions))
-    return ListedColormap(colors).with_extremes(bad=_UNVISITED)
-
-
-# --- figures and files -------------------------------------------------------------------------
-def _normalize(values: np.ndarray) -> Normalize:
-    """A value scale over ``values``, widened when they are all equal (an untrained table)."""
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return Normalize(0.0, 1.0)
-    low, high = float(values.min()), float(values.max())
-    if high - low < 1e-12:
-        low, high = low - 0.5, high + 0.5
-    return Normalize(low, high)
-
-
-def _new_figure(size: tuple[float, float]) -> Figure:
-    """A figure on the Agg canvas: no pyplot, no display, nothing global to clean up."""
-    fig = Figure(figsize=size, layout="constrained", facecolor="white")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: PathLike) -> Path:
-    """Render to PNG bytes in memory, then write them atomically (never a half-written image).
-
-    One draw lays the figure out and renders it, and its pixels are written as ``savefig``
-    writes them; ``savefig`` itself would lay out and draw twice (a dry run first).
-    """
-    fig.set_dpi(DPI)
-    fig.canvas.draw()
-    buffer = io.BytesIO()
-    matplotlib.image.imsave(buffer, np.asarray(fig.canvas.buffer_rgba()), format="png", dpi=DPI)
-    path = Path(path)
-    try:
-        return atomic_write_bytes(path, buffer.getvalue())
-    except OSError as error:
-        raise RunFolderError(
-            f"cannot write {path} ({error.strerror or error}): choose a writable folder"
-        ) from None

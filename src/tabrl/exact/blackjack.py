@@ -29,7 +29,7 @@ from functools import cache
 import numpy as np
 from gymnasium.envs.toy_text.blackjack import BlackjackEnv
 
-from tabrl.mdp import TabularMDP, from_transitions
+from tabrl.exact.mdp import TabularMDP, from_transitions
 
 __all__ = ["BlackjackEnv", "blackjack_mdp", "dealer_outcomes", "CARD_PROBABILITY"]
 

@@ -1,0 +1,180 @@
+"""Learning curves: moving averages of a run's metrics, runs side by side, and sweeps.
+
+Curves are moving averages over a window of episodes (500 by default, as in the Gymnasium
+tutorial, and at most a tenth of the run). A run of millions of episodes must plot as fast as a
+short one, so the moving average is computed from prefix sums at the few thousand points drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import EngFormatter
+
+from tabrl.errors import UsageError
+from tabrl.metrics import prefix_sums_at
+from tabrl.plots.figures import PathLike, new_figure, save_png
+
+_CURVE_PANELS = (
+    ("return", "Episode rewards", "return"),
+    ("length", "Episode lengths", "length (steps)"),
+    ("td_error", "Training error", "mean |TD error|"),
+)
+
+
+def rolling_mean(
+    values: np.ndarray, window: int, max_points: int = 2000
+) -> tuple[np.ndarray, np.ndarray]:
+    """The moving average of ``values`` over ``window``, with the episode index of each point.
+
+    Computed from one cumulative sum ("valid" mode: point ``i`` averages ``values[i:i+window]`` and
+    sits at episode ``i + window - 1``, the last one it includes), so it costs O(n) however large
+    the window. With fewer values than ``window`` the window shrinks to all of them. The result is
+    downsampled to at most ``max_points`` evenly spaced points (first and last kept), because a
+    curve of millions of episodes is drawn no better, only slower, with all of them; only the
+    sums those points need are kept, read block by block, so a memory-mapped column of any
+    length is never loaded whole.
+    """
+    if window < 1 or max_points < 2:
+        raise UsageError(f"rolling window {window} and max_points {max_points} must be >= 1 and 2")
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    window = min(window, n)
+    points = n - window + 1
+    keep = np.arange(points, dtype=np.int64)
+    if points > max_points:
+        keep = np.unique(np.linspace(0, points - 1, max_points).round().astype(np.int64))
+    ends = np.unique(np.concatenate([keep, keep + window]))
+    sums = prefix_sums_at(np.ravel(values), ends)  # one blockwise pass: memory-mapped stays so
+    means = (sums[np.searchsorted(ends, keep + window)] - sums[np.searchsorted(ends, keep)])
+    return keep + window - 1, means / window
+
+
+def plot_learning_curves(
+    metrics: Mapping[str, np.ndarray],
+    path: PathLike,
+    window: int = 500,
+    optimal_value: float | None = None,
+    title: str = "",
+) -> Path:
+    """Draw one run's rewards, episode lengths and training error, as the Gymnasium tutorial does.
+
+    ``metrics`` holds one value per episode under ``"return"``, ``"length"`` and ``"td_error"``
+    (mean absolute TD error of the episode); each panel is a moving average over ``window``
+    episodes. ``optimal_value``, when known, is drawn on the rewards panel as a dashed line, so
+    the remaining gap is visible at a glance. Returns the path of the PNG written.
+    """
+    return save_png(_curves_figure({"": metrics}, window, optimal_value, title), path)
+
+
+def plot_comparison(
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    path: PathLike,
+    window: int = 500,
+    optimal_value: float | None = None,
+    title: str = "",
+) -> Path:
+    """Draw several runs' learning curves on shared axes, one labelled line per run.
+
+    ``curves`` maps a label (an algorithm, a hyperparameter setting, a seed) to metrics shaped as
+    for :func:`plot_learning_curves`; same panels, same window, so runs compare line by line.
+    """
+    if not curves:
+        raise UsageError("plot_comparison needs at least one run: pass {label: metrics}")
+    return save_png(_curves_figure(curves, window, optimal_value, title), path)
+
+
+def curve_window(window: int, n_episodes: int) -> int:
+    """``window``, but at most a tenth of the longest run drawn: a run of 500 episodes under the
+    tutorial's window of 500 would otherwise be a single point, not a curve."""
+    return max(1, min(window, n_episodes // 10))
+
+
+def _curves_figure(
+    runs: Mapping[str, Mapping[str, np.ndarray]],
+    window: int,
+    optimal_value: float | None,
+    title: str,
+) -> Figure:
+    """Three panels side by side; a legend when the lines are labelled or an optimum is drawn."""
+    fig = new_figure((15, 4.4))
+    axes = fig.subplots(1, 3)
+    for ax, (key, name, ylabel) in zip(axes, _CURVE_PANELS, strict=True):
+        series = {label: np.asarray(m.get(key, ())) for label, m in runs.items()}
+        shown = curve_window(window, max(s.size for s in series.values()))
+        _curve_panel(ax, series, shown, ylabel)
+        ax.set_title(f"{name}\nmoving average over {shown:,} episodes")
+    handles = [Line2D([], [], color=f"C{i}", label=label) for i, label in enumerate(runs) if label]
+    if optimal_value is not None:
+        axes[0].axhline(optimal_value, color="black", linestyle="--", linewidth=1.2)
+        handles.append(Line2D([], [], color="black", linestyle="--", label="optimum"))
+    if len(handles) == 1 and not any(runs):
+        axes[0].legend(handles=handles, loc="lower right")
+    elif handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
+    if title:
+        fig.suptitle(title, fontsize="x-large", fontweight="bold")
+    return fig
+
+
+def plot_sweep(
+    labels: Sequence[str],
+    values: Sequence[np.ndarray],
+    estimates: Mapping[str, Sequence],
+    path: PathLike,
+    optimal_value: float | None = None,
+    title: str = "",
+    interval: str = "95% intervals over seeds",
+) -> Path:
+    """One row per setting: every seed's greedy value as a dot, and each estimate (``{"mean":
+    [Estimate per setting], "IQM": [...]}``, with ``value``, ``low``, ``high``) with its interval.
+
+    Seeds are drawn, not only their mean, because tabular learners often split into runs that
+    found the optimum and runs stuck elsewhere, which a mean and an interval alone would hide.
+    """
+    if not labels:
+        raise UsageError("plot_sweep needs at least one setting")
+    fig = new_figure((9, 1.4 + 0.5 * len(labels)))
+    ax = fig.subplots()
+    rows = np.arange(len(labels))[::-1]
+    for row, seed_values in zip(rows, values, strict=True):
+        finite = np.asarray(seed_values)[np.isfinite(seed_values)]
+        ax.scatter(finite, np.full(finite.size, row), s=14, color="C0", alpha=0.45, zorder=2)
+    offsets = np.linspace(0.18, -0.18, len(estimates)) if len(estimates) > 1 else [0.0]
+    for (name, per_setting), offset, marker, colour in zip(
+            estimates.items(), offsets, "Dos^", ("C3", "C2", "C1", "C4")):
+        centre, low, high = (np.array([getattr(e, part) for e in per_setting], dtype=np.float64)
+                             for part in ("value", "low", "high"))
+        shown = np.isfinite(centre) & np.isfinite(low) & np.isfinite(high)
+        ax.errorbar(centre[shown], rows[shown] + offset,
+                    xerr=[centre[shown] - low[shown], high[shown] - centre[shown]], fmt=marker,
+                    color=colour, capsize=4, zorder=3, label=name)
+    if optimal_value is not None:
+        ax.axvline(optimal_value, color="black", linestyle="--", linewidth=1.2, label="optimum")
+    ax.set_yticks(rows, labels)
+    ax.set_xlabel(f"greedy value\ndots: seeds; bars: {interval}")
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=len(estimates) + 1)
+    if title:
+        fig.suptitle(title, fontsize="large", fontweight="bold")
+    return save_png(fig, path)
+
+
+def _curve_panel(ax: Axes, series: Mapping[str, np.ndarray], window: int, ylabel: str) -> None:
+    """One line per run (colour by run order, so a run keeps its colour across panels)."""
+    for i, values in enumerate(series.values()):
+        if values.size:
+            episodes, means = rolling_mean(values, window)
+            ax.plot(episodes, means, color=f"C{i}", linewidth=1.4)
+    if not any(values.size for values in series.values()):
+        ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", color="grey")
+    ax.set_xlabel("episode")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 250k, 1.5M: episodes read at a glance
