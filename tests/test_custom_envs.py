@@ -78,8 +78,8 @@ def test_sweep_runs_the_module_in_its_worker_processes(tabrl_cli, tmp_path):
                        "--grid", "learning_rate=0.5", "--seeds", "2", "--jobs", "2",
                        "--out", tmp_path / "sw")
     assert result.code == 0, result.stderr
-    row = next(line for line in result.stdout.splitlines() if "learning_rate=0.5" in line)
-    assert "-5.0000 .. -5.0000" in row and "+0.0000" in row  # both seeds optimal, gap 0
+    sweep = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert [job["value"] for job in sweep["jobs"]] == [-5.0, -5.0]  # both seeds optimal
     assert f"{MODULE}:Corridor-v0" in (tmp_path / "sw" / "sweep.json").read_text()
 
 

@@ -537,24 +537,6 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint, finished: bool) -> None:
     })
 
 
-def check_checkpoint(arrays: dict[str, np.ndarray], config: RunConfig, path: Path) -> None:
-    """Refuse a checkpoint that would train on nonsense: a non-finite Q-table, epsilon outside
-    [0, 1], a NaN or negative learning rate (the run would end as a NaN or all-zero table)."""
-    q = arrays["q"]
-    if q.dtype.kind != "f" or not np.isfinite(q).all():
-        raise RunFolderError(f"{path / Q_TABLE} holds NaN or infinite Q-values: the checkpoint "
-                             "is damaged; train the run again")
-    epsilon = float(arrays["epsilon"])
-    if not 0.0 <= epsilon <= 1.0:
-        raise RunFolderError(f"{path / Q_TABLE} holds epsilon {epsilon}, outside [0, 1]: the "
-                             "checkpoint is damaged; train the run again")
-    rates = [config.learning_rate, *np.ravel(arrays.get(LEARNING + "rate", []))]
-    for rate in rates:
-        if not (np.isfinite(rate) and rate >= 0):
-            raise RunFolderError(f"{path} holds the learning rate {rate}: it must be a number "
-                                 ">= 0; train the run again")
-
-
 @dataclass
 class Run:
     """A run folder read back: its settings, progress, agent and metrics."""
@@ -671,6 +653,8 @@ def q_table_problem(arrays: dict[str, np.ndarray], n_actions: int | None) -> str
     learning = [a for name, a in arrays.items() if name.startswith(LEARNING)]
     if any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in learning):
         return "holds learning state that is NaN or infinite"
+    if (rate := arrays.get(LEARNING + "rate")) is not None and (rate < 0).any():
+        return f"holds the learning rate {float(rate.min())}, below 0"
     return None
 
 

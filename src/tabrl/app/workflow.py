@@ -30,7 +30,6 @@ from tabrl.app.runs import (
     Checkpoint,
     Run,
     RunConfig,
-    check_checkpoint,
     default_run_dir,
     default_solution_dir,
     load_run,
@@ -147,7 +146,6 @@ def resumable(run: Run, episodes: int | None, settings: dict | None = None) -> P
     if episodes is not None and episodes < done:
         raise UsageError(f"--episodes {episodes:,} is below the {done:,} episodes {run.path} "
                          "has done: give a larger total")
-    check_checkpoint(arrays, config, run.path)
     run.metrics()  # complete, finite, this run's
     config.episodes = episodes or config.episodes
     env = config.make_env()
