@@ -326,7 +326,6 @@ def stick_on_twenty() -> np.ndarray:
 
 
 def test_blackjack_episode_outcomes_match_the_real_environment():
-    pytest.importorskip("tabrl.exact.blackjack")
     mdp = mdp_of(gym.make("Blackjack-v1"))
     compiled = rollout(mdp, stick_on_twenty(), 200_000, seed=1, max_steps=100).returns
     real = blackjack_policy_returns(stick_on_twenty(), 20_000)
@@ -338,7 +337,6 @@ def test_blackjack_episode_outcomes_match_the_real_environment():
 
 def test_blackjack_training_learns_a_policy_near_the_optimum():
     """The optimum of Blackjack-v1 is about -0.045 per hand; sticking on 20 only, about -0.35."""
-    pytest.importorskip("tabrl.exact.blackjack")
     n = 300_000
     trained = train("Blackjack-v1", n_episodes=n, seed=0, engine="compiled",
                     learning_rate=0.01, epsilon_decay=2 / n)

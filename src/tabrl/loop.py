@@ -1,6 +1,6 @@
 """The plain Gymnasium loop: any environment, Python speed.
 
-This is the seed's training loop, step for step: reset, act epsilon-greedily, step, update,
+This is the Gymnasium tutorial's training loop, step for step: reset, act epsilon-greedily, step, update,
 and decay epsilon after every episode, with ``RecordEpisodeStatistics`` recording returns and
 lengths. Only the bookkeeping is added: the per-episode mean absolute TD error and epsilon.
 """
@@ -89,7 +89,7 @@ def run_python(
     progress: Progress | None = None,
     progress_every: float = 0.25,
 ) -> TrainingLog:
-    """Train ``agent`` on ``env`` for ``n_episodes`` with the seed's loop.
+    """Train ``agent`` on ``env`` for ``n_episodes`` with the tutorial's loop.
 
     ``env`` should be wrapped in ``RecordEpisodeStatistics`` with ``buffer_length >= n_episodes``;
     without one, a wrapper of that size is added here. ``seed`` seeds the first ``reset``.

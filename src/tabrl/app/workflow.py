@@ -1,4 +1,4 @@
-"""The seed's workflow as one call per command: train, evaluate, plot.
+"""The Gymnasium tutorial's workflow as one call per command: train, evaluate, plot.
 
 ``train_run`` makes the environment, the agent and the run folder, trains with a checkpoint after
 every chunk, then evaluates the greedy policy and draws the pictures. Everything that can be wrong
