@@ -1,8 +1,8 @@
 """The plain Gymnasium loop: any environment, Python speed.
 
 This is the Gymnasium tutorial's training loop, step for step: reset, act epsilon-greedily, step,
-update, and decay epsilon after every episode, with ``RecordEpisodeStatistics`` recording returns and
-lengths. Only the bookkeeping is added: the per-episode mean absolute TD error and epsilon.
+update, and decay epsilon after every episode, with ``RecordEpisodeStatistics`` recording returns
+and lengths. Only the bookkeeping is added: the per-episode mean absolute TD error and epsilon.
 """
 
 from __future__ import annotations
