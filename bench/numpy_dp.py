@@ -1,60 +1,10 @@
-r"""tabrl's numpy solver before the compiled one: ``tabrl.dp`` as of commit ddea3f2, kept as it
-was (its imports follow the package's later layout).
+r"""tabrl's numpy solver before the compiled one: ``tabrl.dp`` as of commit ddea3f2, its solver
+kept as it was (``evaluate_policy_exact`` too, which runs on this module's helpers); the result
+classes and the helpers that read nothing of the solver are shared with ``tabrl.exact.dp``.
 
 ``bench.solve`` times it beside ``tabrl.exact.dp`` and ``tests/test_solve.py`` checks that both
-give the same answers. What follows is its docstring then.
-
-Exact optimal policies and exact policy values of a finite MDP.
-
-A :class:`~tabrl.exact.mdp.TabularMDP` lists, for every state :math:`s` and action :math:`a`, the
-outcomes :math:`(p, s', r, d)`: with probability :math:`p` the step pays :math:`r`, moves to
-:math:`s'` and ends the episode when :math:`d = 1`. Episodes start from the distribution
-:math:`\mu_0`.
-
-**Objective.** The return of an episode is :math:`G = \sum_{t < T} \gamma^t r_t`, where :math:`T` is
-the step at which a terminal outcome happens or the time limit :math:`H` (``max_episode_steps`` of
-``gym.make``), whichever comes first. ``discount=None`` means :math:`\gamma = 1`: the return the
-environment reports, the one a learning curve shows. A terminal outcome pays its reward and
-nothing follows; a truncated episode simply stops.
-
-**Bellman backup.** :math:`q(s, a) = \sum_o p_o \,(r_o + \gamma (1 - d_o)\, V(s'_o))` and
-:math:`(TV)(s) = \max_a q(s, a)`.
-
-* *With a time limit* (FrozenLake, Taxi): backward induction :math:`V_H = 0`,
-  :math:`V_t = T V_{t+1}`, exactly :math:`H` sweeps. The optimum is non-stationary (with few steps
-  left, a risky shortcut may beat a safe detour); :class:`Solution` reports :math:`t = 0`.
-  A discount, when given, is applied *within* the time limit, so the reference stays the one of
-  the environment the agent acts in.
-* *Without a time limit* (CliffWalking, Blackjack): value iteration :math:`V_{k+1} = T V_k`
-  from :math:`V_0 = 0`, which is the best :math:`k`-step return. For :math:`\gamma < 1` it stops
-  when :math:`\|V_{k+1} - V_k\|_\infty \le \varepsilon (1 - \gamma) / \gamma`, so that the error is
-  at most :math:`\varepsilon`. For :math:`\gamma = 1` (a stochastic shortest path) it stops when
-  the values no longer change; on Blackjack (no loops) and on CliffWalking (deterministic) that
-  happens after finitely many sweeps with the exact answer (-13 on CliffWalking). A return that
-  never settles (a loop that earns or costs forever) is a :class:`~tabrl.errors.UsageError`.
-
-**Policies per row.** A Q-table holds one action per observation (row) for all times.
-``Solution.policy`` is greedy on :math:`q_0`: the optimal first action with the whole time limit
-ahead. Ties in :math:`q` (within ``TIE``) go to the best action of the same problem discounted
-by a further ``HURRY``, which prefers reaching rewards sooner, so that an action that merely waits
-(walking into a wall) never wins a tie against one that makes progress. Where several states
-share a row (Blackjack's hidden natural), the row's :math:`q` is the mean of its states' :math:`q`
-weighted by their expected visits.
-
-**The best stationary policy.** Under a time limit, following the :math:`t = 0` action at every
-step can be worth less than the non-stationary optimum, and the best stationary policy is hard to
-find in general. tabrl starts from natural candidates (greedy on :math:`q_0`, greedy on the
-hurried :math:`q`, greedy on the optimum without the time limit), improves each by local search
-(:func:`_improve`) and keeps the best: ``Solution.stationary_value`` is exact for the policy it
-names, and a lower bound of the true best.
-
-**Policy evaluation.** For a stationary policy :math:`\pi`,
-:math:`v \leftarrow r_\pi + \gamma P_\pi v` (``H`` sweeps, or until it settles), and the occupancy
-:math:`\mu_{t+1} = \mu_t P_\pi` gives the expected visits of each state, the expected episode
-length and the law of the episode's end. Without a time limit and without discount, a policy may
-never end (CliffWalking's agent walking into the border): from such states the return is
-:math:`\pm\infty` when it keeps drifting after ``DRIFT_SWEEPS`` sweeps, and episodes still running
-after ``DRIFT_SWEEPS`` steps count as truncated.
+give the same answers. The mathematics, and the objective each solver computes, are stated in
+:mod:`tabrl.exact.dp`.
 """
 
 from __future__ import annotations
@@ -65,8 +15,20 @@ import gymnasium as gym
 import numpy as np
 
 from tabrl.errors import UsageError
+
+# Helpers that read nothing of the solver, unchanged since: shared, not copied.
+from tabrl.exact.dp import (
+    PolicyValue,
+    Solution,
+    _as_mdp,
+    _checked_policy,
+    _discount,
+    _from_start,
+    _greedy,
+    _row_means,
+    policy_agreement,
+)
 from tabrl.exact.mdp import TabularMDP
-from tabrl.exact.readers import mdp_of
 
 __all__ = ["Solution", "PolicyValue", "solve", "evaluate_policy_exact", "policy_agreement"]
 
@@ -82,54 +44,6 @@ MAX_SWEEPS = 100_000
 DRIFT_SWEEPS = 10_000
 #: Rounds of local search for the best stationary policy under a time limit.
 MAX_IMPROVEMENTS = 100
-
-
-@dataclass(frozen=True, eq=False)
-class Solution:
-    """The exact optimum of an MDP under one objective (see the module docstring).
-
-    ``policy`` acts optimally at t = 0 in every row: the optimal action with the whole time
-    limit ahead. Under a time limit, following it at every step may fall short of ``value``;
-    ``stationary_policy`` is the best policy for all times found, worth ``stationary_value``,
-    the most a Q-table can reach. Per-row figures weight the states of a row (Blackjack's
-    ``(21, card, 1)``: a natural or a soft 21 reached by hitting) by their expected visits under
-    ``policy``, so ``row_values`` is the optimal value of what the agent observes.
-    """
-
-    values: np.ndarray  #: float64[n_states]: optimal return from each state at t = 0
-    q_values: np.ndarray  #: float64[n_states, n_actions]: optimal q at t = 0
-    policy: np.ndarray  #: int64[n_rows]: the optimal action at t = 0 per row (0: no state)
-    value: float  #: the optimal expected return from the initial distribution
-    row_q_values: np.ndarray  #: float64[n_rows, n_actions]: q at t = 0 per row (NaN: no state)
-    row_values: np.ndarray  #: float64[n_rows]: optimal value per row (NaN: no state)
-    visit_weights: np.ndarray  #: float64[n_rows]: share of expected visits under ``policy``
-    stationary_policy: np.ndarray  #: int64[n_rows]: the best stationary policy found
-    stationary_value: float  #: its exact value (at most ``value``)
-    discount: float  #: 1.0 for the undiscounted return
-    horizon: int | None  #: the time limit respected, None where there is none
-    num_iter: int  #: Bellman sweeps of the main solve
-
-
-@dataclass(frozen=True, eq=False)
-class PolicyValue:
-    """The exact value of a stationary policy, and the law of how its episodes end.
-
-    ``win``, ``draw`` and ``loss`` are the probabilities that the episode ends through a terminal
-    outcome whose reward is positive, zero or negative; ``truncated`` that the time limit ends it
-    (without a time limit: that it runs on for ``DRIFT_SWEEPS`` steps). The four add up to 1. On
-    Blackjack they are the probabilities of winning, drawing and losing a hand; elsewhere they
-    describe the last reward only (CliffWalking's goal pays -1), and ``success_probability`` is the
-    one to read where the MDP marks goal rows.
-    """
-
-    value: float  #: expected return from the initial distribution
-    values: np.ndarray  #: float64[n_states]: expected return from each state at t = 0
-    success_probability: float | None  #: ends in a goal row; None where the MDP has no goal
-    win: float
-    draw: float
-    loss: float
-    truncated: float
-    mean_length: float  #: expected number of steps (inf where episodes may never end)
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,26 +138,6 @@ def _threshold(values: np.ndarray, discount: float) -> float:
     return scale
 
 
-def _greedy(q: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
-    """Per row of ``q``: the best action, ties (within ``TIE``) going to the best ``tie_break``."""
-    optimal = q >= np.max(q, axis=1, keepdims=True) - TIE
-    return np.argmax(np.where(optimal, tie_break, -np.inf), axis=1)
-
-
-def _row_means(mdp: TabularMDP, per_state: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted mean of ``per_state`` (states x columns) over the states of each row.
-
-    A row whose states all have zero weight takes the plain mean; a row without states gets NaN.
-    """
-    rows = mdp.row_of_state
-    row_weight = np.bincount(rows, weights, minlength=mdp.n_rows)
-    weights = np.where(row_weight[rows] > 0, weights, 1.0)
-    total = np.bincount(rows, weights, minlength=mdp.n_rows)
-    columns = [np.bincount(rows, weights * column, minlength=mdp.n_rows) for column in per_state.T]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.stack(columns, axis=1) / total[:, None]
-
-
 def _row_policy(mdp: TabularMDP, q: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
     """A policy per row from ``q`` per state: greedy on the rows' visit-weighted ``q``."""
     visits = _occupancy(mdp, _one_action(mdp, _greedy(q, tie_break)))[0]
@@ -257,12 +151,6 @@ def _policy_value(mdp: TabularMDP, policy: np.ndarray, discount: float) -> float
     """The exact value of a row policy from the initial distribution."""
     return _from_start(mdp, _stationary_values(mdp, _one_action(mdp, policy[mdp.row_of_state]),
                                                discount))
-
-
-def _from_start(mdp: TabularMDP, values: np.ndarray) -> float:
-    """The expected value over the initial distribution; states that never start do not count."""
-    start = mdp.initial > 0
-    return float(mdp.initial[start] @ values[start])
 
 
 def _row_advantages(mdp: TabularMDP, kernel: _Kernel, policy: np.ndarray,
@@ -473,49 +361,6 @@ def evaluate_policy_exact(env_or_mdp: gym.Env | TabularMDP, policy_rows: np.ndar
     )
 
 
-def policy_agreement(solution: Solution, policy_rows: np.ndarray) -> float:
-    """Share of visits (``solution.visit_weights``) in rows where ``policy_rows`` acts optimally.
-
-    Optimal means within ``TIE`` of the best q at t = 0, so every optimal action of a tie counts.
-    """
-    q = solution.row_q_values
-    actions = _checked_policy(policy_rows, *q.shape)
-    visited = solution.visit_weights > 0
-    chosen = q[visited, actions[visited]]
-    optimal = chosen >= np.max(q[visited], axis=1) - TIE
-    return float(solution.visit_weights[visited] @ optimal)
-
-
 # --- input checks -------------------------------------------------------------------------------
-def _as_mdp(env_or_mdp: gym.Env | TabularMDP) -> TabularMDP:
-    """The MDP itself, or the MDP of a Gymnasium environment."""
-    if isinstance(env_or_mdp, TabularMDP):
-        return env_or_mdp
-    if isinstance(env_or_mdp, gym.Env):
-        return mdp_of(env_or_mdp)
-    raise UsageError(
-        f"expected a gymnasium.Env or a TabularMDP, got {type(env_or_mdp).__name__}"
-    )
 
 
-def _discount(discount: float | None) -> float:
-    """The discount as a number: None is the undiscounted return (1.0)."""
-    if discount is None:
-        return 1.0
-    if not 0.0 <= discount <= 1.0:
-        raise UsageError(f"the discount must be in [0, 1], got {discount}")
-    return float(discount)
-
-
-def _checked_policy(policy_rows: np.ndarray, n_rows: int, n_actions: int) -> np.ndarray:
-    """``policy_rows`` as int64, or a one-line error when it does not fit the MDP."""
-    actions = np.asarray(policy_rows)
-    if actions.shape != (n_rows,):
-        raise UsageError(
-            f"the policy has shape {actions.shape}, but the environment has {n_rows} rows"
-        )
-    if not np.issubdtype(actions.dtype, np.integer):
-        raise UsageError(f"the policy must hold integer actions, got {actions.dtype}")
-    if actions.size and (actions.min() < 0 or actions.max() >= n_actions):
-        raise UsageError(f"the policy's actions must lie in 0..{n_actions - 1}")
-    return actions.astype(np.int64)
