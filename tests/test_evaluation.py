@@ -150,7 +150,6 @@ def test_the_loaded_agent_plays_the_policy_whose_exact_value_is_reported(tmp_pat
     reported = run.evaluation().exact["policy_value"]
     agent = tabrl.load_agent(run.path)
     agent.epsilon = 0
-    agent.exploring_starts = False  # Monte Carlo ES explores by its starts (others: no effect)
     env = gym.wrappers.TimeLimit(gym.make("CliffWalking-v1"), max_episode_steps=1_000)
     returns = tutorial_returns(agent, env, 20)
     assert reported is not None, "the shipped defaults reach the optimum, which never loops"

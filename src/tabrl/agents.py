@@ -214,6 +214,11 @@ class TabularAgent:
         """
         return self.act(self.q_values.row(obs))
 
+    def first_action(self, obs: Any) -> int:
+        """The action that opens an episode in training: ``get_action``'s, except for a method
+        that explores by its starts (Monte Carlo ES), which chooses the start here."""
+        return self.get_action(obs)
+
     def act(self, row: int) -> int:
         """The behaviour action at ``row``; the greedy policy's when exploration is off."""
         if self.epsilon == 0:
@@ -627,14 +632,13 @@ class MonteCarloAgent(TabularAgent):
 
     ``exploring_starts=True`` is Monte Carlo ES (S&B 5.3): each episode starts in a uniformly
     random state with a uniformly random first action, so every pair keeps being tried even by a
-    greedy policy. The agent chooses the start itself: at the first ``get_action`` of an episode it
-    sets the state of its environment (``agent.env.unwrapped.s``, which the toy-text environments
-    step from) and records that start in place of the reset observation. This needs an
-    environment with a transition table ``P`` and integer states (FrozenLake, Taxi, CliffWalking,
-    custom toy-text environments); elsewhere (Blackjack) it is refused. Monte Carlo ES trains
-    with epsilon 0 (its exploration is the start), so to play a trained agent greedily set
-    ``agent.exploring_starts = False`` as well as ``agent.epsilon = 0``; ``tabrl.evaluate`` needs
-    neither.
+    greedy policy. The agent chooses the start itself, in :meth:`first_action`, which a training
+    loop calls at the first step of every episode (tabrl's does): it sets the state of its
+    environment (``agent.env.unwrapped.s``, which the toy-text environments step from) and
+    records that start in place of the reset observation. This needs an environment with a
+    transition table ``P`` and integer states (FrozenLake, Taxi, CliffWalking, custom toy-text
+    environments); elsewhere (Blackjack) it is refused. ``get_action`` never starts anywhere:
+    with ``agent.epsilon = 0`` a trained agent plays its greedy policy, as every agent does.
     """
 
     spec = MethodSpec("monte-carlo", "the episode's return after the first visit", (
@@ -646,20 +650,21 @@ class MonteCarloAgent(TabularAgent):
         if self.exploring_starts:
             check_exploring_starts(env)
         self.episode: list[tuple[int, int, float]] = []  #: (row, action, reward) of each step
-        self.start_row = 0  #: the start chosen by an exploring start
+        self.start_row: int | None = None  #: the start an exploring start chose, until learnt
 
-    def get_action(self, obs: Any) -> int:
-        if self.exploring_starts and not self.episode:
-            start = uniform_index(self.env.unwrapped.observation_space.n, self.rng)
-            self.env.unwrapped.s = start
-            self.start_row = self.q_values.row(start)
-            return uniform_index(self.n_actions, self.rng)
-        return super().get_action(obs)
+    def first_action(self, obs: Any) -> int:
+        """An exploring start: a uniform state set in the environment, a uniform action."""
+        if not self.exploring_starts:
+            return self.get_action(obs)
+        start = uniform_index(self.env.unwrapped.observation_space.n, self.rng)
+        self.env.unwrapped.s = start
+        self.start_row = self.q_values.row(start)
+        return uniform_index(self.n_actions, self.rng)
 
     def step(self, t: Transition) -> float:
         """Twin of the kernels' ``_learn_monte_carlo``."""
-        exploring_start = self.exploring_starts and not self.episode
-        self.episode.append((self.start_row if exploring_start else t.row, t.action, t.reward))
+        row, self.start_row = (t.row if self.start_row is None else self.start_row), None
+        self.episode.append((row, t.action, t.reward))
         if not (t.terminated or t.truncated):
             return 0.0
         g = 0.0 if t.terminated else self.policy_value(t.next_row)

@@ -106,7 +106,7 @@ def run_python(
         epsilons[episode] = agent.epsilon
         abs_td, steps, done = 0.0, 0, False
         while not done:
-            action = agent.get_action(obs)
+            action = agent.get_action(obs) if steps else agent.first_action(obs)
             next_obs, reward, terminated, truncated, _ = env.step(action)
             abs_td += abs(agent.update(obs, action, reward, terminated, next_obs, truncated))
             steps += 1
