@@ -428,4 +428,3 @@ def test_double_q_learning_is_not_drawn_by_the_maximisation_bias():
     q_learning, double = left_share(QLearningAgent), left_share(DoubleQLearningAgent)
     assert q_learning > 0.15  # the max over B's noisy actions looks positive: left looks good
     assert double < 0.5 * q_learning
-    assert gym.spec("tabrl/MaximizationBias-v0") is not None
