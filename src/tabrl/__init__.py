@@ -26,14 +26,15 @@ from tabrl.agents import (
     TreeBackupAgent,
 )
 from tabrl.app.export import Policy, load_policy
-from tabrl.app.runs import load_agent, load_run
+from tabrl.app.runs import Run, load_agent, load_run
+from tabrl.app.sweep import Sweep, sweep
 from tabrl.envs import make_env
 from tabrl.errors import TabrlError
 from tabrl.evaluate import Evaluation, evaluate
 from tabrl.exact.dp import PolicyValue, Solution, evaluate_policy_exact, solve
 from tabrl.loop import TrainingLog
 from tabrl.schedules import Schedule
-from tabrl.training import train
+from tabrl.training import Training, train
 from tabrl.version import __version__
 
 __all__ = [
@@ -50,12 +51,15 @@ __all__ = [
     "QLambdaAgent",
     "QLearningAgent",
     "QSigmaAgent",
+    "Run",
     "SarsaAgent",
     "SarsaLambdaAgent",
     "Schedule",
     "Solution",
+    "Sweep",
     "TabrlError",
     "TabularAgent",
+    "Training",
     "TrainingLog",
     "TreeBackupAgent",
     "evaluate",
@@ -65,5 +69,6 @@ __all__ = [
     "load_run",
     "make_env",
     "solve",
+    "sweep",
     "train",
 ]

@@ -21,16 +21,20 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
 from tabrl.agents import TabularAgent
+from tabrl.display import Facts, Shown
 from tabrl.envs import DEFAULT_STEP_CAP, time_limit_of, with_step_cap
 from tabrl.errors import UsageError
 from tabrl.exact.outcomes import endless_rows, outcome_names, start_loops, terminal_outcome
 from tabrl.exact.readers import known_mdp
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Episodes in a row at the step cap after which an evaluation stops early (the policy loops).
 CAPPED_IN_A_ROW = 20
@@ -41,12 +45,14 @@ PROGRESS_AFTER, PROGRESS_EVERY = 1.0, 0.25
 EvaluationProgress = Callable[[int, int], None]
 
 
-@dataclass
-class Evaluation:
+@dataclass(repr=False)
+class Evaluation(Shown):
     """Monte Carlo figures of a greedy policy (and, where the MDP is known, exact ones).
 
     The return statistics are over the episodes that ended; ``outcomes`` gives the share of every
     way an episode can end (they add up to 1), ``"loops"`` included where episodes were cut.
+    Its facts are the table ``tabrl evaluate`` prints (``repr``, a table in Jupyter);
+    :meth:`plot` draws the outcomes.
     """
 
     n_episodes: int  #: episodes played (fewer than asked when the evaluation stopped early)
@@ -72,6 +78,51 @@ class Evaluation:
     def looping_rate(self) -> float:
         return self.outcomes.get("loops", 0.0)
 
+    def facts(self) -> tuple[str, Facts]:
+        """The Monte Carlo figures, then the exact ones where known (the rows of the table that
+        ``tabrl train`` and ``tabrl evaluate`` print)."""
+        ended = "mean return" + (" (episodes that ended)" if self.looping_rate else "")
+        rows = [("episodes", f"{self.n_episodes:,}")]
+        if self.note:
+            rows.append(("note", self.note))
+        if math.isnan(self.mean_return):
+            rows.append((ended, "- (no episode ended)"))
+        else:
+            rows += [(ended, f"{self.mean_return:+.4f}  (95% CI {self.ci95_low:+.4f} .. "
+                             f"{self.ci95_high:+.4f})"),
+                     ("std / sem", f"{self.std_return:.4f} / {self.sem:.4f}")]
+        rows.append(outcome_shares(self.outcomes))
+        if not math.isnan(self.mean_length):
+            rows.append(("mean length", f"{self.mean_length:.2f}"))
+        if self.loop_start_states:
+            rows.append(("greedy policy loops from",
+                         f"{self.loop_start_states:,} of {self.start_states:,} start states"))
+        if (x := self.exact) is not None:
+            best = x["stationary_optimal_value"]
+            rows += [
+                ("exact value of this policy",
+                 exact_figure(x["policy_value"], "-inf (the policy can loop forever)")),
+                ("optimal value", f"{x['optimal_value']:+.4f}"
+                 + (f"  (best stationary {best:+.4f})" if best < x["optimal_value"] - 1e-9
+                    else "")),
+                ("gap to optimum", exact_figure(x["gap"], "+inf (the policy can loop forever)")),
+                ("optimal actions (visit-weighted)", f"{x['optimal_action_share']:.1%}"),
+            ]
+            if "outcomes" in x:  # evaluations saved before outcomes were named have none
+                name, shares = outcome_shares(x["outcomes"])
+                rows.append((f"exact {name}", shares))
+        return f"Evaluation of the greedy policy (seed {self.seed})", rows
+
+    def plot(self, title: str = "") -> Figure:
+        """A new figure: the share of each outcome with its 95% interval, and the exact share
+        beside it where the MDP is known."""
+        from tabrl.plots.outcomes import outcomes_figure
+
+        exact = (self.exact or {}).get("outcomes")
+        mean = "" if math.isnan(self.mean_return) else f": mean return {self.mean_return:+.4f}"
+        return outcomes_figure(self.outcomes, self.n_episodes, exact,
+                               title or f"greedy policy{mean}")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: a figure that does not exist (no episode ended) is null."""
         return {name: None if isinstance(value, float) and not math.isfinite(value) else value
@@ -90,12 +141,15 @@ class Evaluation:
 _STATISTICS = ("mean_return", "std_return", "sem", "ci95_low", "ci95_high", "mean_length")
 
 
+def outcome_shares(outcomes: dict[str, float]) -> tuple[str, str]:
+    """``("success / failure / truncated", "74.1% / 25.9% / 0.0%")``: shares adding up to 100%."""
+    return (" / ".join(outcomes),
+            " / ".join(f"{share:.1%}" for share in outcomes.values()) or "-")
 
 
-
-
-
-
+def exact_figure(value: float | None, endless: str) -> str:
+    """An exact figure; None stands for one that is infinite because a policy may never end."""
+    return endless if value is None else f"{value:+.4f}"
 
 
 def summarize(returns: np.ndarray, lengths: np.ndarray, outcomes: list[str],

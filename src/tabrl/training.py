@@ -14,17 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import RecordEpisodeStatistics
 
 from tabrl.agents import TabularAgent, make_agent
+from tabrl.display import Facts, Shown, env_name
 from tabrl.envs import DEFAULT_STEP_CAP, make_env, time_limit_of, with_step_cap
 from tabrl.errors import NotCompilableError, TabrlError, UsageError
 from tabrl.exact.mdp import TabularMDP
 from tabrl.exact.readers import mdp_of
 from tabrl.loop import Progress, TrainingLog, find_episode_statistics, run_python
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ENGINES = ("auto", "python", "compiled")
 #: Environment steps in a chunk: at most about a second of training on each engine.
@@ -76,12 +81,13 @@ def chunk_seed(seed: int, chunk: int) -> int:
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
 
 
-@dataclass
-class Training:
+@dataclass(repr=False)
+class Training(Shown):
     """The outcome of :func:`train`: the trained agent, its log and the engine that ran.
 
     ``log`` holds every episode when :func:`train` keeps it (its default), else none: a run
-    folder stores each chunk's episodes (``chunk_log``) as they come.
+    folder stores each chunk's episodes (``chunk_log``) as they come. It shows itself as a few
+    facts (``repr``, a table in Jupyter); :meth:`plot` draws its curves or its policy.
     """
 
     agent: TabularAgent
@@ -93,6 +99,29 @@ class Training:
     next_chunk: int = 0  #: episodes planned for the next chunk (0: none played yet)
     seconds: float = 0.0  #: wall time of the training, compilation excluded
     chunk_log: TrainingLog = field(default_factory=lambda: TrainingLog.empty(0))
+
+    def facts(self) -> tuple[str, Facts]:
+        agent, table = self.agent, self.agent.q_values
+        facts = [("episodes", f"{self.episodes_done:,}"), ("engine", self.engine.name)]
+        if self.seconds > 0:
+            rate = self.episodes_done / self.seconds
+            facts.append(("time", f"{self.seconds:.2f} s ({rate:,.0f} episodes/s)"))
+        if len(self.log):
+            tail = max(1, len(self.log) // 10)
+            mean = float(np.mean(self.log.returns[-tail:]))
+            facts.append(("mean return", f"{mean:+.4f} over the last {tail:,} episodes"))
+        facts += [("epsilon now", f"{agent.epsilon:.4g}"),
+                  ("states visited", f"{int(table.visited().sum()):,} of {table.n_rows:,}")]
+        return f"Training: {agent.algo} on {env_name(self.env)}", facts
+
+    def plot(self, kind: str = "curves", *, window: int = 500, title: str = "") -> Figure:
+        """A new figure: ``"curves"``, the learning curves (moving averages over ``window``
+        episodes) or ``"policy"``, the greedy policy, each beside the exact optimum where the
+        environment's MDP is known."""
+        from tabrl.plots.agent import agent_figure
+
+        return agent_figure(kind, self.env, self.agent, self.log.columns, window,
+                            title or f"{self.agent.algo} on {env_name(self.env)}")
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from tabrl.app.workflow import (
 )
 from tabrl.envs import import_env_modules, is_continuous, plugin_errors, qualified_env_id
 from tabrl.errors import TabrlError, UsageError
-from tabrl.evaluate import Evaluation
+from tabrl.evaluate import Evaluation, exact_figure, outcome_shares
 from tabrl.fileio import folder_lock
 from tabrl.methods import Param
 from tabrl.version import __version__
@@ -415,7 +415,7 @@ def compare(
             " / ".join(f"{name} {share:.0%}" for name, share in e.outcomes.items() if share)
             if e else "-",
             _loops(x["policy_value"], e) if x else "-",
-            _value(x["gap"], "+inf (loops)") if x else "-",
+            exact_figure(x["gap"], "+inf (loops)") if x else "-",
             f"{x['optimal_action_share']:.1%}" if x else "-",
         )
     out.print(table)
@@ -485,30 +485,19 @@ def print_sweep_table(labels: list[str], summaries: list, title: str, n_seeds: i
     optimum, and the failed seeds if any (the median's interval is in sweep.json)."""
     from rich.markup import escape
 
-    from tabrl.app.workflow import INTERVALS
+    from tabrl.app.sweep import INTERVALS, estimate_text
 
     failed = any(s.n_failed for s in summaries)
     headers = ["setting", "mean", "IQM", "median", "optimum - mean"] + ["failed"] * failed
     table = Table(*(Column(header, no_wrap=True) for header in headers), title=title,
                   caption=escape(f"greedy value; [low, high]: {INTERVALS.format(n=n_seeds)}"))
     for label, s in zip(labels, summaries):
-        table.add_row(escape(label), *(escape(_estimate(e, s.n_seeds)) for e in (s.mean, s.iqm)),
-                      _estimate(s.median, 1).removesuffix(" (one seed: no interval)"),
+        table.add_row(escape(label),
+                      *(escape(estimate_text(e, s.n_seeds)) for e in (s.mean, s.iqm)),
+                      estimate_text(s.median, 1).removesuffix(" (one seed: no interval)"),
                       "-" if s.gap is None or math.isnan(s.gap) else f"{s.gap:+.4g}",
                       *([f"{s.n_failed} of {s.n_seeds + s.n_failed}"] if failed else []))
     out.print(table)
-
-
-def _estimate(estimate, n_seeds: int) -> str:
-    """``+0.7292 [0.714, 0.7402]`` (4 significant digits); a lone seed has no interval, a
-    looping policy no finite value."""
-    if math.isnan(estimate.value):
-        return "- (every seed failed)"
-    if not math.isfinite(estimate.value):
-        return f"{estimate.value:+} (a policy loops)"
-    if n_seeds < 2:
-        return f"{estimate.value:+.4g} (one seed: no interval)"
-    return f"{estimate.value:+.4g} [{estimate.low:.4g}, {estimate.high:.4g}]"
 
 
 @app.command(short_help="List the environments tabrl can train on.")
@@ -562,9 +551,9 @@ def solve_command(
                       if settled is not None else f"values still changing at {horizon:,} steps")
     table.add_row("optimal value", f"{summary['value']:+.4f}")
     table.add_row("best stationary policy", f"{summary['stationary_value']:+.4f}")
-    names, shares = _outcomes_row(summary["outcomes"])
+    names, shares = outcome_shares(summary["outcomes"])
     table.add_row(f"its {names}", shares)
-    table.add_row("mean length", _value(summary["mean_length"], "inf").lstrip("+"))
+    table.add_row("mean length", exact_figure(summary["mean_length"], "inf").lstrip("+"))
     table.add_row("saved", f"{path / 'solution.json'}, {path / 'policy.png'}")
     out.print(table)
 
@@ -572,46 +561,9 @@ def solve_command(
 def print_evaluation(evaluation: Evaluation, title: str) -> None:
     """The evaluation as a table: Monte Carlo figures, then exact ones where known."""
     table = Table(title=title, show_header=False)
-    e = evaluation
-    ended = "mean return" + (" (episodes that ended)" if e.looping_rate else "")
-    rows = [("episodes", f"{e.n_episodes:,}")]
-    if e.note:
-        rows.append(("note", e.note))
-    if math.isnan(e.mean_return):
-        rows.append((ended, "- (no episode ended)"))
-    else:
-        rows += [
-            (ended, f"{e.mean_return:+.4f}  (95% CI {e.ci95_low:+.4f} .. {e.ci95_high:+.4f})"),
-            ("std / sem", f"{e.std_return:.4f} / {e.sem:.4f}"),
-        ]
-    rows.append(_outcomes_row(e.outcomes))
-    if not math.isnan(e.mean_length):
-        rows.append(("mean length", f"{e.mean_length:.2f}"))
-    if e.loop_start_states:
-        rows.append(("greedy policy loops from",
-                     f"{e.loop_start_states:,} of {e.start_states:,} start states"))
-    if (x := e.exact) is not None:
-        rows += [
-            ("exact value of this policy",
-             _value(x["policy_value"], "-inf (the policy can loop forever)")),
-            ("optimal value", f"{x['optimal_value']:+.4f}"
-             + (f"  (best stationary {x['stationary_optimal_value']:+.4f})"
-                if x["stationary_optimal_value"] < x["optimal_value"] - 1e-9 else "")),
-            ("gap to optimum", _value(x["gap"], "+inf (the policy can loop forever)")),
-            ("optimal actions (visit-weighted)", f"{x['optimal_action_share']:.1%}"),
-        ]
-        if "outcomes" in x:  # evaluations saved before outcomes were named have none
-            name, shares = _outcomes_row(x["outcomes"])
-            rows.append((f"exact {name}", shares))
-    for name, value in rows:
+    for name, value in evaluation.facts()[1]:
         table.add_row(name, value)
     out.print(table)
-
-
-def _outcomes_row(outcomes: dict[str, float]) -> tuple[str, str]:
-    """``("success / failure / truncated", "74.1% / 25.9% / 0.0%")``: shares adding up to 100%."""
-    return (" / ".join(outcomes),
-            " / ".join(f"{share:.1%}" for share in outcomes.values()) or "-")
 
 
 class EvaluationBar:
@@ -653,11 +605,6 @@ def _loops(policy_value: float | None, e: Evaluation) -> str:
     if policy_value is not None:
         return f"{policy_value:+.4f}"
     return f"-inf (loops from {e.loop_start_states or '?'} of {e.start_states or '?'} starts)"
-
-
-def _value(value: float | None, endless: str) -> str:
-    """An exact figure; None stands for one that is infinite because a policy may never end."""
-    return endless if value is None else f"{value:+.4f}"
 
 
 def check_same_environment(runs: list[Run]) -> None:

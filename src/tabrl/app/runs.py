@@ -32,9 +32,10 @@ import gymnasium as gym
 import numpy as np
 
 from tabrl.agents import AGENTS, OWN_PARAMS, TabularAgent, agent_class
+from tabrl.display import Facts, Shown
 from tabrl.envs import DEFAULT_STEP_CAP, make_env
 from tabrl.errors import RunFolderError, UsageError
-from tabrl.evaluate import Evaluation
+from tabrl.evaluate import Evaluation, exact_figure
 from tabrl.exploration import EXPLORATIONS
 from tabrl.fileio import atomic_save_npz, atomic_write_json, load_npz, read_json
 from tabrl.hyperparams import defaults_for, registered_id
@@ -44,6 +45,8 @@ from tabrl.schedules import KINDS, Schedule, as_schedule
 from tabrl.training import ENGINES
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from tabrl.training import Training
 
 CONFIG, STATE, Q_TABLE, METRICS, EVALUATION = (
@@ -537,9 +540,13 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint, finished: bool) -> None:
     })
 
 
-@dataclass
-class Run:
-    """A run folder read back: its settings, progress, agent and metrics."""
+@dataclass(repr=False)
+class Run(Shown):
+    """A run folder read back: its settings, progress, agent and metrics.
+
+    It shows itself as a few facts (``repr``, a table in Jupyter); :meth:`plot` draws its
+    curves or its policy, as ``tabrl plot`` saves them.
+    """
 
     path: Path
     config: RunConfig
@@ -591,6 +598,36 @@ class Run:
                 "the run folder is damaged"
             )
         return {name: columns[name][:done] for name in COLUMNS}
+
+    def facts(self) -> tuple[str, Facts]:
+        done, total = self.episodes_done, self.config.episodes
+        rows = [("folder", str(self.path)),
+                ("episodes", f"{done:,} of {total:,}"
+                 + ("" if self.finished else " (unfinished: train --resume continues it)")),
+                ("settings", self.config.describe()),
+                ("engine", str(self.info.get("engine", "?")))]
+        if (evaluation := self.evaluation()) is not None:
+            e, x = evaluation, evaluation.exact
+            if not math.isnan(e.mean_return):
+                rows.append(("greedy mean return",
+                             f"{e.mean_return:+.4f} +- {e.ci95_high - e.mean_return:.4f} "
+                             f"({e.n_episodes:,} episodes)"))
+            if x is not None:
+                rows.append(("exact value / optimum",
+                             exact_figure(x["policy_value"], "-inf (loops)")
+                             + f" / {x['optimal_value']:+.4f}"))
+        return f"Run: {self.config.algo} on {self.config.env_id}", rows
+
+    def plot(self, kind: str = "curves", *, window: int | None = None, title: str = "") -> Figure:
+        """A new figure, as ``tabrl plot`` saves it: ``"curves"`` (moving averages over
+        ``window`` episodes, the run's own by default) or ``"policy"``, the greedy policy, each
+        beside the exact optimum where the environment's MDP is known."""
+        from tabrl.plots.agent import agent_figure
+
+        env = self.config.make_env()
+        return agent_figure(kind, env, self.load_agent(env), lambda: self.metrics().columns(),
+                            window or self.config.window,
+                            title or f"{self.config.algo} on {self.config.env_id}")
 
     def evaluation(self) -> Evaluation | None:
         path = self.path / EVALUATION

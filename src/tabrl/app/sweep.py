@@ -24,17 +24,18 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tabrl.app.keyvalues import split_items
 from tabrl.app.runs import ALGO_PARAMS, SWEEP, RunConfig, merged_algo_params, prepare_run_dir
+from tabrl.display import Facts, Shown
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import evaluate
 from tabrl.exact.readers import known_mdp
@@ -42,6 +43,9 @@ from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
 from tabrl.schedules import as_schedule
 from tabrl.stats import Estimate, summarize_runs
 from tabrl.training import train
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 BACKENDS = ("local", "ray")
 
@@ -93,6 +97,120 @@ class SettingSummary:
         return None if self.optimal_value is None else self.optimal_value - self.mean.value
 
 
+#: What a sweep's intervals are, for its table, its picture and ``sweep.json``.
+INTERVALS = "95% stratified-bootstrap percentile intervals over {n} seeds"
+#: Settings a sweep's repr lists; ``.summaries`` holds them all.
+SHOWN_SETTINGS = 8
+
+
+@dataclass(frozen=True, repr=False)
+class Sweep(Shown):
+    """A finished sweep: per setting its label and summary, every job, and its folder if it has
+    one. It shows itself as a few facts (``repr``, a table in Jupyter); :meth:`plot` draws what
+    ``sweep.png`` shows."""
+
+    title: str
+    labels: list[str]
+    summaries: list[SettingSummary]
+    jobs: list[JobResult]
+    n_seeds: int
+    path: Path | None = None
+
+    @classmethod
+    def of(cls, configs: list[RunConfig], names: list[str], summaries: list[SettingSummary],
+           jobs: list[JobResult], n_seeds: int, path: Path | None = None) -> Sweep:
+        title = f"{configs[0].algo} on {configs[0].env_id}: {n_seeds} seeds per setting"
+        return cls(title, setting_labels(configs, names), summaries, jobs, n_seeds, path)
+
+    def values(self) -> list[np.ndarray]:
+        """Per setting, the greedy values of the seeds that finished."""
+        return [np.array([r.value for r in self.jobs if r.setting == i and not r.failed])
+                for i in range(len(self.labels))]
+
+    def facts(self) -> tuple[str, Facts]:
+        optimum = self.summaries[0].optimal_value
+        rows = [("each setting", "greedy value: mean [95% interval], IQM, optimum - mean")]
+        if optimum is not None:
+            rows.append(("optimum", f"{optimum:+.4g}"))
+        for label, s in list(zip(self.labels, self.summaries))[:SHOWN_SETTINGS]:
+            gap = "" if s.gap is None or math.isnan(s.gap) else f", gap {s.gap:+.3g}"
+            failed = f", {s.n_failed} failed" if s.n_failed else ""
+            rows.append((label, f"{estimate_text(s.mean, s.n_seeds)}, IQM {s.iqm.value:+.4g}"
+                                f"{gap}{failed}"))
+        if len(self.labels) > SHOWN_SETTINGS:
+            rows.append(("...", f"{len(self.labels) - SHOWN_SETTINGS} more settings: .summaries"))
+        if self.path is not None:
+            rows.append(("folder", str(self.path)))
+        return f"Sweep: {self.title}", rows
+
+    def plot(self, title: str = "") -> Figure:
+        """A new figure: a row per setting, every seed a dot, the mean and the IQM with their
+        intervals, the optimum dashed (``sweep.png``)."""
+        from tabrl.plots.curves import sweep_figure
+
+        interval = INTERVALS.format(n=self.n_seeds)
+        return sweep_figure(self.labels, self.values(),
+                            {"mean": [s.mean for s in self.summaries],
+                             "IQM": [s.iqm for s in self.summaries]},
+                            optimal_value=self.summaries[0].optimal_value,
+                            title=title or self.title, interval=interval)
+
+
+def estimate_text(estimate: Estimate, n_seeds: int) -> str:
+    """``+0.7292 [0.714, 0.7402]`` (4 significant digits); a lone seed has no interval, a
+    looping policy no finite value."""
+    if math.isnan(estimate.value):
+        return "- (every seed failed)"
+    if not math.isfinite(estimate.value):
+        return f"{estimate.value:+} (a policy loops)"
+    if n_seeds < 2:
+        return f"{estimate.value:+.4g} (one seed: no interval)"
+    return f"{estimate.value:+.4g} [{estimate.low:.4g}, {estimate.high:.4g}]"
+
+
+def sweep(
+    env_id: str,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    seeds: int = 8,
+    *,
+    algo: str = "q-learning",
+    env_kwargs: dict[str, Any] | None = None,
+    backend: str = "local",
+    jobs: int | None = None,
+    address: str | None = None,
+    **settings: Any,
+) -> Sweep:
+    """Train every setting of ``grid`` with seeds ``0..seeds-1``, in memory (``tabrl sweep``
+    without its folder), on ``jobs`` local processes (default: every core) or Ray.
+
+    ``grid`` maps a setting to its values (``{"learning_rate": [0.05, 0.1]}``), ``settings``
+    fixes others for every job (``episodes=5_000``, ``engine="python"``, an agent's own
+    ``n=2``); both take the names of ``tabrl sweep --grid`` (:func:`grid_names`).
+    """
+    known = grid_names()
+    grid = dict(grid or {})
+    for name in [*grid, *settings]:
+        if name not in known:
+            raise UsageError(f"{name!r} is not a setting: use one of {', '.join(sorted(known))}")
+    for name, values in grid.items():
+        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+            raise UsageError(f"grid[{name!r}] must be a non-empty list of values, not {values!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise UsageError(f"seeds must be a whole number >= 1, not {seeds!r}")
+    own = {name: settings.pop(name) for name in list(settings) if name in ALGO_PARAMS}
+    base = RunConfig.resolve(env_id, env_kwargs, algo, algo_params=own, **settings)
+    configs = expand(base, {name: list(values) for name, values in grid.items()})
+    summaries, results = run_sweep(configs, list(range(seeds)), backend=backend, n_jobs=jobs,
+                                   address=address)
+    return Sweep.of(configs, list(grid), summaries, results, seeds)
+
+
+def grid_names() -> set[str]:
+    """What a sweep may vary: the run's settings and the agents' own keywords."""
+    fixed = {"env_id", "env_kwargs", "algo", "algo_params"}
+    return (set(RunConfig.__dataclass_fields__) - fixed) | set(ALGO_PARAMS)
+
+
 def parse_grid(items: Iterable[str]) -> dict[str, list[Any]]:
     """``["learning_rate=0.02,0.05", "n=2,4"]`` -> ``{"learning_rate": [0.02, 0.05], "n": [2, 4]}``.
 
@@ -102,8 +220,7 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[Any]]:
     """
     import yaml
 
-    settings = set(RunConfig.__dataclass_fields__) - {"env_id", "env_kwargs", "algo", "algo_params"}
-    known = settings | set(ALGO_PARAMS)
+    known = grid_names()
     grid: dict[str, list[Any]] = {}
     for item in items:
         name, sep, values = item.partition("=")

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from tabrl import plots
 from tabrl.agents import TabularAgent
@@ -39,12 +38,13 @@ from tabrl.app.runs import (
     writable_dir,
 )
 from tabrl.app.sweep import (
+    INTERVALS,
     JobResult,
     SettingSummary,
+    Sweep,
     SweepFolder,
     check_configs,
     run_sweep,
-    setting_labels,
 )
 from tabrl.envs import make_env
 from tabrl.errors import UsageError
@@ -54,13 +54,13 @@ from tabrl.exact.readers import known_mdp, mdp_of
 from tabrl.exact.reference import (
     exact_report,
     finite_or_none,
-    optimal_actions_near,
     solution_summary,
 )
 from tabrl.fileio import DiskWriteError, atomic_write_json, folder_lock, lock_holder
 from tabrl.hyperparams import environment_defaults
 from tabrl.loop import Progress, TrainingLog
 from tabrl.metrics import MetricsStore
+from tabrl.plots.figures import save_png
 from tabrl.spaces import encoder_for
 from tabrl.training import (
     LEGACY_CHUNK_EPISODES,
@@ -314,23 +314,8 @@ def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = Non
 
 def plot_run(run: Run, window: int | None = None) -> list[Path]:
     """Draw the learning curves and the greedy policy of a run into its folder."""
-    env = run.config.make_env()
-    agent = run.load_agent(env)
-    greedy = agent.q_values.greedy_policy()
-    optimal_value = optimal_policy = None
-    if (mdp := known_mdp(env)) is not None:
-        solution = solve(mdp)
-        optimal_value, optimal_policy = solution.value, optimal_actions_near(solution, greedy)
-    title = f"{run.config.algo} on {run.config.env_id}"
-    curves = plots.plot_learning_curves(
-        run.metrics().columns(), run.path / CURVES, window=window or run.config.window,
-        optimal_value=optimal_value, title=title,
-    )
-    policy = plots.plot_policy(
-        env, agent.q_values.array[: agent.q_values.n_rows], run.path / POLICY,
-        optimal_policy=optimal_policy, visited=agent.q_values.visited(), title=title,
-    )
-    return [curves, policy]
+    return [save_png(run.plot("curves", window=window), run.path / CURVES),
+            save_png(run.plot("policy"), run.path / POLICY)]
 
 
 def solve_env(
@@ -346,9 +331,7 @@ def solve_env(
                **solution_summary(solution, mdp, encoder)}
     path = writable_dir(out or default_solution_dir(env_id))
     atomic_write_json(path / SOLUTION, summary)
-    plots.plot_policy(env, np.nan_to_num(solution.row_q_values), path / POLICY,
-                      optimal_policy=solution.policy, optimum=True,
-                      title=f"optimal policy of {env_id}")
+    save_png(solution.plot(env, title=f"optimal policy of {env_id}"), path / POLICY)
     return summary, path
 
 
@@ -394,28 +377,17 @@ def sweep_to_folder(
                                    address=address, progress=progress, finished=finished,
                                    on_result=keep)
     folder.write_results(results)  # this command's seeds only (a resume may ask for fewer)
-    labels = setting_labels(configs, names)
-    n_seeds = len(seeds)
+    result = Sweep.of(configs, names, summaries, results, len(seeds), folder.path)
     atomic_write_json(folder.path / SWEEP, {
         "env_id": configs[0].env_id, "algo": configs[0].algo, "grid": grid,
-        "seeds": seeds, "backend": backend, "intervals": INTERVALS.format(n=n_seeds),
+        "seeds": seeds, "backend": backend, "intervals": INTERVALS.format(n=len(seeds)),
         "configs": [asdict(config) for config in configs],
         "settings": [{"label": label, **summary_dict(summary)}
-                     for label, summary in zip(labels, summaries)],
-        "jobs": [json_safe(asdict(result)) for result in results],
+                     for label, summary in zip(result.labels, summaries)],
+        "jobs": [json_safe(asdict(job)) for job in results],
     })
-    values = [np.array([r.value for r in results if r.setting == i and not r.failed])
-              for i in range(len(configs))]
-    plots.plot_sweep(labels, values, {"mean": [s.mean for s in summaries],
-                                      "IQM": [s.iqm for s in summaries]},
-                     folder.path / SWEEP_PICTURE, optimal_value=summaries[0].optimal_value,
-                     title=f"{configs[0].algo} on {configs[0].env_id}: {n_seeds} seeds per setting",
-                     interval=INTERVALS.format(n=n_seeds))
+    save_png(result.plot(), folder.path / SWEEP_PICTURE)
     return summaries, folder.path
-
-
-#: What a sweep's intervals are, for its table, its picture and ``sweep.json``.
-INTERVALS = "95% stratified-bootstrap percentile intervals over {n} seeds"
 
 
 def summary_dict(summary: SettingSummary) -> dict:

@@ -67,13 +67,18 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 
+from tabrl.display import Facts, Shown, env_name
 from tabrl.errors import UsageError
 from tabrl.exact.mdp import TabularMDP
 from tabrl.exact.readers import mdp_of
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["Solution", "PolicyValue", "solve", "evaluate_policy_exact", "policy_agreement",
            "endless_states"]
@@ -94,8 +99,8 @@ MAX_IMPROVEMENTS = 100
 SOLUTIONS_KEPT = 4
 
 
-@dataclass(frozen=True, eq=False)
-class Solution:
+@dataclass(frozen=True, eq=False, repr=False)
+class Solution(Shown):
     """The exact optimum of an MDP under one objective (see the module docstring).
 
     ``policy`` acts optimally at t = 0 in every row: the optimal action with the whole time
@@ -122,6 +127,32 @@ class Solution:
     #: change in float64 (every longer limit has the same optimum); None where they still
     #: change at the limit, or there is no limit.
     settled_at: int | None = None
+
+    def facts(self) -> tuple[str, Facts]:
+        objective = "undiscounted return" if self.discount == 1 else f"discount {self.discount}"
+        rows = [("objective", objective + (f" within {self.horizon:,} steps"
+                                           if self.horizon else ""))]
+        if self.horizon:
+            rows.append(("backward induction",
+                         f"values settled after {self.settled_at:,} of {self.horizon:,} steps"
+                         if self.settled_at is not None
+                         else f"values still changing at {self.horizon:,} steps"))
+        else:
+            rows.append(("value iteration", f"{self.num_iter:,} sweeps"))
+        n_states, n_actions = self.q_values.shape
+        rows += [("optimal value", f"{self.value:+.4f}"),
+                 ("best stationary policy", f"{self.stationary_value:+.4f}"),
+                 ("size", f"{n_states:,} states, {len(self.policy):,} observations, "
+                          f"{n_actions} actions")]
+        return "Solution: the exact optimum", rows
+
+    def plot(self, env: gym.Env, title: str = "") -> Figure:
+        """A new figure: the optimal policy and values drawn on ``env``, the environment solved
+        (what ``tabrl solve`` saves as ``policy.png``)."""
+        from tabrl.plots.policies import policy_figure  # Solution.plot draws: see pyproject.toml
+
+        return policy_figure(env, np.nan_to_num(self.row_q_values), optimal_policy=self.policy,
+                             optimum=True, title=title or f"optimal policy of {env_name(env)}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -70,7 +70,17 @@ def plot_learning_curves(
     episodes. ``optimal_value``, when known, is drawn on the rewards panel as a dashed line, so
     the remaining gap is visible at a glance. Returns the path of the PNG written.
     """
-    return save_png(_curves_figure({"": metrics}, window, optimal_value, title), path)
+    return save_png(learning_curves_figure(metrics, window, optimal_value, title), path)
+
+
+def learning_curves_figure(
+    metrics: Mapping[str, np.ndarray],
+    window: int = 500,
+    optimal_value: float | None = None,
+    title: str = "",
+) -> Figure:
+    """The figure :func:`plot_learning_curves` saves: three panels, one run."""
+    return _curves_figure({"": metrics}, window, optimal_value, title)
 
 
 def plot_comparison(
@@ -85,9 +95,19 @@ def plot_comparison(
     ``curves`` maps a label (an algorithm, a hyperparameter setting, a seed) to metrics shaped as
     for :func:`plot_learning_curves`; same panels, same window, so runs compare line by line.
     """
+    return save_png(comparison_figure(curves, window, optimal_value, title), path)
+
+
+def comparison_figure(
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    window: int = 500,
+    optimal_value: float | None = None,
+    title: str = "",
+) -> Figure:
+    """The figure :func:`plot_comparison` saves: the three panels, one labelled line per run."""
     if not curves:
         raise UsageError("plot_comparison needs at least one run: pass {label: metrics}")
-    return save_png(_curves_figure(curves, window, optimal_value, title), path)
+    return _curves_figure(curves, window, optimal_value, title)
 
 
 def curve_window(window: int, n_episodes: int) -> int:
@@ -138,6 +158,18 @@ def plot_sweep(
     Seeds are drawn, not only their mean, because tabular learners often split into runs that
     found the optimum and runs stuck elsewhere, which a mean and an interval alone would hide.
     """
+    return save_png(sweep_figure(labels, values, estimates, optimal_value, title, interval), path)
+
+
+def sweep_figure(
+    labels: Sequence[str],
+    values: Sequence[np.ndarray],
+    estimates: Mapping[str, Sequence],
+    optimal_value: float | None = None,
+    title: str = "",
+    interval: str = "95% intervals over seeds",
+) -> Figure:
+    """The figure :func:`plot_sweep` saves: a row per setting, seeds as dots, estimates as bars."""
     if not labels:
         raise UsageError("plot_sweep needs at least one setting")
     fig = new_figure((9, 1.4 + 0.5 * len(labels)))
@@ -163,7 +195,7 @@ def plot_sweep(
     fig.legend(loc="outside lower center", ncols=len(estimates) + 1)
     if title:
         fig.suptitle(title, fontsize="large", fontweight="bold")
-    return save_png(fig, path)
+    return fig
 
 
 def _curve_panel(ax: Axes, series: Mapping[str, np.ndarray], window: int, ylabel: str) -> None:

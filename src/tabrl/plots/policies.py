@@ -117,6 +117,20 @@ def plot_policy(
     ``visited`` (true for each row the agent has seen) greys out the rows the agent never reached,
     whose greedy action is only the tie-break of an untouched row. Returns the PNG's path.
     """
+    return save_png(policy_figure(env, q_values, optimal_policy=optimal_policy, visited=visited,
+                                  title=title, optimum=optimum), path)
+
+
+def policy_figure(
+    env: gym.Env,
+    q_values: np.ndarray,
+    *,
+    optimal_policy: np.ndarray | None = None,
+    visited: np.ndarray | None = None,
+    title: str = "",
+    optimum: bool = False,
+) -> Figure:
+    """The figure :func:`plot_policy` saves (same arguments, no path)."""
     q = np.asarray(q_values, dtype=np.float64)
     if q.ndim != 2 or q.shape[1] < 1:
         raise UsageError(f"q_values must be a 2-d table (states x actions), got shape {q.shape}")
@@ -139,7 +153,7 @@ def plot_policy(
         fig = _bins_figure(bins, policy, title)
     else:
         fig = _generic_figure(policy, title)
-    return save_png(fig, path)
+    return fig
 
 
 @dataclass(frozen=True)
