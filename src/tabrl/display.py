@@ -55,7 +55,7 @@ def as_html(title: str, facts: Facts) -> str:
 
 def _fit(text: str, width: int) -> str:
     """``text`` on one line of at most ``width`` characters (its middle cut out if longer)."""
-    text = " ".join(text.split())
+    text = " ".join(text.splitlines())
     if len(text) <= width:
         return text
     keep = width - 3

@@ -50,26 +50,46 @@ def normalize(values: np.ndarray) -> Normalize:
     return Normalize(low, high)
 
 
+#: Resolution of a figure shown in a notebook: as wide as a cell, a fraction of a file's bytes.
+NOTEBOOK_DPI = 100
+
+
+class ShownFigure(Figure):
+    """A figure that Jupyter shows by itself (``_repr_png_``), with no pyplot and no
+    ``%matplotlib inline``: the figures of tabrl live on their own Agg canvas, which IPython's
+    display would otherwise print as ``<Figure size ...>``. Where pyplot's inline backend is
+    active, its own display of figures takes over, once."""
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self, NOTEBOOK_DPI)
+
+
 def new_figure(size: tuple[float, float]) -> Figure:
     """A figure on the Agg canvas: no pyplot, no display, nothing global to clean up."""
-    fig = Figure(figsize=size, layout="constrained", facecolor="white")
+    fig = ShownFigure(figsize=size, layout="constrained", facecolor="white")
     FigureCanvasAgg(fig)
     return fig
 
 
-def save_png(fig: Figure, path: PathLike) -> Path:
-    """Render to PNG bytes in memory, then write them atomically (never a half-written image).
+def png_bytes(fig: Figure, dpi: float = DPI) -> bytes:
+    """The figure as PNG bytes, rendered in memory.
 
     One draw lays the figure out and renders it, and its pixels are written as ``savefig``
     writes them; ``savefig`` itself would lay out and draw twice (a dry run first).
     """
-    fig.set_dpi(DPI)
+    fig.set_dpi(dpi)
     fig.canvas.draw()
     buffer = io.BytesIO()
-    matplotlib.image.imsave(buffer, np.asarray(fig.canvas.buffer_rgba()), format="png", dpi=DPI)
+    matplotlib.image.imsave(buffer, np.asarray(fig.canvas.buffer_rgba()), format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def save_png(fig: Figure, path: PathLike) -> Path:
+    """Render to PNG bytes in memory, then write them atomically (never a half-written image)."""
+    data = png_bytes(fig, DPI)
     path = Path(path)
     try:
-        return atomic_write_bytes(path, buffer.getvalue())
+        return atomic_write_bytes(path, data)
     except OSError as error:
         raise RunFolderError(
             f"cannot write {path} ({error.strerror or error}): choose a writable folder"

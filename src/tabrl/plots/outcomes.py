@@ -31,8 +31,8 @@ def outcomes_figure(
     rows = np.arange(len(names))[::-1]
     ax.barh(rows, shares, xerr=half, color="C0", alpha=0.8, capsize=4,
             label=f"Monte Carlo, {n_episodes:,} episodes (95% interval)")
-    for row, share in zip(rows, shares, strict=True):
-        ax.text(share, row, f"  {share:.1%}", va="center", ha="left", fontsize="small")
+    for row, share, reach in zip(rows, shares, shares + half, strict=True):
+        ax.text(reach, row, f"  {share:.1%}", va="center", ha="left", fontsize="small")
     if exact:
         known = [(row, exact[name]) for row, name in zip(rows, names, strict=True) if name in exact]
         ax.scatter([share for _, share in known], [row for row, _ in known], marker="D",
