@@ -201,3 +201,34 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path):
     assert rows[2]["error"].startswith("NotCompilableError: ") and rows[2]["value"] == "nan"
     saved = json.loads((path / "sweep.json").read_text())
     assert saved["settings"][1]["mean"]["value"] is None and saved["jobs"][2]["error"]
+
+
+@pytest.mark.parametrize("engine", ["compiled", "python"])
+def test_sweep_values_are_those_of_tabrl_train(tabrl_cli, tmp_path, engine):
+    """One seeding scheme: a sweep's job is the run ``tabrl train`` makes with that seed (compiled
+    jobs on threads of the sweep's process, python ones in processes)."""
+    from tabrl import load_agent
+    from tabrl.envs import make_env
+    from tabrl.exact.dp import evaluate_policy_exact
+    from tabrl.exact.readers import mdp_of
+
+    config = RunConfig.resolve("FrozenLake-v1", episodes=400, engine=engine)
+    _, jobs = run_sweep([config], [3, 4], n_jobs=2)
+    for job in jobs:
+        out = tmp_path / f"run{job.seed}"
+        result = tabrl_cli("train", "FrozenLake-v1", "--episodes", "400", "--engine", engine,
+                           "--seed", str(job.seed), "--eval-episodes", "0", "--out", out, "-q")
+        assert result.code == 0, result.err
+        greedy = load_agent(out).q_values.greedy_policy()
+        assert job.engine == engine
+        assert job.value == evaluate_policy_exact(mdp_of(make_env("FrozenLake-v1")), greedy).value
+
+
+def test_ray_batches_deal_the_jobs_evenly():
+    from tabrl.app.sweep import batches
+
+    jobs = [({}, 0, seed) for seed in range(7)]
+    dealt = batches(jobs, 3)
+    assert [len(batch) for batch in dealt] == [3, 2, 2]
+    assert sorted(job for batch in dealt for job in batch) == sorted(jobs)
+    assert batches(jobs[:2], 8) == [[jobs[0]], [jobs[1]]]

@@ -435,7 +435,8 @@ def sweep(
     backend: Annotated[str, typer.Option(help="local (processes) or ray.")] = "local",
     address: Annotated[str | None, typer.Option(
         help="Ray cluster to join (auto, ray://host:10001); default: start one here.")] = None,
-    jobs: Annotated[int | None, typer.Option(help="Local processes (default: all cores).")] = None,
+    jobs: Annotated[int | None, typer.Option(
+        help="Local threads or processes (default: all cores).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="The sweep folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the sweep folder.")] = False,
     env_module: EnvModules = None,

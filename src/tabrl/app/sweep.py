@@ -6,9 +6,10 @@ interquartile mean of the greedy value with their stratified-bootstrap 95% inter
 (:mod:`tabrl.stats`: they never leave the range of the seeds' values, as a Student's t interval
 can), and the distance to the exact optimum where the MDP is known (the greedy values are then
 exact, so the intervals are about seeds alone, not about Monte Carlo noise). Jobs are independent:
-``backend="local"`` spreads them over this machine's cores in processes, ``backend="ray"`` over a
-Ray cluster (``address=None`` starts one on this machine; ``"auto"`` or ``"ray://host:10001"``
-joins an existing one). A job that fails is recorded with its error; the others go on.
+``backend="local"`` spreads them over this machine's cores (compiled jobs on threads of this
+process, python-engine ones in processes), ``backend="ray"`` over a Ray cluster in batches
+(``address=None`` starts one on this machine; ``"auto"`` or ``"ray://host:10001"`` joins an
+existing one). A job that fails is recorded with its error; the others go on.
 
 A sweep folder keeps every finished job as ``trials/<setting>-<seed>.json`` the moment it
 finishes, and ``results.csv`` (one row per job) beside ``sweep.json``: the same command run again
@@ -25,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -42,7 +43,7 @@ from tabrl.exact.readers import known_mdp
 from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
 from tabrl.schedules import as_schedule
 from tabrl.stats import Estimate, summarize_runs
-from tabrl.training import train
+from tabrl.training import choose_engine, train
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -55,6 +56,10 @@ SweepProgress = Callable[[int, int], None]
 RESULTS, TRIALS = "results.csv", "trials"
 #: The columns of ``results.csv`` after the swept settings.
 RESULT_COLUMNS = ("seed", "value", "final_return", "seconds", "engine", "error")
+#: A job: a config (as a dict, which pickles for processes and Ray), its setting index, a seed.
+Job = tuple[dict[str, Any], int, int]
+#: Ray tasks per core of the cluster: a few, so that a slow batch does not leave cores idle.
+RAY_BATCHES_PER_CORE = 2
 
 
 @dataclass(frozen=True)
@@ -311,13 +316,66 @@ def train_and_value(config: dict[str, Any], setting: int, seed: int) -> JobResul
                      time.perf_counter() - start)
 
 
-def _run_local(jobs: list[tuple[dict, int, int]], n_jobs: int) -> Iterator[JobResult]:
-    if n_jobs == 1:
-        yield from (run_job(*job) for job in jobs)
+def _run_local(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
+    """Compiled jobs in this process on ``n_jobs`` threads, the others in ``n_jobs`` processes.
+
+    A compiled job is mostly one kernel call that releases the GIL, so threads run them side by
+    side with no interpreter to start and nothing to import again: a trial then costs about its
+    training. Python-engine jobs hold the GIL and need processes.
+    """
+    compiled = [job for job in jobs if _runs_compiled(job[0])]
+    others = [job for job in jobs if not _runs_compiled(job[0])]
+    yield from _run_threads(compiled, n_jobs)
+    if n_jobs == 1 or len(others) <= 1:
+        yield from (run_job(*job) for job in others)
         return
     # Fresh interpreters, not forks: a fork of a process whose numba threads already run can hang.
     with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
-        yield from pool.map(run_job, *zip(*jobs))
+        yield from _as_completed(pool, others)
+
+
+def _run_threads(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
+    """Jobs on threads of this process (one after the other where numba's threading layer is
+    not thread-safe, as its ``workqueue`` fallback is not)."""
+    if not jobs:
+        return
+    from tabrl.compiled import warm_up
+
+    warm_up()  # once, before the threads: a kernel compiles in one of them, not in all
+    import numba
+
+    if n_jobs == 1 or numba.threading_layer() == "workqueue":
+        yield from (run_job(*job) for job in jobs)
+        return
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        yield from _as_completed(pool, jobs)
+
+
+def _as_completed(pool: Executor, jobs: list[Job]) -> Iterator[JobResult]:
+    """Each job's result as soon as it finishes (so that the sweep folder stores it at once)."""
+    for future in as_completed([pool.submit(run_job, *job) for job in jobs]):
+        yield future.result()
+
+
+#: Whether a setting (its config as JSON) trains on the compiled engine: asked once per setting.
+_COMPILED_SETTINGS: dict[str, bool] = {}
+
+
+def _runs_compiled(config: dict[str, Any]) -> bool:
+    """Whether ``tabrl train`` with this config runs on the compiled engine."""
+    known, key = _COMPILED_SETTINGS, json.dumps(config, sort_keys=True, default=str)
+    if key not in known:
+        try:
+            run_config = RunConfig(**config)
+            env = run_config.make_env()
+            try:
+                agent = run_config.make_agent(env)
+                known[key] = choose_engine(env, run_config.engine, agent).name == "compiled"
+            finally:
+                env.close()
+        except Exception:  # a broken setting fails in its job, where the error is recorded
+            known[key] = False
+    return known[key]
 
 
 def check_backend(backend: str) -> None:
@@ -331,21 +389,39 @@ def check_backend(backend: str) -> None:
             raise UsageError("the ray backend needs Ray: pip install 'tabrl[ray]'") from None
 
 
-def _run_ray(jobs: list[tuple[dict, int, int]], address: str | None) -> Iterator[JobResult]:
+def _run_ray(jobs: list[Job], address: str | None) -> Iterator[JobResult]:
+    """Jobs in batches, a Ray task each: a task then costs its trials, not a worker's start.
+
+    Each task holds the one core Ray gives it and runs its batch there, one job after the other;
+    a few batches per core keep the cores busy when batches take unequal times.
+    """
     import ray
 
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
-        remote = ray.remote(run_job)
-        pending = [remote.remote(*job) for job in jobs]
+        cores = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        remote = ray.remote(run_batch)
+        pending = [remote.remote(batch) for batch in batches(jobs, RAY_BATCHES_PER_CORE * cores)]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            yield from ray.get(done)
+            for results in ray.get(done):
+                yield from results
     finally:
         if started_here:
             ray.shutdown()
+
+
+def batches(jobs: list[Job], n_batches: int) -> list[list[Job]]:
+    """``jobs`` dealt into at most ``n_batches`` batches of nearly equal sizes."""
+    n = min(len(jobs), n_batches)
+    return [jobs[i::n] for i in range(n)]
+
+
+def run_batch(jobs: list[Job]) -> list[JobResult]:
+    """A batch of jobs on one core: what one Ray task runs."""
+    return list(_run_local(jobs, 1))
 
 
 def run_sweep(

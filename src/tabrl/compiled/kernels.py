@@ -1046,7 +1046,7 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit):
     runs.rng[i] = s
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def train_runs(model, observed, runs, start, stop, time_limit):
     """Episodes ``start..stop-1`` of every run, the runs spread over numba's threads.
 
@@ -1054,6 +1054,7 @@ def train_runs(model, observed, runs, start, stop, time_limit):
     serial kernel measured at less than half the speed (numba compiles the body of a parallel
     loop with its arrays marked as not overlapping). The run index is cast because the parallel
     loop's own is unsigned: ``_run_episodes`` is then compiled for one signature, not two.
+    It releases the GIL (``nogil``), so that a sweep runs its jobs on threads of one process.
     """
     for i in prange(runs.q.shape[0]):
         _run_episodes(model, observed, runs, np.int64(i), start, stop, time_limit)
