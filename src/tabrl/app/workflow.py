@@ -3,6 +3,8 @@
 ``train_run`` makes the environment, the agent and the run folder, trains with a checkpoint after
 every chunk, then evaluates the greedy policy and draws the pictures. Everything that can be wrong
 with the input is checked before the run folder is created, so bad input leaves nothing behind.
+The functions that draw import :mod:`tabrl.plots` (matplotlib) themselves, so that the command
+line answers ``--help`` and bad input without loading it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from tabrl import plots
 from tabrl.agents import TabularAgent
 from tabrl.app.runs import (
     CURVES,
@@ -314,6 +315,8 @@ def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = Non
 
 def plot_run(run: Run, window: int | None = None) -> list[Path]:
     """Draw the learning curves and the greedy policy of a run into its folder."""
+    from tabrl import plots
+
     env = run.config.make_env()
     agent = run.load_agent(env)
     greedy = agent.q_values.greedy_policy()
@@ -337,6 +340,8 @@ def solve_env(
     env_id: str, env_kwargs: dict, discount: float | None, out: Path | None
 ) -> tuple[dict, Path]:
     """Solve an environment exactly and save ``solution.json`` and ``policy.png``."""
+    from tabrl import plots
+
     shipped = environment_defaults(env_id)  # made as training makes it: binned, if continuous
     env = make_env(env_id, env_kwargs, shipped.get("bins"), shipped.get("obs_bounds"))
     mdp = mdp_of(env)
@@ -354,6 +359,8 @@ def solve_env(
 
 def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Run], Path]:
     """Load runs and draw their learning curves together (with the optimum where it is known)."""
+    from tabrl import plots
+
     runs = [load_run(path) for path in paths]
     labels = [f"{run.path.name}" for run in runs]
     env = runs[0].config.make_env()
@@ -378,6 +385,8 @@ def sweep_to_folder(
     Every job is stored as it finishes (``trials/``, ``results.csv``); at the end ``sweep.json``
     gets every summary and job, and ``sweep.png`` the picture.
     """
+    from tabrl import plots
+
     check_configs(configs)
     names = list(grid)
     folder = SweepFolder.open(
