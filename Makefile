@@ -27,6 +27,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.engines
 	$(BIN)/python -m bench.solve
+	$(BIN)/python -m bench.startup
 
 clean:
 	rm -rf $(VENV) runs

@@ -12,13 +12,23 @@ import inspect
 import math
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import gymnasium as gym
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Column, Table
 
 from tabrl.agents import AGENTS, METHODS, OWN_PARAMS
@@ -38,6 +48,7 @@ from tabrl.app.runs import (
     writable_dir,
 )
 from tabrl.app.workflow import (
+    PreparedRun,
     evaluate_run,
     plot_run,
     prepare_resume,
@@ -46,10 +57,12 @@ from tabrl.app.workflow import (
     train_run,
     unfinished_warning,
 )
-from tabrl.envs import import_env_modules, is_continuous, plugin_errors, qualified_env_id
+from tabrl.envs import import_env_modules, is_continuous, make_env, plugin_errors, qualified_env_id
 from tabrl.errors import TabrlError, UsageError
 from tabrl.evaluate import Evaluation, exact_figure, outcome_shares
+from tabrl.exact.readers import known_mdp
 from tabrl.fileio import folder_lock
+from tabrl.kernel_cache import KernelSet
 from tabrl.methods import Param
 from tabrl.version import __version__
 
@@ -101,6 +114,11 @@ def root(
 ) -> None:
     global _debug
     _debug = debug
+
+
+def log(text: str) -> None:
+    """A line of what a command is doing, on stderr (never wrapped)."""
+    err.print(text, highlight=False, soft_wrap=True)
 
 
 def require(option: str, value: object, setting: Setting) -> None:
@@ -221,15 +239,14 @@ def train(
 
     ``own`` holds the options of the methods' own parameters that were given, one option per
     parameter of ``OWN_PARAMS`` (:func:`with_own_options`)."""
-    say = (lambda _: None) if quiet else (
-        lambda text: err.print(text, highlight=False, soft_wrap=True))  # log lines: never wrapped
+    say = (lambda _: None) if quiet else log
     if resume is not None:
         changed = {"episodes": episodes, "eval_episodes": eval_episodes, "window": window}
         check_resume_options(ctx, given_only(**changed))
         prepared = prepare_resume(  # checked and locked before any output
             resume, episodes, given_only(eval_episodes=eval_episodes, window=window))
         say(resuming(prepared))
-        warm_up_compiled(prepared.engine.name, say)
+        prepare_kernels(kernels_for(prepared), say, quiet)
         bar = TrainingProgress(prepared.config.episodes, quiet)
         with bar:
             run = train_run(prepared, progress=bar, say=say,
@@ -260,7 +277,7 @@ def train(
         say(f"{config.algo} on {env_id}{f' ({settings})' if settings else ''}: "
             f"{config.describe()}")
         say(prepared.engine.reason)
-        warm_up_compiled(prepared.engine.name, say)
+        prepare_kernels(kernels_for(prepared), say, quiet)
         bar = TrainingProgress(config.episodes, quiet)
         with bar:
             run = train_run(prepared, progress=bar, say=say,
@@ -335,15 +352,47 @@ def given_only(**options: object) -> dict[str, object]:
     return {name: value for name, value in options.items() if value is not None}
 
 
-def warm_up_compiled(engine: str, say) -> None:
-    """Compile (or load) the kernels before the progress bar starts, so its speed is the speed."""
-    if engine != "compiled":
-        return
-    from tabrl.compiled import warm_up
+def prepare_kernels(needed: list[KernelSet], say: Callable[[str], None], quiet: bool) -> None:
+    """Compile (or load) the numba kernels a command needs before its progress bar starts, so
+    its speed is the speed. A compile is announced before it starts, with a spinner while it
+    runs; kernels already in numba's disk cache load in about a second, without a word."""
+    from tabrl import kernel_cache
 
-    ready = warm_up()
-    if not ready.from_cache:
-        say(f"compiled the numba kernels in {ready.seconds:.1f} s (cached on disk for later runs)")
+    cold = [kernels for kernels in needed if not kernel_cache.is_cached(kernels)]
+    if cold:
+        say(compile_announcement(cold))
+    start = time.perf_counter()
+    with Progress(SpinnerColumn(), TextColumn("compiling"), TimeElapsedColumn(), console=err,
+                  disable=quiet or not cold or not err.is_terminal, transient=True) as spinner:
+        spinner.add_task("compile", total=None)
+        for kernels in needed:
+            kernel_cache.prepare(kernels)
+    if cold:
+        say(f"compiled in {time.perf_counter() - start:.1f} s (cached on disk for later runs)")
+
+
+def compile_announcement(cold: list[KernelSet]) -> str:
+    """``compiling the compiled engine's kernels, first run only, about 25 s``."""
+    what = " and ".join(kernels.what for kernels in cold)
+    return (f"compiling {what}, first run only, "
+            f"about {sum(kernels.seconds for kernels in cold):.0f} s")
+
+
+def kernels_for(prepared: PreparedRun) -> list[KernelSet]:
+    """The kernels a run needs: the engine's if it is compiled, and the exact solver's wherever
+    the MDP is known (its optimum and the greedy policy's exact value)."""
+    from tabrl.kernel_cache import ENGINE, EXACT
+
+    if prepared.engine.name == "compiled":
+        return [ENGINE, EXACT]
+    return exact_kernels(prepared.env)
+
+
+def exact_kernels(env: gym.Env) -> list[KernelSet]:
+    """The exact solver's kernels where ``env``'s MDP is known (its optimum is computed)."""
+    from tabrl.kernel_cache import EXACT
+
+    return [EXACT] if known_mdp(env) is not None else []
 
 
 @app.command("evaluate", short_help="Evaluate a run's greedy policy again.")
@@ -359,6 +408,7 @@ def evaluate_command(
     run = load_run(run_dir)
     writable(run, "evaluate")
     warn_if_unfinished(run)
+    prepare_kernels(exact_kernels(run.config.make_env()), log, quiet=False)
     with folder_lock(run.path):
         evaluation = evaluate_run(run, episodes, seed, progress=EvaluationBar())
     print_evaluation(evaluation, f"greedy policy of {run.path}")
@@ -374,6 +424,7 @@ def plot(
     run = load_run(run_dir)
     writable(run, "plot")
     warn_if_unfinished(run)
+    prepare_kernels(exact_kernels(run.config.make_env()), log, quiet=False)
     with folder_lock(run.path):
         paths = plot_run(run, window)
     for path in paths:
@@ -399,7 +450,9 @@ def compare(
     if len(run_dirs) < 2:
         raise UsageError("compare needs two or more run folders: to look at one run, use "
                          "`tabrl evaluate` or `tabrl plot`")
-    check_same_environment([load_run(path) for path in run_dirs])
+    runs = [load_run(path) for path in run_dirs]
+    check_same_environment(runs)
+    prepare_kernels(exact_kernels(runs[0].config.make_env()), log, quiet=False)
 
     runs, picture = compare_runs(run_dirs, out_file, window)
     for run in runs:
@@ -538,6 +591,7 @@ def solve_command(
     if is_continuous(env_id, kwargs):
         raise UsageError(f"{env_id} moves continuously: it has no transition table, so its "
                          "dynamics are unknown; solve a toy-text environment such as FrozenLake-v1")
+    prepare_kernels(exact_kernels(make_env(env_id, kwargs)), log, quiet=False)
     summary, path = solve_env(env_id, kwargs, discount, out_dir)
     if as_json:
         out.print_json(data=summary)

@@ -3,6 +3,8 @@
 ``train_run`` makes the environment, the agent and the run folder, trains with a checkpoint after
 every chunk, then evaluates the greedy policy and draws the pictures. Everything that can be wrong
 with the input is checked before the run folder is created, so bad input leaves nothing behind.
+The functions that draw import :mod:`tabrl.plots` (matplotlib) themselves, so that the command
+line answers ``--help`` and bad input without loading it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import Any
 
 import gymnasium as gym
 
-from tabrl import plots
 from tabrl.agents import TabularAgent
 from tabrl.app.runs import (
     CURVES,
@@ -60,7 +61,6 @@ from tabrl.fileio import DiskWriteError, atomic_write_json, folder_lock, lock_ho
 from tabrl.hyperparams import environment_defaults
 from tabrl.loop import Progress, TrainingLog
 from tabrl.metrics import MetricsStore
-from tabrl.plots.figures import save_png
 from tabrl.spaces import encoder_for
 from tabrl.training import (
     LEGACY_CHUNK_EPISODES,
@@ -314,6 +314,8 @@ def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = Non
 
 def plot_run(run: Run, window: int | None = None) -> list[Path]:
     """Draw the learning curves and the greedy policy of a run into its folder."""
+    from tabrl.plots.figures import save_png  # matplotlib: only when drawing
+
     return [save_png(run.plot("curves", window=window), run.path / CURVES),
             save_png(run.plot("policy"), run.path / POLICY)]
 
@@ -322,6 +324,9 @@ def solve_env(
     env_id: str, env_kwargs: dict, discount: float | None, out: Path | None
 ) -> tuple[dict, Path]:
     """Solve an environment exactly and save ``solution.json`` and ``policy.png``."""
+    from tabrl.plots.figures import save_png  # matplotlib: only when drawing
+
+
     shipped = environment_defaults(env_id)  # made as training makes it: binned, if continuous
     env = make_env(env_id, env_kwargs, shipped.get("bins"), shipped.get("obs_bounds"))
     mdp = mdp_of(env)
@@ -337,6 +342,8 @@ def solve_env(
 
 def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Run], Path]:
     """Load runs and draw their learning curves together (with the optimum where it is known)."""
+    from tabrl import plots
+
     runs = [load_run(path) for path in paths]
     labels = [f"{run.path.name}" for run in runs]
     env = runs[0].config.make_env()
@@ -361,6 +368,9 @@ def sweep_to_folder(
     Every job is stored as it finishes (``trials/``, ``results.csv``); at the end ``sweep.json``
     gets every summary and job, and ``sweep.png`` the picture.
     """
+    from tabrl.plots.figures import save_png  # matplotlib: only when drawing
+
+
     check_configs(configs)
     names = list(grid)
     folder = SweepFolder.open(

@@ -561,6 +561,27 @@ def policy_agreement(solution: Solution, policy_rows: np.ndarray) -> float:
     return float(solution.visit_weights[visited] @ optimal)
 
 
+def warm_up() -> None:
+    """Compile the kernels (or load them from numba's disk cache) on a two-state MDP, with and
+    without a time limit, so that a command's first solution does not pause to compile.
+
+    In state 0, action 0 stays (reward 0) and action 1 ends the episode (reward 1): the optimum
+    ends, and staying is a policy that may never end. The local search of stationary policies
+    under a time limit is called directly: this MDP's optimum needs none.
+    """
+    from tabrl.exact.mdp import from_transitions
+
+    stay_or_end = {0: {0: [(1.0, 0, 0.0, False)], 1: [(1.0, 1, 1.0, True)]},
+                   1: {0: [(1.0, 1, 0.0, True)], 1: [(1.0, 1, 0.0, True)]}}
+    for horizon in (3, None):
+        mdp = from_transitions(stay_or_end, np.array([1.0, 0.0]), 2, horizon)
+        _solve(mdp, 1.0)
+        for action in (0, 1):
+            evaluate_policy_exact(mdp, np.array([action, 0]))
+        if horizon is not None:
+            _row_advantages(mdp, _all_actions(mdp), np.zeros(2, dtype=np.int64), 1.0)
+
+
 # --- input checks -------------------------------------------------------------------------------
 def _as_mdp(env_or_mdp: gym.Env | TabularMDP) -> TabularMDP:
     """The MDP itself, or the MDP of a Gymnasium environment."""

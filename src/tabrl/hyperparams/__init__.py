@@ -8,6 +8,8 @@ user sets on the command line always wins, and the run's config records the valu
 
 from __future__ import annotations
 
+import copy
+import functools
 from importlib import resources
 from typing import Any
 
@@ -46,4 +48,11 @@ def methods() -> list[str]:
 
 
 def _table(name: str) -> dict[str, Any]:
-    return yaml.safe_load(resources.files(__name__).joinpath(f"{name}.yml").read_text())
+    """A shipped file's table, a copy the caller may change (``tabrl envs`` asks once per id)."""
+    return copy.deepcopy(_parsed(name))
+
+
+@functools.cache
+def _parsed(name: str) -> dict[str, Any]:
+    text = resources.files(__name__).joinpath(f"{name}.yml").read_text()
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))

@@ -1,0 +1,106 @@
+"""Whether the numba kernels a command needs are in numba's disk cache, before asking numba.
+
+Compiling the kernels takes 20 to 100 s the first time; later processes load them from numba's
+on-disk cache in about a second. The command line announces a compile before it starts, so it
+must know beforehand, cheaply and without loading numba's pickled index: after a warm-up has
+made a set of kernels ready, :func:`mark_cached` leaves a marker file in numba's cache folder of
+the kernels' module, named after everything numba's cache depends on (the module's source as
+numba stamps it, numba's version, the interpreter, the CPU numba compiles for). Editing the
+kernels, upgrading numba or moving to another machine changes the name, so the marker is then
+missing, as the cache is stale; deleting the cache deletes the index :func:`is_cached` also
+looks for.
+
+A set of kernels lives in one module (numba's cache notices edits only to the defining file:
+see :mod:`tabrl.compiled.kernels`) and has one entry point, the kernel its warm-up calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tabrl.fileio import DiskWriteError, atomic_write_bytes
+
+
+@dataclass(frozen=True)
+class KernelSet:
+    """Kernels a command may need: what to call them, how to make them ready, and about how
+    long compiling them takes (measured on a quiet 2-core machine; a busy one takes longer)."""
+
+    what: str
+    entry_point: Callable[[], Any]  #: imports the kernels' module, returns its numba dispatcher
+    warm_up: Callable[[], Any]  #: compiles the kernels, or loads them from the disk cache
+    seconds: float
+
+
+def _train_runs() -> Any:
+    from tabrl.compiled.kernels import train_runs
+
+    return train_runs
+
+
+def _warm_up_engine() -> Any:
+    from tabrl.compiled.engine import warm_up
+
+    return warm_up()
+
+
+def _sweep_until_settled() -> Any:
+    from tabrl.exact.kernels import sweep_until_settled
+
+    return sweep_until_settled
+
+
+def _warm_up_exact() -> Any:
+    from tabrl.exact.dp import warm_up
+
+    return warm_up()
+
+
+#: The compiled engine's training kernel (every method, and the Monte Carlo rollouts).
+ENGINE = KernelSet("the compiled engine's kernels", _train_runs, _warm_up_engine, 25.0)
+#: The exact solution's and exact policy evaluation's sweeps.
+EXACT = KernelSet("the exact solver's kernels", _sweep_until_settled, _warm_up_exact, 8.0)
+
+
+def marker_path(kernels: KernelSet) -> Path:
+    """The marker of ``kernels`` as they are now, in numba's cache folder of their module."""
+    import numba
+    from numba.core.registry import cpu_target
+
+    cache = kernels.entry_point()._cache  # numba's FunctionCache of a ``cache=True`` kernel
+    stamp = cache._cache_file._source_stamp
+    depends_on = repr((stamp, numba.__version__, sys.implementation.cache_tag,
+                       cpu_target.target_context.codegen().magic_tuple()))
+    name = hashlib.sha256(depends_on.encode()).hexdigest()[:20]
+    return Path(cache._cache_path) / f"tabrl-ready-{name}"
+
+
+def is_cached(kernels: KernelSet) -> bool:
+    """Whether a warm-up of ``kernels`` succeeded with this source, numba and machine, and
+    numba's index of their entry point is still there (False wherever that cannot be told)."""
+    try:
+        index = Path(kernels.entry_point()._cache._cache_file._index_path)
+        return index.is_file() and marker_path(kernels).is_file()
+    except (AttributeError, OSError):  # another numba's internals: say a compile may come
+        return False
+
+
+def mark_cached(kernels: KernelSet) -> None:
+    """Record that ``kernels`` are in the disk cache (after their warm-up); a cache folder that
+    cannot be written (numba then keeps the kernels in memory only) gets no marker."""
+    try:
+        if not (marker := marker_path(kernels)).is_file():
+            atomic_write_bytes(marker, b"")
+    except (AttributeError, OSError, DiskWriteError):
+        pass
+
+
+def prepare(kernels: KernelSet) -> None:
+    """Compile ``kernels`` (or load them from the disk cache), then mark them cached."""
+    kernels.warm_up()
+    mark_cached(kernels)

@@ -1,0 +1,94 @@
+"""The command line starts light, and announces a first compile before it starts.
+
+Timings live in ``bench/startup.py``; these tests check the behaviour behind them: which modules
+an import or a command loads, and how a cold numba cache is told apart from a warm one (in a
+fresh interpreter whose ``NUMBA_CACHE_DIR`` is an empty folder, without compiling anything).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tabrl.app.cli import compile_announcement, prepare_kernels
+from tabrl.kernel_cache import ENGINE, EXACT, KernelSet
+
+HEAVY = ["matplotlib", "numba", "scipy", "optuna", "ray", "imageio", "pandas"]
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter with tabrl's sources first on the path."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    path = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": path, **env})
+
+
+def loaded_after(code: str) -> tuple[list[str], str]:
+    """The heavy libraries in ``sys.modules`` once ``code`` has run (a command exits), and
+    what it wrote on stderr."""
+    body = textwrap.indent(textwrap.dedent(code).strip(), "    ")
+    done = run_python(f"import json, sys\ntry:\n{body}\nexcept SystemExit:\n    pass\n"
+                      f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} "
+                      f"& set({HEAVY!r}))))")
+    return json.loads(done.stdout.splitlines()[-1]), done.stderr
+
+
+def test_importing_the_command_line_loads_no_heavy_library():
+    assert loaded_after("import tabrl.app.cli") == ([], "")
+    assert loaded_after("import matplotlib")[0] == ["matplotlib"]  # the check sees them
+
+
+def test_help_and_an_unknown_environment_load_no_heavy_library():
+    help_run = "sys.argv = ['tabrl', '--help']\nfrom tabrl.app.cli import main\nmain()"
+    assert loaded_after(help_run)[0] == []
+    loaded, stderr = loaded_after(help_run.replace("'--help'", "'train', 'Nope-v0'"))
+    assert loaded == []
+    assert stderr.count("\n") == 1 and stderr.startswith("error: unknown environment id 'Nope-v0'")
+
+
+def test_a_cold_cache_is_told_from_a_warm_one(tmp_path):
+    """An empty cache folder is cold; a marker alone is not enough (the cache may have been
+    deleted), nor is numba's index without the marker; both together are warm."""
+    done = run_python("""
+        from pathlib import Path
+        from tabrl import kernel_cache
+        from tabrl.kernel_cache import EXACT
+
+        index = Path(EXACT.entry_point()._cache._cache_file._index_path)
+        seen = [kernel_cache.is_cached(EXACT)]
+        kernel_cache.mark_cached(EXACT)
+        seen.append(kernel_cache.is_cached(EXACT))
+        kernel_cache.marker_path(EXACT).unlink()
+        index.parent.mkdir(parents=True, exist_ok=True)
+        index.touch()  # numba's index of the entry point, as a compile leaves it
+        seen.append(kernel_cache.is_cached(EXACT))
+        kernel_cache.mark_cached(EXACT)
+        seen.append(kernel_cache.is_cached(EXACT))
+        print(seen, kernel_cache.marker_path(EXACT).parent == index.parent)
+    """, NUMBA_CACHE_DIR=str(tmp_path))
+    assert done.stdout.split() == ["[False,", "False,", "False,", "True]", "True"], done.stderr
+
+
+def test_the_announcement_says_what_compiles_and_about_how_long():
+    assert compile_announcement([ENGINE]) == (
+        "compiling the compiled engine's kernels, first run only, about 25 s")
+    assert compile_announcement([ENGINE, EXACT]) == (
+        "compiling the compiled engine's kernels and the exact solver's kernels, first run "
+        "only, about 33 s")
+
+
+def test_a_compile_is_announced_before_it_starts_and_quiet_still_compiles():
+    """A set that cannot be found in the cache (no numba dispatcher here) counts as cold."""
+    events: list[str] = []
+    cold = KernelSet("the test's kernels", object, lambda: events.append("compiled"), 3.0)
+    prepare_kernels([cold], events.append, quiet=False)
+    assert events[:2] == ["compiling the test's kernels, first run only, about 3 s", "compiled"]
+    assert events[2].startswith("compiled in ") and len(events) == 3
+    events.clear()
+    prepare_kernels([cold], lambda _: None, quiet=True)
+    assert events == ["compiled"]
