@@ -339,10 +339,26 @@ def _ok(allowed, row, a):
 
 
 @_helper
+def _first_allowed(allowed, row, n_actions):
+    """The lowest allowed action at ``row``: 0 without a mask, a constant after pruning, so
+    that the loops below compile without a mask to what they were before masks (measured:
+    starting them at ``-inf`` instead slowed the tutorial's loop by a fifth to a third)."""
+    if allowed is None:
+        return 0
+    if allowed.shape[0] == 0:
+        return 0
+    for a in range(n_actions):
+        if allowed[row, a]:
+            return a
+    return 0  # not reached: every mask allows an action (``tabrl.masks.checked``)
+
+
+@_helper
 def _max_value(values, row, allowed):
     """``max_a values[row, a]`` over the allowed actions."""
-    best = -math.inf
-    for a in range(values.shape[1]):
+    first = _first_allowed(allowed, row, values.shape[1])
+    best = values[row, first]
+    for a in range(first + 1, values.shape[1]):
         if _ok(allowed, row, a):
             best = max(best, values[row, a])
     return best
@@ -352,9 +368,10 @@ def _max_value(values, row, allowed):
 def _first_greedy(values, row, allowed):
     """The lowest allowed action of highest value in ``values[row]``: the greedy policy that is
     evaluated and saved (``QTable.greedy_policy``), played whenever exploration is off."""
-    best, chosen = -math.inf, -1
-    for a in range(values.shape[1]):
-        if _ok(allowed, row, a) and (chosen < 0 or values[row, a] > best):
+    chosen = _first_allowed(allowed, row, values.shape[1])
+    best = values[row, chosen]
+    for a in range(chosen + 1, values.shape[1]):
+        if _ok(allowed, row, a) and values[row, a] > best:
             best, chosen = values[row, a], a
     return chosen
 
@@ -362,10 +379,11 @@ def _first_greedy(values, row, allowed):
 @_helper
 def _greedy(values, row, allowed, s):
     """An allowed action of highest value in ``values[row]``, uniformly at random among equals."""
-    best, ties = -math.inf, 0
-    for a in range(values.shape[1]):
+    first = _first_allowed(allowed, row, values.shape[1])
+    best, ties = values[row, first], 1
+    for a in range(first + 1, values.shape[1]):
         if _ok(allowed, row, a):
-            if ties == 0 or values[row, a] > best:
+            if values[row, a] > best:
                 best, ties = values[row, a], 1
             elif values[row, a] == best:
                 ties += 1
@@ -649,10 +667,11 @@ def _double_q(setting, q, half, visits, allowed, row, action, reward, terminal, 
     sign = 1.0 if u < 0.5 else -1.0
     target = reward
     if not terminal:
-        best, best_value = -1, -math.inf
-        for a in range(q.shape[1]):
+        best = _first_allowed(allowed, next_row, q.shape[1])
+        best_value = q[next_row, best] + sign * half[next_row, best]
+        for a in range(best + 1, q.shape[1]):
             value = q[next_row, a] + sign * half[next_row, a]
-            if _ok(allowed, next_row, a) and (best < 0 or value > best_value):
+            if _ok(allowed, next_row, a) and value > best_value:
                 best, best_value = a, value
         target += setting[DISCOUNT] * (q[next_row, best] - sign * half[next_row, best])
     error = target - (q[row, action] + sign * half[row, action])
