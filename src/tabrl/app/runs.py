@@ -166,6 +166,7 @@ CONFIG_SCHEMA = {
     "algo_params": Setting((dict,), keys=ALGO_PARAMS, optional=tuple(ALGO_PARAMS)),
     "bins": Setting((int, list, type(None)), 1, items=Setting((int,), 1)),
     "obs_bounds": Setting((list, type(None)), items=Setting((list,), items=NUMBER)),
+    "action_mask": Setting((bool,)),
 }
 
 
@@ -229,6 +230,9 @@ class RunConfig:
     #: ``[low, high]`` of each dimension they span (default: the space's own bounds)
     bins: int | list[int] | None = None
     obs_bounds: list[list[float]] | None = None
+    #: never play an action the environment masks (``info["action_mask"]``, Taxi), on both
+    #: engines, in training and in the greedy policy (:mod:`tabrl.masks`)
+    action_mask: bool = False
 
     @classmethod
     def resolve(
@@ -299,6 +303,7 @@ class RunConfig:
             "discount_factor": self.discount,
             "epsilon_schedule": self.epsilon_rule(),
             "learning_rate_schedule": self.learning_rate_rule(),
+            "action_mask": self.action_mask,
             **self.algo_params,
         }
 
