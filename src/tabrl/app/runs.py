@@ -344,6 +344,8 @@ class RunConfig:
             own.append(f"observations in {self.bins} bins per dimension"
                        if isinstance(self.bins, int)
                        else f"observations in {' x '.join(map(str, self.bins))} bins")
+        if self.action_mask:
+            own.append("masked actions never played")
         return ", ".join([f"{self.episodes:,} episodes", rate, f"discount {self.discount}",
                           self.describe_exploration(), *own, f"seed {self.seed}"])
 
