@@ -11,6 +11,12 @@ that drives them is the tutorial's, the same for every method::
     next_obs, reward, terminated, truncated, _ = env.step(action)
     agent.update(obs, action, reward, terminated, next_obs, truncated)
 
+An agent made with ``action_mask=True`` (:mod:`tabrl.masks`) never plays an action that the
+environment masks, and bootstraps from the allowed actions of the next state only; the loop then
+hands it the masks of ``info``: ``get_action(obs, mask=info["action_mask"])`` and
+``update(..., next_mask=next_info["action_mask"])`` (Taxi's mask is known from its state, and
+the agent reads the whole table from the environment beforehand).
+
 Every method moves :math:`Q(s, a)` a step :math:`\alpha` towards a target:
 :math:`Q(s, a) \leftarrow Q(s, a) + \alpha\,(G - Q(s, a))`, and the methods differ in :math:`G`:
 
@@ -53,6 +59,7 @@ import numpy as np
 
 from tabrl.errors import UsageError, did_you_mean
 from tabrl.exploration import exploration_for, first_greedy, sample, uniform_index
+from tabrl.masks import check_gives_masks, checked, mask_table
 from tabrl.methods import MethodSpec, Param, between, own_params, whole_at_least
 from tabrl.qtable import QTable
 from tabrl.schedules import Schedule, as_schedule
@@ -115,6 +122,7 @@ class TabularAgent:
     ``epsilon_schedule``), ``"softmax"`` (``temperature``, or ``temperature_schedule`` decayed per
     episode) or ``"ucb"`` (bonus weight ``ucb_c``). Schedules may be given as their dicts. The
     method's own parameters (``spec.params``) are keywords too, each kept as an attribute.
+    ``action_mask=True`` restricts every choice and target to the actions the environment allows.
     """
 
     spec: ClassVar[MethodSpec] = MethodSpec("", "")
@@ -145,6 +153,7 @@ class TabularAgent:
         temperature: float | None = None,
         temperature_schedule: Schedule | dict | None = None,
         ucb_c: float = 1.0,
+        action_mask: bool = False,
         **own: Any,
     ) -> None:
         check_hyperparameters(learning_rate, discount_factor, initial_epsilon, final_epsilon)
@@ -152,6 +161,12 @@ class TabularAgent:
         self.env = env
         self.n_actions = n_actions_of(env.action_space)
         self.q_values = QTable(encoder_for(env.observation_space), self.n_actions)
+        self.action_mask = action_mask
+        if action_mask:
+            check_gives_masks(env)
+            table = mask_table(env, self.q_values.encoder, self.n_actions)
+            self.q_values.allowed = (np.ones_like(self.q_values.array, dtype=np.bool_)
+                                     if table is None else table)
         self.discount_factor = discount_factor
         self.epsilon = initial_epsilon
         self.final_epsilon = final_epsilon
@@ -205,37 +220,46 @@ class TabularAgent:
         return chosen
 
     # --- acting -----------------------------------------------------------------------------------
-    def get_action(self, obs: Any) -> int:
+    def get_action(self, obs: Any, mask: Any = None) -> int:
         """An action of the behaviour policy (epsilon-greedy, softmax or UCB) at ``obs``.
 
         Set ``agent.epsilon = 0`` to switch exploration off, as the tutorial does: then every
         strategy plays the greedy policy, ties to the lowest action, which is exactly the policy
-        tabrl evaluates (``q_values.greedy_policy()``).
+        tabrl evaluates (``q_values.greedy_policy()``). ``mask`` (``info["action_mask"]``: one
+        entry per action, nonzero where allowed) is kept as the state's mask, and only the
+        actions it allows are played there.
         """
-        return self.act(self.q_values.row(obs))
+        return self.act(self.row_of(obs, mask))
 
-    def first_action(self, obs: Any) -> int:
+    def row_of(self, obs: Any, mask: Any = None) -> int:
+        """The row of ``obs``, whose allowed actions become ``mask`` if one is given."""
+        row = self.q_values.row(obs)
+        if mask is not None:
+            self.q_values.allow(row, checked(mask, self.n_actions, obs))
+        return row
+
+    def first_action(self, obs: Any, mask: Any = None) -> int:
         """The action that opens an episode in training: ``get_action``'s, except for a method
         that explores by its starts (Monte Carlo ES), which chooses the start here."""
-        return self.get_action(obs)
+        return self.get_action(obs, mask)
 
     def act(self, row: int) -> int:
         """The behaviour action at ``row``; the greedy policy's when exploration is off."""
         if self.epsilon == 0:
-            return first_greedy(self.q_values.array[row].tolist())
+            return first_greedy(self.q_values.choices(row))
         return self.exploration.action(self, row)
 
     def probabilities(self, row: int) -> list[float]:
         """``pi(a|s)`` of every action at ``row`` under the behaviour policy; with exploration
         off, all on the greedy policy's action (the one :meth:`act` plays)."""
         if self.epsilon == 0:
-            chosen = first_greedy(self.q_values.array[row].tolist())
+            chosen = first_greedy(self.q_values.choices(row))
             return [float(action == chosen) for action in range(self.n_actions)]
         return self.exploration.probabilities(self, row)
 
     def policy_value(self, row: int) -> float:
         """``sum_a pi(a|s) Q(s, a)``: the value of ``row`` under the behaviour policy (the
-        greedy value when exploration is off)."""
+        greedy value when exploration is off); a masked action has probability 0."""
         values = self.q_values.array[row].tolist()
         return sum(p * q for p, q in zip(self.probabilities(row), values, strict=True))
 
@@ -302,15 +326,17 @@ class TabularAgent:
         terminated: bool,
         next_obs: Any,
         truncated: bool = False,
+        next_mask: Any = None,
     ) -> float:
         """Learn from one step by the method's :meth:`step`; returns its TD error.
 
         A terminal transition bootstraps zero (no reward follows); a truncated one (time limit)
-        still bootstraps, since the state itself had a future.
+        still bootstraps, since the state itself had a future. ``next_mask`` (the step's
+        ``info["action_mask"]``) is kept as the next state's mask, before the target reads it.
         """
         row = self.q_values.row(obs)
-        return self.step(Transition(row, action, reward, terminated, self.q_values.row(next_obs),
-                                    truncated))
+        return self.step(Transition(row, action, reward, terminated,
+                                    self.row_of(next_obs, next_mask), truncated))
 
     def step(self, t: Transition) -> float:
         """The one-step TD update of ``Q(s, a)`` towards :meth:`target`; returns the TD error.
@@ -333,6 +359,7 @@ class TabularAgent:
             "exploration": self.exploration.name,
             **exploration,
             **{param.name: getattr(self, param.name) for param in self.spec.params},
+            **({"action_mask": True} if self.action_mask else {}),
         }
 
     def learning_state(self) -> dict[str, np.ndarray]:
@@ -353,13 +380,14 @@ class TabularAgent:
 class QLearningAgent(TabularAgent):
     """Q-learning (Watkins, 1989): bootstrap from the best next action, whatever is played.
 
-    ``Q(s,a) += lr * (r + gamma * max_a' Q(s',a') - Q(s,a))``
+    ``Q(s,a) += lr * (r + gamma * max_a' Q(s',a') - Q(s,a))`` (under a mask, the best allowed
+    ``a'``: so in every method's target)
     """
 
     spec = MethodSpec("q-learning", "the best next action's value, whatever is played")
 
     def bootstrap(self, next_row: int) -> float:
-        return max(self.q_values.array[next_row].tolist())
+        return max(self.q_values.choices(next_row))
 
 
 class ExpectedSarsaAgent(TabularAgent):
@@ -393,8 +421,8 @@ class SarsaAgent(TabularAgent):
         super().__init__(env, *args, **kwargs)
         self.promised: tuple[int, int] | None = None  #: (row, action) that update chose to play
 
-    def get_action(self, obs: Any) -> int:
-        row = self.q_values.row(obs)
+    def get_action(self, obs: Any, mask: Any = None) -> int:
+        row = self.row_of(obs, mask)
         promised, self.promised = self.promised, None
         if promised is not None and promised[0] == row:
             return promised[1]
@@ -482,7 +510,7 @@ class TreeBackupAgent(MultiStepAgent, QLearningAgent):
                       (STEPS,))
 
     def backed_up(self, row: int, action: int, g: float) -> float:
-        values = self.q_values.array[row].tolist()
+        values = self.q_values.choices(row)
         best = max(values)
         greedy = 1.0 / values.count(best) if values[action] == best else 0.0
         return (1.0 - greedy) * best + greedy * g
@@ -569,9 +597,9 @@ class QLambdaAgent(SarsaLambdaAgent):
         self.next_is_greedy = True  #: whether the action promised for the next state is greedy
 
     def bootstrap(self, next_row: int) -> float:
-        values = self.q_values.array[next_row]
-        best = float(values.max())
-        self.next_is_greedy = float(values[self.next_action(next_row)]) == best
+        values = self.q_values.choices(next_row)
+        best = max(values)
+        self.next_is_greedy = values[self.next_action(next_row)] == best
         return best
 
     def trace_decay(self) -> float:
@@ -601,8 +629,8 @@ class DoubleQLearningAgent(TabularAgent):
         sign = 1.0 if self.rng.random() < 0.5 else -1.0  # +1: learn Q_A = Q + D; -1: Q_B = Q - D
         target = t.reward
         if not t.terminated:
-            mean, half = q[t.next_row].tolist(), d[t.next_row].tolist()
-            learner = [m + sign * h for m, h in zip(mean, half, strict=True)]
+            mean, half = self.q_values.choices(t.next_row), d[t.next_row].tolist()
+            learner = [m + sign * h for m, h in zip(mean, half, strict=True)]  # masked: -inf
             best = learner.index(max(learner))
             target += self.discount_factor * (mean[best] - sign * half[best])
         error = target - float(q[t.row, t.action] + sign * d[t.row, t.action])
@@ -652,14 +680,18 @@ class MonteCarloAgent(TabularAgent):
         self.episode: list[tuple[int, int, float]] = []  #: (row, action, reward) of each step
         self.start_row: int | None = None  #: the start an exploring start chose, until learnt
 
-    def first_action(self, obs: Any) -> int:
-        """An exploring start: a uniform state set in the environment, a uniform action."""
+    def first_action(self, obs: Any, mask: Any = None) -> int:
+        """An exploring start: a uniform state set in the environment, a uniform action (among
+        the start's allowed ones, under a mask)."""
         if not self.exploring_starts:
-            return self.get_action(obs)
+            return self.get_action(obs, mask)
         start = uniform_index(self.env.unwrapped.observation_space.n, self.rng)
         self.env.unwrapped.s = start
         self.start_row = self.q_values.row(start)
-        return uniform_index(self.n_actions, self.rng)
+        allowed = self.q_values.allowed_actions(self.start_row)
+        if allowed is None:
+            return uniform_index(self.n_actions, self.rng)
+        return allowed[uniform_index(len(allowed), self.rng)]
 
     def step(self, t: Transition) -> float:
         """Twin of the kernels' ``_learn_monte_carlo``."""

@@ -24,6 +24,11 @@ before asking a strategy.
   pair (``q_values.visits``) and :math:`N(s) = \sum_a N(s, a)`; an action never tried goes first.
   The choice is deterministic up to ties, so its "probabilities" put all mass on that choice.
 
+**Action masks.** Under a mask (:mod:`tabrl.masks`) every strategy chooses among the actions
+allowed in the state: greedy choices read ``q_values.choices(row)`` (``-inf`` for a masked
+action), epsilon-greedy's random action is uniform over the allowed ones (:math:`|A(s)|` in place
+of :math:`|A|` above), softmax gives masked actions weight 0 and UCB a score of ``-inf``.
+
 Epsilon and the temperature come from the agent per state (``epsilon_at``, ``temperature_at``):
 the episode's value, or under a schedule of the visits kind the state's own, which decays with
 the state's visits (``Schedule.in_state``).
@@ -108,15 +113,24 @@ class EpsilonGreedy(Exploration):
     def action(self, agent: Explorer, row: int) -> int:
         epsilon = agent.epsilon_at(row)
         if epsilon == 0:
-            return first_greedy(agent.q_values.array[row].tolist())
+            return first_greedy(agent.q_values.choices(row))
         if agent.rng.random() < epsilon:
-            return uniform_index(agent.n_actions, agent.rng)
-        return greedy(agent.q_values.array[row].tolist(), agent.rng)
+            allowed = agent.q_values.allowed_actions(row)
+            if allowed is None:
+                return uniform_index(agent.n_actions, agent.rng)
+            return allowed[uniform_index(len(allowed), agent.rng)]
+        return greedy(agent.q_values.choices(row), agent.rng)
 
     def probabilities(self, agent: Explorer, row: int) -> list[float]:
         epsilon = agent.epsilon_at(row)
-        greedy_share = greedy_probabilities(agent.q_values.array[row].tolist())
-        return [epsilon / agent.n_actions + (1.0 - epsilon) * p for p in greedy_share]
+        greedy_share = greedy_probabilities(agent.q_values.choices(row))
+        allowed = agent.q_values.allowed_actions(row)
+        if allowed is None:
+            return [epsilon / agent.n_actions + (1.0 - epsilon) * p for p in greedy_share]
+        uniform = [0.0] * agent.n_actions
+        for action in allowed:
+            uniform[action] = epsilon / len(allowed)
+        return [u + (1.0 - epsilon) * p for u, p in zip(uniform, greedy_share, strict=True)]
 
 
 class Softmax(Exploration):
@@ -125,7 +139,7 @@ class Softmax(Exploration):
     name = "softmax"
 
     def probabilities(self, agent: Explorer, row: int) -> list[float]:
-        values = agent.q_values.array[row].tolist()
+        values = agent.q_values.choices(row)  # a masked action: exp(-inf) = 0
         best = max(values)  # shifting by the maximum keeps exp() in range
         temperature = agent.temperature_at(row)
         weights = [math.exp((value - best) / temperature) for value in values]
@@ -139,11 +153,13 @@ class UCB(Exploration):
     name = "ucb"
 
     def scores(self, agent: Explorer, row: int) -> list[float]:
-        values = agent.q_values.array[row].tolist()
+        """The bonus-raised values, ``-inf`` for a masked action."""
+        values = agent.q_values.choices(row)
         counts = agent.q_values.visits[row].tolist()
         log_total = math.log(max(sum(counts), 1))
         return [
-            math.inf if n == 0 else q + agent.ucb_c * math.sqrt(log_total / n)
+            q if q == -math.inf else math.inf if n == 0 else q + agent.ucb_c * math.sqrt(
+                log_total / n)
             for q, n in zip(values, counts, strict=True)
         ]
 

@@ -3,6 +3,7 @@
 This is the Gymnasium tutorial's training loop, step for step: reset, act epsilon-greedily, step,
 update, and decay epsilon after every episode, with ``RecordEpisodeStatistics`` recording returns
 and lengths. Only the bookkeeping is added: the per-episode mean absolute TD error and epsilon.
+A masked agent (``agent.action_mask``) is handed ``info["action_mask"]`` of every observation.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from gymnasium.wrappers import RecordEpisodeStatistics
 
 from tabrl.agents import TabularAgent
+from tabrl.masks import INFO_KEY
 
 #: ``progress(episodes_done, mean_return_of_recent_episodes)``, called a few times a second.
 Progress = Callable[[int, float], None]
@@ -98,17 +100,21 @@ def run_python(
         env = stats = RecordEpisodeStatistics(env, buffer_length=n_episodes)
     td_errors = np.zeros(n_episodes)
     epsilons = np.zeros(n_episodes)
+    masked = agent.action_mask
     start = last_report = time.perf_counter()
-    obs, _ = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
     for episode in range(n_episodes):
         if episode:
-            obs, _ = env.reset()
+            obs, info = env.reset()
         epsilons[episode] = agent.epsilon
         abs_td, steps, done = 0.0, 0, False
+        mask = info.get(INFO_KEY) if masked else None
         while not done:
-            action = agent.get_action(obs) if steps else agent.first_action(obs)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            abs_td += abs(agent.update(obs, action, reward, terminated, next_obs, truncated))
+            action = agent.get_action(obs, mask) if steps else agent.first_action(obs, mask)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            mask = info.get(INFO_KEY) if masked else None
+            abs_td += abs(agent.update(obs, action, reward, terminated, next_obs, truncated,
+                                       mask))
             steps += 1
             done = terminated or truncated
             obs = next_obs

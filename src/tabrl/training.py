@@ -27,6 +27,7 @@ from tabrl.errors import NotCompilableError, TabrlError, UsageError
 from tabrl.exact.mdp import TabularMDP
 from tabrl.exact.readers import mdp_of
 from tabrl.loop import Progress, TrainingLog, find_episode_statistics, run_python
+from tabrl.masks import mask_table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -69,6 +70,11 @@ def choose_engine(env: gym.Env, requested: str, agent: TabularAgent) -> EngineCh
                 f"the compiled engine has no kernel for {agent.algo} with {exploration} exploration"
             )
         mdp = mdp_of(env)
+        if agent.action_mask and mask_table(env, agent.q_values.encoder, agent.n_actions) is None:
+            raise NotCompilableError(
+                "its action masks come from info step by step, and the kernels need them all "
+                "beforehand (from the environment's action_mask(state))"
+            )
     except NotCompilableError as error:
         if requested == "compiled":
             raise NotCompilableError(f"cannot use the compiled engine: {error}") from None

@@ -227,6 +227,8 @@ def train(
     ] = None,
     window: Annotated[int | None, typer.Option(
         help="Rolling window of the learning curves (default 500).")] = None,
+    action_mask: Annotated[bool, typer.Option(
+        "--action-mask", help="Never play an action the environment masks (Taxi).")] = False,
     resume: Annotated[Path | None, typer.Option(
         help="Continue this run folder (only --episodes, --eval-episodes, --window may change).")
     ] = None,
@@ -265,6 +267,7 @@ def train(
                 "kind=exponential,start=0.5,end=0.01,rate=0.999") or None,
             seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
             window=window, bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds),
+            action_mask=action_mask or None,
             algo_params=given_only(
                 exploration=exploration, temperature=temperature, ucb_c=ucb_c,
                 temperature_schedule=parse_key_values(

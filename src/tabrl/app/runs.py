@@ -169,6 +169,7 @@ CONFIG_SCHEMA = {
     "algo_params": Setting((dict,), keys=ALGO_PARAMS, optional=tuple(ALGO_PARAMS)),
     "bins": Setting((int, list, type(None)), 1, items=Setting((int,), 1)),
     "obs_bounds": Setting((list, type(None)), items=Setting((list,), items=NUMBER)),
+    "action_mask": Setting((bool,)),
 }
 
 
@@ -232,6 +233,9 @@ class RunConfig:
     #: ``[low, high]`` of each dimension they span (default: the space's own bounds)
     bins: int | list[int] | None = None
     obs_bounds: list[list[float]] | None = None
+    #: never play an action the environment masks (``info["action_mask"]``, Taxi), on both
+    #: engines, in training and in the greedy policy (:mod:`tabrl.masks`)
+    action_mask: bool = False
 
     @classmethod
     def resolve(
@@ -302,6 +306,7 @@ class RunConfig:
             "discount_factor": self.discount,
             "epsilon_schedule": self.epsilon_rule(),
             "learning_rate_schedule": self.learning_rate_rule(),
+            "action_mask": self.action_mask,
             **self.algo_params,
         }
 
@@ -342,6 +347,8 @@ class RunConfig:
             own.append(f"observations in {self.bins} bins per dimension"
                        if isinstance(self.bins, int)
                        else f"observations in {' x '.join(map(str, self.bins))} bins")
+        if self.action_mask:
+            own.append("masked actions never played")
         return ", ".join([f"{self.episodes:,} episodes", rate, f"discount {self.discount}",
                           self.describe_exploration(), *own, f"seed {self.seed}"])
 

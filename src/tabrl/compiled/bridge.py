@@ -82,9 +82,11 @@ def new_runs(
     seeds: Sequence[int],
     n_episodes: int,
     time_limit: int,
+    allowed: np.ndarray | None = None,
 ) -> Runs:
     """Runs of ``settings`` from zero tables of ``shape`` (rows, actions), epsilon 1, temperature
-    1, with empty logs of ``n_episodes``; per-method arrays sized for the methods present."""
+    1, with empty logs of ``n_episodes``; per-method arrays sized for the methods present.
+    ``allowed`` holds the runs' action masks (bool per run, row and action), if any masks."""
     settings = np.ascontiguousarray(np.atleast_2d(settings), dtype=np.float64)
     n_runs, (n_rows, n_actions) = len(seeds), shape
     n_pairs, present = n_rows * n_actions, set(settings[:, kernels.ALGO].tolist())
@@ -110,6 +112,8 @@ def new_runs(
         model_counts=np.zeros((n_runs, observed.reward.size if dyna else 0), dtype=np.int64),
         model_pairs=np.zeros((n_runs, n_pairs if dyna else 0), dtype=np.int64),
         sizes=np.zeros((n_runs, 2), dtype=np.int64),
+        allowed=(np.zeros((n_runs, 0, n_actions), dtype=np.bool_) if allowed is None
+                 else np.ascontiguousarray(allowed, dtype=np.bool_)),
         returns=np.zeros((n_runs, n_episodes)),
         lengths=np.zeros((n_runs, n_episodes), dtype=np.int64),
         td_errors=np.zeros((n_runs, n_episodes)),
@@ -137,10 +141,19 @@ def runs_of(
     for agent in agents:
         check_table(agent, shape)
     runs = new_runs(observed, np.stack([setting_of(agent) for agent in agents]), shape, seeds,
-                    n_episodes, time_limit)
+                    n_episodes, time_limit, masks_of(agents, shape))
     for i, agent in enumerate(agents):
         load(runs, i, agent, observed)
     return runs
+
+
+def masks_of(agents: Sequence[TabularAgent], shape: tuple[int, int]) -> np.ndarray | None:
+    """The agents' action masks, one table per run (every action allowed for an agent without
+    one), or None if no agent masks."""
+    if all(agent.q_values.allowed is None for agent in agents):
+        return None
+    return np.stack([np.ones(shape, np.bool_) if agent.q_values.allowed is None
+                     else agent.q_values.allowed[: shape[0]] for agent in agents])
 
 
 def check_table(agent: TabularAgent, shape: tuple[int, int]) -> None:

@@ -35,6 +35,13 @@ dyna-q              ``model_counts`` per distinct outcome of a ``(row, action)``
 A run's hyperparameters are one float64 vector (see ``SETTING_SIZE``); its first entry is the
 algorithm code, and the exploration code sits at ``EXPLORATION``.
 
+**Action masks** (:mod:`tabrl.masks`): a masked run's table of allowed actions per row,
+``Runs.allowed`` (no rows for a run without one), reaches every choice and target through
+``allowed`` arguments: greedy choices, maxima and expectations run over the allowed actions only,
+epsilon-greedy's random action is uniform over them, softmax and UCB never weigh a masked one.
+The loops without :class:`Memory` pass ``allowed=None``, which numba prunes at compile time
+(:func:`_ok`), so the tutorial's loop carries no mask; a masked run takes the general loop.
+
 Every kernel lives in this one module on purpose: numba's disk cache notices edits only to the
 file that defines a kernel, so a helper in another module could be silently served stale. (The
 schedule kind codes come from ``tabrl.schedules.KINDS``: reordering it needs a cache clear.)
@@ -194,6 +201,7 @@ class Runs(NamedTuple):
     model_counts: np.ndarray  #: int64[n_runs, n_observed]
     model_pairs: np.ndarray  #: int64[n_runs, n_pairs]: Dyna-Q's pairs, in order of first sight
     sizes: np.ndarray  #: int64[n_runs, 2]: the entries in use of the memory and of the model
+    allowed: np.ndarray  #: bool[n_runs, n_rows, n_actions]: the action masks (no rows: none)
     returns: np.ndarray  #: float64[n_runs, n_episodes]
     lengths: np.ndarray  #: int64[n_runs, n_episodes]
     td_errors: np.ndarray  #: float64[n_runs, n_episodes]: mean absolute TD error
@@ -202,7 +210,8 @@ class Runs(NamedTuple):
 
 class Memory(NamedTuple):
     """What the methods other than Q-learning read and write beside ``q`` and ``visits``: one
-    run's arrays of :class:`Runs`, a scratch row for UCB's scores, the MDP's observed outcomes."""
+    run's arrays of :class:`Runs`, a scratch row for UCB's scores, its action mask, the MDP's
+    observed outcomes."""
 
     half_difference: np.ndarray
     marks: np.ndarray
@@ -212,6 +221,7 @@ class Memory(NamedTuple):
     model_pairs: np.ndarray
     sizes: np.ndarray
     scores: np.ndarray  #: float64[1, n_actions]
+    allowed: np.ndarray  #: ``Runs.allowed`` of the run
     observed: ObservedOutcomes
 
 
@@ -312,39 +322,76 @@ def sample_outcomes(model, state, action, n_actions, n, rng):
 
 # --- acting ---------------------------------------------------------------------------------------
 @_helper
-def _max_value(values, row):
-    """``max_a values[row, a]``."""
-    best = values[row, 0]
-    for a in range(1, values.shape[1]):
-        best = max(best, values[row, a])
+def _allowed(memory):
+    """The run's action mask, ``memory.allowed``; None for the loops that have no memory."""
+    if memory is None:
+        return None
+    return memory.allowed
+
+
+@_helper
+def _ok(allowed, row, a):
+    """Whether action ``a`` is allowed at ``row``: always without a mask (``allowed`` None,
+    pruned at compile time, or a table of no rows)."""
+    if allowed is None:
+        return True
+    return allowed.shape[0] == 0 or allowed[row, a]
+
+
+@_helper
+def _first_allowed(allowed, row, n_actions):
+    """The lowest allowed action at ``row``: 0 without a mask, a constant after pruning, so
+    that the loops below compile without a mask to what they were before masks (measured:
+    starting them at ``-inf`` instead slowed the tutorial's loop by a fifth to a third)."""
+    if allowed is None:
+        return 0
+    if allowed.shape[0] == 0:
+        return 0
+    for a in range(n_actions):
+        if allowed[row, a]:
+            return a
+    return 0  # not reached: every mask allows an action (``tabrl.masks.checked``)
+
+
+@_helper
+def _max_value(values, row, allowed):
+    """``max_a values[row, a]`` over the allowed actions."""
+    first = _first_allowed(allowed, row, values.shape[1])
+    best = values[row, first]
+    for a in range(first + 1, values.shape[1]):
+        if _ok(allowed, row, a):
+            best = max(best, values[row, a])
     return best
 
 
 @_helper
-def _first_greedy(values, row):
-    """The lowest action of highest value in ``values[row]``: the greedy policy that is
+def _first_greedy(values, row, allowed):
+    """The lowest allowed action of highest value in ``values[row]``: the greedy policy that is
     evaluated and saved (``QTable.greedy_policy``), played whenever exploration is off."""
-    best, chosen = values[row, 0], 0
-    for a in range(1, values.shape[1]):
-        if values[row, a] > best:
+    chosen = _first_allowed(allowed, row, values.shape[1])
+    best = values[row, chosen]
+    for a in range(chosen + 1, values.shape[1]):
+        if _ok(allowed, row, a) and values[row, a] > best:
             best, chosen = values[row, a], a
     return chosen
 
 
 @_helper
-def _greedy(values, row, s):
-    """An action of highest value in ``values[row]``, uniformly at random among equals."""
-    best, ties = values[row, 0], 1
-    for a in range(1, values.shape[1]):
-        if values[row, a] > best:
-            best, ties = values[row, a], 1
-        elif values[row, a] == best:
-            ties += 1
+def _greedy(values, row, allowed, s):
+    """An allowed action of highest value in ``values[row]``, uniformly at random among equals."""
+    first = _first_allowed(allowed, row, values.shape[1])
+    best, ties = values[row, first], 1
+    for a in range(first + 1, values.shape[1]):
+        if _ok(allowed, row, a):
+            if values[row, a] > best:
+                best, ties = values[row, a], 1
+            elif values[row, a] == best:
+                ties += 1
     pick = 0
     if ties > 1:
         pick, s = _below(s, ties)
     for a in range(values.shape[1]):
-        if values[row, a] == best:
+        if _ok(allowed, row, a) and values[row, a] == best:
             if pick == 0:
                 return a, s
             pick -= 1
@@ -352,69 +399,97 @@ def _greedy(values, row, s):
 
 
 @_helper
-def _greedy_mean(values, row, q, q_row):
-    """The mean of ``q[q_row, a]`` over the actions of highest ``values[row, a]``: the
+def _uniform_action(allowed, row, n_actions, s):
+    """An action uniform over the allowed ones: the ``k``-th of them, ``k`` drawn by
+    :func:`_below` (as ``EpsilonGreedy.action`` draws an index into its list of them)."""
+    if allowed is None:
+        return _below(s, n_actions)
+    if allowed.shape[0] == 0:
+        return _below(s, n_actions)
+    n = 0
+    for a in range(n_actions):
+        n += allowed[row, a]
+    k, s = _below(s, n)
+    for a in range(n_actions):
+        if allowed[row, a]:
+            if k == 0:
+                return a, s
+            k -= 1
+    return n_actions - 1, s  # not reached
+
+
+@_helper
+def _greedy_mean(values, row, q, q_row, allowed):
+    """The mean of ``q[q_row, a]`` over the allowed actions of highest ``values[row, a]``: the
     expectation of ``q`` under a greedy choice with random tie-breaking."""
-    best, total, ties = _max_value(values, row), 0.0, 0
+    best, total, ties = _max_value(values, row, allowed), 0.0, 0
     for a in range(values.shape[1]):
-        if values[row, a] == best:
+        if _ok(allowed, row, a) and values[row, a] == best:
             total += q[q_row, a]
             ties += 1
     return total / ties
 
 
 @_helper
-def _epsilon_greedy(q, row, epsilon, s):
-    """A uniformly random action with probability ``epsilon``, else a greedy one (ties at
-    random); with ``epsilon == 0`` the greedy policy itself, drawing nothing."""
+def _epsilon_greedy(q, row, allowed, epsilon, s):
+    """A uniformly random allowed action with probability ``epsilon``, else a greedy one (ties
+    at random); with ``epsilon == 0`` the greedy policy itself, drawing nothing."""
     if epsilon == 0.0:
-        return _first_greedy(q, row), s
+        return _first_greedy(q, row, allowed), s
     u, s = _uniform(s)
     if u < epsilon:
-        return _below(s, q.shape[1])
-    return _greedy(q, row, s)
+        return _uniform_action(allowed, row, q.shape[1], s)
+    return _greedy(q, row, allowed, s)
 
 
 @_helper
-def _softmax(q, row, temperature, s):
-    """An action drawn with probability proportional to ``exp(q[row, a] / temperature)``.
+def _softmax(q, row, allowed, temperature, s):
+    """An action drawn with probability proportional to ``exp(q[row, a] / temperature)``
+    (0 for a masked action).
 
     The weights are shifted by the row's maximum (as ``Softmax.probabilities``); the draw
     inverts their running sum, which ends at the same total it is scaled by, so it always lands.
     """
-    best, total = _max_value(q, row), 0.0
+    best, total = _max_value(q, row, allowed), 0.0
     for a in range(q.shape[1]):
-        total += math.exp((q[row, a] - best) / temperature)
+        if _ok(allowed, row, a):
+            total += math.exp((q[row, a] - best) / temperature)
     u, s = _uniform(s)
     x, running = u * total, 0.0
     for a in range(q.shape[1]):
-        running += math.exp((q[row, a] - best) / temperature)
-        if x < running:
-            return a, s
+        if _ok(allowed, row, a):
+            running += math.exp((q[row, a] - best) / temperature)
+            if x < running:
+                return a, s
     return q.shape[1] - 1, s  # not reached
 
 
 @_helper
-def _softmax_value(q, row, temperature):
+def _softmax_value(q, row, allowed, temperature):
     """``sum_a pi(a|s) q[row, a]`` under the softmax policy."""
-    best, weighted, total = _max_value(q, row), 0.0, 0.0
+    best, weighted, total = _max_value(q, row, allowed), 0.0, 0.0
     for a in range(q.shape[1]):
-        w = math.exp((q[row, a] - best) / temperature)
-        weighted += w * q[row, a]
-        total += w
+        if _ok(allowed, row, a):
+            w = math.exp((q[row, a] - best) / temperature)
+            weighted += w * q[row, a]
+            total += w
     return weighted / total
 
 
 @_helper
-def _ucb_scores(q, visits, row, c, scores):
-    """``scores[0, a] = q + c sqrt(ln N(s) / N(s, a))``, infinite for an action never tried."""
+def _ucb_scores(q, visits, row, allowed, c, scores):
+    """``scores[0, a] = q + c sqrt(ln N(s) / N(s, a))``, infinite for an action never tried,
+    ``-inf`` for a masked one (so that the scores need no mask)."""
     n_total = 0
     for a in range(q.shape[1]):
         n_total += visits[row, a]
     log_total = math.log(max(n_total, 1))
     for a in range(q.shape[1]):
         n = visits[row, a]
-        scores[0, a] = math.inf if n == 0 else q[row, a] + c * math.sqrt(log_total / n)
+        if not _ok(allowed, row, a):
+            scores[0, a] = -math.inf
+        else:
+            scores[0, a] = math.inf if n == 0 else q[row, a] + c * math.sqrt(log_total / n)
 
 
 @_helper
@@ -432,101 +507,113 @@ def _in_state(setting, at, value, visits, row):
 
 
 @_called
-def _explore(setting, q, visits, row, epsilon, temperature, scores, s):
+def _explore(setting, q, visits, allowed, row, epsilon, temperature, scores, s):
     """The behaviour policy's action at ``row``: epsilon-greedy, softmax or UCB.
 
     UCB writes its scores to ``scores`` (a scratch row) and plays their greedy action. With
     ``epsilon == 0`` exploration is off, for every strategy: the greedy policy plays.
     """
     if epsilon == 0.0:
-        return _first_greedy(q, row), s
+        return _first_greedy(q, row, allowed), s
     kind = setting[EXPLORATION]
     if kind == SOFTMAX:
-        return _softmax(q, row, _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row),
-                        s)
+        return _softmax(q, row, allowed,
+                        _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row), s)
     if kind == UCB:
-        _ucb_scores(q, visits, row, setting[UCB_C], scores)
-        return _greedy(scores, 0, s)
-    return _epsilon_greedy(q, row, _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row), s)
+        _ucb_scores(q, visits, row, allowed, setting[UCB_C], scores)
+        return _greedy(scores, 0, None, s)
+    return _epsilon_greedy(q, row, allowed,
+                           _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row), s)
 
 
 @_helper
 def _act(setting, q, visits, memory, row, epsilon, temperature, s):
-    """:func:`_explore` with the scratch row of the run's :class:`Memory`."""
-    return _explore(setting, q, visits, row, epsilon, temperature, memory.scores, s)
+    """:func:`_explore` with the scratch row and the mask of the run's :class:`Memory`."""
+    return _explore(setting, q, visits, memory.allowed, row, epsilon, temperature, memory.scores,
+                    s)
 
 
 @_helper
 def _act_epsilon_greedy(setting, q, visits, memory, row, epsilon, temperature, s):
     """:func:`_act` of a run known to explore epsilon-greedily (``memory`` may be None)."""
-    return _epsilon_greedy(q, row, epsilon, s)
+    return _epsilon_greedy(q, row, _allowed(memory), epsilon, s)
 
 
 @_called
-def _policy_value(setting, q, visits, row, epsilon, temperature, scores):
+def _policy_value(setting, q, visits, allowed, row, epsilon, temperature, scores):
     """``sum_a pi(a|s) q[row, a]`` under the behaviour policy (``TabularAgent.policy_value``);
     with exploration off (``epsilon == 0``) the greedy value."""
     if epsilon == 0.0:
-        return _max_value(q, row)
+        return _max_value(q, row, allowed)
     kind = setting[EXPLORATION]
     if kind == SOFTMAX:
         return _softmax_value(
-            q, row, _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row))
+            q, row, allowed, _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row))
     if kind == UCB:
-        _ucb_scores(q, visits, row, setting[UCB_C], scores)
-        return _greedy_mean(scores, 0, q, row)
-    return _epsilon_greedy_value(q, row, _in_state(setting, EPSILON_SCHEDULE, epsilon, visits,
-                                                   row))
+        _ucb_scores(q, visits, row, allowed, setting[UCB_C], scores)
+        return _greedy_mean(scores, 0, q, row, None)
+    return _epsilon_greedy_value(q, row, allowed,
+                                 _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row))
 
 
 @_helper
-def _epsilon_greedy_value(q, row, epsilon):
+def _epsilon_greedy_value(q, row, allowed, epsilon):
     """``sum_a pi(a|s) q[row, a]`` under the epsilon-greedy policy (random tie-breaking)."""
-    uniform = 0.0
+    uniform, n = 0.0, 0
     for a in range(q.shape[1]):
-        uniform += q[row, a]
-    return epsilon * uniform / q.shape[1] + (1.0 - epsilon) * _greedy_mean(q, row, q, row)
+        if _ok(allowed, row, a):
+            uniform += q[row, a]
+            n += 1
+    return epsilon * uniform / n + (1.0 - epsilon) * _greedy_mean(q, row, q, row, allowed)
 
 
 @_helper
-def _greedy_share(values, row, action):
+def _greedy_share(values, row, allowed, action):
     """The probability of ``action`` under a greedy choice of ``values[row]`` (ties shared)."""
-    best, ties = _max_value(values, row), 0
+    best, ties = _max_value(values, row, allowed), 0
     for a in range(values.shape[1]):
-        ties += values[row, a] == best
-    return 1.0 / ties if values[row, action] == best else 0.0
+        ties += _ok(allowed, row, a) and values[row, a] == best
+    return 1.0 / ties if _ok(allowed, row, action) and values[row, action] == best else 0.0
 
 
 @_called
-def _action_probability(setting, q, visits, row, action, epsilon, temperature, scores):
+def _action_probability(setting, q, visits, allowed, row, action, epsilon, temperature, scores):
     """``pi(action|s)`` under the behaviour policy (``TabularAgent.probabilities``): with
-    exploration off (``epsilon == 0``) 1 for the greedy policy's action, 0 for the others."""
+    exploration off (``epsilon == 0``) 1 for the greedy policy's action, 0 for the others;
+    0 for a masked action."""
+    if not _ok(allowed, row, action):
+        return 0.0
     if epsilon == 0.0:
-        return 1.0 if action == _first_greedy(q, row) else 0.0
+        return 1.0 if action == _first_greedy(q, row, allowed) else 0.0
     kind = setting[EXPLORATION]
     if kind == SOFTMAX:
         t = _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row)
-        best, total = _max_value(q, row), 0.0
+        best, total = _max_value(q, row, allowed), 0.0
         for a in range(q.shape[1]):
-            total += math.exp((q[row, a] - best) / t)
+            if _ok(allowed, row, a):
+                total += math.exp((q[row, a] - best) / t)
         return math.exp((q[row, action] - best) / t) / total
     if kind == UCB:
-        _ucb_scores(q, visits, row, setting[UCB_C], scores)
-        return _greedy_share(scores, 0, action)
+        _ucb_scores(q, visits, row, allowed, setting[UCB_C], scores)
+        return _greedy_share(scores, 0, None, action)
     epsilon = _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row)
-    return epsilon / q.shape[1] + (1.0 - epsilon) * _greedy_share(q, row, action)
+    n = 0
+    for a in range(q.shape[1]):
+        n += _ok(allowed, row, a)
+    return epsilon / n + (1.0 - epsilon) * _greedy_share(q, row, allowed, action)
 
 
 @_helper
 def _value(setting, q, visits, memory, row, epsilon, temperature):
-    """:func:`_policy_value` with the scratch row of the run's :class:`Memory`."""
-    return _policy_value(setting, q, visits, row, epsilon, temperature, memory.scores)
+    """:func:`_policy_value` with the scratch row and the mask of the run's :class:`Memory`."""
+    return _policy_value(setting, q, visits, memory.allowed, row, epsilon, temperature,
+                         memory.scores)
 
 
 @_helper
 def _value_epsilon_greedy(setting, q, visits, memory, row, epsilon, temperature):
     """:func:`_value` of a run known to explore epsilon-greedily (``memory`` may be None)."""
-    return _epsilon_greedy_value(q, row, epsilon)
+    return _epsilon_greedy_value(q, row, _allowed(memory), epsilon)
 
 
 # --- learning: the update rules -------------------------------------------------------------------
@@ -561,15 +648,16 @@ def _update_pair(setting, q, visits, pair, target):
 
 
 @_helper
-def _q_target(setting, q, reward, terminal, next_row):
-    """Q-learning's target ``r + gamma max_a' q(s', a')``, or ``r`` after a terminal step."""
+def _q_target(setting, q, allowed, reward, terminal, next_row):
+    """Q-learning's target ``r + gamma max_a' q(s', a')`` (``a'`` allowed), or ``r`` after a
+    terminal step."""
     if terminal:
         return reward
-    return reward + setting[DISCOUNT] * _max_value(q, next_row)
+    return reward + setting[DISCOUNT] * _max_value(q, next_row, allowed)
 
 
 @_called
-def _double_q(setting, q, half, visits, row, action, reward, terminal, next_row, s):
+def _double_q(setting, q, half, visits, allowed, row, action, reward, terminal, next_row, s):
     """Double Q-learning on the mean ``q`` and the half difference ``half`` (``Q_A = q + half``).
 
     A coin chooses the learner (+1: A, -1: B); it picks the best next action (the first of
@@ -579,10 +667,11 @@ def _double_q(setting, q, half, visits, row, action, reward, terminal, next_row,
     sign = 1.0 if u < 0.5 else -1.0
     target = reward
     if not terminal:
-        best, best_value = 0, q[next_row, 0] + sign * half[next_row, 0]
-        for a in range(1, q.shape[1]):
+        best = _first_allowed(allowed, next_row, q.shape[1])
+        best_value = q[next_row, best] + sign * half[next_row, best]
+        for a in range(best + 1, q.shape[1]):
             value = q[next_row, a] + sign * half[next_row, a]
-            if value > best_value:
+            if _ok(allowed, next_row, a) and value > best_value:
                 best, best_value = a, value
         target += setting[DISCOUNT] * (q[next_row, best] - sign * half[next_row, best])
     error = target - (q[row, action] + sign * half[row, action])
@@ -614,27 +703,27 @@ def _monte_carlo_end(setting, q, visits, marks, pairs, rewards, n_steps, tail):
 
 
 @_helper
-def _backed_up(setting, q, visits, pair, g, epsilon, temperature, scores):
+def _backed_up(setting, q, visits, allowed, pair, g, epsilon, temperature, scores):
     """The value of the pair's state given ``g``, the return of the pair's action there, as the
     agent's ``backed_up``: tree backup's greedy tree, ``(1 - p) max_a q + p g`` with ``p`` the
     action's greedy share; Q(sigma)'s mix of ``g`` and the behaviour policy's tree; else ``g``."""
     row, action = pair // q.shape[1], pair % q.shape[1]
     algo = setting[ALGO]
     if algo == TREE_BACKUP:
-        greedy = _greedy_share(q, row, action)
-        return (1.0 - greedy) * _max_value(q, row) + greedy * g
+        greedy = _greedy_share(q, row, allowed, action)
+        return (1.0 - greedy) * _max_value(q, row, allowed) + greedy * g
     if algo == Q_SIGMA:
-        played = _action_probability(setting, q, visits, row, action, epsilon, temperature,
-                                     scores)
-        expected = (_policy_value(setting, q, visits, row, epsilon, temperature, scores)
+        played = _action_probability(setting, q, visits, allowed, row, action, epsilon,
+                                     temperature, scores)
+        expected = (_policy_value(setting, q, visits, allowed, row, epsilon, temperature, scores)
                     + played * (g - q[row, action]))
         return setting[SIGMA] * g + (1.0 - setting[SIGMA]) * expected
     return g
 
 
 @_helper
-def _multi_step_oldest(setting, q, visits, pairs, rewards, n, last, count, tail, epsilon,
-                       temperature, scores):
+def _multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, last, count, tail,
+                       epsilon, temperature, scores):
     """Update the oldest of the ``count`` steps buffered up to step ``last`` (a ring of ``n``).
 
     Its target is built backwards from ``tail``: ``G = r + gamma G`` at every step, and at every
@@ -645,12 +734,13 @@ def _multi_step_oldest(setting, q, visits, pairs, rewards, n, last, count, tail,
     for t in range(last, oldest - 1, -1):
         g = rewards[t % n] + setting[DISCOUNT] * g
         if t != oldest:
-            g = _backed_up(setting, q, visits, pairs[t % n], g, epsilon, temperature, scores)
+            g = _backed_up(setting, q, visits, allowed, pairs[t % n], g, epsilon, temperature,
+                           scores)
     return _update_pair(setting, q, visits, pairs[oldest % n], g)
 
 
 @_called
-def _multi_step(setting, q, visits, pairs, rewards, t, pair, reward, ends, tail, epsilon,
+def _multi_step(setting, q, visits, allowed, pairs, rewards, t, pair, reward, ends, tail, epsilon,
                 temperature, scores):
     """An n-step method's step ``t`` (``MultiStepAgent.step``): buffer it, then complete the
     oldest step (all of them, at the end)."""
@@ -660,12 +750,12 @@ def _multi_step(setting, q, visits, pairs, rewards, t, pair, reward, ends, tail,
     if ends:
         total = 0.0
         for remaining in range(count, 0, -1):
-            total += abs(_multi_step_oldest(setting, q, visits, pairs, rewards, n, t, remaining,
-                                            tail, epsilon, temperature, scores))
+            total += abs(_multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, t,
+                                            remaining, tail, epsilon, temperature, scores))
         return total
     if count == n:
-        return _multi_step_oldest(setting, q, visits, pairs, rewards, n, t, n, tail, epsilon,
-                                  temperature, scores)
+        return _multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, t, n, tail,
+                                  epsilon, temperature, scores)
     return 0.0
 
 
@@ -699,7 +789,7 @@ def _traced(setting, q, visits, marks, pairs, traces, sizes, row, action, target
 
 
 @_called
-def _dyna_q(observed, setting, q, visits, counts, seen, sizes, pair, k, s):
+def _dyna_q(observed, setting, q, visits, allowed, counts, seen, sizes, pair, k, s):
     """Dyna-Q after its real step: count outcome ``k`` of ``pair``, then plan.
 
     A pair seen for the first time joins the seen list. Each planning update draws a pair
@@ -728,7 +818,7 @@ def _dyna_q(observed, setting, q, visits, counts, seen, sizes, pair, k, s):
             if x < running:
                 break
             m += 1
-        target = _q_target(setting, q, observed.reward[m], observed.terminal[m],
+        target = _q_target(setting, q, allowed, observed.reward[m], observed.terminal[m],
                            observed.next_row[m])
         _update_pair(setting, q, visits, planned, target)
     return s
@@ -746,7 +836,7 @@ def _dyna_q(observed, setting, q, visits, counts, seen, sizes, pair, k, s):
 def _learn_q_learning(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
                       reward, terminal, truncated, next_row, k, t, s):
     """Q-learning (``TabularAgent.step`` of ``QLearningAgent``; ``memory`` may be None)."""
-    target = _q_target(setting, q, reward, terminal, next_row)
+    target = _q_target(setting, q, _allowed(memory), reward, terminal, next_row)
     return _update(setting, q, visits, row, action, target), -1, s
 
 
@@ -787,7 +877,7 @@ def _learn_n_step_sarsa(act, value, setting, q, visits, memory, epsilon, tempera
     """n-step SARSA (``MultiStepAgent.step`` of ``NStepSarsaAgent``)."""
     next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
                                           terminal, next_row, s)
-    error = _multi_step(setting, q, visits, memory.pairs, memory.values, t,
+    error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, future, epsilon,
                         temperature, memory.scores)
     return error, next_action, s
@@ -803,7 +893,7 @@ def _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature,
     if not terminal:
         tail = setting[SIGMA] * future + (1.0 - setting[SIGMA]) * value(
             setting, q, visits, memory, next_row, epsilon, temperature)
-    error = _multi_step(setting, q, visits, memory.pairs, memory.values, t,
+    error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
                         temperature, memory.scores)
     return error, next_action, s
@@ -813,8 +903,8 @@ def _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature,
 def _learn_tree_backup(act, value, setting, q, visits, memory, epsilon, temperature, row,
                        action, reward, terminal, truncated, next_row, k, t, s):
     """n-step Tree Backup (``MultiStepAgent.step`` of ``TreeBackupAgent``)."""
-    tail = 0.0 if terminal else _max_value(q, next_row)
-    error = _multi_step(setting, q, visits, memory.pairs, memory.values, t,
+    tail = 0.0 if terminal else _max_value(q, next_row, memory.allowed)
+    error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
                         temperature, memory.scores)
     return error, -1, s
@@ -839,7 +929,7 @@ def _learn_q_lambda(act, value, setting, q, visits, memory, epsilon, temperature
     after an exploratory action."""
     next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
                                           terminal, next_row, s)
-    best = 0.0 if terminal else _max_value(q, next_row)
+    best = 0.0 if terminal else _max_value(q, next_row, memory.allowed)
     decay = setting[DISCOUNT] * setting[TRACE_DECAY] if future == best else 0.0
     error = _traced(setting, q, visits, memory.marks, memory.pairs, memory.values, memory.sizes,
                     row, action, reward + setting[DISCOUNT] * best, decay, terminal or truncated)
@@ -850,8 +940,8 @@ def _learn_q_lambda(act, value, setting, q, visits, memory, epsilon, temperature
 def _learn_double_q(act, value, setting, q, visits, memory, epsilon, temperature, row,
                     action, reward, terminal, truncated, next_row, k, t, s):
     """Double Q-learning (``DoubleQLearningAgent.step``)."""
-    error, s = _double_q(setting, q, memory.half_difference, visits, row, action, reward,
-                         terminal, next_row, s)
+    error, s = _double_q(setting, q, memory.half_difference, visits, memory.allowed, row,
+                         action, reward, terminal, next_row, s)
     return error, -1, s
 
 
@@ -873,8 +963,8 @@ def _learn_dyna_q(act, value, setting, q, visits, memory, epsilon, temperature, 
     """Dyna-Q (``DynaQAgent.step``): Q-learning's step, then the model and its planning."""
     error, _, s = _learn_q_learning(act, value, setting, q, visits, memory, epsilon, temperature,
                                     row, action, reward, terminal, truncated, next_row, k, t, s)
-    s = _dyna_q(memory.observed, setting, q, visits, memory.model_counts, memory.model_pairs,
-                memory.sizes, row * q.shape[1] + action, k, s)
+    s = _dyna_q(memory.observed, setting, q, visits, memory.allowed, memory.model_counts,
+                memory.model_pairs, memory.sizes, row * q.shape[1] + action, k, s)
     return error, -1, s
 
 
@@ -946,10 +1036,11 @@ def _episode(model, setting, q, visits, memory, epsilon, temperature, time_limit
     action = -1
     if setting[EXPLORING_STARTS]:
         state, s = _below(s, row_of_state.size)
-        action, s = _below(s, n_actions)
+        row = row_of_state[state]
+        action, s = _uniform_action(_allowed(memory), row, n_actions, s)
     else:
         state, s = _sample_start(model, s)
-    row = row_of_state[state]
+        row = row_of_state[state]
     total, abs_td, steps, done = 0.0, 0.0, 0, False
     while not done:
         if action < 0:
@@ -1004,8 +1095,9 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit):
     """Episodes ``start..stop-1`` of run ``i``, logged; epsilon and temperature decay after each.
 
     Q-learning with epsilon-greedy exploration, the tutorial's agent, gets an episode loop of
-    its own, inlined here with nothing else in it (unless its epsilon is per state); every other
-    run calls the loop that dispatches on its method and strategy.
+    its own, inlined here with nothing else in it (unless its epsilon is per state, or a run of
+    the call masks actions); every other run calls the loop that dispatches on its method and
+    strategy.
 
     Not inlined: inlined into the parallel loop of :func:`train_runs`, its writes to the logs
     were lost (numba 0.68).
@@ -1014,8 +1106,8 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit):
     q, visits = runs.q[i], runs.visits[i]
     memory = Memory(runs.half_difference[i], runs.marks[i], runs.memory_pairs[i],
                     runs.memory_values[i], runs.model_counts[i], runs.model_pairs[i],
-                    runs.sizes[i], np.empty_like(q[:1]), observed)
-    own_loop = _own_loop(setting)
+                    runs.sizes[i], np.empty_like(q[:1]), runs.allowed[i], observed)
+    own_loop = _own_loop(setting) if runs.allowed.shape[1] == 0 else -1.0
     own_setting = runs.settings[i]  # its learning rate entry moves on under a per-episode schedule
     lr_moves = own_setting[LR_SCHEDULE] == LINEAR or own_setting[LR_SCHEDULE] == EXPONENTIAL
     epsilon, temperature = runs.epsilon[i], runs.temperature[i]
