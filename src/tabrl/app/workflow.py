@@ -46,6 +46,7 @@ from tabrl.app.sweep import (
     run_sweep,
     setting_labels,
 )
+from tabrl.app.tensorboard import TrainingBoard, run_board
 from tabrl.envs import make_env
 from tabrl.errors import UsageError
 from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate
@@ -178,19 +179,23 @@ def keep_committed_metrics(run: Run, prepared: PreparedRun) -> None:
 
 
 def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: Say = print,
-              evaluation_progress: EvaluationProgress | None = None) -> Run:
-    """Train a prepared run with checkpoints, then evaluate and plot it.
+              evaluation_progress: EvaluationProgress | None = None,
+              tensorboard: Path | None = None) -> Run:
+    """Train a prepared run with checkpoints, then evaluate and plot it (and log it to
+    TensorBoard under ``tensorboard``, if given).
 
     Ctrl-C or SIGTERM writes the last chunk's checkpoint, a kill loses the few seconds since the
     last one; ``--resume`` continues either to the same result. A full disk or a diverging
     Q-table stops the run with one line, the last good checkpoint kept.
     """
     config, path = prepared.config, prepared.path
-    with prepared.lock:
+    with prepared.lock, ExitStack() as open_board:
+        board = None if tensorboard is None else open_board.enter_context(
+            run_board(prepared, tensorboard))
         checkpoints = Checkpoints(path, config.checkpoint_seconds, prepared.metrics_id,
                                   prepared.resume_from)
         try:
-            training = train_with_checkpoints(prepared, checkpoints, progress, say)
+            training = train_with_checkpoints(prepared, checkpoints, progress, say, board)
             checkpoints.save_final(training)
         except DiskWriteError as error:
             raise DiskWriteError(
@@ -198,23 +203,34 @@ def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: S
                 f"make room, then continue with `tabrl train --resume {path}`"
             ) from None
         run = load_run(path)
+        evaluation = None
         if config.eval_episodes > 0:
-            evaluate_run(run, config.eval_episodes, progress=evaluation_progress)
+            evaluation = evaluate_run(run, config.eval_episodes, progress=evaluation_progress)
+        if board is not None:
+            board.finish_run(config, evaluation)
         plot_run(run)
     return run
 
 
 def train_with_checkpoints(
-    prepared: PreparedRun, checkpoints: Checkpoints, progress: Progress | None, say: Say
+    prepared: PreparedRun, checkpoints: Checkpoints, progress: Progress | None, say: Say,
+    board: TrainingBoard | None = None,
 ) -> Training:
-    """Train, a checkpoint after chunks; an interruption or a divergence saves the last good."""
+    """Train, a checkpoint after chunks (and TensorBoard's points, with a ``board``); an
+    interruption or a divergence saves the last good."""
     config, path = prepared.config, prepared.path
+
+    def after_chunk(training: Training) -> None:
+        checkpoints.after_chunk(training)
+        if board is not None:
+            board.after_chunk(training)
+
     try:
         return train(
             prepared.env, prepared.agent, config.episodes, seed=config.seed,
             engine=prepared.engine, max_steps=config.max_steps,
             chunk_episodes=config.chunk_episodes, chunk_steps=config.chunk_steps,
-            progress=progress, on_chunk=checkpoints.after_chunk,
+            progress=progress, on_chunk=after_chunk,
             resume_from=prepared.resume_from, keep_log=False,
         )
     except KeyboardInterrupt:
@@ -230,12 +246,12 @@ def train_with_checkpoints(
 
 def resume_run(path: Path, episodes: int | None = None, *, progress: Progress | None = None,
                say: Say = print, evaluation_progress: EvaluationProgress | None = None,
-               settings: dict | None = None) -> Run:
+               settings: dict | None = None, tensorboard: Path | None = None) -> Run:
     """Continue an interrupted (or finished, with more ``episodes``) run from its checkpoint."""
     prepared = prepare_resume(path, episodes, settings)
     say(resuming(prepared))
     return train_run(prepared, progress=progress, say=say,
-                     evaluation_progress=evaluation_progress)
+                     evaluation_progress=evaluation_progress, tensorboard=tensorboard)
 
 
 def resuming(prepared: PreparedRun) -> str:
