@@ -46,6 +46,7 @@ from tabrl.training import Training
 if TYPE_CHECKING:
     from tabrl.app.workflow import PreparedRun
     from tabrl.evaluate import Evaluation
+    from tabrl.exact.mdp import TabularMDP
 
 MAX_POINTS = 1000  #: points per tag, whatever the run's length
 #: The tag of each per-episode column of the metrics (averaged over a bucket, or its last value).
@@ -98,7 +99,9 @@ class TrainingBoard:
         require_writer()
         from tensorboardX import SummaryWriter
 
-        self.writer = SummaryWriter(str(folder), purge_step=start)
+        # TensorBoard drops this run's earlier events after ``start``: chunks a kill made it
+        # play again, or the whole of a job tried again
+        self.writer = SummaryWriter(str(folder), purge_step=start + 1)
         self.episodes, self.every = episodes, bucket_size(episodes)
         self.learning_rate = learning_rate
         self.pending = carried if carried is not None else TrainingLog.empty(0)
@@ -137,6 +140,15 @@ class TrainingBoard:
         """A run folder's ending: its evaluation's figures (if evaluated), its settings."""
         self.finish({} if evaluation is None else evaluation_figures(evaluation),
                     hparams_of(config))
+
+    def finish_job(self, hparams: dict[str, Any], value: float, mdp: TabularMDP | None) -> None:
+        """A sweep job's or a tuning trial's ending: its greedy value (exact, beside the optimum,
+        where the MDP is known, else by Monte Carlo) and its settings."""
+        from tabrl.exact.dp import solve
+
+        figures = ({GREEDY_VALUE: value, OPTIMAL_VALUE: solve(mdp).value} if mdp is not None
+                   else {MEAN_RETURN: value})
+        self.finish(figures, hparams)
 
     def finish(self, figures: dict[str, float | None], hparams: dict[str, Any]) -> None:
         """The evaluation's ``figures`` (None or infinite: not written) at the last step, and

@@ -46,7 +46,7 @@ from tabrl.app.sweep import (
     run_sweep,
     setting_labels,
 )
-from tabrl.app.tensorboard import TrainingBoard, run_board
+from tabrl.app.tensorboard import TrainingBoard, run_board, setting_folders
 from tabrl.envs import make_env
 from tabrl.errors import UsageError
 from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate
@@ -387,15 +387,17 @@ def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Ru
 
 def sweep_to_folder(
     configs: list[RunConfig], grid: dict, seeds: list[int], out: Path | None, *, backend: str,
-    n_jobs: int | None, address: str | None, progress=None,
+    n_jobs: int | None, address: str | None, progress=None, tensorboard: Path | None = None,
 ) -> tuple[list[SettingSummary], Path]:
     """Run a sweep into its folder, or resume the same sweep there (only missing jobs run).
 
     Every job is stored as it finishes (``trials/``, ``results.csv``); at the end ``sweep.json``
-    gets every summary and job, and ``sweep.png`` the picture.
+    gets every summary and job, and ``sweep.png`` the picture. With ``tensorboard``, each job
+    is logged there as the run ``<setting label>/seed-<seed>``.
     """
     check_configs(configs)
     names = list(grid)
+    labels = setting_labels(configs, names)
     folder = SweepFolder.open(
         out or default_run_dir(configs[0], kind="sweep"), configs, names,
         {"env_id": configs[0].env_id, "algo": configs[0].algo, "grid": grid})
@@ -406,11 +408,11 @@ def sweep_to_folder(
         stored[result.setting, result.seed] = result
         folder.store(result, stored.values())
 
+    boards = None if tensorboard is None else setting_folders(tensorboard, labels)
     summaries, results = run_sweep(configs, seeds, backend=backend, n_jobs=n_jobs,
                                    address=address, progress=progress, finished=finished,
-                                   on_result=keep)
+                                   on_result=keep, boards=boards)
     folder.write_results(results)  # this command's seeds only (a resume may ask for fewer)
-    labels = setting_labels(configs, names)
     n_seeds = len(seeds)
     atomic_write_json(folder.path / SWEEP, {
         "env_id": configs[0].env_id, "algo": configs[0].algo, "grid": grid,
