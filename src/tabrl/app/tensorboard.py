@@ -44,7 +44,7 @@ from tabrl.schedules import Schedule
 from tabrl.training import Training
 
 if TYPE_CHECKING:
-    from tabrl.app.workflow import PreparedRun
+    from tabrl.agents import TabularAgent
     from tabrl.evaluate import Evaluation
     from tabrl.exact.mdp import TabularMDP
 
@@ -205,16 +205,16 @@ def setting_folders(root: Path, labels: list[str]) -> list[Path]:
 
 
 
-def run_board(prepared: PreparedRun, root: Path) -> TrainingBoard:
-    """The TensorBoard run of a run folder, named after it; a resumed run gets its bucket in
-    progress back from its metrics."""
-    config, start = prepared.config, 0
-    carried = None
-    if prepared.resume_from is not None:
-        start = prepared.resume_from.episodes_done
-        columns = MetricsStore(prepared.path).read(start)
+def run_board(root: Path, path: Path, config: RunConfig, agent: TabularAgent,
+              resumed: Training | None) -> TrainingBoard:
+    """The TensorBoard run of the run folder ``path``, named after it; a ``resumed`` run gets
+    its bucket in progress back from its metrics."""
+    start, carried = 0, None
+    if resumed is not None:
+        start = resumed.episodes_done
+        columns = MetricsStore(path).read(start)
         begin = start // bucket_size(config.episodes) * bucket_size(config.episodes)
         carried = TrainingLog.from_columns({name: np.array(column[begin:])
                                             for name, column in columns.items()})
-    return TrainingBoard(root / prepared.path.resolve().name, config.episodes,
-                         prepared.agent.learning_rate_schedule, start, carried)
+    return TrainingBoard(root / path.resolve().name, config.episodes,
+                         agent.learning_rate_schedule, start, carried)

@@ -190,8 +190,8 @@ def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: S
     """
     config, path = prepared.config, prepared.path
     with prepared.lock, ExitStack() as open_board:
-        board = None if tensorboard is None else open_board.enter_context(
-            run_board(prepared, tensorboard))
+        board = None if tensorboard is None else open_board.enter_context(run_board(
+            tensorboard, path, config, prepared.agent, prepared.resume_from))
         checkpoints = Checkpoints(path, config.checkpoint_seconds, prepared.metrics_id,
                                   prepared.resume_from)
         try:
