@@ -68,9 +68,10 @@ def require_writer() -> None:
 
 
 def board_root(path: Path) -> Path:
-    """Check, before any run starts, that TensorBoard runs can be written under ``path``."""
+    """Check, before any run starts, that TensorBoard runs can be written under ``path``;
+    returned absolute, for worker processes that may run elsewhere (Ray's)."""
     require_writer()
-    return writable_dir(path, "choose another --tensorboard folder")
+    return writable_dir(path, "choose another --tensorboard folder").resolve()
 
 
 @dataclass(frozen=True)
