@@ -20,9 +20,11 @@ After the evaluation, at the last step: ``eval/mean_return`` (Monte Carlo), ``ev
 those figures and the last mean return as metrics.
 
 A resumed run writes into the same TensorBoard run from its checkpoint's episode on: the events
-beyond it (chunks replayed after a kill, the evaluation of an earlier ending) are marked for
-TensorBoard to drop (``purge_step``), and the bucket the checkpoint cut is refilled from the run's
-metrics, so that the curve is the one an uninterrupted run draws.
+beyond it (chunks a kill made it play again) are marked for TensorBoard to drop
+(``purge_step``), and the bucket the checkpoint cut is refilled from the run's metrics, so that
+the curve is the one an uninterrupted run draws. A finished run resumed with more episodes keeps
+its first ending's evaluation beside the new one, and its first HParams (TensorBoard reads a
+run's first).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
     from tabrl.exact.mdp import TabularMDP
 
 MAX_POINTS = 1000  #: points per tag, whatever the run's length
-#: The tag of each per-episode column of the metrics (averaged over a bucket, or its last value).
+#: The tags of the per-episode outcomes in the metrics, averaged over a bucket.
 MEAN_TAGS = {"return": "charts/episodic_return", "length": "charts/episodic_length",
              "td_error": "losses/td_error"}
 EPSILON, LEARNING_RATE = "charts/epsilon", "charts/learning_rate"
@@ -101,7 +103,7 @@ class TrainingBoard:
         from tensorboardX import SummaryWriter
 
         # TensorBoard drops this run's earlier events after ``start``: chunks a kill made it
-        # play again, or the whole of a job tried again
+        # play again, or all of a sweep's job tried again
         self.writer = SummaryWriter(str(folder), purge_step=start + 1)
         self.episodes, self.every = episodes, bucket_size(episodes)
         self.learning_rate = learning_rate
@@ -162,8 +164,7 @@ class TrainingBoard:
             self.writer.add_scalar(tag, value, self.done)
         if self.last_return is not None:
             written[MEAN_TAGS["return"]] = self.last_return
-        # In the run's own folder (tensorboardX's add_hparams would start a run beside it), at the
-        # last step, so that a resumed run's purge drops those of an earlier ending.
+        # into the run's own folder: tensorboardX's add_hparams would start another run beside it
         for summary in hparams_summaries(hparams, written):
             self.writer.file_writer.add_summary(summary, self.done)
 
