@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from tabrl.exact.mdp import TabularMDP
 
 MAX_POINTS = 1000  #: points per tag, whatever the run's length
+#: How often the writer's thread flushes (tensorboardX's default, 120 s, would hide a short run's
+#: progress from a live TensorBoard, and lose more points before a checkpoint to a kill).
+FLUSH_SECONDS = 2
 #: The tags of the per-episode outcomes in the metrics, averaged over a bucket.
 MEAN_TAGS = {"return": "charts/episodic_return", "length": "charts/episodic_length",
              "td_error": "losses/td_error"}
@@ -104,7 +107,7 @@ class TrainingBoard:
 
         # TensorBoard drops this run's earlier events after ``start``: chunks a kill made it
         # play again, or all of a sweep's job tried again
-        self.writer = SummaryWriter(str(folder), purge_step=start + 1)
+        self.writer = SummaryWriter(str(folder), purge_step=start + 1, flush_secs=FLUSH_SECONDS)
         self.episodes, self.every = episodes, bucket_size(episodes)
         self.learning_rate = learning_rate
         self.pending = carried if carried is not None else TrainingLog.empty(0)

@@ -221,9 +221,9 @@ def train_with_checkpoints(
     config, path = prepared.config, prepared.path
 
     def after_chunk(training: Training) -> None:
-        checkpoints.after_chunk(training)
-        if board is not None:
+        if board is not None:  # first: its points should not lag behind a checkpoint
             board.after_chunk(training)
+        checkpoints.after_chunk(training)
 
     try:
         return train(
