@@ -82,7 +82,7 @@ _debug = False
 #: ``tabrl train`` with no environment runs the Gymnasium tutorial's Blackjack (never mutated).
 DEFAULT_ENV_ID, DEFAULT_ENV_KWARGS = "Blackjack-v1", {"sab": False}
 #: What ``train --resume`` may change: how long it goes on, and what it reports.
-RESUMABLE = {"resume", "episodes", "eval_episodes", "window", "quiet"}
+RESUMABLE = {"resume", "episodes", "eval_episodes", "window", "quiet", "tensorboard"}
 SEEDS = Setting((int,), 0, MAX_SEED, "numpy's seeds are 64-bit, non-negative")
 EPISODES = Setting((int,), 1, MAX_EPISODES, EPISODES_WHY)
 WINDOW = Setting((int,), 1, MAX_EPISODES)
@@ -92,6 +92,9 @@ UNIT = Setting((float,), 0, 1)
 BINS_HELP = "Bins per dimension of a continuous space: 10, or one each: 6,6,12,12."
 OBS_BOUNDS_HELP = "With --bins: low:high per dimension, e.g. =-2.4:2.4,-3:3 (for unbounded ones)."
 
+#: ``--tensorboard DIR`` of ``train``, ``sweep`` and ``tune``.
+TensorBoardDir = Annotated[Path | None, typer.Option(
+    metavar="DIR", help="Also log to TensorBoard in this folder (one run per seed).")]
 HYPERPARAMS_HELP = ("A YAML file of settings (the keys of the shipped hyperparameter files, e.g. "
                     "the best.yml of tabrl tune); options given on the line win.")
 #: ``--env-module MODULE`` (repeatable): modules to import first, which register environments.
@@ -235,6 +238,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
     env_module: EnvModules = None,
     hyperparams: Annotated[Path | None, typer.Option(help=HYPERPARAMS_HELP)] = None,
+    tensorboard: TensorBoardDir = None,
     own: dict[str, object] | None = None,
 ) -> None:
     """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder.
@@ -245,6 +249,7 @@ def train(
     if resume is not None:
         changed = {"episodes": episodes, "eval_episodes": eval_episodes, "window": window}
         check_resume_options(ctx, given_only(**changed))
+        tensorboard = board_root(tensorboard)
         prepared = prepare_resume(  # checked and locked before any output
             resume, episodes, given_only(eval_episodes=eval_episodes, window=window))
         say(resuming(prepared))
@@ -252,7 +257,8 @@ def train(
         bar = TrainingProgress(prepared.config.episodes, quiet)
         with bar:
             run = train_run(prepared, progress=bar, say=say,
-                            evaluation_progress=EvaluationBar(quiet, bar.bar))
+                            evaluation_progress=EvaluationBar(quiet, bar.bar),
+                            tensorboard=tensorboard)
     else:
         env_id, kwargs = ((with_env_modules(env_id, env_module), {}) if env_id
                           else (DEFAULT_ENV_ID, dict(DEFAULT_ENV_KWARGS)))
@@ -275,6 +281,7 @@ def train(
                     "kind=exponential,start=30,end=0.5,rate=0.9988") or None,
                 **(own or {})),
         )
+        tensorboard = board_root(tensorboard)
         prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
         say(f"{config.algo} on {env_id}{f' ({settings})' if settings else ''}: "
@@ -284,7 +291,8 @@ def train(
         bar = TrainingProgress(config.episodes, quiet)
         with bar:
             run = train_run(prepared, progress=bar, say=say,
-                            evaluation_progress=EvaluationBar(quiet, bar.bar))
+                            evaluation_progress=EvaluationBar(quiet, bar.bar),
+                            tensorboard=tensorboard)
     evaluation = run.evaluation()
     if evaluation is not None and not quiet:
         print_evaluation(evaluation, f"greedy policy of {run.path}")
@@ -348,6 +356,15 @@ def resolve_config(hyperparams: Path | None, env_id: str, env_kwargs: dict, algo
     given (None: not given)."""
     settings = {} if hyperparams is None else read_hyperparams(hyperparams)
     return RunConfig.resolve(env_id, env_kwargs, algo, **with_hyperparams(settings, given))
+
+
+def board_root(path: Path | None) -> Path | None:
+    """The ``--tensorboard`` folder, checked (tensorboardX installed, writable) before any run."""
+    if path is None:
+        return None
+    from tabrl.app.tensorboard import board_root as checked
+
+    return checked(path)
 
 
 def given_only(**options: object) -> dict[str, object]:
@@ -497,6 +514,7 @@ def sweep(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the sweep folder.")] = False,
     env_module: EnvModules = None,
     hyperparams: Annotated[Path | None, typer.Option(help=HYPERPARAMS_HELP)] = None,
+    tensorboard: TensorBoardDir = None,
 ) -> None:
     """Train every setting of a grid with several seeds: mean, median, IQM with bootstrap intervals.
 
@@ -513,6 +531,7 @@ def sweep(
                           bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds))
     axes = parse_grid(grid or [])
     configs = expand(base, axes)
+    tensorboard = board_root(tensorboard)
     bar = Progress(TextColumn("[bold]sweep"), BarColumn(bar_width=24), MofNCompleteColumn(),
                    TimeRemainingColumn(), console=err, disable=quiet)
     task = bar.add_task("sweep", total=len(configs) * seeds)
@@ -524,7 +543,7 @@ def sweep(
     try:
         summaries, path = sweep_to_folder(
             configs, axes, list(range(seeds)), out_dir, backend=backend, n_jobs=jobs,
-            address=address, progress=progress,
+            address=address, progress=progress, tensorboard=tensorboard,
         )
     finally:
         if bar.live.is_started:
@@ -773,6 +792,7 @@ def tune(
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="The tuning folder (default: runs/ENV-ALGO-tune).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the best.yml path.")] = False,
+    tensorboard: TensorBoardDir = None,
 ) -> None:
     """Tune a method's hyperparameters with Optuna (TPE, median pruning); writes best.yml.
 
@@ -785,6 +805,7 @@ def tune(
     if trials <= 0 or seeds <= 0:
         raise typer.BadParameter(f"--trials and --seeds must be positive, not {trials}, {seeds}")
     base = resolve_config(hyperparams, env_id, parse_env_kwargs(env_kwargs), algo)
+    tensorboard = board_root(tensorboard)
 
     def report(trial, best: float | None) -> None:
         if quiet:
@@ -801,7 +822,7 @@ def tune(
         err.print(line + ("" if best is None else f"  (best {best:+.4f})"), highlight=False)
 
     tuning = run_tuning(base, trials, seeds=seeds, timeout=timeout, storage=storage,
-                        study_name=study, out=out_dir, report=report)
+                        study_name=study, out=out_dir, report=report, tensorboard=tensorboard)
     if quiet:
         out.print(str(tuning.path / BEST))
         return

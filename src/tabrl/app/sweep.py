@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 
 from tabrl.app.keyvalues import split_items
 from tabrl.app.runs import ALGO_PARAMS, SWEEP, RunConfig, merged_algo_params, prepare_run_dir
+from tabrl.app.tensorboard import BoardTarget, TrainingBoard, hparams_of
 from tabrl.display import Facts, Shown
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import evaluate
@@ -56,8 +58,9 @@ SweepProgress = Callable[[int, int], None]
 RESULTS, TRIALS = "results.csv", "trials"
 #: The columns of ``results.csv`` after the swept settings.
 RESULT_COLUMNS = ("seed", "value", "final_return", "seconds", "engine", "error")
-#: A job: a config (as a dict, which pickles for processes and Ray), its setting index, a seed.
-Job = tuple[dict[str, Any], int, int]
+#: A job: a config (a dict, which pickles for processes and Ray), its setting index, a seed,
+#: and where it logs for TensorBoard (None: nowhere).
+Job = tuple[dict[str, Any], int, int, BoardTarget | None]
 #: Ray tasks per core of the cluster: a few, so that a slow batch does not leave cores idle.
 RAY_BATCHES_PER_CORE = 2
 
@@ -277,15 +280,17 @@ def setting_labels(configs: list[RunConfig], names: list[str]) -> list[str]:
             for config in configs]
 
 
-def run_job(config: dict[str, Any], setting: int, seed: int) -> JobResult:
-    """Train one setting with one seed and value its greedy policy (the unit a worker runs).
+def run_job(config: dict[str, Any], setting: int, seed: int,
+            board: BoardTarget | None = None) -> JobResult:
+    """Train one setting with one seed and value its greedy policy (the unit a worker runs),
+    logged to TensorBoard if a ``board`` is given.
 
     Any error is returned as the job's result, in one line, so that one failing job does not
     stop the others (nor lose their results).
     """
     start = time.perf_counter()
     try:
-        return train_and_value(config, setting, seed)
+        return train_and_value(config, setting, seed, board)
     except Exception as error:  # any failure: recorded with the job, reported in the table
         first_line = str(error).partition("\n")[0]
         return JobResult(setting, seed, math.nan, False, math.nan, "", time.perf_counter() - start,
@@ -293,7 +298,8 @@ def run_job(config: dict[str, Any], setting: int, seed: int) -> JobResult:
                          else type(error).__name__)
 
 
-def train_and_value(config: dict[str, Any], setting: int, seed: int) -> JobResult:
+def train_and_value(config: dict[str, Any], setting: int, seed: int,
+                    target: BoardTarget | None = None) -> JobResult:
     """One job's training and its greedy value: exact where the MDP is known, else Monte Carlo."""
     from tabrl.exact.dp import evaluate_policy_exact
 
@@ -301,15 +307,21 @@ def train_and_value(config: dict[str, Any], setting: int, seed: int) -> JobResul
     env = run_config.make_env()
     agent = run_config.make_agent(env)
     start = time.perf_counter()
-    training = train(env, agent, run_config.episodes, seed=seed, engine=run_config.engine,
-                     max_steps=run_config.max_steps, chunk_episodes=run_config.chunk_episodes,
-                     chunk_steps=run_config.chunk_steps)
-    mdp = known_mdp(env)
-    if mdp is not None:
-        value = evaluate_policy_exact(mdp, agent.q_values.greedy_policy()).value
-    else:
-        value = evaluate(agent, env, run_config.eval_episodes, seed=seed + 1_000_003,
-                         max_steps=run_config.max_steps).mean_return
+    with ExitStack() as open_board:
+        board = None if target is None else open_board.enter_context(
+            TrainingBoard(target.folder, run_config.episodes, agent.learning_rate_schedule))
+        training = train(env, agent, run_config.episodes, seed=seed, engine=run_config.engine,
+                         max_steps=run_config.max_steps, chunk_episodes=run_config.chunk_episodes,
+                         chunk_steps=run_config.chunk_steps,
+                         on_chunk=None if board is None else board.after_chunk)
+        mdp = known_mdp(env)
+        if mdp is not None:
+            value = evaluate_policy_exact(mdp, agent.q_values.greedy_policy()).value
+        else:
+            value = evaluate(agent, env, run_config.eval_episodes, seed=seed + 1_000_003,
+                             max_steps=run_config.max_steps).mean_return
+        if board is not None:
+            board.finish_job(hparams_of(run_config, target.extra), value, mdp)
     tail = max(1, len(training.log) // 10)
     return JobResult(setting, seed, float(value), mdp is not None,
                      float(training.log.returns[-tail:].mean()), training.engine.name,
@@ -434,11 +446,13 @@ def run_sweep(
     progress: SweepProgress | None = None,
     finished: Iterable[JobResult] = (),
     on_result: Callable[[JobResult], None] | None = None,
+    boards: list[Path] | None = None,
 ) -> tuple[list[SettingSummary], list[JobResult]]:
     """Train every config with every seed; summarise per config.
 
     ``finished`` jobs (a resumed sweep's) are not trained again; ``on_result`` sees every new
-    job as it finishes (to store it at once).
+    job as it finishes (to store it at once). With ``boards`` (a folder per config), each job
+    is logged to TensorBoard as the run ``seed-<seed>`` in its config's folder.
     """
     check_backend(backend)
     if not seeds:
@@ -447,8 +461,9 @@ def run_sweep(
     wanted = [(index, seed) for index in range(len(configs)) for seed in seeds]
     stored = {(r.setting, r.seed): r for r in finished}
     results = {key: stored[key] for key in wanted if key in stored}
-    jobs = [(asdict(configs[index]), index, seed) for index, seed in wanted
-            if (index, seed) not in results]
+    jobs = [(asdict(configs[index]), index, seed,
+             None if boards is None else BoardTarget(boards[index] / f"seed-{seed}"))
+            for index, seed in wanted if (index, seed) not in results]
     total = len(configs) * len(seeds)
     if progress is not None:
         progress(len(results), total)

@@ -23,6 +23,7 @@ import yaml
 
 from tabrl.app.runs import ALGO_PARAMS, RunConfig, file_name, writable_dir
 from tabrl.app.sweep import check_configs, run_job
+from tabrl.app.tensorboard import BoardTarget
 from tabrl.errors import UsageError
 from tabrl.fileio import atomic_write_bytes
 
@@ -108,8 +109,10 @@ def best_settings(config: RunConfig, base: RunConfig) -> dict[str, Any]:
     return best
 
 
-def objective(base: RunConfig, space: dict[str, dict[str, Any]], seeds: list[int]):
-    """The value of a trial: the mean greedy value over ``seeds``, reported after each seed."""
+def objective(base: RunConfig, space: dict[str, dict[str, Any]], seeds: list[int],
+              tensorboard: Path | None = None):
+    """The value of a trial: the mean greedy value over ``seeds``, reported after each seed
+    (each seed logged to TensorBoard as the run ``trial-<number>/seed-<seed>``, if asked)."""
     import optuna
 
     def value(trial: optuna.Trial) -> float:
@@ -117,7 +120,10 @@ def objective(base: RunConfig, space: dict[str, dict[str, Any]], seeds: list[int
         check_configs([config])  # a bad sample is a usage error, not a failed trial
         total = 0.0
         for done, seed in enumerate(seeds, start=1):
-            result = run_job(asdict(config), 0, seed)
+            board = None if tensorboard is None else BoardTarget(
+                tensorboard / f"trial-{trial.number}" / f"seed-{seed}",
+                {"trial": trial.number, **trial.params})
+            result = run_job(asdict(config), 0, seed, board)
             if result.failed:
                 raise JobFailedError(result.error)
             total += result.value
@@ -137,9 +143,10 @@ def default_tune_dir(env_id: str, algo: str, root: Path = Path("runs")) -> Path:
 def tune(
     base: RunConfig, n_trials: int, *, seeds: int = 3, timeout: float | None = None,
     storage: str | None = None, study_name: str | None = None, out: Path | None = None,
-    sampler_seed: int = 0, report: TrialReport | None = None,
+    sampler_seed: int = 0, report: TrialReport | None = None, tensorboard: Path | None = None,
 ) -> Tuning:
-    """Run ``n_trials`` more trials of the study (created, or continued from its storage)."""
+    """Run ``n_trials`` more trials of the study (created, or continued from its storage), each
+    seed of each trial logged to TensorBoard under ``tensorboard``, if given."""
     try:
         import optuna
     except ImportError:
@@ -164,7 +171,7 @@ def tune(
             done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
             report(trial, max(done) if done else None)
 
-    study.optimize(objective(base, space, list(range(seeds))), n_trials=n_trials,
+    study.optimize(objective(base, space, list(range(seeds)), tensorboard), n_trials=n_trials,
                    timeout=timeout, catch=(JobFailedError,), callbacks=[after_trial])
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         raise UsageError(f"no trial of the study {name!r} finished: see the failed trials' "

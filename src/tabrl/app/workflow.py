@@ -46,7 +46,9 @@ from tabrl.app.sweep import (
     SweepFolder,
     check_configs,
     run_sweep,
+    setting_labels,
 )
+from tabrl.app.tensorboard import TrainingBoard, run_board, setting_folders
 from tabrl.envs import make_env
 from tabrl.errors import UsageError
 from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate
@@ -178,19 +180,23 @@ def keep_committed_metrics(run: Run, prepared: PreparedRun) -> None:
 
 
 def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: Say = print,
-              evaluation_progress: EvaluationProgress | None = None) -> Run:
-    """Train a prepared run with checkpoints, then evaluate and plot it.
+              evaluation_progress: EvaluationProgress | None = None,
+              tensorboard: Path | None = None) -> Run:
+    """Train a prepared run with checkpoints, then evaluate and plot it (and log it to
+    TensorBoard under ``tensorboard``, if given).
 
     Ctrl-C or SIGTERM writes the last chunk's checkpoint, a kill loses the few seconds since the
     last one; ``--resume`` continues either to the same result. A full disk or a diverging
     Q-table stops the run with one line, the last good checkpoint kept.
     """
     config, path = prepared.config, prepared.path
-    with prepared.lock:
+    with prepared.lock, ExitStack() as open_board:
+        board = None if tensorboard is None else open_board.enter_context(run_board(
+            tensorboard, path, config, prepared.agent, prepared.resume_from))
         checkpoints = Checkpoints(path, config.checkpoint_seconds, prepared.metrics_id,
                                   prepared.resume_from)
         try:
-            training = train_with_checkpoints(prepared, checkpoints, progress, say)
+            training = train_with_checkpoints(prepared, checkpoints, progress, say, board)
             checkpoints.save_final(training)
         except DiskWriteError as error:
             raise DiskWriteError(
@@ -198,23 +204,34 @@ def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: S
                 f"make room, then continue with `tabrl train --resume {path}`"
             ) from None
         run = load_run(path)
+        evaluation = None
         if config.eval_episodes > 0:
-            evaluate_run(run, config.eval_episodes, progress=evaluation_progress)
+            evaluation = evaluate_run(run, config.eval_episodes, progress=evaluation_progress)
+        if board is not None:
+            board.finish_run(config, evaluation)
         plot_run(run)
     return run
 
 
 def train_with_checkpoints(
-    prepared: PreparedRun, checkpoints: Checkpoints, progress: Progress | None, say: Say
+    prepared: PreparedRun, checkpoints: Checkpoints, progress: Progress | None, say: Say,
+    board: TrainingBoard | None = None,
 ) -> Training:
-    """Train, a checkpoint after chunks; an interruption or a divergence saves the last good."""
+    """Train, a checkpoint after chunks (and TensorBoard's points, with a ``board``); an
+    interruption or a divergence saves the last good."""
     config, path = prepared.config, prepared.path
+
+    def after_chunk(training: Training) -> None:
+        if board is not None:  # first: its points should not lag behind a checkpoint
+            board.after_chunk(training)
+        checkpoints.after_chunk(training)
+
     try:
         return train(
             prepared.env, prepared.agent, config.episodes, seed=config.seed,
             engine=prepared.engine, max_steps=config.max_steps,
             chunk_episodes=config.chunk_episodes, chunk_steps=config.chunk_steps,
-            progress=progress, on_chunk=checkpoints.after_chunk,
+            progress=progress, on_chunk=after_chunk,
             resume_from=prepared.resume_from, keep_log=False,
         )
     except KeyboardInterrupt:
@@ -230,12 +247,12 @@ def train_with_checkpoints(
 
 def resume_run(path: Path, episodes: int | None = None, *, progress: Progress | None = None,
                say: Say = print, evaluation_progress: EvaluationProgress | None = None,
-               settings: dict | None = None) -> Run:
+               settings: dict | None = None, tensorboard: Path | None = None) -> Run:
     """Continue an interrupted (or finished, with more ``episodes``) run from its checkpoint."""
     prepared = prepare_resume(path, episodes, settings)
     say(resuming(prepared))
     return train_run(prepared, progress=progress, say=say,
-                     evaluation_progress=evaluation_progress)
+                     evaluation_progress=evaluation_progress, tensorboard=tensorboard)
 
 
 def resuming(prepared: PreparedRun) -> str:
@@ -361,18 +378,19 @@ def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Ru
 
 def sweep_to_folder(
     configs: list[RunConfig], grid: dict, seeds: list[int], out: Path | None, *, backend: str,
-    n_jobs: int | None, address: str | None, progress=None,
+    n_jobs: int | None, address: str | None, progress=None, tensorboard: Path | None = None,
 ) -> tuple[list[SettingSummary], Path]:
     """Run a sweep into its folder, or resume the same sweep there (only missing jobs run).
 
     Every job is stored as it finishes (``trials/``, ``results.csv``); at the end ``sweep.json``
-    gets every summary and job, and ``sweep.png`` the picture.
+    gets every summary and job, and ``sweep.png`` the picture. With ``tensorboard``, each job
+    is logged there as the run ``<setting label>/seed-<seed>``.
     """
     from tabrl.plots.figures import save_png  # matplotlib: only when drawing
 
-
     check_configs(configs)
     names = list(grid)
+    labels = setting_labels(configs, names)
     folder = SweepFolder.open(
         out or default_run_dir(configs[0], kind="sweep"), configs, names,
         {"env_id": configs[0].env_id, "algo": configs[0].algo, "grid": grid})
@@ -383,9 +401,10 @@ def sweep_to_folder(
         stored[result.setting, result.seed] = result
         folder.store(result, stored.values())
 
+    boards = None if tensorboard is None else setting_folders(tensorboard, labels)
     summaries, results = run_sweep(configs, seeds, backend=backend, n_jobs=n_jobs,
                                    address=address, progress=progress, finished=finished,
-                                   on_result=keep)
+                                   on_result=keep, boards=boards)
     folder.write_results(results)  # this command's seeds only (a resume may ask for fewer)
     result = Sweep.of(configs, names, summaries, results, len(seeds), folder.path)
     atomic_write_json(folder.path / SWEEP, {
