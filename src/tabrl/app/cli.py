@@ -209,6 +209,8 @@ def train(
     ] = None,
     window: Annotated[int | None, typer.Option(
         help="Rolling window of the learning curves (default 500).")] = None,
+    curve_points: Annotated[int | None, typer.Option(
+        help="Points of the greedy policy's value curve, 0 for none (default 100).")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="Continue this run folder (only --episodes, --eval-episodes, --window may change).")
     ] = None,
@@ -248,7 +250,7 @@ def train(
                 "kind=exponential,start=0.5,end=0.01,rate=0.999") or None,
             seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
             window=window, bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds),
-            algo_params=given_only(
+            curve_points=curve_points, algo_params=given_only(
                 exploration=exploration, temperature=temperature, ucb_c=ucb_c,
                 temperature_schedule=parse_key_values(
                     temperature_schedule, "--temperature-schedule",
@@ -405,10 +407,11 @@ def compare(
     for run in runs:
         warn_if_unfinished(run)
     table = Table("run", "algorithm", "episodes", "mean return ± 95%", "outcomes",
-                  "exact value", "gap", "optimal actions")
+                  "exact value", "gap", "optimal actions", "greedy curve: mean")
     for run in runs:
         e = run.evaluation()
         x = (e.exact if e else None) or {}
+        curve = run.curve()
         table.add_row(
             run.path.name, run.config.algo, f"{run.config.episodes:,}",
             _mean_with_interval(e) if e else "-",
@@ -417,8 +420,12 @@ def compare(
             _loops(x["policy_value"], e) if x else "-",
             _value(x["gap"], "+inf (loops)") if x else "-",
             f"{x['optimal_action_share']:.1%}" if x else "-",
+            _value(mean if math.isfinite(mean := float(curve.values.mean())) else None,
+                   "-inf (loops)") if len(curve) else "-",
         )
     out.print(table)
+    out.print("greedy curve: mean of the greedy policy's value over the run's curve points "
+              "(the area under its learning curve)")
     out.print(f"learning curves: {picture}")
 
 

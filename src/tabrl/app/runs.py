@@ -5,7 +5,8 @@ runs/<env>-<algo>-<time>/
   config.json      the resolved settings, the engine that ran, library versions
   state.json       progress: episodes done, epsilon, whether training finished
   q_table.npz      Q-table and visit counts (no pickles): the checkpoint's commit point
-  metrics/         per-episode return, length, mean |TD error|, epsilon: a .npy per column
+  metrics/         per-episode return, length, mean |TD error|, epsilon: a .npy per column;
+                   the greedy learning curve: curve_episode.npy, curve_value.npy
   evaluation.json  the greedy evaluation (Monte Carlo and exact)
   curves.png       learning curves; policy.png: the greedy policy
   .lock            held by the process that writes the folder
@@ -32,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 
 from tabrl.agents import AGENTS, OWN_PARAMS, TabularAgent, agent_class
+from tabrl.curve import CURVE_POINTS, MAX_CURVE_POINTS, Curve
 from tabrl.envs import DEFAULT_STEP_CAP, make_env
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import Evaluation
@@ -166,6 +168,7 @@ CONFIG_SCHEMA = {
     "algo_params": Setting((dict,), keys=ALGO_PARAMS, optional=tuple(ALGO_PARAMS)),
     "bins": Setting((int, list, type(None)), 1, items=Setting((int,), 1)),
     "obs_bounds": Setting((list, type(None)), items=Setting((list,), items=NUMBER)),
+    "curve_points": Setting((int,), 0, MAX_CURVE_POINTS, "each point costs an evaluation"),
 }
 
 
@@ -229,6 +232,9 @@ class RunConfig:
     #: ``[low, high]`` of each dimension they span (default: the space's own bounds)
     bins: int | list[int] | None = None
     obs_bounds: list[list[float]] | None = None
+    #: points of the greedy learning curve (``tabrl.curve``), 0 for none; they never change
+    #: training
+    curve_points: int = CURVE_POINTS
 
     @classmethod
     def resolve(
@@ -581,6 +587,10 @@ class Run:
                 raise RunFolderError(f"the run's {name} of episode {bad:,} is not a finite "
                                      f"number: {self.path} is damaged")
         return TrainingLog.from_columns(columns, float(self.state.get("train_seconds", 0.0)))
+
+    def curve(self) -> Curve:
+        """The greedy learning curve up to the checkpoint (empty for a run made before curves)."""
+        return MetricsStore(self.path).read_curve(self.episodes_done)
 
     def legacy_metrics(self, done: int) -> dict[str, np.ndarray]:
         """The columns of a run folder made before the metrics store (one ``metrics.npz``)."""

@@ -46,6 +46,7 @@ from tabrl.app.sweep import (
     run_sweep,
     setting_labels,
 )
+from tabrl.curve import Curve, describe_values
 from tabrl.envs import make_env
 from tabrl.errors import UsageError
 from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate
@@ -157,7 +158,7 @@ def resumable(run: Run, episodes: int | None, settings: dict | None = None) -> P
         config.chunk_episodes = config.chunk_episodes or LEGACY_CHUNK_EPISODES[choice.name]
         chunks_done, next_chunk = done // config.chunk_episodes, 0
     checkpoint = Training(agent, TrainingLog.empty(0), env, choice, done, chunks_done, next_chunk,
-                          float(run.state.get("train_seconds", 0.0)))
+                          float(run.state.get("train_seconds", 0.0)), curve=run.curve())
     metrics_id = str(arrays["metrics_id"]) if "metrics_id" in arrays else ""
     return PreparedRun(config, env, agent, choice, run.path, metrics_id, resume_from=checkpoint)
 
@@ -167,6 +168,7 @@ def keep_committed_metrics(run: Run, prepared: PreparedRun) -> None:
     store)."""
     store, done = MetricsStore(run.path), prepared.resume_from.episodes_done
     if store.exists():
+        store.add_curve()
         store.truncate(done)
         prepared.metrics_id = prepared.metrics_id or store.run_id()
         return
@@ -215,7 +217,7 @@ def train_with_checkpoints(
             engine=prepared.engine, max_steps=config.max_steps,
             chunk_episodes=config.chunk_episodes, chunk_steps=config.chunk_steps,
             progress=progress, on_chunk=checkpoints.after_chunk,
-            resume_from=prepared.resume_from, keep_log=False,
+            resume_from=prepared.resume_from, keep_log=False, curve_points=config.curve_points,
         )
     except KeyboardInterrupt:
         done = checkpoints.save_last()
@@ -266,6 +268,8 @@ class Checkpoints:
 
     def after_chunk(self, training: Training) -> None:
         self.store.write(training.episodes_done - len(training.chunk_log), training.chunk_log)
+        self.store.write_curve(len(training.curve) - len(training.chunk_curve),
+                               training.chunk_curve)
         self.last = Checkpoint.of(training, self.metrics_id)
         if time.monotonic() - self.last_write >= self.every_seconds:
             self.save_last()
@@ -324,13 +328,24 @@ def plot_run(run: Run, window: int | None = None) -> list[Path]:
     title = f"{run.config.algo} on {run.config.env_id}"
     curves = plots.plot_learning_curves(
         run.metrics().columns(), run.path / CURVES, window=window or run.config.window,
-        optimal_value=optimal_value, title=title,
+        optimal_value=optimal_value, title=title, greedy=greedy_panel(env, {"": run.curve()}),
     )
     policy = plots.plot_policy(
         env, agent.q_values.array[: agent.q_values.n_rows], run.path / POLICY,
         optimal_policy=optimal_policy, visited=agent.q_values.visited(), title=title,
     )
     return [curves, policy]
+
+
+def greedy_panel(env: gym.Env | None, curves: dict[str, Curve]) -> plots.GreedyPanel:
+    """The first panel of curves pictures: the greedy curves, exact where ``env``'s MDP is known
+    (None: runs of different environments), with the optimum and the best stationary value."""
+    mdp = None if env is None else known_mdp(env)
+    if mdp is None:
+        return plots.GreedyPanel(curves, describe_values(False))
+    solution = solve(mdp)
+    return plots.GreedyPanel(curves, describe_values(True), solution.value,
+                             solution.stationary_value)
 
 
 def solve_env(
@@ -362,10 +377,12 @@ def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Ru
     mdp = known_mdp(env) if same_env else None
     optimal_value = solve(mdp).value if mdp is not None else None
     curves = {label: run.metrics().columns() for label, run in zip(labels, runs)}
+    greedy = greedy_panel(env if same_env else None,
+                          {label: run.curve() for label, run in zip(labels, runs)})
     writable_dir(picture.parent if str(picture.parent) else Path("."))
     path = plots.plot_comparison(curves, picture, window=window, optimal_value=optimal_value,
                                  title=f"{runs[0].config.env_id}: {len(runs)} runs"
-                                 if same_env else f"{len(runs)} runs")
+                                 if same_env else f"{len(runs)} runs", greedy=greedy)
     return runs, path
 
 

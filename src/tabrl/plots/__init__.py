@@ -5,6 +5,7 @@ writes a PNG atomically.
 """
 
 from tabrl.plots.curves import (
+    GreedyPanel,
     curve_window,
     plot_comparison,
     plot_learning_curves,
@@ -14,6 +15,7 @@ from tabrl.plots.curves import (
 from tabrl.plots.policies import plot_policy
 
 __all__ = [
+    "GreedyPanel",
     "curve_window", "plot_comparison", "plot_learning_curves", "plot_policy", "plot_sweep",
     "rolling_mean",
 ]

@@ -1,13 +1,17 @@
-"""Learning curves: moving averages of a run's metrics, runs side by side, and sweeps.
+"""Learning curves: the greedy value and moving averages of a run's metrics, runs side by side,
+and sweeps.
 
-Curves are moving averages over a window of episodes (500 by default, as in the Gymnasium
-tutorial, and at most a tenth of the run). A run of millions of episodes must plot as fast as a
-short one, so the moving average is computed from prefix sums at the few thousand points drawn.
+The first panel is the greedy learning curve (:mod:`tabrl.curve`), the value of the greedy policy
+during training, beside the optimum and the best stationary value. The others are moving averages
+over a window of episodes (500 by default, as in the Gymnasium tutorial, and at most a tenth of
+the run). A run of millions of episodes must plot as fast as a short one, so the moving average
+is computed from prefix sums at the few thousand points drawn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter
 
+from tabrl.curve import Curve
 from tabrl.errors import UsageError
 from tabrl.metrics import prefix_sums_at
 from tabrl.plots.figures import PathLike, new_figure, save_png
@@ -56,21 +61,35 @@ def rolling_mean(
     return keep + window - 1, means / window
 
 
+@dataclass(frozen=True)
+class GreedyPanel:
+    """What the first panel draws: each run's greedy curve, what its values are, and the lines
+    of the optimum and of the best stationary value (the best a Q-table's policy can reach under
+    a time limit) where they are known."""
+
+    curves: Mapping[str, Curve] = field(default_factory=dict)
+    label: str = "value of the greedy policy"
+    optimal_value: float | None = None
+    stationary_value: float | None = None
+
+
 def plot_learning_curves(
     metrics: Mapping[str, np.ndarray],
     path: PathLike,
     window: int = 500,
     optimal_value: float | None = None,
     title: str = "",
+    greedy: GreedyPanel | None = None,
 ) -> Path:
-    """Draw one run's rewards, episode lengths and training error, as the Gymnasium tutorial does.
+    """Draw one run's greedy curve, rewards, episode lengths and training error.
 
     ``metrics`` holds one value per episode under ``"return"``, ``"length"`` and ``"td_error"``
-    (mean absolute TD error of the episode); each panel is a moving average over ``window``
-    episodes. ``optimal_value``, when known, is drawn on the rewards panel as a dashed line, so
-    the remaining gap is visible at a glance. Returns the path of the PNG written.
+    (mean absolute TD error of the episode); those panels are moving averages over ``window``
+    episodes, as the Gymnasium tutorial draws them. ``greedy`` is the first panel (its curve
+    under the label ``""``). ``optimal_value``, when known, is drawn on the rewards panel as a
+    dashed line, so the remaining gap is visible at a glance. Returns the path of the PNG written.
     """
-    return save_png(_curves_figure({"": metrics}, window, optimal_value, title), path)
+    return save_png(_curves_figure({"": metrics}, window, optimal_value, title, greedy), path)
 
 
 def plot_comparison(
@@ -79,15 +98,17 @@ def plot_comparison(
     window: int = 500,
     optimal_value: float | None = None,
     title: str = "",
+    greedy: GreedyPanel | None = None,
 ) -> Path:
     """Draw several runs' learning curves on shared axes, one labelled line per run.
 
     ``curves`` maps a label (an algorithm, a hyperparameter setting, a seed) to metrics shaped as
-    for :func:`plot_learning_curves`; same panels, same window, so runs compare line by line.
+    for :func:`plot_learning_curves`, and ``greedy.curves`` the same labels to their greedy
+    curves; same panels, same window, so runs compare line by line.
     """
     if not curves:
         raise UsageError("plot_comparison needs at least one run: pass {label: metrics}")
-    return save_png(_curves_figure(curves, window, optimal_value, title), path)
+    return save_png(_curves_figure(curves, window, optimal_value, title, greedy), path)
 
 
 def curve_window(window: int, n_episodes: int) -> int:
@@ -101,10 +122,15 @@ def _curves_figure(
     window: int,
     optimal_value: float | None,
     title: str,
+    greedy: GreedyPanel | None,
 ) -> Figure:
-    """Three panels side by side; a legend when the lines are labelled or an optimum is drawn."""
-    fig = new_figure((15, 4.4))
-    axes = fig.subplots(1, 3)
+    """Four panels in a square, the greedy curve first; a legend when the lines are labelled or
+    an optimum is drawn."""
+    fig = new_figure((12, 8.4))
+    greedy_ax, *axes = fig.subplots(2, 2).ravel()
+    greedy = greedy or GreedyPanel()
+    _greedy_panel(greedy_ax, {label: greedy.curves.get(label, Curve()) for label in runs},
+                  greedy)
     for ax, (key, name, ylabel) in zip(axes, _CURVE_PANELS, strict=True):
         series = {label: np.asarray(m.get(key, ())) for label, m in runs.items()}
         shown = curve_window(window, max(s.size for s in series.values()))
@@ -113,9 +139,13 @@ def _curves_figure(
     handles = [Line2D([], [], color=f"C{i}", label=label) for i, label in enumerate(runs) if label]
     if optimal_value is not None:
         axes[0].axhline(optimal_value, color="black", linestyle="--", linewidth=1.2)
+    if optimal_value is not None or greedy.optimal_value is not None:
         handles.append(Line2D([], [], color="black", linestyle="--", label="optimum"))
-    if len(handles) == 1 and not any(runs):
-        axes[0].legend(handles=handles, loc="lower right")
+    if greedy.stationary_value is not None:
+        handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=1.6,
+                              label="best stationary policy"))
+    if handles and not any(runs):
+        greedy_ax.legend(handles=handles, loc="lower right")
     elif handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
     if title:
@@ -164,6 +194,32 @@ def plot_sweep(
     if title:
         fig.suptitle(title, fontsize="large", fontweight="bold")
     return save_png(fig, path)
+
+
+def _greedy_panel(ax: Axes, curves: Mapping[str, Curve], greedy: GreedyPanel) -> None:
+    """Each run's greedy curve, points joined; a policy that never ends (value -inf) is an x
+    on the panel's lower edge."""
+    never_ends = False
+    for i, curve in enumerate(curves.values()):
+        finite = np.isfinite(curve.values)
+        ax.plot(curve.episodes, np.where(finite, curve.values, np.nan), color=f"C{i}",
+                linewidth=1.4, marker="." if len(curve) <= 30 else None)
+        if not finite.all():
+            never_ends = True
+            ax.plot(curve.episodes[~finite], np.zeros((~finite).sum()), "x", color=f"C{i}",
+                    transform=ax.get_xaxis_transform(), clip_on=False)
+    if greedy.optimal_value is not None:
+        ax.axhline(greedy.optimal_value, color="black", linestyle="--", linewidth=1.2)
+    if greedy.stationary_value is not None:
+        ax.axhline(greedy.stationary_value, color="grey", linestyle=":", linewidth=1.6)
+    if not any(len(curve) for curve in curves.values()):
+        ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", color="grey")
+    ax.set_title("Greedy policy\n" + greedy.label + ("\nx: it never ends (-inf)"
+                                                     if never_ends else ""))
+    ax.set_xlabel("episode")
+    ax.set_ylabel("value")
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
 
 
 def _curve_panel(ax: Axes, series: Mapping[str, np.ndarray], window: int, ylabel: str) -> None:
