@@ -211,6 +211,8 @@ def train(
         help="Rolling window of the learning curves (default 500).")] = None,
     curve_points: Annotated[int | None, typer.Option(
         help="Points of the greedy policy's value curve, 0 for none (default 100).")] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Train many seeds into one folder: N (seeds 0 to N-1) or A-B.")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="Continue this run folder (only --episodes, --eval-episodes, --window may change).")
     ] = None,
@@ -240,6 +242,7 @@ def train(
         env_id, kwargs = ((with_env_modules(env_id, env_module), {}) if env_id
                           else (DEFAULT_ENV_ID, dict(DEFAULT_ENV_KWARGS)))
         kwargs.update(parse_env_kwargs(env_kwargs))
+        seed_list = None if seeds is None else parse_seeds_option(ctx, seeds)
         config = resolve_config(
             hyperparams, env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
             discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
@@ -257,6 +260,9 @@ def train(
                     "kind=exponential,start=30,end=0.5,rate=0.9988") or None,
                 **(own or {})),
         )
+        if seed_list is not None:
+            train_many_seeds(config, seed_list, out_dir, quiet, say)
+            return
         prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
         say(f"{config.algo} on {env_id}{f' ({settings})' if settings else ''}: "
@@ -335,6 +341,63 @@ def resolve_config(hyperparams: Path | None, env_id: str, env_kwargs: dict, algo
 def given_only(**options: object) -> dict[str, object]:
     """The options the user set (typer gives None for the others)."""
     return {name: value for name, value in options.items() if value is not None}
+
+
+def parse_seeds_option(ctx: typer.Context, text: str) -> list[int]:
+    """``--seeds``, which names the seeds itself: ``--seed`` beside it is refused."""
+    from tabrl.app.seeds import parse_seeds
+
+    if ctx.get_parameter_source("seed").name == "COMMANDLINE":
+        raise UsageError("give --seeds or --seed, not both: --seeds names every seed (10 or 0-9)")
+    return parse_seeds(text)
+
+
+def train_many_seeds(config: RunConfig, seeds: list[int], out_dir: Path | None, quiet: bool,
+                     say: Callable[[str], None]) -> None:
+    """``train --seeds``: every seed into one folder, one after another, then the aggregate
+    table (printed and saved) and the curves with bands."""
+    from tabrl.app.seeds import aggregate, aggregate_table_title, train_seeds
+
+    def train_one(seed_config: RunConfig, path: Path) -> Run:
+        return trained(prepare_run(seed_config, path), f"seed {seed_config.seed}")
+
+    def resume_one(path: Path) -> Run:
+        prepared = prepare_resume(path)
+        return trained(prepared, resuming(prepared))
+
+    def trained(prepared, line: str) -> Run:
+        say(f"{line} -> {prepared.path}")
+        warm_up_compiled(prepared.engine.name, say)
+        bar = TrainingProgress(prepared.config.episodes, quiet)
+        with bar:
+            return train_run(prepared, progress=bar, say=say,
+                             evaluation_progress=EvaluationBar(quiet, bar.bar))
+
+    described = config.describe().rpartition(", seed ")[0]
+    say(f"{config.algo} on {config.env_id}: {described}, seeds {seeds[0]} to {seeds[-1]}")
+    folder = train_seeds(config, seeds, out_dir, train_one, resume_one)
+    result = aggregate(folder)
+    if quiet:
+        out.print(str(folder.path))
+        return
+    table = Table("statistic", "value", "95% interval", title=aggregate_table_title(result))
+    for name, estimate in result.rows():
+        table.add_row(name, _value(finite(estimate.value), "-inf (loops)"),
+                      f"{_value(finite(estimate.low), '-inf')} .. "
+                      f"{_value(finite(estimate.high), '-inf')}")
+    table.add_row("seeds' range", "", f"{_value(finite(min(result.values)), '-inf')} .. "
+                  f"{_value(finite(max(result.values)), '-inf')}")
+    if result.optimal_value is not None:
+        table.add_row("optimum", _value(result.optimal_value, ""),
+                      f"best stationary {_value(result.stationary_value, '')}")
+    out.print(table)
+    say(f"multi-seed folder: {folder.path}  (seed-*/, aggregate.json, aggregate.csv, "
+        "curves.png)")
+
+
+def finite(value: float) -> float | None:
+    """None for an infinite figure, which ``_value`` writes in words."""
+    return value if math.isfinite(value) else None
 
 
 def warm_up_compiled(engine: str, say) -> None:

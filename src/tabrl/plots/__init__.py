@@ -6,16 +6,18 @@ writes a PNG atomically.
 
 from tabrl.plots.curves import (
     GreedyPanel,
+    SeedCurves,
     curve_window,
     plot_comparison,
     plot_learning_curves,
+    plot_seed_curves,
     plot_sweep,
     rolling_mean,
 )
 from tabrl.plots.policies import plot_policy
 
 __all__ = [
-    "GreedyPanel",
+    "GreedyPanel", "SeedCurves", "plot_seed_curves",
     "curve_window", "plot_comparison", "plot_learning_curves", "plot_policy", "plot_sweep",
     "rolling_mean",
 ]

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter
 
 from tabrl.curve import Curve
@@ -109,6 +110,74 @@ def plot_comparison(
     if not curves:
         raise UsageError("plot_comparison needs at least one run: pass {label: metrics}")
     return save_png(_curves_figure(curves, window, optimal_value, title, greedy), path)
+
+
+@dataclass(frozen=True)
+class SeedCurves:
+    """The curves of one setting's seeds: greedy values (``seeds x points``, taken after
+    ``episodes``) and each seed's per-episode metrics (all of the same length)."""
+
+    episodes: np.ndarray
+    values: np.ndarray
+    metrics: Sequence[Mapping[str, np.ndarray]]
+
+
+def plot_seed_curves(
+    groups: Mapping[str, SeedCurves],
+    path: PathLike,
+    window: int = 500,
+    greedy: GreedyPanel | None = None,
+    title: str = "",
+) -> Path:
+    """The panels of :func:`plot_learning_curves` over seeds: in each, a group's interquartile
+    mean over its seeds as a line, and its pointwise 95% stratified-bootstrap band
+    (:func:`tabrl.stats.curve_band`), one colour per group (label ``""`` for a lone group)."""
+    from tabrl.stats import curve_band
+
+    if not groups:
+        raise UsageError("plot_seed_curves needs at least one group of seeds")
+    greedy = greedy or GreedyPanel()
+    fig = new_figure((12, 8.4))
+    greedy_ax, *axes = fig.subplots(2, 2).ravel()
+    longest = max(len(m.get("return", ())) for g in groups.values() for m in g.metrics)
+    shown = curve_window(window, longest)
+    for i, group in enumerate(groups.values()):
+        if group.values.size:
+            _band(greedy_ax, group.episodes, *curve_band(group.values), f"C{i}")
+        for ax, (key, _, _) in zip(axes, _CURVE_PANELS, strict=True):
+            series = [np.asarray(m[key]) for m in group.metrics if len(m.get(key, ()))]
+            if series and len({len(s) for s in series}) == 1:
+                means = [rolling_mean(s, shown) for s in series]
+                _band(ax, means[0][0], *curve_band(np.array([m for _, m in means])), f"C{i}")
+    _greedy_panel(greedy_ax, {}, greedy)
+    for ax, (_, name, ylabel) in zip(axes, _CURVE_PANELS, strict=True):
+        _curve_panel(ax, {}, shown, ylabel, drawn=True)
+        ax.set_title(f"{name}\nmoving average over {shown:,} episodes")
+    n_seeds = sorted({len(g.values) or len(g.metrics) for g in groups.values()})
+    seeds = " or ".join(map(str, n_seeds))
+    handles = [Line2D([], [], color=f"C{i}", label=label) for i, label in enumerate(groups)
+               if label]
+    handles.append(Patch(color="grey", alpha=0.3, label=f"lines: IQM over {seeds} seeds; bands: "
+                         "95% stratified-bootstrap intervals"))
+    if greedy.optimal_value is not None:
+        handles.append(Line2D([], [], color="black", linestyle="--", label="optimum"))
+    if greedy.stationary_value is not None:
+        handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=1.6,
+                              label="best stationary policy"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3))
+    if title:
+        fig.suptitle(title, fontsize="x-large", fontweight="bold")
+    return save_png(fig, path)
+
+
+def _band(ax: Axes, x: np.ndarray, centre: np.ndarray, low: np.ndarray, high: np.ndarray,
+          colour: str) -> None:
+    """A line with its band; infinite values (a policy that never ends) are left out."""
+    finite = np.isfinite(centre)
+    ax.plot(x, np.where(finite, centre, np.nan), color=colour, linewidth=1.5)
+    ok = np.isfinite(low) & np.isfinite(high)
+    ax.fill_between(x, np.where(ok, low, np.nan), np.where(ok, high, np.nan), color=colour,
+                    alpha=0.25, linewidth=0)
 
 
 def curve_window(window: int, n_episodes: int) -> int:
@@ -208,12 +277,12 @@ def _greedy_panel(ax: Axes, curves: Mapping[str, Curve], greedy: GreedyPanel) ->
             never_ends = True
             ax.plot(curve.episodes[~finite], np.zeros((~finite).sum()), "x", color=f"C{i}",
                     transform=ax.get_xaxis_transform(), clip_on=False)
+    if not ax.lines:
+        ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", color="grey")
     if greedy.optimal_value is not None:
         ax.axhline(greedy.optimal_value, color="black", linestyle="--", linewidth=1.2)
     if greedy.stationary_value is not None:
         ax.axhline(greedy.stationary_value, color="grey", linestyle=":", linewidth=1.6)
-    if not any(len(curve) for curve in curves.values()):
-        ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", color="grey")
     ax.set_title("Greedy policy\n" + greedy.label + ("\nx: it never ends (-inf)"
                                                      if never_ends else ""))
     ax.set_xlabel("episode")
@@ -222,13 +291,15 @@ def _greedy_panel(ax: Axes, curves: Mapping[str, Curve], greedy: GreedyPanel) ->
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
 
 
-def _curve_panel(ax: Axes, series: Mapping[str, np.ndarray], window: int, ylabel: str) -> None:
-    """One line per run (colour by run order, so a run keeps its colour across panels)."""
+def _curve_panel(ax: Axes, series: Mapping[str, np.ndarray], window: int, ylabel: str,
+                 drawn: bool = False) -> None:
+    """One line per run (colour by run order, so a run keeps its colour across panels);
+    ``drawn``: the lines are on the axes already."""
     for i, values in enumerate(series.values()):
         if values.size:
             episodes, means = rolling_mean(values, window)
             ax.plot(episodes, means, color=f"C{i}", linewidth=1.4)
-    if not any(values.size for values in series.values()):
+    if not drawn and not any(values.size for values in series.values()):
         ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", color="grey")
     ax.set_xlabel("episode")
     ax.set_ylabel(ylabel)
