@@ -13,6 +13,7 @@ from tabrl import plots
 from tabrl.app.runs import load_run
 from tabrl.app.seeds import parse_seeds
 from tabrl.errors import UsageError
+from tabrl.stats import probability_of_improvement
 
 TRAIN = ("train", "FrozenLake-v1", "--episodes", "400", "--eval-episodes", "0", "--quiet")
 
@@ -70,3 +71,21 @@ def test_wrong_seeds_are_one_line(tabrl_cli, tmp_path):
     assert made.code == 0
     other = tabrl_cli(*TRAIN, "--seeds", "3", "--out", tmp_path / "two")
     assert other.code == 2 and "holds the seeds of other settings" in other.stderr
+
+
+def test_compare_of_multi_seed_folders_gives_the_probability_of_improvement(tabrl_cli, tmp_path):
+    for name, algo in (("q", "q-learning"), ("sarsa", "sarsa")):
+        made = tabrl_cli(*TRAIN, "--seeds", "3", "--algo", algo, "--out", tmp_path / name)
+        assert made.code == 0, made.stderr
+    picture = tmp_path / "cmp.png"
+    result = tabrl_cli("compare", tmp_path / "q", tmp_path / "sarsa", "--out", picture)
+    assert result.code == 0, result.stderr
+    values = [json.loads((tmp_path / n / "aggregate.json").read_text())["values"]
+              for n in ("q", "sarsa")]
+    chance = probability_of_improvement(np.array(values[0]), np.array(values[1]))
+    assert f"P(q > sarsa) = {chance:.3f}" in result.stdout
+    words = " ".join(result.stdout.split())
+    assert "over 3 seeds (95% stratified-bootstrap intervals)" in words
+    assert picture.exists() and (tmp_path / "cmp-profile.png").read_bytes()[:4] == b"\x89PNG"
+    mixed = tabrl_cli("compare", tmp_path / "q", tmp_path / "q" / "seed-0")
+    assert mixed.code == 2 and "is not a multi-seed folder" in mixed.stderr

@@ -464,6 +464,8 @@ def compare(
     if len(run_dirs) < 2:
         raise UsageError("compare needs two or more run folders: to look at one run, use "
                          "`tabrl evaluate` or `tabrl plot`")
+    if compare_seed_folders(run_dirs, out_file, window):
+        return
     check_same_environment([load_run(path) for path in run_dirs])
 
     runs, picture = compare_runs(run_dirs, out_file, window)
@@ -490,6 +492,44 @@ def compare(
     out.print("greedy curve: mean of the greedy policy's value over the run's curve points "
               "(the area under its learning curve)")
     out.print(f"learning curves: {picture}")
+
+
+def compare_seed_folders(paths: list[Path], picture: Path, window: int) -> bool:
+    """``compare`` of multi-seed folders (``train --seeds``): each one's IQM and mean with their
+    intervals, the probability that a seed of one beats a seed of another, the curves with
+    bands and the performance profiles. False if the folders are run folders."""
+    from tabrl.app.seeds import SeedsFolder, compare_folders, is_seeds_folder
+
+    kinds = [is_seeds_folder(path) for path in paths]
+    if not any(kinds):
+        return False
+    if not all(kinds):
+        odd = paths[kinds.index(False)]
+        raise UsageError(f"{odd} is not a multi-seed folder (train --seeds) like the others: "
+                         "compare run folders with run folders, seed folders with seed folders")
+    check_same_environment([SeedsFolder.load(path).runs()[0] for path in paths])
+    result = compare_folders(paths, picture, window)
+    n_seeds = " or ".join(map(str, sorted({len(f.seeds) for f in result.folders})))
+    what = "exact final greedy value" if result.aggregates[0].exact else "final greedy value"
+    table = Table("folder", "algorithm", "seeds", "IQM", "mean",
+                  title=f"{what} over {n_seeds} seeds (95% stratified-bootstrap intervals)")
+    for folder, a in zip(result.folders, result.aggregates):
+        table.add_row(folder.path.name, folder.config.algo, str(len(folder.seeds)),
+                      *(_with_interval(e) for e in (a.iqm, a.mean)))
+    out.print(table)
+    for i, j, p in result.improvements:
+        out.print(f"P({result.folders[i].path.name} > {result.folders[j].path.name}) = "
+                  f"{p.value:.3f}  (95% CI {p.low:.3f} .. {p.high:.3f}): the chance that a seed "
+                  "of the first ends with a better greedy value than a seed of the second")
+    out.print(f"learning curves: {result.curves}\nperformance profiles: {result.profile}")
+    return True
+
+
+def _with_interval(estimate) -> str:
+    """An estimate and its interval; an infinite bound (a policy that never ends) in words."""
+    value, low, high = (_value(finite(x), "-inf") for x in
+                        (estimate.value, estimate.low, estimate.high))
+    return f"{value} ({low} .. {high})"
 
 
 @app.command(short_help="Train a grid of settings with several seeds.")

@@ -168,9 +168,10 @@ class Aggregate:
         return [("mean", self.mean), ("median", self.median), ("IQM", self.iqm)]
 
 
-def aggregate(folder: SeedsFolder, window: int | None = None) -> Aggregate:
-    """The folder's aggregate: computed, written (``aggregate.json``, ``aggregate.csv``) and
-    drawn (``curves.png``)."""
+def summarize_folder(folder: SeedsFolder) -> tuple[Aggregate, plots.SeedCurves,
+                                                    plots.GreedyPanel]:
+    """The folder's aggregate, its seeds' curves, and the greedy panel's references (nothing
+    written)."""
     from tabrl.app.workflow import greedy_panel
 
     runs = folder.runs()
@@ -180,16 +181,71 @@ def aggregate(folder: SeedsFolder, window: int | None = None) -> Aggregate:
     result = Aggregate(folder.seeds, values.tolist(), robust.mean, robust.median, robust.iqm,
                        panel.optimal_value is not None, panel.optimal_value,
                        panel.stationary_value)
-    write_aggregate(folder.path, result)
     curves = [run.curve() for run in runs]
-    lengths = {len(curve) for curve in curves}
-    matrix = np.array([c.values for c in curves]) if len(lengths) == 1 else np.zeros((0, 0))
-    group = plots.SeedCurves(curves[0].episodes if len(lengths) == 1 else np.zeros(0), matrix,
+    same = len({tuple(curve.episodes) for curve in curves}) == 1
+    group = plots.SeedCurves(curves[0].episodes if same else np.zeros(0),
+                             np.array([c.values for c in curves]) if same else np.zeros((0, 0)),
                              [run.metrics().columns() for run in runs])
+    return result, group, panel
+
+
+def aggregate(folder: SeedsFolder, window: int | None = None) -> Aggregate:
+    """The folder's aggregate: computed, written (``aggregate.json``, ``aggregate.csv``) and
+    drawn (``curves.png``)."""
+    result, group, panel = summarize_folder(folder)
+    write_aggregate(folder.path, result)
     plots.plot_seed_curves(
         {"": group}, folder.path / CURVES, window or folder.config.window, panel,
-        title=f"{folder.config.algo} on {folder.config.env_id}: {len(runs)} seeds")
+        title=f"{folder.config.algo} on {folder.config.env_id}: {len(folder.seeds)} seeds")
     return result
+
+
+@dataclass(frozen=True)
+class FolderComparison:
+    """Multi-seed folders side by side: each one's aggregate, ``P(X > Y)`` with its interval for
+    every pair (X before Y on the command line), and the pictures drawn."""
+
+    folders: list[SeedsFolder]
+    aggregates: list[Aggregate]
+    improvements: list[tuple[int, int, Estimate]]
+    curves: Path
+    profile: Path
+
+
+def compare_folders(paths: list[Path], picture: Path, window: int) -> FolderComparison:
+    """Compare multi-seed folders: the probability that one's seed beats another's (with its
+    stratified-bootstrap interval), the curves with bands on one picture, and the performance
+    profiles (the share of seeds above each value) beside it in ``<picture>-profile.png``."""
+    from tabrl.stats import improvement, profile_band
+
+    folders = [SeedsFolder.load(Path(path)) for path in paths]
+    summaries = [summarize_folder(folder) for folder in folders]
+    labels = unique_labels(folders)
+    aggregates = [result for result, _, _ in summaries]
+    pairs = [(i, j, improvement(np.array(aggregates[i].values), np.array(aggregates[j].values)))
+             for i in range(len(folders)) for j in range(i + 1, len(folders))]
+    panel = summaries[0][2]
+    config = folders[0].config
+    n_seeds = sorted({len(f.seeds) for f in folders})
+    title = f"{config.env_id}: {len(folders)} folders of {' or '.join(map(str, n_seeds))} seeds"
+    curves = plots.plot_seed_curves({label: group for label, (_, group, _) in
+                                     zip(labels, summaries)}, picture, window, panel, title)
+    every = np.concatenate([a.values for a in aggregates])
+    finite = every[np.isfinite(every)]
+    taus = np.linspace(finite.min(), finite.max(), 201) if finite.size else np.zeros(1)
+    profiles = {label: profile_band(np.array(a.values), taus)
+                for label, a in zip(labels, aggregates)}
+    profile = plots.plot_profiles(
+        taus, profiles, picture.with_name(f"{picture.stem}-profile{picture.suffix}"),
+        optimal_value=panel.optimal_value, title=title,
+        xlabel="final greedy value" + ("" if aggregates[0].exact else " (Monte Carlo)"))
+    return FolderComparison(folders, aggregates, pairs, curves, profile)
+
+
+def unique_labels(folders: list[SeedsFolder]) -> list[str]:
+    """Each folder's name, or its path where names repeat."""
+    names = [folder.path.name for folder in folders]
+    return names if len(set(names)) == len(names) else [str(f.path) for f in folders]
 
 
 def write_aggregate(path: Path, result: Aggregate) -> None:

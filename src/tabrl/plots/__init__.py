@@ -10,6 +10,7 @@ from tabrl.plots.curves import (
     curve_window,
     plot_comparison,
     plot_learning_curves,
+    plot_profiles,
     plot_seed_curves,
     plot_sweep,
     rolling_mean,
@@ -17,7 +18,7 @@ from tabrl.plots.curves import (
 from tabrl.plots.policies import plot_policy
 
 __all__ = [
-    "GreedyPanel", "SeedCurves", "plot_seed_curves",
+    "GreedyPanel", "SeedCurves", "plot_profiles", "plot_seed_curves",
     "curve_window", "plot_comparison", "plot_learning_curves", "plot_policy", "plot_sweep",
     "rolling_mean",
 ]
