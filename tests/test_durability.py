@@ -37,13 +37,15 @@ def wait_for(path, seconds: float = 60.0) -> None:
 
 
 def same_run(a, b) -> None:
-    """Q-table, the agent's own state and every metric equal bit for bit."""
+    """Q-table, the agent's own state, every metric and the greedy curve equal bit for bit."""
     first, second = a.load_agent(), b.load_agent()
     assert np.array_equal(first.q_values.array, second.q_values.array)
     for name, array in first.learning_state().items():
         assert np.array_equal(array, second.learning_state()[name]), name
     for name, column in a.metrics().columns().items():
         assert np.array_equal(column, b.metrics().columns()[name]), name
+    assert np.array_equal(a.curve().episodes, b.curve().episodes)
+    assert np.array_equal(a.curve().values, b.curve().values)
 
 
 @pytest.mark.parametrize("engine", ["python", "compiled"])

@@ -100,14 +100,14 @@ def test_learning_curves_png(tmp_path: Path) -> None:
     )
     assert path == tmp_path / "curves.png"
     image = assert_png(path)
-    assert image.shape[1] > 2 * image.shape[0]  # three panels side by side
+    assert image.shape[0] < image.shape[1] < 2 * image.shape[0]  # four panels, two by two
 
 
 def test_pictures_are_drawn_at_the_dpi_on_white(tmp_path: Path) -> None:
     """One draw on the canvas writes what savefig wrote: the figure's inches at DPI, on white."""
     image = matplotlib.image.imread(
         plots.plot_learning_curves(fake_metrics(10**6), tmp_path / "curves.png", window=500))
-    assert image.shape[:2] == (round(4.4 * figures.DPI), 15 * figures.DPI)
+    assert image.shape[:2] == (round(8.4 * figures.DPI), 12 * figures.DPI)
     np.testing.assert_array_equal(image[0, 0], [1.0, 1.0, 1.0, 1.0])
 
 

@@ -80,6 +80,10 @@ def test_a_run_is_logged_with_its_metrics_evaluation_and_settings(tabrl_cli, tmp
     events = read(tmp_path / "tb" / "run")
     steps = check_points(events, run.metrics().columns(), 2, run.config.learning_rate)
     assert len(steps) == 750  # 1,500 episodes in buckets of 2
+    curve = run.curve()  # the greedy learning curve, exact on FrozenLake: 100 points
+    steps, values = scalars(events, "charts/greedy_value")
+    assert steps.tolist() == curve.episodes.tolist() and len(steps) == 100
+    np.testing.assert_allclose(values, curve.values, rtol=1e-6)
 
     evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     figures = {"eval/mean_return": evaluation["mean_return"],

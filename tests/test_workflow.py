@@ -65,7 +65,8 @@ def test_reloaded_agent_plays_the_same_greedy_actions(tmp_path):
 ])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, engine, algo, params,
                                                              extra):
-    """Q-table, metrics and the agent's own learning state end bit for bit where they would have."""
+    """Q-table, metrics, the agent's own learning state and the greedy curve end bit for bit where
+    they would have."""
     settings = dict(episodes=600, eval_episodes=0, engine=engine, chunk_episodes=200, seed=3,
                     algo=algo, algo_params=params, **extra)
     whole = train_folder(tmp_path, "whole", **settings)
@@ -91,6 +92,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, engine, a
         assert np.array_equal(array, resumed_state[name]), name
     for name, column in whole.metrics().columns().items():
         assert np.array_equal(column, resumed.metrics().columns()[name]), name
+    assert np.array_equal(whole.curve().values, resumed.curve().values)
+    assert len(resumed.curve()) == 100
 
 
 def test_frozenlake_deterministic_reaches_the_goal_every_greedy_episode():

@@ -32,6 +32,7 @@ from tabrl.envs import DEFAULT_STEP_CAP, time_limit_of, with_step_cap
 from tabrl.errors import UsageError
 from tabrl.exact.outcomes import endless_rows, outcome_names, start_loops, terminal_outcome
 from tabrl.exact.readers import known_mdp
+from tabrl.spaces import StateEncoder
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -203,13 +204,28 @@ def evaluate(
     The agent is not changed: its epsilon, Q-table and random stream stay as they were. Episodes
     that loop forever are cut (see the module docstring); ``progress`` hears how far it got.
     """
+    return evaluate_policy(agent.q_values.greedy_policy(), agent.q_values.encoder, env,
+                           n_episodes, seed=seed, max_steps=max_steps, progress=progress)
+
+
+def evaluate_policy(
+    policy: np.ndarray,
+    encoder: StateEncoder,
+    env: gym.Env,
+    n_episodes: int,
+    *,
+    seed: int,
+    max_steps: int = DEFAULT_STEP_CAP,
+    progress: EvaluationProgress | None = None,
+) -> Evaluation:
+    """Play ``policy`` (an action per row of ``encoder``; action 0 in a state it has no row for)
+    for ``n_episodes`` on ``env``: :func:`evaluate` of a policy kept apart from its agent, such
+    as a learning curve's snapshot taken during training."""
     if n_episodes <= 0:
         raise UsageError(f"the number of evaluation episodes must be positive, not {n_episodes}")
     own_limit = time_limit_of(env)
     mdp = known_mdp(env)  # before the cap: the MDP the environment itself defines
     env = with_step_cap(env, max_steps)
-    encoder = agent.q_values.encoder
-    policy = agent.q_values.greedy_policy()
     names = outcome_names(mdp)
     cut = np.zeros(len(policy), bool) if mdp is None or own_limit is not None else endless_rows(
         mdp, policy)

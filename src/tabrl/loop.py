@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
@@ -23,6 +23,9 @@ from tabrl.masks import INFO_KEY
 
 #: ``progress(episodes_done, mean_return_of_recent_episodes)``, called a few times a second.
 Progress = Callable[[int, float], None]
+
+#: ``on_mark(greedy_policy)``: a copy of the greedy policy (an action per row) at a marked episode.
+OnMark = Callable[[np.ndarray], None]
 
 #: Columns of the per-episode training log, in file order.
 COLUMNS = ("return", "length", "td_error", "epsilon")
@@ -90,12 +93,18 @@ def run_python(
     seed: int | None = None,
     progress: Progress | None = None,
     progress_every: float = 0.25,
+    marks: Sequence[int] = (),
+    on_mark: OnMark | None = None,
 ) -> TrainingLog:
     """Train ``agent`` on ``env`` for ``n_episodes`` with the tutorial's loop.
 
     ``env`` should be wrapped in ``RecordEpisodeStatistics`` with ``buffer_length >= n_episodes``;
     without one, a wrapper of that size is added here. ``seed`` seeds the first ``reset``.
+    ``on_mark`` sees the greedy policy after each of the (sorted) episode counts ``marks``; it
+    only reads, so training is the same with marks or without.
     """
+    pending = iter(marks)
+    mark = next(pending, None)
     if (stats := find_episode_statistics(env)) is None or stats.return_queue.maxlen < n_episodes:
         env = stats = RecordEpisodeStatistics(env, buffer_length=n_episodes)
     td_errors = np.zeros(n_episodes)
@@ -120,6 +129,10 @@ def run_python(
             obs = next_obs
         td_errors[episode] = abs_td / steps
         agent.end_episode()
+        if episode + 1 == mark:
+            if on_mark is not None:
+                on_mark(agent.q_values.greedy_policy())
+            mark = next(pending, None)
         if progress is not None and time.perf_counter() - last_report > progress_every:
             last_report = time.perf_counter()
             progress(episode + 1, recent_mean(stats.return_queue))

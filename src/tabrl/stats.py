@@ -218,3 +218,20 @@ def summarize_runs(scores: np.ndarray, *, seed: int = 0, n_resamples: int = RESA
     mean_, median_, iqm_ = (_estimate(matrix, resamples, statistic, CONFIDENCE)
                             for statistic in (mean, median, iqm))
     return Summary(matrix.shape[0], mean_, median_, iqm_)
+
+
+def curve_band(
+    curves: np.ndarray, statistic: Statistic = iqm, *, n_resamples: int = 2_000,
+    confidence: float = CONFIDENCE, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A statistic of learning curves (``runs x points``) at each point, with its pointwise
+    bootstrap band: the runs are resampled whole (a resample is a set of curves), so every point
+    of one resample comes from the same runs; like every interval here, the band never leaves
+    the range of the curves."""
+    curves = np.asarray(curves, dtype=np.float64)
+    if curves.ndim != 2 or curves.shape[0] == 0:
+        raise ValueError(f"curves must be (runs, points) with runs, not {curves.shape}")
+    picks = np.random.default_rng(seed).integers(0, len(curves), (n_resamples, len(curves)))
+    per_point = np.moveaxis(curves[picks], 1, -1)[..., None]  # (resamples, points, runs, 1)
+    low, high = percentile_interval(statistic(per_point), confidence)
+    return statistic(curves.T[..., None]), low, high

@@ -8,11 +8,12 @@ progress and writes checkpoints; within a chunk the chosen engine runs at full s
 A chunk holds about a second of work: about ``CHUNK_STEPS`` environment steps of its engine. Its
 episode count is planned from the previous chunk's episode lengths (the first from the time
 limit), never from a clock, so where chunks end, and hence the result, is the same on any machine.
+The greedy learning curve (:mod:`tabrl.curve`) takes its points inside chunks, never moving them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,12 +22,13 @@ import numpy as np
 from gymnasium.wrappers import RecordEpisodeStatistics
 
 from tabrl.agents import TabularAgent, make_agent
+from tabrl.curve import CURVE_SEED_OFFSET, Curve, GreedyValue, curve_episodes
 from tabrl.display import Facts, Shown, env_name
 from tabrl.envs import DEFAULT_STEP_CAP, make_env, time_limit_of, with_step_cap
 from tabrl.errors import NotCompilableError, TabrlError, UsageError
 from tabrl.exact.mdp import TabularMDP
 from tabrl.exact.readers import mdp_of
-from tabrl.loop import Progress, TrainingLog, find_episode_statistics, run_python
+from tabrl.loop import OnMark, Progress, TrainingLog, find_episode_statistics, run_python
 from tabrl.masks import mask_table
 
 if TYPE_CHECKING:
@@ -105,6 +107,8 @@ class Training(Shown):
     next_chunk: int = 0  #: episodes planned for the next chunk (0: none played yet)
     seconds: float = 0.0  #: wall time of the training, compilation excluded
     chunk_log: TrainingLog = field(default_factory=lambda: TrainingLog.empty(0))
+    curve: Curve = field(default_factory=Curve)  #: the greedy learning curve so far
+    chunk_curve: Curve = field(default_factory=Curve)  #: its points taken in the last chunk
 
     def facts(self) -> tuple[str, Facts]:
         agent, table = self.agent, self.agent.q_values
@@ -127,7 +131,7 @@ class Training(Shown):
         from tabrl.plots.agent import agent_figure
 
         return agent_figure(kind, self.env, self.agent, self.log.columns, window,
-                            title or f"{self.agent.algo} on {env_name(self.env)}")
+                            title or f"{self.agent.algo} on {env_name(self.env)}", self.curve)
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,8 @@ def train(
     on_chunk: Callable[[Training], None] | None = None,
     resume_from: Training | None = None,
     keep_log: bool = True,
+    curve_points: int = 0,
+    curve_value: GreedyValue | None = None,
     **hyperparameters,
 ) -> Training:
     """Train an agent on ``env`` (an id or an environment) for ``n_episodes`` episodes.
@@ -191,7 +197,10 @@ def train(
     ``CHUNK_STEPS`` of the engine, shared with Dyna-Q's planning updates). ``on_chunk`` sees
     the training after every chunk (for checkpoints); ``resume_from`` continues such a
     checkpoint. Without ``keep_log`` the returned log is empty and memory stays bounded by a
-    chunk (``on_chunk`` sees each chunk's log).
+    chunk (``on_chunk`` sees each chunk's log). ``curve_points`` evenly spaced points of the
+    greedy learning curve (:mod:`tabrl.curve`) go to ``training.curve``, valued by ``curve_value``
+    (default: exactly where the MDP is known, else by Monte Carlo from the run's evaluation seed);
+    a resumed training takes the points of its ``n_episodes`` that it has not reached yet.
     """
     if n_episodes <= 0:
         raise UsageError(f"the number of episodes must be positive, not {n_episodes}")
@@ -205,6 +214,10 @@ def train(
     choice = engine if isinstance(engine, EngineChoice) else choose_engine(env, engine, agent)
     steps = chunk_steps or CHUNK_STEPS[choice.name] // updates_per_step(agent)
     plan = ChunkPlan(steps, time_limit_of(env) or max_steps, chunk_episodes)
+    marks = curve_episodes(n_episodes, curve_points)
+    if curve_value is None and len(marks):
+        curve_value = GreedyValue(env, agent.q_values.encoder, seed=seed + CURVE_SEED_OFFSET,
+                                  max_steps=max_steps)
     if find_episode_statistics(env) is None:
         env = RecordEpisodeStatistics(env, buffer_length=plan.largest())
     training = resume_from or Training(agent, TrainingLog.empty(0), env, choice, 0)
@@ -212,10 +225,13 @@ def train(
     logs = [training.log] if keep_log else []
     while training.episodes_done < n_episodes:
         index, size = plan.next(training, n_episodes)
+        start = training.episodes_done
+        inside = marks[(marks > start) & (marks <= start + size)]
+        policies: list[np.ndarray] = []
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # overflows are checked below
                 chunk_log = run_chunk(training, size, chunk_seed(seed, index), max_steps,
-                                      progress)
+                                      progress, inside - start, policies.append)
         except Exception:  # a NaN value breaks the greedy choice mid-chunk: say why
             check_finite(training.agent, training.episodes_done + size)
             raise
@@ -224,6 +240,8 @@ def train(
         training.chunks_done, training.next_chunk = index + 1, plan.after(chunk_log)
         training.seconds += chunk_log.seconds
         training.chunk_log = chunk_log
+        training.chunk_curve = Curve(inside, np.array([curve_value(p) for p in policies]))
+        training.curve = training.curve.extended(training.chunk_curve)
         if keep_log:
             logs.append(chunk_log)
         if on_chunk is not None:
@@ -251,9 +269,11 @@ def check_finite(agent: TabularAgent, episodes: int) -> None:
 
 
 def run_chunk(
-    training: Training, n_episodes: int, seed: int, max_steps: int, progress: Progress | None
+    training: Training, n_episodes: int, seed: int, max_steps: int, progress: Progress | None,
+    marks: Sequence[int] = (), on_mark: OnMark | None = None,
 ) -> TrainingLog:
-    """One chunk of episodes on the chosen engine, its random streams seeded by ``seed``."""
+    """One chunk of episodes on the chosen engine, its random streams seeded by ``seed``
+    (``on_mark`` sees a copy of the greedy policy after each episode count of ``marks``)."""
     offset = training.episodes_done
     report = None if progress is None else (lambda done, mean: progress(offset + done, mean))
     training.agent.rng = np.random.default_rng(seed)
@@ -262,6 +282,7 @@ def run_chunk(
 
         return run_compiled(
             training.engine.mdp, training.agent, n_episodes,
-            seed=seed, max_steps=max_steps, progress=report,
+            seed=seed, max_steps=max_steps, progress=report, marks=marks, on_mark=on_mark,
         )
-    return run_python(training.env, training.agent, n_episodes, seed=seed, progress=report)
+    return run_python(training.env, training.agent, n_episodes, seed=seed, progress=report,
+                      marks=marks, on_mark=on_mark)

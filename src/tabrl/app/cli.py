@@ -232,6 +232,10 @@ def train(
         help="Rolling window of the learning curves (default 500).")] = None,
     action_mask: Annotated[bool, typer.Option(
         "--action-mask", help="Never play an action the environment masks (Taxi).")] = False,
+    curve_points: Annotated[int | None, typer.Option(
+        help="Points of the greedy policy's value curve, 0 for none (default 100).")] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Train many seeds into one folder: N (seeds 0 to N-1) or A-B.")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="Continue this run folder (only --episodes, --eval-episodes, --window may change).")
     ] = None,
@@ -263,6 +267,7 @@ def train(
         env_id, kwargs = ((with_env_modules(env_id, env_module), {}) if env_id
                           else (DEFAULT_ENV_ID, dict(DEFAULT_ENV_KWARGS)))
         kwargs.update(parse_env_kwargs(env_kwargs))
+        seed_list = None if seeds is None else parse_seeds_option(ctx, seeds)
         config = resolve_config(
             hyperparams, env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
             discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
@@ -273,7 +278,7 @@ def train(
                 "kind=exponential,start=0.5,end=0.01,rate=0.999") or None,
             seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
             window=window, bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds),
-            action_mask=action_mask or None,
+            action_mask=action_mask or None, curve_points=curve_points,
             algo_params=given_only(
                 exploration=exploration, temperature=temperature, ucb_c=ucb_c,
                 temperature_schedule=parse_key_values(
@@ -282,6 +287,9 @@ def train(
                 **(own or {})),
         )
         tensorboard = board_root(tensorboard)
+        if seed_list is not None:
+            train_many_seeds(config, seed_list, out_dir, quiet, say, tensorboard)
+            return
         prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
         say(f"{config.algo} on {env_id}{f' ({settings})' if settings else ''}: "
@@ -370,6 +378,65 @@ def board_root(path: Path | None) -> Path | None:
 def given_only(**options: object) -> dict[str, object]:
     """The options the user set (typer gives None for the others)."""
     return {name: value for name, value in options.items() if value is not None}
+
+
+def parse_seeds_option(ctx: typer.Context, text: str) -> list[int]:
+    """``--seeds``, which names the seeds itself: ``--seed`` beside it is refused."""
+    from tabrl.app.seeds import parse_seeds
+
+    if ctx.get_parameter_source("seed").name == "COMMANDLINE":
+        raise UsageError("give --seeds or --seed, not both: --seeds names every seed (10 or 0-9)")
+    return parse_seeds(text)
+
+
+def train_many_seeds(config: RunConfig, seeds: list[int], out_dir: Path | None, quiet: bool,
+                     say: Callable[[str], None], tensorboard: Path | None) -> None:
+    """``train --seeds``: every seed into one folder, one after another, then the aggregate
+    table (printed and saved) and the curves with bands (TensorBoard: a run per seed, named
+    ``<folder>/seed-<seed>``)."""
+    from tabrl.app.seeds import aggregate, aggregate_table_title, train_seeds
+
+    def train_one(seed_config: RunConfig, path: Path) -> Run:
+        return trained(prepare_run(seed_config, path), f"seed {seed_config.seed}")
+
+    def resume_one(path: Path) -> Run:
+        prepared = prepare_resume(path)
+        return trained(prepared, resuming(prepared))
+
+    def trained(prepared, line: str) -> Run:
+        say(f"{line} -> {prepared.path}")
+        prepare_kernels(kernels_for(prepared), say, quiet)
+        board = None if tensorboard is None else tensorboard / prepared.path.resolve().parent.name
+        bar = TrainingProgress(prepared.config.episodes, quiet)
+        with bar:
+            return train_run(prepared, progress=bar, say=say,
+                             evaluation_progress=EvaluationBar(quiet, bar.bar), tensorboard=board)
+
+    described = config.describe().rpartition(", seed ")[0]
+    say(f"{config.algo} on {config.env_id}: {described}, seeds {seeds[0]} to {seeds[-1]}")
+    folder = train_seeds(config, seeds, out_dir, train_one, resume_one)
+    result = aggregate(folder)
+    if quiet:
+        out.print(str(folder.path))
+        return
+    table = Table("statistic", "value", "95% interval", title=aggregate_table_title(result))
+    for name, estimate in result.rows():
+        table.add_row(name, exact_figure(finite(estimate.value), "-inf (loops)"),
+                      f"{exact_figure(finite(estimate.low), '-inf')} .. "
+                      f"{exact_figure(finite(estimate.high), '-inf')}")
+    table.add_row("seeds' range", "", f"{exact_figure(finite(min(result.values)), '-inf')} .. "
+                  f"{exact_figure(finite(max(result.values)), '-inf')}")
+    if result.optimal_value is not None:
+        table.add_row("optimum", exact_figure(result.optimal_value, ""),
+                      f"best stationary {exact_figure(result.stationary_value, '')}")
+    out.print(table)
+    say(f"multi-seed folder: {folder.path}  (seed-*/, aggregate.json, aggregate.csv, "
+        "curves.png)")
+
+
+def finite(value: float) -> float | None:
+    """None for an infinite figure, which ``exact_figure`` writes in words."""
+    return value if math.isfinite(value) else None
 
 
 def prepare_kernels(needed: list[KernelSet], say: Callable[[str], None], quiet: bool) -> None:
@@ -470,6 +537,8 @@ def compare(
     if len(run_dirs) < 2:
         raise UsageError("compare needs two or more run folders: to look at one run, use "
                          "`tabrl evaluate` or `tabrl plot`")
+    if compare_seed_folders(run_dirs, out_file, window):
+        return
     runs = [load_run(path) for path in run_dirs]
     check_same_environment(runs)
     prepare_kernels(exact_kernels(runs[0].config.make_env()), log, quiet=False)
@@ -478,10 +547,11 @@ def compare(
     for run in runs:
         warn_if_unfinished(run)
     table = Table("run", "algorithm", "episodes", "mean return ± 95%", "outcomes",
-                  "exact value", "gap", "optimal actions")
+                  "exact value", "gap", "optimal actions", "greedy curve: mean")
     for run in runs:
         e = run.evaluation()
         x = (e.exact if e else None) or {}
+        curve = run.curve()
         table.add_row(
             run.path.name, run.config.algo, f"{run.config.episodes:,}",
             _mean_with_interval(e) if e else "-",
@@ -490,9 +560,51 @@ def compare(
             _loops(x["policy_value"], e) if x else "-",
             exact_figure(x["gap"], "+inf (loops)") if x else "-",
             f"{x['optimal_action_share']:.1%}" if x else "-",
+            exact_figure(mean if math.isfinite(mean := float(curve.values.mean())) else None,
+                   "-inf (loops)") if len(curve) else "-",
         )
     out.print(table)
+    out.print("greedy curve: mean of the greedy policy's value over the run's curve points "
+              "(the area under its learning curve)")
     out.print(f"learning curves: {picture}")
+
+
+def compare_seed_folders(paths: list[Path], picture: Path, window: int) -> bool:
+    """``compare`` of multi-seed folders (``train --seeds``): each one's IQM and mean with their
+    intervals, the probability that a seed of one beats a seed of another, the curves with
+    bands and the performance profiles. False if the folders are run folders."""
+    from tabrl.app.seeds import SeedsFolder, compare_folders, is_seeds_folder
+
+    kinds = [is_seeds_folder(path) for path in paths]
+    if not any(kinds):
+        return False
+    if not all(kinds):
+        odd = paths[kinds.index(False)]
+        raise UsageError(f"{odd} is not a multi-seed folder (train --seeds) like the others: "
+                         "compare run folders with run folders, seed folders with seed folders")
+    check_same_environment([SeedsFolder.load(path).runs()[0] for path in paths])
+    result = compare_folders(paths, picture, window)
+    n_seeds = " or ".join(map(str, sorted({len(f.seeds) for f in result.folders})))
+    what = "exact final greedy value" if result.aggregates[0].exact else "final greedy value"
+    table = Table("folder", "algorithm", "seeds", "IQM", "mean",
+                  title=f"{what} over {n_seeds} seeds (95% stratified-bootstrap intervals)")
+    for folder, a in zip(result.folders, result.aggregates):
+        table.add_row(folder.path.name, folder.config.algo, str(len(folder.seeds)),
+                      *(_with_interval(e) for e in (a.iqm, a.mean)))
+    out.print(table)
+    for i, j, p in result.improvements:
+        out.print(f"P({result.folders[i].path.name} > {result.folders[j].path.name}) = "
+                  f"{p.value:.3f}  (95% CI {p.low:.3f} .. {p.high:.3f}): the chance that a seed "
+                  "of the first ends with a better greedy value than a seed of the second")
+    out.print(f"learning curves: {result.curves}\nperformance profiles: {result.profile}")
+    return True
+
+
+def _with_interval(estimate) -> str:
+    """An estimate and its interval; an infinite bound (a policy that never ends) in words."""
+    value, low, high = (exact_figure(finite(x), "-inf") for x in
+                        (estimate.value, estimate.low, estimate.high))
+    return f"{value} ({low} .. {high})"
 
 
 @app.command(short_help="Train a grid of settings with several seeds.")

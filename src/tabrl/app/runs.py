@@ -5,7 +5,8 @@ runs/<env>-<algo>-<time>/
   config.json      the resolved settings, the engine that ran, library versions
   state.json       progress: episodes done, epsilon, whether training finished
   q_table.npz      Q-table and visit counts (no pickles): the checkpoint's commit point
-  metrics/         per-episode return, length, mean |TD error|, epsilon: a .npy per column
+  metrics/         per-episode return, length, mean |TD error|, epsilon: a .npy per column;
+                   the greedy learning curve: curve_episode.npy, curve_value.npy
   evaluation.json  the greedy evaluation (Monte Carlo and exact)
   curves.png       learning curves; policy.png: the greedy policy
   .lock            held by the process that writes the folder
@@ -32,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 
 from tabrl.agents import AGENTS, OWN_PARAMS, TabularAgent, agent_class
+from tabrl.curve import CURVE_POINTS, MAX_CURVE_POINTS, Curve
 from tabrl.display import Facts, Shown
 from tabrl.envs import DEFAULT_STEP_CAP, make_env
 from tabrl.errors import RunFolderError, UsageError
@@ -170,6 +172,7 @@ CONFIG_SCHEMA = {
     "bins": Setting((int, list, type(None)), 1, items=Setting((int,), 1)),
     "obs_bounds": Setting((list, type(None)), items=Setting((list,), items=NUMBER)),
     "action_mask": Setting((bool,)),
+    "curve_points": Setting((int,), 0, MAX_CURVE_POINTS, "each point costs an evaluation"),
 }
 
 
@@ -236,6 +239,9 @@ class RunConfig:
     #: never play an action the environment masks (``info["action_mask"]``, Taxi), on both
     #: engines, in training and in the greedy policy (:mod:`tabrl.masks`)
     action_mask: bool = False
+    #: points of the greedy learning curve (``tabrl.curve``), 0 for none; they never change
+    #: training
+    curve_points: int = CURVE_POINTS
 
     @classmethod
     def resolve(
@@ -596,6 +602,10 @@ class Run(Shown):
                                      f"number: {self.path} is damaged")
         return TrainingLog.from_columns(columns, float(self.state.get("train_seconds", 0.0)))
 
+    def curve(self) -> Curve:
+        """The greedy learning curve up to the checkpoint (empty for a run made before curves)."""
+        return MetricsStore(self.path).read_curve(self.episodes_done)
+
     def legacy_metrics(self, done: int) -> dict[str, np.ndarray]:
         """The columns of a run folder made before the metrics store (one ``metrics.npz``)."""
         columns = load_npz(self.path / METRICS, "the run's metrics", COLUMNS)
@@ -634,7 +644,7 @@ class Run(Shown):
         env = self.config.make_env()
         return agent_figure(kind, env, self.load_agent(env), lambda: self.metrics().columns(),
                             window or self.config.window,
-                            title or f"{self.config.algo} on {self.config.env_id}")
+                            title or f"{self.config.algo} on {self.config.env_id}", self.curve())
 
     def evaluation(self) -> Evaluation | None:
         path = self.path / EVALUATION

@@ -15,6 +15,9 @@ A run of any length writes at most ``MAX_POINTS`` points per tag: its episodes f
   learning rate of a first visit, for a rate by visits);
 - ``charts/SPS``, ``charts/episodes_per_second``: the speed of the chunk it ends in.
 
+and ``charts/greedy_value``, the greedy learning curve (:mod:`tabrl.curve`: exact where the MDP
+is known), at its own points (``--curve-points``, 100 by default).
+
 After the evaluation, at the last step: ``eval/mean_return`` (Monte Carlo), ``eval/greedy_value``
 (exact) and ``eval/optimal_value`` where the MDP is known; and the run's settings as HParams, with
 those figures and the last mean return as metrics.
@@ -58,6 +61,7 @@ FLUSH_SECONDS = 2
 MEAN_TAGS = {"return": "charts/episodic_return", "length": "charts/episodic_length",
              "td_error": "losses/td_error"}
 EPSILON, LEARNING_RATE = "charts/epsilon", "charts/learning_rate"
+GREEDY_VALUE = "charts/greedy_value"  #: the greedy learning curve's points
 SPS, EPISODES_PER_SECOND = "charts/SPS", "charts/episodes_per_second"
 MEAN_RETURN, GREEDY_VALUE = "eval/mean_return", "eval/greedy_value"
 OPTIMAL_VALUE = "eval/optimal_value"
@@ -141,6 +145,10 @@ class TrainingBoard:
                 self.writer.add_scalar(tag, value, end)
             self.last_return, begin = float(np.mean(rows.returns)), end - first
         self.pending = rows_of(log, begin, len(log))
+        curve = training.chunk_curve
+        for episode, value in zip(curve.episodes.tolist(), curve.values.tolist(), strict=True):
+            if math.isfinite(value):  # a policy that never ends has no point to draw
+                self.writer.add_scalar(GREEDY_VALUE, value, episode)
 
     def finish_run(self, config: RunConfig, evaluation: Evaluation | None) -> None:
         """A run folder's ending: its evaluation's figures (if evaluated), its settings."""

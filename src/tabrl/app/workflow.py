@@ -159,7 +159,7 @@ def resumable(run: Run, episodes: int | None, settings: dict | None = None) -> P
         config.chunk_episodes = config.chunk_episodes or LEGACY_CHUNK_EPISODES[choice.name]
         chunks_done, next_chunk = done // config.chunk_episodes, 0
     checkpoint = Training(agent, TrainingLog.empty(0), env, choice, done, chunks_done, next_chunk,
-                          float(run.state.get("train_seconds", 0.0)))
+                          float(run.state.get("train_seconds", 0.0)), curve=run.curve())
     metrics_id = str(arrays["metrics_id"]) if "metrics_id" in arrays else ""
     return PreparedRun(config, env, agent, choice, run.path, metrics_id, resume_from=checkpoint)
 
@@ -169,6 +169,7 @@ def keep_committed_metrics(run: Run, prepared: PreparedRun) -> None:
     store)."""
     store, done = MetricsStore(run.path), prepared.resume_from.episodes_done
     if store.exists():
+        store.add_curve()
         store.truncate(done)
         prepared.metrics_id = prepared.metrics_id or store.run_id()
         return
@@ -232,7 +233,7 @@ def train_with_checkpoints(
             engine=prepared.engine, max_steps=config.max_steps,
             chunk_episodes=config.chunk_episodes, chunk_steps=config.chunk_steps,
             progress=progress, on_chunk=after_chunk,
-            resume_from=prepared.resume_from, keep_log=False,
+            resume_from=prepared.resume_from, keep_log=False, curve_points=config.curve_points,
         )
     except KeyboardInterrupt:
         done = checkpoints.save_last()
@@ -283,6 +284,8 @@ class Checkpoints:
 
     def after_chunk(self, training: Training) -> None:
         self.store.write(training.episodes_done - len(training.chunk_log), training.chunk_log)
+        self.store.write_curve(len(training.curve) - len(training.chunk_curve),
+                               training.chunk_curve)
         self.last = Checkpoint.of(training, self.metrics_id)
         if time.monotonic() - self.last_write >= self.every_seconds:
             self.save_last()
@@ -360,6 +363,7 @@ def solve_env(
 def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Run], Path]:
     """Load runs and draw their learning curves together (with the optimum where it is known)."""
     from tabrl import plots
+    from tabrl.plots.agent import greedy_panel
 
     runs = [load_run(path) for path in paths]
     labels = [f"{run.path.name}" for run in runs]
@@ -369,10 +373,12 @@ def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Ru
     mdp = known_mdp(env) if same_env else None
     optimal_value = solve(mdp).value if mdp is not None else None
     curves = {label: run.metrics().columns() for label, run in zip(labels, runs)}
+    greedy = greedy_panel(env if same_env else None,
+                          {label: run.curve() for label, run in zip(labels, runs)})
     writable_dir(picture.parent if str(picture.parent) else Path("."))
     path = plots.plot_comparison(curves, picture, window=window, optimal_value=optimal_value,
                                  title=f"{runs[0].config.env_id}: {len(runs)} runs"
-                                 if same_env else f"{len(runs)} runs")
+                                 if same_env else f"{len(runs)} runs", greedy=greedy)
     return runs, path
 
 

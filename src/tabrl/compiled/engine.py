@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -25,7 +25,7 @@ from tabrl.compiled.kernels import CompiledMDP, ObservedOutcomes, Runs
 from tabrl.compiled.model import NOTHING_OBSERVED, compile_mdp
 from tabrl.errors import UsageError
 from tabrl.exact.mdp import TabularMDP, from_transitions
-from tabrl.loop import Progress, TrainingLog
+from tabrl.loop import OnMark, Progress, TrainingLog
 
 SLICE_SECONDS = 0.25  #: target duration of one kernel call between progress reports
 FIRST_SLICE = 1_000  #: episodes of the first call, which measures the speed
@@ -92,23 +92,33 @@ def drive(
     n_episodes: int,
     limit: int,
     progress: Progress | None,
+    marks: Sequence[int] = (),
+    on_mark: Callable[[int], None] | None = None,
 ) -> float:
     """Play all episodes of ``runs`` in slices of about ``SLICE_SECONDS``; returns the wall time.
 
     After each slice ``progress`` hears the episodes done and the recent mean return (over all
-    runs); the slice size follows the measured speed. The kernel uses at most one thread per run:
-    waking an idle thread for nothing costs milliseconds on a busy machine.
+    runs); the slice size follows the measured speed. A slice also ends at each of the sorted
+    episode counts ``marks``, after which ``on_mark`` hears the count: each run's random stream
+    lives in ``runs``, so where slices end changes nothing. The kernel uses at most one thread per
+    run: waking an idle thread for nothing costs milliseconds on a busy machine.
     """
     start = time.perf_counter()
     done, size = 0, FIRST_SLICE
+    pending = iter(marks)
+    mark = next(pending, None)
     with numba_threads(min(len(runs.q), numba.get_num_threads())):
         while done < n_episodes:
-            stop = min(n_episodes, done + size)
+            stop = min(n_episodes, done + size, mark or n_episodes)
             began = time.perf_counter()
             kernels.train_runs(model, observed, runs, done, stop, limit)
             took = time.perf_counter() - began
             size = int(min(10 * size, max(1.0, (stop - done) * SLICE_SECONDS / max(took, 1e-6))))
             done = stop
+            if done == mark:
+                if on_mark is not None:
+                    on_mark(done)
+                mark = next(pending, None)
             if progress is not None:
                 progress(done, float(runs.returns[:, max(0, done - RECENT):done].mean()))
     return time.perf_counter() - start
@@ -123,8 +133,11 @@ def run_compiled(
     seed: int,
     max_steps: int,
     progress: Progress | None = None,
+    marks: Sequence[int] = (),
+    on_mark: OnMark | None = None,
 ) -> TrainingLog:
-    """Train ``agent`` on ``mdp`` for ``n_episodes``, in place, as ``run_python`` would.
+    """Train ``agent`` on ``mdp`` for ``n_episodes``, in place, as ``run_python`` would (with
+    ``on_mark`` seeing the greedy policy after each episode count of ``marks``).
 
     The agent's Q-table, visit counts, epsilon, temperature and own learning state (Double Q's
     half difference, Dyna-Q's model) move on as in the Python engine (the per-step
@@ -135,7 +148,12 @@ def run_compiled(
     observed, limit = observed_for(mdp, [agent]), time_limit(mdp, max_steps)
     runs = runs_of([agent], observed, mdp.n_rows, [seed], n_episodes, limit)  # refuses first
     warm_up()
-    seconds = drive(compile_mdp(mdp), observed, runs, n_episodes, limit, progress)
+
+    def greedy(_: int) -> None:  # ties to the lowest action, as QTable.greedy_policy
+        if on_mark is not None:
+            on_mark(runs.q[0, : agent.q_values.n_rows].argmax(axis=1))
+
+    seconds = drive(compile_mdp(mdp), observed, runs, n_episodes, limit, progress, marks, greedy)
     store(runs, 0, agent, observed)
     return log_of(runs, 0, seconds)
 

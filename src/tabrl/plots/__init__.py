@@ -23,11 +23,15 @@ The results of the library draw themselves with these: ``Training.plot()``,
 
 from tabrl.plots.agent import agent_curves, agent_policy
 from tabrl.plots.curves import (
+    GreedyPanel,
+    SeedCurves,
     comparison_figure,
     curve_window,
     learning_curves_figure,
     plot_comparison,
     plot_learning_curves,
+    plot_profiles,
+    plot_seed_curves,
     plot_sweep,
     rolling_mean,
     sweep_figure,
@@ -36,7 +40,8 @@ from tabrl.plots.outcomes import outcomes_figure
 from tabrl.plots.policies import plot_policy, policy_figure
 
 __all__ = [
-    "agent_curves", "agent_policy", "comparison_figure", "curve_window", "learning_curves_figure",
-    "outcomes_figure", "plot_comparison", "plot_learning_curves", "plot_policy", "plot_sweep",
+    "GreedyPanel", "SeedCurves", "agent_curves", "agent_policy", "comparison_figure",
+    "curve_window", "learning_curves_figure", "outcomes_figure", "plot_comparison",
+    "plot_learning_curves", "plot_policy", "plot_profiles", "plot_seed_curves", "plot_sweep",
     "policy_figure", "rolling_mean", "sweep_figure",
 ]

@@ -1,21 +1,27 @@
-"""Learning curves: moving averages of a run's metrics, runs side by side, and sweeps.
+"""Learning curves: the greedy value and moving averages of a run's metrics, runs side by side,
+and sweeps.
 
-Curves are moving averages over a window of episodes (500 by default, as in the Gymnasium
-tutorial, and at most a tenth of the run). A run of millions of episodes must plot as fast as a
-short one, so the moving average is computed from prefix sums at the few thousand points drawn.
+The first panel is the greedy learning curve (:mod:`tabrl.curve`), the value of the greedy policy
+during training, beside the optimum and the best stationary value. The others are moving averages
+over a window of episodes (500 by default, as in the Gymnasium tutorial, and at most a tenth of
+the run). A run of millions of episodes must plot as fast as a short one, so the moving average
+is computed from prefix sums at the few thousand points drawn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter
 
+from tabrl.curve import Curve
 from tabrl.errors import UsageError
 from tabrl.metrics import prefix_sums_at
 from tabrl.plots.figures import PathLike, new_figure, save_png
@@ -56,21 +62,36 @@ def rolling_mean(
     return keep + window - 1, means / window
 
 
+@dataclass(frozen=True)
+class GreedyPanel:
+    """What the first panel draws: each run's greedy curve, what its values are, and the lines
+    of the optimum and of the best stationary value (the best a Q-table's policy can reach under
+    a time limit) where they are known."""
+
+    curves: Mapping[str, Curve] = field(default_factory=dict)
+    label: str = "value of the greedy policy"
+    optimal_value: float | None = None
+    stationary_value: float | None = None
+
+
 def plot_learning_curves(
     metrics: Mapping[str, np.ndarray],
     path: PathLike,
     window: int = 500,
     optimal_value: float | None = None,
     title: str = "",
+    greedy: GreedyPanel | None = None,
 ) -> Path:
-    """Draw one run's rewards, episode lengths and training error, as the Gymnasium tutorial does.
+    """Draw one run's greedy curve, rewards, episode lengths and training error.
 
     ``metrics`` holds one value per episode under ``"return"``, ``"length"`` and ``"td_error"``
-    (mean absolute TD error of the episode); each panel is a moving average over ``window``
-    episodes. ``optimal_value``, when known, is drawn on the rewards panel as a dashed line, so
-    the remaining gap is visible at a glance. Returns the path of the PNG written.
+    (mean absolute TD error of the episode); those panels are moving averages over ``window``
+    episodes, as the Gymnasium tutorial draws them. ``greedy`` is the first panel (its curve
+    under the label ``""``). ``optimal_value``, when known, is drawn on the rewards panel as a
+    dashed line, so the remaining gap is visible at a glance. Returns the path of the PNG written.
     """
-    return save_png(learning_curves_figure(metrics, window, optimal_value, title), path)
+    return save_png(learning_curves_figure(metrics, window, optimal_value, title, greedy),
+                    path)
 
 
 def learning_curves_figure(
@@ -78,9 +99,10 @@ def learning_curves_figure(
     window: int = 500,
     optimal_value: float | None = None,
     title: str = "",
+    greedy: GreedyPanel | None = None,
 ) -> Figure:
-    """The figure :func:`plot_learning_curves` saves: three panels, one run."""
-    return _curves_figure({"": metrics}, window, optimal_value, title)
+    """The figure :func:`plot_learning_curves` saves: four panels, one run."""
+    return _curves_figure({"": metrics}, window, optimal_value, title, greedy)
 
 
 def plot_comparison(
@@ -89,13 +111,15 @@ def plot_comparison(
     window: int = 500,
     optimal_value: float | None = None,
     title: str = "",
+    greedy: GreedyPanel | None = None,
 ) -> Path:
     """Draw several runs' learning curves on shared axes, one labelled line per run.
 
     ``curves`` maps a label (an algorithm, a hyperparameter setting, a seed) to metrics shaped as
-    for :func:`plot_learning_curves`; same panels, same window, so runs compare line by line.
+    for :func:`plot_learning_curves`, and ``greedy.curves`` the same labels to their greedy
+    curves; same panels, same window, so runs compare line by line.
     """
-    return save_png(comparison_figure(curves, window, optimal_value, title), path)
+    return save_png(comparison_figure(curves, window, optimal_value, title, greedy), path)
 
 
 def comparison_figure(
@@ -103,11 +127,110 @@ def comparison_figure(
     window: int = 500,
     optimal_value: float | None = None,
     title: str = "",
+    greedy: GreedyPanel | None = None,
 ) -> Figure:
-    """The figure :func:`plot_comparison` saves: the three panels, one labelled line per run."""
+    """The figure :func:`plot_comparison` saves: the four panels, one labelled line per run."""
     if not curves:
         raise UsageError("plot_comparison needs at least one run: pass {label: metrics}")
-    return _curves_figure(curves, window, optimal_value, title)
+    return _curves_figure(curves, window, optimal_value, title, greedy)
+
+
+@dataclass(frozen=True)
+class SeedCurves:
+    """The curves of one setting's seeds: greedy values (``seeds x points``, taken after
+    ``episodes``) and each seed's per-episode metrics (all of the same length)."""
+
+    episodes: np.ndarray
+    values: np.ndarray
+    metrics: Sequence[Mapping[str, np.ndarray]]
+
+
+def plot_seed_curves(
+    groups: Mapping[str, SeedCurves],
+    path: PathLike,
+    window: int = 500,
+    greedy: GreedyPanel | None = None,
+    title: str = "",
+) -> Path:
+    """The panels of :func:`plot_learning_curves` over seeds: in each, a group's interquartile
+    mean over its seeds as a line, and its pointwise 95% stratified-bootstrap band
+    (:func:`tabrl.stats.curve_band`), one colour per group (label ``""`` for a lone group)."""
+    from tabrl.stats import curve_band
+
+    if not groups:
+        raise UsageError("plot_seed_curves needs at least one group of seeds")
+    greedy = greedy or GreedyPanel()
+    fig = new_figure((12, 8.4))
+    greedy_ax, *axes = fig.subplots(2, 2).ravel()
+    longest = max(len(m.get("return", ())) for g in groups.values() for m in g.metrics)
+    shown = curve_window(window, longest)
+    for i, group in enumerate(groups.values()):
+        if group.values.size:
+            _band(greedy_ax, group.episodes, *curve_band(group.values), f"C{i}")
+        for ax, (key, _, _) in zip(axes, _CURVE_PANELS, strict=True):
+            series = [np.asarray(m[key]) for m in group.metrics if len(m.get(key, ()))]
+            if series and len({len(s) for s in series}) == 1:
+                means = [rolling_mean(s, shown) for s in series]
+                _band(ax, means[0][0], *curve_band(np.array([m for _, m in means])), f"C{i}")
+    _greedy_panel(greedy_ax, {}, greedy)
+    for ax, (_, name, ylabel) in zip(axes, _CURVE_PANELS, strict=True):
+        _curve_panel(ax, {}, shown, ylabel, drawn=True)
+        ax.set_title(f"{name}\nmoving average over {shown:,} episodes")
+    n_seeds = sorted({len(g.values) or len(g.metrics) for g in groups.values()})
+    seeds = " or ".join(map(str, n_seeds))
+    handles = [Line2D([], [], color=f"C{i}", label=label) for i, label in enumerate(groups)
+               if label]
+    handles.append(Patch(color="grey", alpha=0.3, label=f"lines: IQM over {seeds} seeds; bands: "
+                         "95% stratified-bootstrap intervals"))
+    if greedy.optimal_value is not None:
+        handles.append(Line2D([], [], color="black", linestyle="--", label="optimum"))
+    if greedy.stationary_value is not None:
+        handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=1.6,
+                              label="best stationary policy"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3))
+    if title:
+        fig.suptitle(title, fontsize="x-large", fontweight="bold")
+    return save_png(fig, path)
+
+
+def plot_profiles(
+    taus: np.ndarray,
+    profiles: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    path: PathLike,
+    optimal_value: float | None = None,
+    title: str = "",
+    xlabel: str = "final greedy value",
+) -> Path:
+    """Performance profiles (rliable): for each group, the share of its seeds whose value
+    exceeds each ``tau``, with its pointwise 95% stratified-bootstrap band
+    (:func:`tabrl.stats.profile_band`). A profile above another everywhere dominates it."""
+    fig = new_figure((7.5, 4.8))
+    ax = fig.subplots()
+    for i, (label, (share, low, high)) in enumerate(profiles.items()):
+        ax.step(taus, share, where="post", color=f"C{i}", linewidth=1.5, label=label)
+        ax.fill_between(taus, low, high, step="post", color=f"C{i}", alpha=0.2, linewidth=0)
+    if optimal_value is not None:
+        ax.axvline(optimal_value, color="black", linestyle="--", linewidth=1.2, label="optimum")
+    ax.set_xlabel(f"{xlabel} tau")
+    ax.set_ylabel("share of seeds above tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize="small")
+    ax.set_title("Performance profiles; bands: 95% stratified-bootstrap intervals",
+                 fontsize="medium")
+    if title:
+        fig.suptitle(title, fontsize="large", fontweight="bold")
+    return save_png(fig, path)
+
+
+def _band(ax: Axes, x: np.ndarray, centre: np.ndarray, low: np.ndarray, high: np.ndarray,
+          colour: str) -> None:
+    """A line with its band; infinite values (a policy that never ends) are left out."""
+    finite = np.isfinite(centre)
+    ax.plot(x, np.where(finite, centre, np.nan), color=colour, linewidth=1.5)
+    ok = np.isfinite(low) & np.isfinite(high)
+    ax.fill_between(x, np.where(ok, low, np.nan), np.where(ok, high, np.nan), color=colour,
+                    alpha=0.25, linewidth=0)
 
 
 def curve_window(window: int, n_episodes: int) -> int:
@@ -121,10 +244,15 @@ def _curves_figure(
     window: int,
     optimal_value: float | None,
     title: str,
+    greedy: GreedyPanel | None,
 ) -> Figure:
-    """Three panels side by side; a legend when the lines are labelled or an optimum is drawn."""
-    fig = new_figure((15, 4.4))
-    axes = fig.subplots(1, 3)
+    """Four panels in a square, the greedy curve first; a legend when the lines are labelled or
+    an optimum is drawn."""
+    fig = new_figure((12, 8.4))
+    greedy_ax, *axes = fig.subplots(2, 2).ravel()
+    greedy = greedy or GreedyPanel()
+    _greedy_panel(greedy_ax, {label: greedy.curves.get(label, Curve()) for label in runs},
+                  greedy)
     for ax, (key, name, ylabel) in zip(axes, _CURVE_PANELS, strict=True):
         series = {label: np.asarray(m.get(key, ())) for label, m in runs.items()}
         shown = curve_window(window, max(s.size for s in series.values()))
@@ -133,9 +261,13 @@ def _curves_figure(
     handles = [Line2D([], [], color=f"C{i}", label=label) for i, label in enumerate(runs) if label]
     if optimal_value is not None:
         axes[0].axhline(optimal_value, color="black", linestyle="--", linewidth=1.2)
+    if optimal_value is not None or greedy.optimal_value is not None:
         handles.append(Line2D([], [], color="black", linestyle="--", label="optimum"))
-    if len(handles) == 1 and not any(runs):
-        axes[0].legend(handles=handles, loc="lower right")
+    if greedy.stationary_value is not None:
+        handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=1.6,
+                              label="best stationary policy"))
+    if handles and not any(runs):
+        greedy_ax.legend(handles=handles, loc="lower right")
     elif handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
     if title:
@@ -198,13 +330,41 @@ def sweep_figure(
     return fig
 
 
-def _curve_panel(ax: Axes, series: Mapping[str, np.ndarray], window: int, ylabel: str) -> None:
-    """One line per run (colour by run order, so a run keeps its colour across panels)."""
+def _greedy_panel(ax: Axes, curves: Mapping[str, Curve], greedy: GreedyPanel) -> None:
+    """Each run's greedy curve, points joined; a policy that never ends (value -inf) is an x
+    on the panel's lower edge."""
+    never_ends = False
+    for i, curve in enumerate(curves.values()):
+        finite = np.isfinite(curve.values)
+        ax.plot(curve.episodes, np.where(finite, curve.values, np.nan), color=f"C{i}",
+                linewidth=1.4, marker="." if len(curve) <= 30 else None)
+        if not finite.all():
+            never_ends = True
+            ax.plot(curve.episodes[~finite], np.zeros((~finite).sum()), "x", color=f"C{i}",
+                    transform=ax.get_xaxis_transform(), clip_on=False)
+    if not ax.lines:
+        ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", color="grey")
+    if greedy.optimal_value is not None:
+        ax.axhline(greedy.optimal_value, color="black", linestyle="--", linewidth=1.2)
+    if greedy.stationary_value is not None:
+        ax.axhline(greedy.stationary_value, color="grey", linestyle=":", linewidth=1.6)
+    ax.set_title("Greedy policy\n" + greedy.label + ("\nx: it never ends (-inf)"
+                                                     if never_ends else ""))
+    ax.set_xlabel("episode")
+    ax.set_ylabel("value")
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+
+
+def _curve_panel(ax: Axes, series: Mapping[str, np.ndarray], window: int, ylabel: str,
+                 drawn: bool = False) -> None:
+    """One line per run (colour by run order, so a run keeps its colour across panels);
+    ``drawn``: the lines are on the axes already."""
     for i, values in enumerate(series.values()):
         if values.size:
             episodes, means = rolling_mean(values, window)
             ax.plot(episodes, means, color=f"C{i}", linewidth=1.4)
-    if not any(values.size for values in series.values()):
+    if not drawn and not any(values.size for values in series.values()):
         ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", color="grey")
     ax.set_xlabel("episode")
     ax.set_ylabel(ylabel)
