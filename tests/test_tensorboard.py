@@ -18,6 +18,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from tabrl.app.runs import RunConfig, load_run
 from tabrl.app.tensorboard import MAX_POINTS, TrainingBoard, bucket_size
 from tabrl.app.workflow import prepare_run, resume_run, train_run
+from tabrl.curve import Curve
 from tabrl.loop import TrainingLog
 from tabrl.schedules import Schedule
 
@@ -187,7 +188,8 @@ def test_a_run_of_any_length_writes_at_most_max_points_per_tag(tmp_path):
     log = TrainingLog(np.ones(chunk), np.full(chunk, 2), np.zeros(chunk), np.zeros(chunk), 1.0)
     with TrainingBoard(tmp_path, episodes, Schedule.constant(0.1)) as board:
         for done in range(chunk, episodes + 1, chunk):
-            board.after_chunk(SimpleNamespace(chunk_log=log, episodes_done=done))
+            board.after_chunk(SimpleNamespace(chunk_log=log, episodes_done=done,
+                                              chunk_curve=Curve()))
     events = read(tmp_path)
     for tag in CHARTS:
         steps, _ = scalars(events, tag)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,7 @@ FLUSH_SECONDS = 2
 MEAN_TAGS = {"return": "charts/episodic_return", "length": "charts/episodic_length",
              "td_error": "losses/td_error"}
 EPSILON, LEARNING_RATE = "charts/epsilon", "charts/learning_rate"
-GREEDY_VALUE = "charts/greedy_value"  #: the greedy learning curve's points
+GREEDY_CURVE = "charts/greedy_value"  #: the greedy learning curve's points
 SPS, EPISODES_PER_SECOND = "charts/SPS", "charts/episodes_per_second"
 MEAN_RETURN, GREEDY_VALUE = "eval/mean_return", "eval/greedy_value"
 OPTIMAL_VALUE = "eval/optimal_value"
@@ -110,8 +111,11 @@ class TrainingBoard:
         from tensorboardX import SummaryWriter
 
         # TensorBoard drops this run's earlier events after ``start``: chunks a kill made it
-        # play again, or all of a sweep's job tried again
-        self.writer = SummaryWriter(str(folder), purge_step=start + 1, flush_secs=FLUSH_SECONDS)
+        # play again, or all of a sweep's job tried again. tensorboardX names a file after the
+        # second it opens: a suffix in nanoseconds keeps a resume within the same second from
+        # overwriting the file before it (and sorts after it, as the reader needs)
+        self.writer = SummaryWriter(str(folder), purge_step=start + 1, flush_secs=FLUSH_SECONDS,
+                                    filename_suffix=f".{time.time_ns()}")
         self.episodes, self.every = episodes, bucket_size(episodes)
         self.learning_rate = learning_rate
         self.pending = carried if carried is not None else TrainingLog.empty(0)
@@ -125,7 +129,9 @@ class TrainingBoard:
         self.writer.close()
 
     def after_chunk(self, training: Training) -> None:
-        """The points of the buckets that end in the chunk ``training`` has just played."""
+        """The points of the buckets that end in the chunk ``training`` has just played, and
+        its greedy curve's, written in the order of their steps: TensorBoard's reader takes a
+        step lower than one before it for the restart of a killed run, and drops what follows."""
         chunk = training.chunk_log
         log = TrainingLog.concatenate([self.pending, chunk])
         first, self.done = training.episodes_done - len(log), training.episodes_done
@@ -134,21 +140,22 @@ class TrainingBoard:
             ends.append(self.done)  # the last bucket, shorter than the others
         speed = {SPS: float(chunk.lengths.sum()), EPISODES_PER_SECOND: float(len(chunk))}
         speed = {tag: count / chunk.seconds for tag, count in speed.items() if chunk.seconds > 0}
+        curve = training.chunk_curve
+        points = [(episode, GREEDY_CURVE, value) for episode, value in
+                  zip(curve.episodes.tolist(), curve.values.tolist(), strict=True)
+                  if math.isfinite(value)]  # a policy that never ends has no point to draw
         begin = 0
         for end in ends:
             rows = rows_of(log, begin, end - first)
-            for name, tag in MEAN_TAGS.items():
-                self.writer.add_scalar(tag, float(np.mean(rows.columns()[name])), end)
-            self.writer.add_scalar(EPSILON, float(rows.epsilons[-1]), end)
-            self.writer.add_scalar(LEARNING_RATE, self.learning_rate.at(end - 1), end)
-            for tag, value in speed.items():
-                self.writer.add_scalar(tag, value, end)
+            points += [(end, tag, float(np.mean(rows.columns()[name])))
+                       for name, tag in MEAN_TAGS.items()]
+            points += [(end, EPSILON, float(rows.epsilons[-1])),
+                       (end, LEARNING_RATE, self.learning_rate.at(end - 1))]
+            points += [(end, tag, value) for tag, value in speed.items()]
             self.last_return, begin = float(np.mean(rows.returns)), end - first
         self.pending = rows_of(log, begin, len(log))
-        curve = training.chunk_curve
-        for episode, value in zip(curve.episodes.tolist(), curve.values.tolist(), strict=True):
-            if math.isfinite(value):  # a policy that never ends has no point to draw
-                self.writer.add_scalar(GREEDY_VALUE, value, episode)
+        for step, tag, value in sorted(points, key=lambda point: point[0]):
+            self.writer.add_scalar(tag, value, step)
 
     def finish_run(self, config: RunConfig, evaluation: Evaluation | None) -> None:
         """A run folder's ending: its evaluation's figures (if evaluated), its settings."""
