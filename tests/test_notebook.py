@@ -78,10 +78,12 @@ def test_training_shows_its_facts_and_draws_curves_and_policy(lake) -> None:
     assert lines[6].endswith(f"{int(training.agent.q_values.visited().sum())} of 16")
     curves = training.plot(window=50)
     assert isinstance(curves, Figure)
-    assert [ax.get_title() for ax in curves.axes] == [
+    greedy, *averages = curves.axes
+    assert greedy.get_title().startswith("Greedy policy")  # tabrl.train records no curve
+    assert [ax.get_title() for ax in averages] == [
         f"{name}\nmoving average over 50 episodes"
         for name in ("Episode rewards", "Episode lengths", "Training error")]
-    optimum = [line for line in curves.axes[0].lines if line.get_linestyle() == "--"]
+    optimum = [line for line in averages[0].lines if line.get_linestyle() == "--"]
     assert [line.get_ydata()[0] for line in optimum] == [tabrl.solve(env).value]
     policy = training.plot("policy", title="<mine>")
     assert policy.get_suptitle() == "<mine>"
@@ -150,8 +152,8 @@ def test_a_run_folder_shows_itself_and_draws_what_tabrl_plot_saves(tiny_run: Pat
     assert lines[2].endswith(" 30 of 30") and lines[4].endswith(" python")
     assert Table(run._repr_html_()).rows[0] == ("folder", str(tiny_run))  # never cut in HTML
     curves = run.plot()
-    assert curves.axes[0].get_title() == "Episode rewards\nmoving average over 3 episodes"
-    assert run.plot("curves", window=2).axes[0].get_title().endswith("over 2 episodes")
+    assert curves.axes[1].get_title() == "Episode rewards\nmoving average over 3 episodes"
+    assert run.plot("curves", window=2).axes[1].get_title().endswith("over 2 episodes")
     assert run.plot("policy").get_suptitle() == "q-learning on FrozenLake-v1"
 
 
