@@ -232,3 +232,31 @@ def test_ray_batches_deal_the_jobs_evenly():
     assert [len(batch) for batch in dealt] == [3, 2, 2]
     assert sorted(job for batch in dealt for job in batch) == sorted(jobs)
     assert batches(jobs[:2], 8) == [[jobs[0]], [jobs[1]]]
+
+
+def test_every_job_keeps_its_greedy_curve_for_the_picture(tmp_path):
+    """Each trial stores its exact learning curve (the last point is its greedy value); the
+    sweep picture draws a band per setting beside the seeds' values; a resumed sweep reads the
+    stored curves back."""
+    grid = parse_grid(["learning_rate=0.1,0.5"])
+    configs = expand(RunConfig.resolve("CliffWalking-v1", episodes=300, curve_points=10), grid)
+
+    def sweep():
+        return sweep_to_folder(configs, grid, [0, 1], tmp_path / "sw", backend="local", n_jobs=1,
+                               address=None)
+
+    sweep()
+    trial = json.loads((tmp_path / "sw" / "trials" / "1-0.json").read_text())
+    assert trial["curve_episodes"] == list(range(30, 301, 30))
+    assert float(trial["curve_values"][-1]) == float(trial["value"])
+    assert "curve_values" not in json.loads((tmp_path / "sw" / "sweep.json").read_text())["jobs"][0]
+    from tabrl.app.sweep import Sweep, SweepFolder
+
+    stored = SweepFolder(tmp_path / "sw", configs, list(grid)).finished()
+    assert [len(job.curve_values) for job in stored] == [10] * 4
+    summaries, _ = sweep()  # all stored: nothing trains, the picture comes from the files
+    figure = Sweep.of(configs, list(grid), summaries, stored, 2).plot()
+    dots, curves = figure.axes
+    assert curves.get_title().startswith("Greedy policy during training")
+    assert [line.get_label() for line in curves.lines][:2] == [
+        "learning_rate=0.1", "learning_rate=0.5"]

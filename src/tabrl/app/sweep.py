@@ -77,10 +77,25 @@ class JobResult:
     engine: str
     seconds: float
     error: str | None = None  #: why the job failed (its value is then NaN)
+    #: the greedy learning curve (:mod:`tabrl.curve`): its values after these episodes
+    curve_episodes: tuple[int, ...] = ()
+    curve_values: tuple[float, ...] = ()
 
     @property
     def failed(self) -> bool:
         return self.error is not None
+
+    def figures(self) -> dict[str, Any]:
+        """The job without its curve (which ``trials/`` keeps): an entry of ``sweep.json``."""
+        return {k: v for k, v in asdict(self).items() if not k.startswith("curve_")}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobResult:
+        """A job as :meth:`SweepFolder.store` wrote it (non-finite numbers as strings)."""
+        return cls(**{**data, "value": float(data["value"]),
+                      "final_return": float(data["final_return"]),
+                      "curve_episodes": tuple(map(int, data.get("curve_episodes", ()))),
+                      "curve_values": tuple(map(float, data.get("curve_values", ())))})
 
 
 @dataclass(frozen=True)
@@ -151,9 +166,21 @@ class Sweep(Shown):
             rows.append(("folder", str(self.path)))
         return f"Sweep: {self.title}", rows
 
+    def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per setting (by label) whose seeds recorded the same points, the greedy learning
+        curves: the episodes and a ``seeds x points`` array of values."""
+        curves = {}
+        for i, label in enumerate(self.labels):
+            jobs = [r for r in self.jobs if r.setting == i and not r.failed and r.curve_episodes]
+            if jobs and len({r.curve_episodes for r in jobs}) == 1:
+                curves[label] = (np.array(jobs[0].curve_episodes),
+                                 np.array([r.curve_values for r in jobs]))
+        return curves
+
     def plot(self, title: str = "") -> Figure:
         """A new figure: a row per setting, every seed a dot, the mean and the IQM with their
-        intervals, the optimum dashed (``sweep.png``)."""
+        intervals, the optimum dashed; beside it, where the jobs kept them, each setting's
+        greedy learning curves as a band over its seeds (``sweep.png``)."""
         from tabrl.plots.curves import sweep_figure
 
         interval = INTERVALS.format(n=self.n_seeds)
@@ -161,7 +188,7 @@ class Sweep(Shown):
                             {"mean": [s.mean for s in self.summaries],
                              "IQM": [s.iqm for s in self.summaries]},
                             optimal_value=self.summaries[0].optimal_value,
-                            title=title or self.title, interval=interval)
+                            title=title or self.title, interval=interval, curves=self.curves())
 
 
 def estimate_text(estimate: Estimate, n_seeds: int) -> str:
@@ -313,7 +340,8 @@ def train_and_value(config: dict[str, Any], setting: int, seed: int,
         training = train(env, agent, run_config.episodes, seed=seed, engine=run_config.engine,
                          max_steps=run_config.max_steps, chunk_episodes=run_config.chunk_episodes,
                          chunk_steps=run_config.chunk_steps,
-                         on_chunk=None if board is None else board.after_chunk)
+                         on_chunk=None if board is None else board.after_chunk,
+                         curve_points=run_config.curve_points)
         mdp = known_mdp(env)
         if mdp is not None:
             value = evaluate_policy_exact(mdp, agent.q_values.greedy_policy()).value
@@ -325,7 +353,8 @@ def train_and_value(config: dict[str, Any], setting: int, seed: int,
     tail = max(1, len(training.log) // 10)
     return JobResult(setting, seed, float(value), mdp is not None,
                      float(training.log.returns[-tail:].mean()), training.engine.name,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, None,
+                     tuple(training.curve.episodes.tolist()), tuple(training.curve.values.tolist()))
 
 
 def _run_local(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
@@ -552,8 +581,7 @@ class SweepFolder:
         for trial in sorted((self.path / TRIALS).glob("*.json")):
             data = read_json(trial, "a finished sweep job")
             try:
-                result = JobResult(**{**data, "value": float(data["value"]),
-                                      "final_return": float(data["final_return"])})
+                result = JobResult.from_json(data)
             except (TypeError, KeyError, ValueError):
                 raise RunFolderError(f"{trial} is not a tabrl sweep job: remove it") from None
             if not result.failed:
@@ -563,7 +591,7 @@ class SweepFolder:
     def store(self, result: JobResult, results: Iterable[JobResult]) -> None:
         """Keep one finished job, then the table of all of them (``results``, this one among)."""
         atomic_write_json(self.path / TRIALS / f"{result.setting}-{result.seed}.json",
-                          {k: _json_number(v) for k, v in asdict(result).items()})
+                          _json_numbers(asdict(result)))
         self.write_results(results)
 
     def write_results(self, results: Iterable[JobResult]) -> None:
@@ -589,6 +617,10 @@ def _csv_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
-def _json_number(value: Any) -> Any:
+def _json_numbers(data: Any) -> Any:
     """NaN and infinities as strings: JSON has no such numbers, and float() reads these back."""
-    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+    if isinstance(data, dict):
+        return {key: _json_numbers(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_json_numbers(value) for value in data]
+    return str(data) if isinstance(data, float) and not math.isfinite(data) else data

@@ -419,7 +419,7 @@ def sweep_to_folder(
         "configs": [asdict(config) for config in configs],
         "settings": [{"label": label, **summary_dict(summary)}
                      for label, summary in zip(result.labels, summaries)],
-        "jobs": [json_safe(asdict(job)) for job in results],
+        "jobs": [json_safe(job.figures()) for job in results],
     })
     save_png(result.plot(), folder.path / SWEEP_PICTURE)
     return summaries, folder.path

@@ -300,12 +300,16 @@ def sweep_figure(
     optimal_value: float | None = None,
     title: str = "",
     interval: str = "95% intervals over seeds",
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Figure:
-    """The figure :func:`plot_sweep` saves: a row per setting, seeds as dots, estimates as bars."""
+    """The figure :func:`plot_sweep` saves: a row per setting, seeds as dots, estimates as bars;
+    with ``curves`` (label -> episodes and ``seeds x points`` greedy values), each setting's
+    greedy learning curve beside it, as an IQM line in a 95% stratified-bootstrap band."""
     if not labels:
         raise UsageError("plot_sweep needs at least one setting")
-    fig = new_figure((9, 1.4 + 0.5 * len(labels)))
-    ax = fig.subplots()
+    height = 1.4 + 0.5 * len(labels)
+    fig = new_figure((16, max(height, 4.8)) if curves else (9, height))
+    ax, *beside = fig.subplots(1, 2 if curves else 1, squeeze=False).ravel()
     rows = np.arange(len(labels))[::-1]
     for row, seed_values in zip(rows, values, strict=True):
         finite = np.asarray(seed_values)[np.isfinite(seed_values)]
@@ -324,10 +328,31 @@ def sweep_figure(
     ax.set_yticks(rows, labels)
     ax.set_xlabel(f"greedy value\ndots: seeds; bars: {interval}")
     ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=len(estimates) + 1)
+    fig.legend(handles=ax.get_legend_handles_labels()[0], loc="outside lower center",
+               ncols=len(estimates) + 1)
+    if curves:
+        _sweep_curves(beside[0], curves, optimal_value)
     if title:
         fig.suptitle(title, fontsize="large", fontweight="bold")
     return fig
+
+
+def _sweep_curves(ax: Axes, curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                  optimal_value: float | None) -> None:
+    """Each setting's greedy learning curves: IQM over its seeds, pointwise bootstrap band."""
+    from tabrl.stats import curve_band
+
+    for i, (label, (episodes, values)) in enumerate(curves.items()):
+        _band(ax, episodes, *curve_band(values), f"C{i}")
+        ax.lines[-1].set_label(label)
+    if optimal_value is not None:
+        ax.axhline(optimal_value, color="black", linestyle="--", linewidth=1.2)
+    ax.set_title("Greedy policy during training\nIQM over seeds, 95% stratified-bootstrap bands")
+    ax.set_xlabel("episode")
+    ax.set_ylabel("value of the greedy policy")
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.legend(fontsize="small", loc="lower right")
 
 
 def _greedy_panel(ax: Axes, curves: Mapping[str, Curve], greedy: GreedyPanel) -> None:
