@@ -7,6 +7,8 @@ import json
 import optuna
 import yaml
 
+from tabrl.curve import CURVE_POINTS
+
 
 def test_a_study_improves_on_its_first_trial_resumes_and_its_best_settings_train_again(
         tabrl_cli, tmp_path):
@@ -42,9 +44,12 @@ def test_a_study_improves_on_its_first_trial_resumes_and_its_best_settings_train
     assert run.code == 0, run.stderr
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert all(config[name] == value for name, value in best.items())
-    # seed 0 of the best trial, trained again from best.yml: the same exact greedy value
+    # seed 0 of the best trial, trained again from best.yml: the same exact greedy value, the
+    # last point of the learning curve the trial reported for seed 0 (steps 0-99; seed 1: 100-199)
     evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
-    assert evaluation["exact"]["policy_value"] == study.best_trial.intermediate_values[1]
+    reported = study.best_trial.intermediate_values
+    assert sorted(reported) == list(range(2 * CURVE_POINTS))
+    assert evaluation["exact"]["policy_value"] == reported[CURVE_POINTS - 1]
 
 
 def test_hyperparams_files_give_settings_that_options_override(tabrl_cli, tmp_path):

@@ -925,10 +925,11 @@ def tune(
         state = trial.state.name.lower()
         if state == "complete":
             line = f"trial {trial.number}: {trial.value:+.4f}"
-        elif state == "pruned":
-            steps = trial.intermediate_values
-            line = (f"trial {trial.number}: pruned after {max(steps)} of {seeds} seeds "
-                    f"({steps[max(steps)]:+.4f})" if steps else f"trial {trial.number}: pruned")
+        elif state == "pruned":  # its steps: the points of its seeds' learning curves
+            steps, points = trial.intermediate_values, base.curve_points or 1
+            line = (f"trial {trial.number}: pruned after {max(steps) // points + 1} of {seeds} "
+                    f"seeds (the last ended at {steps[max(steps)]:+.4f})" if steps
+                    else f"trial {trial.number}: pruned")
         else:
             line = f"trial {trial.number}: {state}"
         err.print(line + ("" if best is None else f"  (best {best:+.4f})"), highlight=False)

@@ -2,16 +2,18 @@
 
 A trial samples settings from the method's search space (``hyperparams/search.yml``) with TPE,
 trains them with a few seeds, and is worth the mean greedy value over those seeds: exact where the
-MDP is known (no evaluation noise), else by Monte Carlo. After each seed the running mean is
-reported, so that the median pruner stops a trial that is already worse than the median of the
-others at that point. The study lives in a database (SQLite in the tuning folder by default), so
-running the same command again continues it, and several machines can share one study through
-any database URL Optuna accepts.
+MDP is known (no evaluation noise), else by Monte Carlo. Its intermediate values are the seeds'
+greedy learning curves (:mod:`tabrl.curve`), point after point (step ``seed index x points +
+point``, so that every trial is compared at the same share of the same seed's training), and
+after each seed the median pruner stops a trial whose curve stays below the others'. The study
+lives in a database (SQLite in the tuning folder by default), so running the same command again
+continues it, and several machines can share one study through any database URL Optuna accepts.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -111,14 +113,15 @@ def best_settings(config: RunConfig, base: RunConfig) -> dict[str, Any]:
 
 def objective(base: RunConfig, space: dict[str, dict[str, Any]], seeds: list[int],
               tensorboard: Path | None = None):
-    """The value of a trial: the mean greedy value over ``seeds``, reported after each seed
-    (each seed logged to TensorBoard as the run ``trial-<number>/seed-<seed>``, if asked)."""
+    """The value of a trial: the mean greedy value over ``seeds``; each seed's learning curve is
+    reported, or its value where it has none (each seed logged to TensorBoard as the run
+    ``trial-<number>/seed-<seed>``, if asked)."""
     import optuna
 
     def value(trial: optuna.Trial) -> float:
         config = sample_config(trial, base, space)
         check_configs([config])  # a bad sample is a usage error, not a failed trial
-        total = 0.0
+        total, points = 0.0, config.curve_points or 1
         for done, seed in enumerate(seeds, start=1):
             board = None if tensorboard is None else BoardTarget(
                 tensorboard / f"trial-{trial.number}" / f"seed-{seed}",
@@ -127,7 +130,10 @@ def objective(base: RunConfig, space: dict[str, dict[str, Any]], seeds: list[int
             if result.failed:
                 raise JobFailedError(result.error)
             total += result.value
-            trial.report(total / done, step=done)
+            curve = result.curve_values or (result.value,)
+            for point, point_value in enumerate(curve):
+                if math.isfinite(point_value):  # a policy that never ends has nothing to compare
+                    trial.report(point_value, step=(done - 1) * points + point)
             if done < len(seeds) and trial.should_prune():
                 raise optuna.TrialPruned()
         return total / len(seeds)
