@@ -43,3 +43,39 @@ def tiny_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "run"
     train_run(prepare_run(config, path), say=lambda _: None)
     return path
+
+
+@pytest.fixture
+def interrupted_run():
+    """``interrupted_run(config, path)``: a run trained until its progress passes 400 episodes,
+    then stopped by Ctrl-C (its last checkpoint kept), loaded back."""
+    from tabrl.app.runs import load_run
+    from tabrl.app.workflow import prepare_run, train_run
+
+    def interrupt(done: int, mean: float) -> None:
+        if done > 400:
+            raise KeyboardInterrupt
+
+    def run(config, path):
+        with pytest.raises(KeyboardInterrupt):
+            train_run(prepare_run(config, path), progress=interrupt, say=lambda _: None)
+        return load_run(path)
+
+    return run
+
+
+@pytest.fixture
+def wait_for_training():
+    """``wait_for_training(run_dir)``: until a ``tabrl train`` process has checkpointed episodes
+    there (its first compile or a busy machine may take a while before it trains at all)."""
+    import time
+
+    from tabrl.app.runs import load_run
+
+    def wait(path, seconds: float = 180.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not ((path / "state.json").exists() and load_run(path).episodes_done > 0):
+            assert time.monotonic() < deadline, f"{path} never checkpointed an episode"
+            time.sleep(0.1)
+
+    return wait

@@ -215,16 +215,14 @@ def test_solve_refuses_dynamics_it_cannot_know(tabrl_cli, tmp_path):
     assert result.code == 2
 
 
-def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
+def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path, wait_for_training):
     """A real process stopped by SIGTERM mid-training keeps its last chunk; --resume finishes."""
     out = tmp_path / "run"
     command = [sys.executable, "-m", "tabrl", "train", "FrozenLake-v1", "--engine", "python",
                "--episodes", "200000", "--eval-episodes", "0", "--out", str(out)]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out / "state.json").exists():
-        time.sleep(0.1)
-    time.sleep(1.0)  # a chunk of the python engine takes about a second
+    wait_for_training(out)
+    time.sleep(1.0)  # within the next chunks
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

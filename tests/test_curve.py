@@ -96,18 +96,11 @@ def test_a_run_folder_keeps_100_points_by_default_the_last_its_exact_evaluation(
     assert np.array_equal(off.load_agent().q_values.array, done.load_agent().q_values.array)
 
 
-def test_an_interrupted_run_resumes_to_the_same_curve(tmp_path):
+def test_an_interrupted_run_resumes_to_the_same_curve(tmp_path, interrupted_run):
     whole = run(tmp_path, "whole", engine="python")
     config = RunConfig.resolve("FrozenLake-v1", episodes=900, eval_episodes=0, engine="python",
                                chunk_steps=400, seed=5, checkpoint_seconds=1e9)
-
-    def interrupt(done: int, mean: float) -> None:
-        if done > 400:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(prepare_run(config, tmp_path / "cut"), progress=interrupt, say=quiet)
-    cut = load_run(tmp_path / "cut")
+    cut = interrupted_run(config, tmp_path / "cut")
     assert 0 < len(cut.curve()) < 100 and cut.curve().episodes[-1] <= cut.episodes_done
     resumed = resume_run(cut.path, say=quiet).curve()
     assert np.array_equal(resumed.episodes, whole.curve().episodes)

@@ -64,7 +64,7 @@ def test_reloaded_agent_plays_the_same_greedy_actions(tmp_path):
                                         "rate": 0.99}}, {}),
 ])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, engine, algo, params,
-                                                             extra):
+                                                             extra, interrupted_run):
     """Q-table, metrics, the agent's own learning state and the greedy curve end bit for bit where
     they would have."""
     settings = dict(episodes=600, eval_episodes=0, engine=engine, chunk_episodes=200, seed=3,
@@ -72,15 +72,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, engine, a
     whole = train_folder(tmp_path, "whole", **settings)
     # No checkpoint on disk before the interruption: it must write the last chunk's from memory.
     config = RunConfig.resolve("FrozenLake-v1", **settings, checkpoint_seconds=1e9)
-    prepared = prepare_run(config, tmp_path / "cut")
-
-    def interrupt_in_the_third_chunk(done: int, mean: float) -> None:
-        if done > 400:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(prepared, progress=interrupt_in_the_third_chunk, say=quiet)
-    cut = load_run(tmp_path / "cut")
+    cut = interrupted_run(config, tmp_path / "cut")  # in the third chunk
     assert not cut.finished and cut.episodes_done == 400 and cut.info["engine"] == engine
     resumed = resume_run(tmp_path / "cut", say=quiet)
     assert resumed.finished

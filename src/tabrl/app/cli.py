@@ -257,7 +257,7 @@ def train(
         prepared = prepare_resume(  # checked and locked before any output
             resume, episodes, given_only(eval_episodes=eval_episodes, window=window))
         say(resuming(prepared))
-        prepare_kernels(kernels_for(prepared), say, quiet)
+        prepare_run_kernels(prepared, say, quiet)
         bar = TrainingProgress(prepared.config.episodes, quiet)
         with bar:
             run = train_run(prepared, progress=bar, say=say,
@@ -295,7 +295,7 @@ def train(
         say(f"{config.algo} on {env_id}{f' ({settings})' if settings else ''}: "
             f"{config.describe()}")
         say(prepared.engine.reason)
-        prepare_kernels(kernels_for(prepared), say, quiet)
+        prepare_run_kernels(prepared, say, quiet)
         bar = TrainingProgress(config.episodes, quiet)
         with bar:
             run = train_run(prepared, progress=bar, say=say,
@@ -405,7 +405,7 @@ def train_many_seeds(config: RunConfig, seeds: list[int], out_dir: Path | None, 
 
     def trained(prepared, line: str) -> Run:
         say(f"{line} -> {prepared.path}")
-        prepare_kernels(kernels_for(prepared), say, quiet)
+        prepare_run_kernels(prepared, say, quiet)
         board = None if tensorboard is None else tensorboard / prepared.path.resolve().parent.name
         bar = TrainingProgress(prepared.config.episodes, quiet)
         with bar:
@@ -463,6 +463,18 @@ def compile_announcement(cold: list[KernelSet]) -> str:
     what = " and ".join(kernels.what for kernels in cold)
     return (f"compiling {what}, first run only, "
             f"about {sum(kernels.seconds for kernels in cold):.0f} s")
+
+
+def prepare_run_kernels(prepared: PreparedRun, say: Callable[[str], None], quiet: bool) -> None:
+    """The kernels a prepared run needs; a Ctrl-C meanwhile (a first compile takes a while)
+    says how to go on, as one during training does: its folder already holds the run."""
+    try:
+        prepare_kernels(kernels_for(prepared), say, quiet)
+    except KeyboardInterrupt:
+        done = 0 if prepared.resume_from is None else prepared.resume_from.episodes_done
+        say(f"interrupted: {prepared.path} keeps the checkpoint after episode {done:,}; "
+            f"continue with `tabrl train --resume {prepared.path}`")
+        raise
 
 
 def kernels_for(prepared: PreparedRun) -> list[KernelSet]:
