@@ -42,7 +42,8 @@ PHASES = {
 class PhaseClock:
     """Seconds per phase, each phase's own: time spent in a nested phase is the nested one's."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
+        self.now = now
         self.seconds: dict[str, float] = defaultdict(float)
         self._nested: list[float] = []  #: per open phase, the seconds of the phases inside it
 
@@ -50,11 +51,11 @@ class PhaseClock:
         @functools.wraps(function)
         def timed(*args: Any, **kwargs: Any) -> Any:
             self._nested.append(0.0)
-            start = time.perf_counter()
+            start = self.now()
             try:
                 return function(*args, **kwargs)
             finally:
-                took = time.perf_counter() - start
+                took = self.now() - start
                 self.seconds[phase] += took - self._nested.pop()
                 if self._nested:
                     self._nested[-1] += took
