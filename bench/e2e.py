@@ -12,14 +12,14 @@ busy machine (its speed varies 3-5x with the load; read the ratios, not the seco
   (``bench/timed_cli.py``: the real command, its phases timed): Blackjack-v1 and FrozenLake-v1
   at 10^4, 10^6 and 10^8 episodes, Taxi-v4 at 10^4, 10^6 and 10^7. Its wall time is split into
   start-up and imports (the interpreter's start and everything imported before ``main``),
-  compile (or the disk cache's load), training, metrics (writing and reading the columns),
-  checkpoints, evaluation, pictures, and the rest (options, the environment and its MDP, the
-  run folder, the printed table). The marginal episodes per second of the command, between
-  its two longest runs, are compared with the plain loop's: of the wall time, and of the wall
-  time without the evaluation, the target's measure (issue #10 measured it with
-  ``--eval-episodes 0``): the evaluation plays a fixed 10,000 episodes whose cost follows the
-  policy learned (a FrozenLake agent that reaches the goal walks longer than one that falls),
-  not the training's length.
+  compile (or the disk cache's load), training, metrics (writing the columns, reading them
+  back and checking them), checkpoints, evaluation, pictures, and the rest (options, the
+  environment and its MDP, the run folder, the table). The marginal episodes per second of the
+  command, between its two longest runs, are compared with the plain loop's: of the wall time,
+  and of the wall time without the evaluation, the target's measure (issue #10 measured it
+  with ``--eval-episodes 0``): the evaluation plays a fixed 10,000 episodes whose cost follows
+  the policy learned (a FrozenLake agent that reaches the goal walks longer than one that
+  falls), not the training's length.
 - Sweep throughput: ``tabrl sweep FrozenLake-v1 --seeds S --grid episodes=20000`` for S = 1, 64
   and 512, in trials per second; the marginal cost of a trial against one trial's training
   timed in this process; an 8-seed sweep against one ``tabrl train --eval-episodes 0``.

@@ -7,9 +7,10 @@ after wrapping the few functions that are each a phase of ``tabrl train`` in a t
 wrappers cost a clock read per call (a few hundred calls in a run), unlike a profiler, which
 would slow the per-step Python of the evaluation and the drawing down. Each phase is timed
 exclusively: a phase called inside another (reading the metrics while drawing the curves)
-counts in its own phase only. Imports deferred into a phase count in it (numba in the compile,
-matplotlib in the pictures): the user waits for them there. ``OUT.json`` gets the seconds per
-phase, the seconds in ``main`` and the process's peak memory.
+counts in its own phase only; the metrics are written, read back and checked by
+``MetricsStore`` and ``Run.metrics``. Imports deferred into a phase count in it (numba in the
+compile, matplotlib in the pictures): the user waits for them there. ``OUT.json`` gets the
+seconds per phase, the seconds in ``main`` and the process's peak memory.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from typing import Any  # noqa: E402
 PHASES = {
     "compile": [("tabrl.app.cli", "prepare_kernels")],
     "training": [("tabrl.training", "run_chunk")],
-    "metrics": [("tabrl.metrics", f"MetricsStore.{name}")
-                for name in ("create", "write", "sync", "truncate", "read")],
+    "metrics": [*(("tabrl.metrics", f"MetricsStore.{name}")
+                   for name in ("create", "write", "sync", "truncate", "read")),
+                ("tabrl.app.runs", "Run.metrics")],  # read back: checked finite, memory-mapped
     "checkpoints": [("tabrl.app.workflow", "save_checkpoint")],
     "evaluation": [("tabrl.app.workflow", "evaluate_run")],
     "pictures": [("tabrl.app.workflow", "plot_run")],
