@@ -92,15 +92,20 @@ class TrainTiming:
         return 1 - self.phases.get("training", 0.0) / self.wall
 
 
+class CommandFailed(Exception):
+    """A timed command failed: the benchmark says how, in a line, and goes on where it can."""
+
+
 def run(argv: list[str]) -> float:
-    """The wall time of a command run from the repository (its output discarded); a failing
-    command stops the benchmark with its error."""
+    """The wall time of a command run from the repository (its output discarded)."""
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True, check=False)
     took = time.perf_counter() - start
     if done.returncode != 0:
-        sys.exit(f"{' '.join(argv)} failed (exit {done.returncode}): {done.stderr.strip()}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CommandFailed(f"`{' '.join(argv[2:])}` failed after {took:.1f} s "
+                            f"(exit {done.returncode}): {last}")
     return took
 
 
@@ -180,7 +185,7 @@ def marginal_rate(timings: list[TrainTiming], env_id: str, without_evaluation: b
 class SweepTimings:
     """Sweep walls per seed count, one trial's in-process training, the 8-seed comparison."""
 
-    walls: dict[int, float]
+    walls: dict[int, float | None]  #: None: the sweep failed
     trial_training: float
     trial_with_value: float
     eight_seeds: float
@@ -188,7 +193,9 @@ class SweepTimings:
 
     @property
     def marginal_per_trial(self) -> float:
-        (small, small_wall), (big, big_wall) = sorted(self.walls.items())[-2:]
+        """Between the two largest sweeps that finished."""
+        finished = sorted((seeds, wall) for seeds, wall in self.walls.items() if wall is not None)
+        (small, small_wall), (big, big_wall) = finished[-2:]
         return (big_wall - small_wall) / (big - small)
 
 
@@ -234,13 +241,18 @@ def time_sweeps(seed_counts: list[int], scratch: Path) -> SweepTimings:
     print(f"{'seeds':>6} {'wall s':>7} {'trials/s':>9}")
     walls = {}
     for seeds in seed_counts:
-        walls[seeds] = sweep(seeds)
-        print(f"{seeds:>6} {walls[seeds]:>7.2f} {seeds / walls[seeds]:>9.1f}", flush=True)
+        try:
+            walls[seeds] = sweep(seeds)
+            print(f"{seeds:>6} {walls[seeds]:>7.2f} {seeds / walls[seeds]:>9.1f}", flush=True)
+        except CommandFailed as failure:
+            walls[seeds] = None
+            print(f"{seeds:>6} {failure}", flush=True)
     eight = sweep(8)
     one = fastest(tabrl("train", SWEEP_ENV, "--episodes", str(SWEEP_EPISODES),
                         "--eval-episodes", "0", "--out", str(out), "--quiet"), out)
     timings = SweepTimings(walls, trial_training, trial_with_value, eight, one)
-    print(f"marginal cost of a trial: {timings.marginal_per_trial * 1e3:.1f} ms; 8 seeds "
+    print(f"marginal cost of a trial (two largest sweeps that finished): "
+          f"{timings.marginal_per_trial * 1e3:.1f} ms; 8 seeds "
           f"{eight:.2f} s against one `tabrl train --eval-episodes 0` {one:.2f} s")
     return timings
 
@@ -281,6 +293,13 @@ def targets(baselines: dict[str, float], timings: list[TrainTiming], sweeps: Swe
 
 
 def main() -> None:
+    try:
+        bench()
+    except CommandFailed as failure:
+        sys.exit(f"error: {failure}")
+
+
+def bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="10^7 episodes at most, 64 seeds at most (about 4 minutes)")
