@@ -10,7 +10,9 @@ exclusively: a phase called inside another (reading the metrics while drawing th
 counts in its own phase only; the metrics are written, read back and checked by
 ``MetricsStore`` and ``Run.metrics``. Imports deferred into a phase count in it (numba in the
 compile, matplotlib in the pictures): the user waits for them there. ``OUT.json`` gets the
-seconds per phase, the seconds in ``main`` and the process's peak memory.
+seconds per phase, the seconds in ``main`` and the process's peak memory: its resident set
+(which counts the pages of memory-mapped metrics it read, pages the kernel may drop at will)
+and, sampled every ``SAMPLE_SECONDS``, its anonymous memory (what it holds itself).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import functools  # noqa: E402  (the clock starts before anything is imported)
 import json  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -39,6 +42,29 @@ PHASES = {
     "evaluation": [("tabrl.app.workflow", "evaluate_run")],
     "pictures": [("tabrl.app.workflow", "plot_run")],
 }
+
+
+SAMPLE_SECONDS = 0.05
+
+
+class AnonymousPeak:
+    """The largest ``RssAnon`` of this process, sampled on a daemon thread (Linux)."""
+
+    def __init__(self) -> None:
+        self.peak_kib = 0
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    @staticmethod
+    def now_kib() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+        return 0
+
+    def _sample(self) -> None:
+        while True:
+            self.peak_kib = max(self.peak_kib, self.now_kib())
+            time.sleep(SAMPLE_SECONDS)
 
 
 class PhaseClock:
@@ -81,7 +107,7 @@ def main() -> None:
     out, argv = Path(sys.argv[1]), sys.argv[2:]
     from tabrl.app import cli
 
-    clock = PhaseClock()
+    clock, anonymous = PhaseClock(), AnonymousPeak()
     instrument(clock)
     sys.argv = ["tabrl", *argv]
     began, code = time.perf_counter(), 0
@@ -94,6 +120,7 @@ def main() -> None:
         "before_main": began - STARTED, "main": ended - began, "exit_code": code,
         "phases": dict(clock.seconds),
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+        "peak_anonymous_mib": max(anonymous.peak_kib, anonymous.now_kib()) / 1024,
     }))
     sys.exit(code)
 
