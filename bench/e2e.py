@@ -27,7 +27,7 @@ busy machine (its speed varies 3-5x with the load; read the ratios, not the seco
 - Last, each target of issue #10 with its measured ratio, MET or NOT MET.
 
 ``--quick`` trains 10^7 episodes where the full run trains 10^8 and stops the sweeps at 64
-seeds: about 4 minutes instead of about 12. Between 10^4 and 10^6
+seeds: about 5 minutes instead of about 8 (on this machine, busy). Between 10^4 and 10^6
 episodes the training is too short to tell from the fixed costs' noise. The 10^8-episode runs
 write 2 GB of metrics each into a temporary folder, removed after each run.
 """
@@ -305,7 +305,7 @@ def main() -> None:
 def bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="10^7 episodes at most, 64 seeds at most (about 4 minutes)")
+                        help="10^7 episodes at most, 64 seeds at most (about 5 minutes)")
     args = parser.parse_args()
     began = time.perf_counter()
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}; "
