@@ -125,14 +125,13 @@ def tabrl(*args: str) -> list[str]:
     return [sys.executable, "-m", "tabrl", *args]
 
 
-def time_train(env_id: str, episodes: int, scratch: Path, extra: tuple[str, ...] = ()
-               ) -> TrainTiming:
+def time_train(env_id: str, episodes: int, scratch: Path) -> TrainTiming:
     """``tabrl train`` of ``episodes`` with the tutorial's settings, its phases timed; the run
     folder is removed afterwards (10^8 episodes of metrics weigh 2 GB)."""
     out, report = scratch / "run", scratch / "phases.json"
     try:
         wall = run([sys.executable, "-m", "bench.timed_cli", str(report), "train", env_id,
-                    "--episodes", str(episodes), *TUTORIAL_OPTIONS, *extra, "--out", str(out),
+                    "--episodes", str(episodes), *TUTORIAL_OPTIONS, "--out", str(out),
                     "--quiet"])
         timed = json.loads(report.read_text())
     finally:
