@@ -29,8 +29,8 @@ busy machine (its speed varies 3-5x with the load; read the ratios, not the seco
 ``--quick`` trains 10^7 episodes where the full run trains 10^8 and stops the sweeps at 64
 seeds: about 3 minutes instead of about 8 (on this machine, busy). Between 10^4 and 10^6
 episodes the training is too short to tell from the fixed costs' noise, and its plain loop
-plays a tenth of the episodes: on FrozenLake those of an agent that falls into a hole early,
-shorter than the trained agent's of a 10^7-episode run, so its ratio there reads low. The
+plays a tenth of the episodes: on FrozenLake mostly an exploring agent's, which falls into a
+hole sooner than a trained one walks, so its ratio there reads low. The
 10^8-episode runs write 2 GB of metrics each into a temporary folder, removed after each run.
 """
 
