@@ -28,6 +28,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.engines
 	$(BIN)/python -m bench.solve
 	$(BIN)/python -m bench.startup
+	$(BIN)/python -m bench.e2e
 
 clean:
 	rm -rf $(VENV) runs

@@ -552,13 +552,14 @@ def policy_agreement(solution: Solution, policy_rows: np.ndarray) -> float:
     """Share of visits (``solution.visit_weights``) in rows where ``policy_rows`` acts optimally.
 
     Optimal means within ``TIE`` of the best q at t = 0, so every optimal action of a tie counts.
+    A share, at most 1: the weights' rounding can add up to a hair above it (Taxi-v4).
     """
     q = solution.row_q_values
     actions = _checked_policy(policy_rows, *q.shape)
     visited = solution.visit_weights > 0
     chosen = q[visited, actions[visited]]
     optimal = chosen >= np.max(q[visited], axis=1) - TIE
-    return float(solution.visit_weights[visited] @ optimal)
+    return min(1.0, float(solution.visit_weights[visited] @ optimal))
 
 
 def warm_up() -> None:

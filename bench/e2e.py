@@ -1,0 +1,343 @@
+"""The time a user waits for ``tabrl train`` and ``tabrl sweep``, against the seed's plain loop.
+
+    python -m bench.e2e [--quick]
+
+Everything is measured in this one invocation, so that the ratios compare like with like on a
+busy machine (its speed varies 3-5x with the load; read the ratios, not the seconds):
+
+- The seed's plain loop (``bench/baseline.py``, the Gymnasium tutorial's) on Blackjack-v1,
+  FrozenLake-v1 and Taxi-v4, with the tutorial's hyperparameters: its episodes per second.
+- ``tabrl train ENV --episodes N`` with the same hyperparameters, metrics, the 10,000-episode
+  evaluation and the pictures on, in a fresh interpreter as a user runs it
+  (``bench/timed_cli.py``: the real command, its phases timed): Blackjack-v1 and FrozenLake-v1
+  at 10^4, 10^6 and 10^8 episodes, Taxi-v4 at 10^4, 10^6 and 10^7. Its wall time is split into
+  start-up and imports (the interpreter's start and everything imported before ``main``),
+  compile (or the disk cache's load), training, metrics (writing the columns, reading them
+  back and checking them), checkpoints, evaluation, pictures, and the rest (options, the
+  environment and its MDP, the run folder, the table). The marginal episodes per second of the
+  command, between its two longest runs, are compared with the plain loop's: of the wall time,
+  and of the wall time without the evaluation, the target's measure (issue #10 measured it
+  with ``--eval-episodes 0``): the evaluation plays a fixed 10,000 episodes whose cost follows
+  the policy learned (a FrozenLake agent that reaches the goal walks longer than one that
+  falls), not the training's length.
+- Sweep throughput: ``tabrl sweep FrozenLake-v1 --seeds S --grid episodes=20000`` for S = 1, 64
+  and 512, in trials per second; the marginal cost of a trial against one trial's training
+  timed in this process; an 8-seed sweep against one ``tabrl train --eval-episodes 0``.
+- ``tabrl --help`` against ``python -c "import gymnasium"`` (``bench/startup.py``).
+- Last, each target of issue #10 with its measured ratio, MET or NOT MET.
+
+``--quick`` trains 10^7 episodes where the full run trains 10^8 and stops the sweeps at 64
+seeds: about 3 minutes instead of about 8 (on this machine, busy). Between 10^4 and 10^6
+episodes the training is too short to tell from the fixed costs' noise, and its plain loop
+plays a tenth of the episodes: on FrozenLake mostly an exploring agent's, which falls into a
+hole sooner than a trained one walks, so its ratio there reads low. The
+10^8-episode runs write 2 GB of metrics each into a temporary folder, removed after each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.baseline import train_baseline
+from bench.startup import best_time
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The tutorial's hyperparameters, for the plain loop and for ``tabrl train`` alike.
+LEARNING_RATE, DISCOUNT, START_EPSILON, FINAL_EPSILON = 0.01, 0.95, 1.0, 0.1
+TUTORIAL_OPTIONS = ["--learning-rate", str(LEARNING_RATE), "--discount", str(DISCOUNT),
+                    "--epsilon-start", str(START_EPSILON), "--epsilon-end", str(FINAL_EPSILON)]
+#: Episodes of the plain loop per environment: a few seconds of it.
+BASELINE_EPISODES = {"Blackjack-v1": 200_000, "FrozenLake-v1": 50_000, "Taxi-v4": 10_000}
+#: Episodes of the ``tabrl train`` runs per environment, in full and under ``--quick``.
+TRAIN_EPISODES = {"Blackjack-v1": [10**4, 10**6, 10**8], "FrozenLake-v1": [10**4, 10**6, 10**8],
+                  "Taxi-v4": [10**4, 10**6, 10**7]}
+QUICK_TRAIN_EPISODES = {"Blackjack-v1": [10**4, 10**6, 10**7],
+                        "FrozenLake-v1": [10**4, 10**6, 10**7], "Taxi-v4": [10**4, 10**6, 10**7]}
+QUICK_DIVISOR = 10  #: of the plain loop's episodes under ``--quick``
+PHASES = ("compile", "training", "metrics", "checkpoints", "evaluation", "pictures")
+SWEEP_ENV, SWEEP_EPISODES = "FrozenLake-v1", 20_000
+SWEEP_SEEDS, QUICK_SWEEP_SEEDS = [1, 64, 512], [1, 64]
+REPEATS = 3  #: short commands run this many times; the fastest counts (the least disturbed)
+TRIAL_REPEATS = 20  #: in-process trainings of one trial; the median counts
+#: Targets of issue #10.
+TRAIN_TARGET, PLUMBING_TARGET, SWEEP_TARGET, EIGHT_SEEDS_TARGET, HELP_TARGET = (
+    300.0, 0.20, 1.5, 1.5, 3.0)
+
+
+@dataclass(frozen=True)
+class TrainTiming:
+    """One ``tabrl train`` command: its wall time, split into phases, and its peak memory."""
+
+    env_id: str
+    episodes: int
+    wall: float
+    startup: float  #: from the command's start to ``main`` (interpreter, imports)
+    phases: dict[str, float]
+    peak_mib: float  #: resident set, memory-mapped metrics read included
+    peak_anonymous_mib: float  #: the memory the process holds itself
+
+    @property
+    def other(self) -> float:
+        return self.wall - self.startup - sum(self.phases.values())
+
+    @property
+    def plumbing(self) -> float:
+        """The share of the wall time that is not training."""
+        return 1 - self.phases.get("training", 0.0) / self.wall
+
+
+class CommandFailed(Exception):
+    """A timed command failed: the benchmark says how, in a line, and goes on where it can."""
+
+
+def run(argv: list[str]) -> float:
+    """The wall time of a command run from the repository (its output discarded)."""
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, check=False)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CommandFailed(f"`{' '.join(argv[2:])}` failed after {took:.1f} s "
+                            f"(exit {done.returncode}): {last}")
+    return took
+
+
+def fastest(argv: list[str], out: Path, repeats: int = REPEATS) -> float:
+    """The fastest of ``repeats`` runs of a command that creates the folder ``out`` (removed
+    before each run: a fresh run, not a resumed one)."""
+    seconds = []
+    for _ in range(repeats):
+        shutil.rmtree(out, ignore_errors=True)
+        seconds.append(run(argv))
+    shutil.rmtree(out, ignore_errors=True)
+    return min(seconds)
+
+
+def tabrl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tabrl", *args]
+
+
+def time_train(env_id: str, episodes: int, scratch: Path) -> TrainTiming:
+    """``tabrl train`` of ``episodes`` with the tutorial's settings, its phases timed; the run
+    folder is removed afterwards (10^8 episodes of metrics weigh 2 GB)."""
+    out, report = scratch / "run", scratch / "phases.json"
+    try:
+        wall = run([sys.executable, "-m", "bench.timed_cli", str(report), "train", env_id,
+                    "--episodes", str(episodes), *TUTORIAL_OPTIONS, "--out", str(out),
+                    "--quiet"])
+        timed = json.loads(report.read_text())
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return TrainTiming(env_id, episodes, wall, wall - timed["main"], timed["phases"],
+                       timed["peak_mib"], timed["peak_anonymous_mib"])
+
+
+def baseline_rate(env_id: str, episodes: int) -> float:
+    """The plain loop's episodes per second on ``env_id``."""
+    done = train_baseline(env_id, episodes, LEARNING_RATE, START_EPSILON, FINAL_EPSILON, DISCOUNT)
+    return done.episodes / done.seconds
+
+
+def train_rows(sizes: dict[str, list[int]], baselines: dict[str, float], scratch: Path
+               ) -> list[TrainTiming]:
+    """Time every ``tabrl train`` run, printing its row as it ends."""
+    names = ("start-up", *PHASES, "other")
+    print(f"{'environment':<14} {'episodes':>11} {'wall s':>7} "
+          + " ".join(f"{name:>11}" for name in names)
+          + f" {'plumbing':>8} {'RSS MiB':>8} {'anon MiB':>8}")
+    timings = []
+    for env_id, episodes_list in sizes.items():
+        for episodes in episodes_list:
+            timing = time_train(env_id, episodes, scratch)
+            seconds = [timing.startup, *(timing.phases.get(name, 0.0) for name in PHASES),
+                       timing.other]
+            print(f"{env_id:<14} {episodes:>11,} {timing.wall:>7.2f} "
+                  + " ".join(f"{s:>5.2f} {s / timing.wall:>4.0%}" for s in seconds)
+                  + f" {timing.plumbing:>8.0%} {timing.peak_mib:>8.0f}"
+                  f" {timing.peak_anonymous_mib:>8.0f}", flush=True)
+            timings.append(timing)
+        rate, plain = marginal_rate(timings, env_id, False), baselines[env_id]
+        without = marginal_rate(timings, env_id)
+        print(f"{'':<14} marginal episodes/s {rate:,.0f} = {rate / plain:.0f}x the plain loop's "
+              f"{plain:,.0f}; without the evaluation {without:,.0f} = {without / plain:.0f}x\n",
+              flush=True)
+    return timings
+
+
+def marginal_rate(timings: list[TrainTiming], env_id: str, without_evaluation: bool = True
+                  ) -> float:
+    """Episodes per second of ``tabrl train`` at the margin, between its two longest runs (of
+    the wall time without the evaluation's, by default)."""
+    small, big = sorted((t for t in timings if t.env_id == env_id), key=lambda t: t.episodes)[-2:]
+    seconds = big.wall - small.wall
+    if without_evaluation:
+        seconds -= big.phases.get("evaluation", 0.0) - small.phases.get("evaluation", 0.0)
+    return (big.episodes - small.episodes) / seconds
+
+
+@dataclass(frozen=True)
+class SweepTimings:
+    """Sweep walls per seed count, one trial's in-process training, the 8-seed comparison."""
+
+    walls: dict[int, float | None]  #: None: the sweep failed
+    trial_training: float
+    trial_with_value: float
+    eight_seeds: float
+    one_train: float
+
+    @property
+    def marginal_per_trial(self) -> float:
+        """Between the two largest sweeps that finished."""
+        finished = sorted((seeds, wall) for seeds, wall in self.walls.items() if wall is not None)
+        (small, small_wall), (big, big_wall) = finished[-2:]
+        return (big_wall - small_wall) / (big - small)
+
+
+def trial_seconds() -> tuple[float, float]:
+    """One sweep trial in this process (kernels warm): the median of its training alone, and
+    of its training with the exact value of its greedy policy (what a sweep job does)."""
+    from statistics import median
+
+    from tabrl.app.runs import RunConfig
+    from tabrl.compiled import warm_up
+    from tabrl.exact.dp import evaluate_policy_exact
+    from tabrl.exact.readers import known_mdp
+    from tabrl.training import train
+
+    config = RunConfig.resolve(SWEEP_ENV, {}, episodes=SWEEP_EPISODES)
+    warm_up()
+    training, whole = [], []
+    for seed in range(TRIAL_REPEATS):
+        env = config.make_env()
+        agent = config.make_agent(env)
+        start = time.perf_counter()
+        train(env, agent, config.episodes, seed=seed, engine=config.engine,
+              max_steps=config.max_steps)
+        trained = time.perf_counter()
+        evaluate_policy_exact(known_mdp(env), agent.q_values.greedy_policy())
+        training.append(trained - start)
+        whole.append(time.perf_counter() - start)
+    return median(training), median(whole)
+
+
+def time_sweeps(seed_counts: list[int], scratch: Path) -> SweepTimings:
+    """Sweep walls (each the fastest of ``REPEATS``, 512 seeds once), printed as they come."""
+    out = scratch / "out"
+
+    def sweep(seeds: int) -> float:
+        return fastest(tabrl("sweep", SWEEP_ENV, "--seeds", str(seeds), "--grid",
+                             f"episodes={SWEEP_EPISODES}", "--out", str(out), "--quiet"),
+                       out, 1 if seeds > 64 else REPEATS)
+
+    trial_training, trial_with_value = trial_seconds()
+    print(f"one trial in this process (kernels warm, median of {TRIAL_REPEATS}): training "
+          f"{trial_training * 1e3:.1f} ms, with its exact value {trial_with_value * 1e3:.1f} ms")
+    print(f"{'seeds':>6} {'wall s':>7} {'trials/s':>9}")
+    walls = {}
+    for seeds in seed_counts:
+        try:
+            walls[seeds] = sweep(seeds)
+            print(f"{seeds:>6} {walls[seeds]:>7.2f} {seeds / walls[seeds]:>9.1f}", flush=True)
+        except CommandFailed as failure:
+            walls[seeds] = None
+            print(f"{seeds:>6} {failure}", flush=True)
+    eight = sweep(8)
+    one = fastest(tabrl("train", SWEEP_ENV, "--episodes", str(SWEEP_EPISODES),
+                        "--eval-episodes", "0", "--out", str(out), "--quiet"), out)
+    timings = SweepTimings(walls, trial_training, trial_with_value, eight, one)
+    print(f"marginal cost of a trial (two largest sweeps that finished): "
+          f"{timings.marginal_per_trial * 1e3:.1f} ms; 8 seeds "
+          f"{eight:.2f} s against one `tabrl train --eval-episodes 0` {one:.2f} s")
+    return timings
+
+
+def help_ratio() -> tuple[float, float]:
+    """``tabrl --help`` and ``python -c "import gymnasium"``, each the fastest of 5."""
+    return best_time(tabrl("--help")), best_time([sys.executable, "-c", "import gymnasium"])
+
+
+def verdict(name: str, measured: float, target: float, shown: str, at_most: bool = True) -> str:
+    met = measured <= target if at_most else measured >= target
+    return f"{name:<58} {shown:>22}  {'MET' if met else 'NOT MET'}"
+
+
+def targets(baselines: dict[str, float], timings: list[TrainTiming], sweeps: SweepTimings,
+            help_seconds: tuple[float, float]) -> list[str]:
+    """Each target of issue #10 with the ratio this run measured."""
+    lines = []
+    for env_id, rate in baselines.items():
+        ratio = marginal_rate(timings, env_id) / rate
+        lines.append(verdict(f"train {env_id}: marginal ep/s (no eval.) >= "
+                             f"{TRAIN_TARGET:.0f}x loop",
+                             ratio, TRAIN_TARGET, f"{ratio:.0f}x", at_most=False))
+    longest = max((t for t in timings if t.env_id == "Blackjack-v1"), key=lambda t: t.episodes)
+    lines.append(verdict(f"plumbing of Blackjack-v1 at {longest.episodes:.0e} episodes < "
+                         f"{PLUMBING_TARGET:.0%} of wall", longest.plumbing, PLUMBING_TARGET,
+                         f"{longest.plumbing:.0%}"))
+    ratio = sweeps.marginal_per_trial / sweeps.trial_training
+    lines.append(verdict(f"sweep: marginal cost per trial <= {SWEEP_TARGET}x its training",
+                         ratio, SWEEP_TARGET, f"{ratio:.2f}x"))
+    ratio = sweeps.eight_seeds / sweeps.one_train
+    lines.append(verdict(f"sweep of 8 seeds <= {EIGHT_SEEDS_TARGET}x one train --eval-episodes 0",
+                         ratio, EIGHT_SEEDS_TARGET, f"{ratio:.2f}x"))
+    ratio = help_seconds[0] / help_seconds[1]
+    lines.append(verdict(f"tabrl --help <= {HELP_TARGET:.0f}x python -c 'import gymnasium'",
+                         ratio, HELP_TARGET, f"{ratio:.2f}x"))
+    return lines
+
+
+def main() -> None:
+    try:
+        bench()
+    except CommandFailed as failure:
+        sys.exit(f"error: {failure}")
+
+
+def bench() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="10^7 episodes at most, 64 seeds at most (about 3 minutes)")
+    args = parser.parse_args()
+    began = time.perf_counter()
+    print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}; "
+          f"hyperparameters of the tutorial (learning rate {LEARNING_RATE}, discount {DISCOUNT}, "
+          f"epsilon {START_EPSILON} -> {FINAL_EPSILON} over half the episodes)")
+    with tempfile.TemporaryDirectory(prefix="tabrl-e2e-") as folder:
+        scratch = Path(folder)
+        warm = time_train("FrozenLake-v1", 100, scratch)  # compiles once, if the cache is cold
+        print(f"first command (kernels compiled or loaded): compile phase "
+              f"{warm.phases.get('compile', 0.0):.1f} s\n")
+        divisor = QUICK_DIVISOR if args.quick else 1
+        baselines = {env_id: baseline_rate(env_id, episodes // divisor)
+                     for env_id, episodes in BASELINE_EPISODES.items()}
+        print("the plain loop: " + ", ".join(f"{env_id} {rate:,.0f} episodes/s"
+                                             for env_id, rate in baselines.items()))
+        print("tabrl train, wall time split into phases (seconds and share of the wall); "
+              "plumbing = all but training;\npeak memory: resident (with the pages of the "
+              "memory-mapped metrics read) and anonymous (held by the process)\n")
+        timings = train_rows(QUICK_TRAIN_EPISODES if args.quick else TRAIN_EPISODES, baselines,
+                             scratch)
+        print(f"tabrl sweep {SWEEP_ENV} --seeds S --grid episodes={SWEEP_EPISODES}")
+        sweeps = time_sweeps(QUICK_SWEEP_SEEDS if args.quick else SWEEP_SEEDS, scratch)
+    help_seconds = help_ratio()
+    print(f"\ntabrl --help {help_seconds[0]:.3f} s, python -c 'import gymnasium' "
+          f"{help_seconds[1]:.3f} s (fastest of 5)\n")
+    print(f"{'target (issue #10)':<58} {'measured':>22}  verdict")
+    for line in targets(baselines, timings, sweeps, help_seconds):
+        print(line)
+    print(f"\nbenchmark took {time.perf_counter() - began:.0f} s; load average at the end: "
+          f"{os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
