@@ -30,10 +30,16 @@ def test_iqm_by_hand_on_sizes_divisible_by_four_and_not():
     assert (stats.mean(x), stats.median(x), stats.iqm(x)) == (1.5, 1.5, 1.5)
 
 
-def test_a_constant_sample_has_zero_width_intervals():
-    summary = stats.summarize_runs([0.7402] * 8)
-    for estimate in (summary.mean, summary.median, summary.iqm):
-        assert estimate.value == estimate.low == estimate.high == pytest.approx(0.7402)
+@pytest.mark.parametrize("n", [8, 64, 512])
+@pytest.mark.parametrize("value", [0.7402, 0.1, 0.7297660174187544])
+def test_a_constant_sample_has_zero_width_intervals(n, value):
+    """Exactly the value: rounding in the IQM's weighted sums once put a 512-seed sweep's IQM an
+    ulp above its interval (and its error bar below zero length)."""
+    summary = stats.summarize_runs([value] * n)
+    assert summary.iqm.value == summary.iqm.low == summary.iqm.high == value
+    assert summary.median.value == summary.median.low == summary.median.high == value
+    assert summary.mean.low <= summary.mean.value <= summary.mean.high
+    assert summary.mean.value == pytest.approx(value, rel=1e-15)
 
 
 def test_the_bootstrap_mean_interval_of_a_large_normal_sample_is_mean_pm_1_96_sem():

@@ -86,7 +86,11 @@ def iqm(scores: np.ndarray) -> np.ndarray:
     flat = scores.reshape(*scores.shape[:-2], -1)
     weights = iqm_weights(flat.shape[-1])
     kept = weights > 0  # a trimmed -inf (a policy that never ends) must not become 0 * inf = NaN
-    return np.sort(flat, axis=-1)[..., kept] @ weights[kept]
+    middle = np.sort(flat, axis=-1)[..., kept]
+    # a weighted mean lies between its smallest and largest value; rounding (a matrix product
+    # sums in an order of its own, another for a batch of resamples than for one sample) could
+    # put it an ulp outside, so that a constant sample's IQM would not be its value
+    return np.clip(middle @ weights[kept], middle[..., 0], middle[..., -1])
 
 
 def stratified_resamples(

@@ -53,9 +53,10 @@ def rolling_mean(
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     window = min(window, n)
     points = n - window + 1
-    keep = np.arange(points, dtype=np.int64)
-    if points > max_points:
+    if points > max_points:  # never an index per episode: 8 bytes each, 800 MB at 10^8
         keep = np.unique(np.linspace(0, points - 1, max_points).round().astype(np.int64))
+    else:
+        keep = np.arange(points, dtype=np.int64)
     ends = np.unique(np.concatenate([keep, keep + window]))
     sums = prefix_sums_at(np.ravel(values), ends)  # one blockwise pass: memory-mapped stays so
     means = (sums[np.searchsorted(ends, keep + window)] - sums[np.searchsorted(ends, keep)])
@@ -320,8 +321,11 @@ def sweep_figure(
         centre, low, high = (np.array([getattr(e, part) for e in per_setting], dtype=np.float64)
                              for part in ("value", "low", "high"))
         shown = np.isfinite(centre) & np.isfinite(low) & np.isfinite(high)
-        ax.errorbar(centre[shown], rows[shown] + offset,
-                    xerr=[centre[shown] - low[shown], high[shown] - centre[shown]], fmt=marker,
+        # a percentile interval need not hold its point estimate (a skewed bootstrap): no bar
+        # reaches below zero length
+        below = np.maximum(centre[shown] - low[shown], 0)
+        above = np.maximum(high[shown] - centre[shown], 0)
+        ax.errorbar(centre[shown], rows[shown] + offset, xerr=[below, above], fmt=marker,
                     color=colour, capsize=4, zorder=3, label=name)
     if optimal_value is not None:
         ax.axvline(optimal_value, color="black", linestyle="--", linewidth=1.2, label="optimum")
