@@ -97,9 +97,10 @@ MAX_SWEEPS = 100_000
 DRIFT_SWEEPS = 10_000
 #: Rounds of local search for the best stationary policy under a time limit, per candidate.
 MAX_IMPROVEMENTS = 100
-#: Outcome backups the whole search may spend: about a minute of one core. Below 10^5
-#: transitions it is never reached (a round costs transitions x horizon at most).
-SEARCH_BUDGET = 3 * 10**10
+#: Outcome backups the whole search may spend: a few minutes of one core. A round costs about
+#: twice transitions x horizon (the 100x100 map of ``bench/solve.py`` with 10,000 steps, the
+#: largest search there, spends 3.5 * 10^10).
+SEARCH_BUDGET = 5 * 10**10
 #: Memory for a policy's values per step to go in the local search; beyond it, rows are
 #: computed again (``tabrl.exact.kernels.time_weighted_advantages``).
 HISTORY_BYTES = 2**28
