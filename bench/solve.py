@@ -5,15 +5,17 @@
 For random FrozenLake maps (gymnasium's ``generate_random_map(size, seed=size)``, slippery) from
 10x10 to 100x100 under time limits from 100 to 40,000 steps, ``tabrl.solve`` is timed (one
 solve: the optimum, the hurried tie-break, the best stationary policy and its law), with its
-Bellman sweeps and where the values settled. Where the numpy solver it replaced
-(``bench/numpy_dp.py``) is expected to finish in under ``OLD_BUDGET`` state-steps it runs too,
-on the same MDP, and the ratio of the two times is printed with a check that both found the same
-optimum. Ratios, not seconds, are what carries from one run to the next: this machine's speed
-varies 3-5x with its load.
+Bellman sweeps, where the values settled and the rounds of the search for the best stationary
+policy. Beside it, on the same MDP, the solver as it was before its search was made faster
+(``bench/previous_solve.py``; skipped in ``SKIP_PREVIOUS``, where it takes about ten minutes),
+with the ratio of the two times and a check that both found the same optimum and the same best
+stationary policy. Ratios, not seconds, are what carries from one run to the next: this
+machine's speed varies 3-5x with its load.
 
 Last, a synthetic MDP of 10^6 states and 10^7 transitions, built directly as a ``TabularMDP``
 (4 actions, 2 or 3 outcomes each to random states, 5% of them terminal, a 100-step time
-limit): trained on the compiled engine, then solved, with the process's peak memory.
+limit): trained on the compiled engine, then solved (its search for the best stationary policy
+cut short by ``tabrl.exact.dp.SEARCH_BUDGET``), with the process's peak memory.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.toy_text.frozen_lake import generate_random_map
 
-from bench import numpy_dp
+from bench import previous_solve
 from tabrl.compiled import run_batch
 from tabrl.exact.dp import evaluate_policy_exact, solve
 from tabrl.exact.mdp import TabularMDP, read_only
@@ -36,8 +38,8 @@ from tabrl.exact.readers import mdp_of
 GRID = [(10, 100), (10, 1_000), (30, 100), (30, 400), (30, 1_600), (50, 1_000), (50, 10_000),
         (100, 1_000), (100, 10_000), (100, 40_000)]
 QUICK_GRID = [(10, 100), (30, 400), (50, 1_000)]
-#: The numpy solver runs where states x horizon is at most this (about 5 us per state-step).
-OLD_BUDGET = 1_000_000
+#: Rows where the previous solver is not run (about ten minutes).
+SKIP_PREVIOUS = {(100, 10_000)}
 SYNTHETIC_STATES, SYNTHETIC_ACTIONS, SYNTHETIC_HORIZON = 1_000_000, 4, 100
 
 
@@ -56,17 +58,19 @@ def timed(function, *args):
 
 def print_grid(grid: list[tuple[int, int]]) -> None:
     print(f"{'map':>8} {'states':>7} {'horizon':>7} {'transitions':>11} {'seconds':>8} "
-          f"{'sweeps':>7} {'settled at':>10} {'numpy s':>8} {'ratio':>7}  same optimum")
+          f"{'sweeps':>7} {'settled at':>10} {'rounds':>6} {'before s':>8} {'ratio':>7}  same")
     for size, horizon in grid:
         mdp = frozen_lake(size, horizon)
         solution, seconds = timed(solve, mdp)
         settled = f"{solution.settled_at:,}" if solution.settled_at is not None else "-"
         line = (f"{size:>5}x{size:<2} {mdp.n_states:>7,} {horizon:>7,} {mdp.prob.size:>11,} "
-                f"{seconds:>8.2f} {solution.num_iter:>7,} {settled:>10}")
-        if mdp.n_states * horizon <= OLD_BUDGET:
-            old, old_seconds = timed(numpy_dp.solve, mdp)
+                f"{seconds:>8.2f} {solution.num_iter:>7,} {settled:>10} "
+                f"{solution.search_rounds:>6}")
+        if (size, horizon) not in SKIP_PREVIOUS:
+            old, old_seconds = timed(previous_solve.solve, mdp)
             same = (np.array_equal(old.q_values, solution.q_values)
-                    and abs(old.stationary_value - solution.stationary_value) <= 1e-12)
+                    and np.array_equal(old.stationary_policy, solution.stationary_policy)
+                    and old.stationary_value == solution.stationary_value)
             verdict = "yes" if same else "NO"
             line += f" {old_seconds:>8.2f} {old_seconds / seconds:>6.1f}x  {verdict}"
         print(line, flush=True)
@@ -107,7 +111,9 @@ def print_synthetic() -> None:
     solution, seconds = timed(solve, mdp)
     settled = solution.settled_at if solution.settled_at is not None else "-"
     print(f"solved in {seconds:.1f} s: {solution.num_iter} sweeps, settled at {settled}, optimum "
-          f"{solution.value:+.4f}, best stationary {solution.stationary_value:+.4f}")
+          f"{solution.value:+.4f}, best stationary {solution.stationary_value:+.4f} after "
+          f"{solution.search_rounds} rounds of search"
+          + (" (cut short by its budget)" if solution.search_cut else ""))
     learned, seconds = timed(evaluate_policy_exact, mdp, agent.q_values.greedy_policy())
     print(f"the learned greedy policy, evaluated exactly in {seconds:.1f} s: {learned.value:+.4f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux

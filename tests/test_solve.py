@@ -8,9 +8,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from bench import numpy_dp
+from bench import numpy_dp, previous_solve
 from tabrl.errors import NotCompilableError, UsageError
 from tabrl.exact import dp as solve_module
+from tabrl.exact import kernels
 from tabrl.exact.dp import evaluate_policy_exact, policy_agreement, solve
 from tabrl.exact.mdp import TabularMDP, from_transitions
 from tabrl.exact.readers import mdp_of
@@ -282,3 +283,37 @@ def _monte_carlo(env: gym.Env, policy: np.ndarray, episodes: int,
 def _assert_within_four_errors(samples: np.ndarray, exact: float) -> None:
     error = samples.std(ddof=1) / np.sqrt(samples.size)
     assert abs(samples.mean() - exact) <= 4 * error + 1e-12
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_search_finds_what_the_previous_one_did(seed: int) -> None:
+    """The faster local search (bench/previous_solve.py is the one before): the same advantages
+    bit for bit, whether the policy's values per step are all kept or recomputed in blocks, and
+    the same best stationary policy and value."""
+    horizon, discount = [(3, 1.0), (17, 1.0), (60, 1.0), (25, 0.9)][seed % 4]
+    mdp = random_mdp(100 + seed, horizon)
+    table = solve_module._all_actions(mdp)
+    actions = np.random.default_rng(seed).integers(0, mdp.n_actions, mdp.n_states)
+    policy = solve_module._one_action(mdp, actions)
+    initial = np.array(mdp.initial)
+    before = previous_solve.time_weighted_advantages(table.arrays, policy.arrays, initial,
+                                                     horizon, discount, 1e-12)
+    for max_rows in (10**6, 2):  # all rows kept; a block of about sqrt(horizon) recomputed
+        after, work = kernels.time_weighted_advantages(table.arrays, policy.arrays, actions,
+                                                       initial, horizon, discount, 1e-12, max_rows)
+        np.testing.assert_array_equal(after, before)
+        assert work > 0
+    new, old = solve_module._solve(mdp, discount), previous_solve.solve(mdp, discount)
+    np.testing.assert_array_equal(new.stationary_policy, old.stationary_policy)
+    assert (new.stationary_value, new.search_cut) == (old.stationary_value, False)
+
+
+def test_a_spent_budget_cuts_the_search_and_says_so(monkeypatch) -> None:
+    env = gym.make("FrozenLake8x8-v1")
+    full = solve_module._solve(mdp_of(env), 1.0)
+    monkeypatch.setattr(solve_module, "SEARCH_BUDGET", 1)  # spent by the first policy value
+    cut = solve_module._solve(mdp_of(env), 1.0)
+    assert (full.search_cut, cut.search_cut, cut.search_rounds) == (False, True, 0)
+    assert full.search_rounds > 0
+    assert cut.stationary_value <= full.stationary_value
+    assert "search cut short after 0 rounds" in dict(cut.facts()[1])["best stationary policy"]

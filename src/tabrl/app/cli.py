@@ -751,7 +751,9 @@ def solve_command(
         table.add_row("backward induction", f"values settled after {settled:,} of {horizon:,} steps"
                       if settled is not None else f"values still changing at {horizon:,} steps")
     table.add_row("optimal value", f"{summary['value']:+.4f}")
-    table.add_row("best stationary policy", f"{summary['stationary_value']:+.4f}")
+    cut = (f"  (search cut short after {summary['search_rounds']:,} rounds)"
+           if summary["search_cut"] else "")
+    table.add_row("best stationary policy", f"{summary['stationary_value']:+.4f}{cut}")
     names, shares = outcome_shares(summary["outcomes"])
     table.add_row(f"its {names}", shares)
     table.add_row("mean length", exact_figure(summary["mean_length"], "inf").lstrip("+"))

@@ -42,8 +42,10 @@ weighted by their expected visits.
 step can be worth less than the non-stationary optimum, and the best stationary policy is hard to
 find in general. tabrl starts from natural candidates (greedy on :math:`q_0`, greedy on the
 hurried :math:`q`, greedy on the optimum without the time limit), improves each by local search
-(:func:`_improve`) and keeps the best: ``Solution.stationary_value`` is exact for the policy it
-names, and a lower bound of the true best.
+(:meth:`_Search.improve`) and keeps the best: ``Solution.stationary_value`` is exact for the
+policy it names, and a lower bound of the true best. The search stops as soon as a policy is worth
+the optimum (within ``TOLERANCE``), and spends at most about ``SEARCH_BUDGET`` outcome backups:
+on an MDP of millions of transitions it may be cut short, which ``Solution.search_cut`` says.
 
 **Policy evaluation.** For a stationary policy :math:`\pi`,
 :math:`v \leftarrow r_\pi + \gamma P_\pi v` (``H`` sweeps, or until it settles), and the occupancy
@@ -93,8 +95,15 @@ HURRY = 0.99
 MAX_SWEEPS = 100_000
 #: Without a time limit: steps after which a policy that may run forever counts as endless.
 DRIFT_SWEEPS = 10_000
-#: Rounds of local search for the best stationary policy under a time limit.
+#: Rounds of local search for the best stationary policy under a time limit, per candidate.
 MAX_IMPROVEMENTS = 100
+#: Outcome backups the whole search may spend: a few minutes of one core. A round costs about
+#: twice transitions x horizon (the 100x100 map of ``bench/solve.py`` with 10,000 steps, the
+#: largest search there, spends 3.5 * 10^10).
+SEARCH_BUDGET = 5 * 10**10
+#: Memory for a policy's values per step to go in the local search; beyond it, rows are
+#: computed again (``tabrl.exact.kernels.time_weighted_advantages``).
+HISTORY_BYTES = 2**28
 #: Solutions :func:`solve` keeps for the MDPs it saw last.
 SOLUTIONS_KEPT = 4
 
@@ -127,6 +136,11 @@ class Solution(Shown):
     #: change in float64 (every longer limit has the same optimum); None where they still
     #: change at the limit, or there is no limit.
     settled_at: int | None = None
+    #: Under a time limit: rounds of local search for ``stationary_policy``.
+    search_rounds: int = 0
+    #: Whether the search's budget (``SEARCH_BUDGET``) ended it before it stopped on its own: the
+    #: best stationary policy found is then less likely to be the best there is.
+    search_cut: bool = False
 
     def facts(self) -> tuple[str, Facts]:
         objective = "undiscounted return" if self.discount == 1 else f"discount {self.discount}"
@@ -140,8 +154,10 @@ class Solution(Shown):
         else:
             rows.append(("value iteration", f"{self.num_iter:,} sweeps"))
         n_states, n_actions = self.q_values.shape
+        stationary = f"{self.stationary_value:+.4f}" + (
+            f"  (search cut short after {self.search_rounds:,} rounds)" if self.search_cut else "")
         rows += [("optimal value", f"{self.value:+.4f}"),
-                 ("best stationary policy", f"{self.stationary_value:+.4f}"),
+                 ("best stationary policy", stationary),
                  ("size", f"{n_states:,} states, {len(self.policy):,} observations, "
                           f"{n_actions} actions")]
         return "Solution: the exact optimum", rows
@@ -303,82 +319,128 @@ def _from_start(mdp: TabularMDP, values: np.ndarray) -> float:
     return float(mdp.initial[start] @ values[start])
 
 
-def _row_advantages(mdp: TabularMDP, table: _Table, policy: np.ndarray,
-                    discount: float) -> np.ndarray:
-    """Per row and action: the first-order gain of switching ``policy`` to that action everywhere.
+class _Search:
+    """The local search for the best stationary policy under a time limit, within a budget.
 
-    By the performance-difference identity, for stationary policies under a time limit
-    ``V'_0 - V_0 = sum_t gamma^t E_{mu'_t}[q_t(s, pi'(s)) - V_t(s)]``, where ``q_t, V_t`` belong
-    to the current policy at time ``t`` and ``mu'_t`` is the state law at ``t`` under the new
-    one. With the current ``mu_t`` in place of ``mu'_t`` this is the estimate returned here
-    (summed while more than ``TOLERANCE`` of the episodes are still running).
+    ``budget`` is the number of outcome backups (and steps of the state law) the search may
+    still spend; it is charged after the work, so the last round may overdraw it. ``rounds``
+    counts the rounds of :meth:`improve`, ``cut`` says whether the budget ended the search
+    before it stopped on its own. Policy values are remembered: a policy tried twice (a round's
+    two proposals can be the same) is evaluated once.
     """
-    current = _one_action(mdp, policy[mdp.row_of_state])
-    advantage = _kernels().time_weighted_advantages(
-        table.arrays, current.arrays, np.array(mdp.initial), mdp.horizon, discount, TOLERANCE
-    )
-    return np.stack([np.bincount(mdp.row_of_state, column, minlength=mdp.n_rows)
-                     for column in advantage.T], axis=1)
 
+    def __init__(self, mdp: TabularMDP, table: _Table, discount: float, optimum: float) -> None:
+        self.mdp, self.table, self.discount, self.optimum = mdp, table, discount, optimum
+        self.budget, self.rounds, self.cut = SEARCH_BUDGET, 0, False
+        self._values: dict[bytes, float] = {}
 
-def _improve(mdp: TabularMDP, table: _Table, policy: np.ndarray, discount: float,
-             optimum: float) -> tuple[np.ndarray, float]:
-    """Local search among stationary row policies under a time limit; the value only rises.
+    def value(self, policy: np.ndarray) -> float:
+        """The exact value of a row policy from the initial distribution."""
+        key = policy.tobytes()
+        if key not in self._values:
+            mdp = self.mdp
+            table = _one_action(mdp, policy[mdp.row_of_state])
+            q, sweeps, _ = _optimal_q(table, self.discount, mdp.horizon)
+            self.budget -= sweeps * table.next_state.size
+            self._values[key] = _from_start(mdp, q[:, 0])
+        return self._values[key]
 
-    Each round switches every row with a positive estimated gain (:func:`_row_advantages`), or
-    else the single row with the largest one, and keeps the switch only if the exact value rises
-    by more than ``TOLERANCE``: so the search ends as soon as it is that close to ``optimum``.
-    """
-    value = _policy_value(mdp, policy, discount)
-    for _ in range(MAX_IMPROVEMENTS):
-        if value >= optimum - TOLERANCE:
-            break
-        advantage = _row_advantages(mdp, table, policy, discount)
-        gain = advantage.max(axis=1)
-        if gain.max() <= TOLERANCE:
-            break
-        everywhere = np.where(gain > TOLERANCE, advantage.argmax(axis=1), policy)
-        single = policy.copy()
-        single[gain.argmax()] = advantage[gain.argmax()].argmax()
-        tried = [(_policy_value(mdp, p, discount), p) for p in (everywhere, single)]
-        new_value, new_policy = max(tried, key=lambda pair: pair[0])
-        if new_value <= value + TOLERANCE:
-            break
-        value, policy = new_value, new_policy
-    return policy, value
+    def advantages(self, policy: np.ndarray) -> np.ndarray:
+        """Per row and action: the first-order gain of switching ``policy`` to that action
+        everywhere.
+
+        By the performance-difference identity, for stationary policies under a time limit
+        ``V'_0 - V_0 = sum_t gamma^t E_{mu'_t}[q_t(s, pi'(s)) - V_t(s)]``, where ``q_t, V_t``
+        belong to the current policy at time ``t`` and ``mu'_t`` is the state law at ``t`` under
+        the new one. With the current ``mu_t`` in place of ``mu'_t`` this is the estimate
+        returned here (summed while more than ``TOLERANCE`` of the episodes are still running).
+        """
+        mdp = self.mdp
+        actions = policy[mdp.row_of_state]
+        advantage, work = _kernels().time_weighted_advantages(
+            self.table.arrays, _one_action(mdp, actions).arrays, actions, np.array(mdp.initial),
+            mdp.horizon, self.discount, TOLERANCE, max(2, HISTORY_BYTES // (8 * mdp.n_states))
+        )
+        self.budget -= work
+        return np.stack([np.bincount(mdp.row_of_state, column, minlength=mdp.n_rows)
+                         for column in advantage.T], axis=1)
+
+    def improve(self, policy: np.ndarray) -> tuple[np.ndarray, float]:
+        """Local search from ``policy``; the value only rises.
+
+        Each round switches every row with a positive estimated gain (:meth:`advantages`), or
+        else the single row with the largest one, and keeps the switch only if the exact value
+        rises by more than ``TOLERANCE``: so the search ends as soon as it is that close to the
+        optimum, and where the budget is spent.
+        """
+        value = self.value(policy)
+        for _ in range(MAX_IMPROVEMENTS):
+            if value >= self.optimum - TOLERANCE:
+                break
+            if self.budget <= 0:
+                self.cut = True
+                break
+            self.rounds += 1
+            advantage = self.advantages(policy)
+            gain = advantage.max(axis=1)
+            if gain.max() <= TOLERANCE:
+                break
+            everywhere = np.where(gain > TOLERANCE, advantage.argmax(axis=1), policy)
+            single = policy.copy()
+            single[gain.argmax()] = advantage[gain.argmax()].argmax()
+            tried = [(self.value(p), p) for p in (everywhere, single)]
+            new_value, new_policy = max(tried, key=lambda pair: pair[0])
+            if new_value <= value + TOLERANCE:
+                break
+            value, policy = new_value, new_policy
+        return policy, value
+
+    def patient_candidate(self, tie_break: np.ndarray) -> np.ndarray | None:
+        """The greedy policy of the problem without its time limit, if it has a finite optimum
+        that value iteration finds within ``MAX_SWEEPS`` sweeps and the budget."""
+        table = self.table
+        outcomes = max(1, table.next_state.size)
+        max_sweeps = int(min(MAX_SWEEPS, max(0, self.budget) // outcomes))
+        q, sweeps, settled = _kernels().sweep_until_settled(
+            *table.arrays, table.width, self.discount, max_sweeps, TOLERANCE)
+        self.budget -= sweeps * outcomes
+        if not settled:
+            self.cut = self.cut or max_sweeps < MAX_SWEEPS
+            return None
+        return _row_policy(self.mdp, q, tie_break)
 
 
 def _best_stationary(mdp: TabularMDP, table: _Table, candidates: list[np.ndarray],
                      tie_break: np.ndarray, discount: float,
-                     optimum: float) -> tuple[np.ndarray, float]:
-    """The best stationary row policy found, and its exact value (module docstring).
+                     optimum: float) -> tuple[np.ndarray, float, _Search | None]:
+    """The best stationary row policy found, its exact value, and the search that found it
+    (module docstring; None without a time limit).
 
     Under a time limit the candidates are the given ones, then the greedy policy of the problem
     without the limit, each improved by local search, until one comes within ``TOLERANCE`` of
-    ``optimum`` (no stationary policy is worth more).
+    ``optimum`` (no stationary policy is worth more) or the search's budget is spent.
     """
     if mdp.horizon is None:
         scored = [(p, _policy_value(mdp, p, discount)) for p in candidates]
-        return max(scored, key=lambda pair: pair[1])
+        return (*max(scored, key=lambda pair: pair[1]), None)
+    search = _Search(mdp, table, discount, optimum)
     best_policy, best_value = candidates[0], -np.inf
-    for candidate in _stationary_candidates(mdp, table, candidates, tie_break, discount):
-        policy, value = _improve(mdp, table, candidate, discount, optimum)
+    for candidate in _stationary_candidates(search, candidates, tie_break):
+        policy, value = search.improve(candidate)
         if value > best_value:
             best_policy, best_value = policy, value
         if best_value >= optimum - TOLERANCE:
             break
-    return best_policy, best_value
+    return best_policy, best_value, search
 
 
-def _stationary_candidates(mdp: TabularMDP, table: _Table, candidates: list[np.ndarray],
-                           tie_break: np.ndarray, discount: float) -> Iterator[np.ndarray]:
+def _stationary_candidates(search: _Search, candidates: list[np.ndarray],
+                           tie_break: np.ndarray) -> Iterator[np.ndarray]:
     """The given candidates, then (solved only when asked for) the patient problem's greedy."""
     yield from candidates
-    try:
-        patient_q = _optimal_q(table, discount, None)[0]
-    except UsageError:
-        return  # without its time limit the problem has no finite optimum: no candidate
-    yield _row_policy(mdp, patient_q, tie_break)
+    patient = search.patient_candidate(tie_break)
+    if patient is not None:
+        yield patient
 
 
 def solve(env_or_mdp: gym.Env | TabularMDP, discount: float | None = None) -> Solution:
@@ -423,7 +485,7 @@ def _solve(mdp: TabularMDP, gamma: float) -> Solution:
     hurried_q = _optimal_q(table, HURRY * gamma, mdp.horizon)[0]
     policy = _row_policy(mdp, q, hurried_q)
     value = _from_start(mdp, q.max(axis=1))
-    stationary_policy, stationary_value = _best_stationary(
+    stationary_policy, stationary_value, search = _best_stationary(
         mdp, table, [policy, _row_policy(mdp, hurried_q, q)], hurried_q, gamma, value
     )
 
@@ -449,6 +511,8 @@ def _solve(mdp: TabularMDP, gamma: float) -> Solution:
         horizon=mdp.horizon,
         num_iter=sweeps,
         settled_at=sweeps - 1 if settled and mdp.horizon is not None else None,
+        search_rounds=search.rounds if search else 0,
+        search_cut=search.cut if search else False,
     )
 
 
@@ -580,7 +644,7 @@ def warm_up() -> None:
         for action in (0, 1):
             evaluate_policy_exact(mdp, np.array([action, 0]))
         if horizon is not None:
-            _row_advantages(mdp, _all_actions(mdp), np.zeros(2, dtype=np.int64), 1.0)
+            _Search(mdp, _all_actions(mdp), 1.0, 1.0).advantages(np.zeros(2, dtype=np.int64))
 
 
 # --- input checks -------------------------------------------------------------------------------

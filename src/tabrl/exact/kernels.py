@@ -95,67 +95,117 @@ def _step(offsets, next_state, continuing, mass, out):
             out[next_state[o]] += continuing[o] * mass[s]
 
 
-@njit(cache=True)
-def values_to_go(offsets, next_state, continuing, expected_reward, discount, rows):
-    """A policy's values with ``k = 0 .. rows - 1`` steps left (``width = 1``), one row each."""
+@_helper
+def _total(mass):
+    """The sum of ``mass``, added in index order as ``mass.sum()`` does."""
+    total = 0.0
+    for s in range(mass.size):
+        total += mass[s]
+    return total
+
+
+@_helper
+def _policy_values(policy, discount, horizon, every):
+    """A policy's values backwards from ``V_0 = 0`` until they settle (``width = 1``).
+
+    Returns ``(marks, final, last)``: ``marks[i]`` is ``V_{i * every}`` for every such row up to
+    ``last``, the number of steps to go from which on the values no longer change (``horizon``
+    where they still change at the limit), and ``final`` is ``V_horizon``.
+    """
+    offsets, next_state, continuing, expected_reward = policy
     n_states = offsets.size - 1
-    history = np.zeros((rows, n_states))
+    marks = np.empty((horizon // every + 1, n_states))
+    marks[0] = 0.0
+    values, new_values = np.zeros(n_states), np.empty(n_states)
     q = np.empty((n_states, 1))
-    for k in range(1, rows):
-        _sweep(offsets, next_state, continuing, expected_reward, 1, history[k - 1], discount, q,
-               history[k])
-    return history
+    for k in range(1, horizon + 1):
+        _sweep(offsets, next_state, continuing, expected_reward, 1, values, discount, q,
+               new_values)
+        if _settled(values, new_values, 0.0):
+            return marks, new_values, k - 1
+        values, new_values = new_values, values
+        if k % every == 0:
+            marks[k // every] = values
+    return marks, values, horizon
 
 
 @njit(cache=True)
-def time_weighted_advantages(table, policy, initial, horizon, discount, tolerance):
+def time_weighted_advantages(table, policy, actions, initial, horizon, discount, tolerance,
+                             max_rows):
     """``sum_t gamma^t mu_t(s) (q_t(s, a) - V_t(s))`` of a policy under a time limit ``horizon``.
 
     ``table`` and ``policy`` are ``(offsets, next_state, continuing, expected_reward)`` of the
-    whole MDP and of the policy; ``V_t`` are the policy's values at time ``t``, ``q_t`` the
-    backups of ``V_{t+1}``, and ``mu_t`` the law of its state at ``t``. The sum stops once the
-    episodes still running weigh at most ``tolerance``.
+    whole MDP and of the policy, whose action in state ``s`` is ``actions[s]``; ``V_t`` are the
+    policy's values at time ``t``, ``q_t`` the backups of ``V_{t+1}``, and ``mu_t`` the law of
+    its state at ``t``. The sum stops once the episodes still running weigh at most
+    ``tolerance``.
 
     The policy's values settle (exactly) ``last`` steps before the end, so up to time
     ``horizon - last`` the summand is ``mu_t(s)`` times a constant: those steps only add up
-    ``gamma^t mu_t``. The values of the last ``last`` steps are kept, one row per step, only if
-    some episodes are still running when they come.
+    ``gamma^t mu_t``. The last ``last`` steps need the values with ``k = last .. 0`` steps to
+    go, backwards, while the episodes run forwards: at most ``max_rows`` rows of them are kept.
+    Beyond that, every ``every``-th row (about the square root of ``horizon``) is kept by the
+    first pass, and each block of rows between two is computed again when its turn comes: one
+    more sweep of the policy per step, instead of a table of states x horizon.
+
+    Nothing is added where it would add exactly zero: the policy's own action (its backup is
+    the policy's value, bit for bit) and states no episode reaches at that time. Returns the
+    advantages and the work done: the number of outcomes backed up or stepped through.
     """
     offsets, next_state, continuing, expected_reward = table
     n_states = initial.size
     width = (offsets.size - 1) // n_states
-    final, sweeps, settled = sweep_until_settled(*policy, 1, discount, horizon, 0.0)
-    last = sweeps - 1 if settled else horizon  # the values with ``last`` or more steps left
+    every = 1 if horizon + 1 <= max_rows else int(np.ceil(np.sqrt(horizon + 1)))
+    marks, final, last = _policy_values(policy, discount, horizon, every)
+    p_offsets, p_next_state, p_continuing, p_reward = policy
+    policy_sweeps, full_sweeps = min(last + 1, horizon), 1
     q, best = np.empty((n_states, width)), np.empty(n_states)
     mass, next_mass = initial.copy(), np.empty(n_states)
     weight, t = 1.0, 0
     occupancy = np.zeros(n_states)
-    while t < horizon - last and mass.sum() > tolerance:
-        occupancy += weight * mass
-        _step(policy[0], policy[1], policy[2], mass, next_mass)
+    while t < horizon - last and _total(mass) > tolerance:
+        for s in range(n_states):
+            occupancy[s] += weight * mass[s]
+        _step(p_offsets, p_next_state, p_continuing, mass, next_mass)
         mass, next_mass = next_mass, mass
         weight *= discount
         t += 1
-    _sweep(offsets, next_state, continuing, expected_reward, width, final[:, 0], discount, q, best)
+    policy_sweeps += t
+    _sweep(offsets, next_state, continuing, expected_reward, width, final, discount, q, best)
     advantage = np.empty((n_states, width))
     for s in range(n_states):
         for a in range(width):
-            advantage[s, a] = occupancy[s] * (q[s, a] - final[s, 0])
-    if t == horizon or mass.sum() <= tolerance:
-        return advantage
-    to_go = values_to_go(*policy, discount, last + 1)
-    while t < horizon and mass.sum() > tolerance:
-        _sweep(offsets, next_state, continuing, expected_reward, width, to_go[horizon - t - 1],
-               discount, q, best)
-        now = to_go[horizon - t]
+            advantage[s, a] = occupancy[s] * (q[s, a] - final[s])
+    block, block_start = np.empty((every + 1, n_states)), -1
+    pair = np.empty((n_states, 1))
+    while t < horizon and _total(mass) > tolerance:
+        k = horizon - t  # steps to go: back up V_{k - 1}, compare with V_k
+        if every == 1:
+            lower, upper = marks[k - 1], marks[k]
+        else:
+            start = (k - 1) // every
+            if start != block_start:
+                block_start = start
+                block[0] = marks[start]
+                for i in range(1, min(every, last - start * every) + 1):
+                    _sweep(p_offsets, p_next_state, p_continuing, p_reward, 1, block[i - 1],
+                           discount, pair, block[i])
+                    policy_sweeps += 1
+            lower, upper = block[k - 1 - start * every], block[k - start * every]
         for s in range(n_states):
-            for a in range(width):
-                advantage[s, a] += weight * mass[s] * (q[s, a] - now[s])
-        _step(policy[0], policy[1], policy[2], mass, next_mass)
+            if mass[s] != 0.0:
+                for a in range(width):
+                    if a != actions[s]:
+                        gain = _backup(offsets, next_state, continuing, expected_reward,
+                                       s * width + a, lower, discount) - upper[s]
+                        advantage[s, a] += weight * mass[s] * gain
+        _step(p_offsets, p_next_state, p_continuing, mass, next_mass)
         mass, next_mass = next_mass, mass
         weight *= discount
         t += 1
-    return advantage
+        policy_sweeps += 1
+        full_sweeps += 1
+    return advantage, full_sweeps * next_state.size + policy_sweeps * p_next_state.size
 
 
 @njit(cache=True)

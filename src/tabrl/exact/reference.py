@@ -87,6 +87,8 @@ def solution_summary(solution: Solution, mdp: TabularMDP, encoder: StateEncoder)
         "horizon": solution.horizon,
         "num_iter": solution.num_iter,
         "settled_at": solution.settled_at,
+        "search_rounds": solution.search_rounds,
+        "search_cut": solution.search_cut,
         "success_probability": optimal.success_probability,
         "outcomes": exact_outcomes(mdp, optimal),
         "mean_length": finite_or_none(optimal.mean_length),
