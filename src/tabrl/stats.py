@@ -32,6 +32,8 @@ Statistic = Callable[[np.ndarray], np.ndarray]
 #: Bootstrap resamples: rliable's plots use tens of thousands; 10,000 keep the percentiles of a few
 #: seeds stable to the third decimal and take milliseconds.
 RESAMPLES = 10_000
+#: What the intervals of many seeds' estimates are, for tables, pictures and files (``n``: seeds).
+INTERVALS = "95% stratified-bootstrap percentile intervals over {n} seeds"
 CONFIDENCE = 0.95
 
 

@@ -39,12 +39,10 @@ from tabrl.app.runs import (
 )
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
-from tabrl.stats import Estimate, summarize_runs
+from tabrl.stats import INTERVALS, Estimate, summarize_runs
 
 SEEDS, AGGREGATE_JSON, AGGREGATE_CSV = "seeds.json", "aggregate.json", "aggregate.csv"
 MAX_SEEDS = 10_000  #: seeds of one folder (each is a run folder)
-#: What the intervals of a multi-seed folder are, for its table, its picture and its files.
-INTERVALS = "95% stratified-bootstrap percentile intervals over {n} seeds"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -271,4 +269,4 @@ def write_aggregate(path: Path, result: Aggregate) -> None:
 
 def aggregate_table_title(result: Aggregate) -> str:
     what = "exact final greedy value" if result.exact else "final greedy value (Monte Carlo)"
-    return f"{what} over {len(result.seeds)} seeds ({result.intervals})"
+    return f"{what} ({result.intervals})"

@@ -44,7 +44,7 @@ from tabrl.evaluate import evaluate
 from tabrl.exact.readers import known_mdp
 from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
 from tabrl.schedules import as_schedule
-from tabrl.stats import Estimate, summarize_runs
+from tabrl.stats import INTERVALS, Estimate, summarize_runs
 from tabrl.training import choose_engine, train
 
 if TYPE_CHECKING:
@@ -120,8 +120,6 @@ class SettingSummary:
         return None if self.optimal_value is None else self.optimal_value - self.mean.value
 
 
-#: What a sweep's intervals are, for its table, its picture and ``sweep.json``.
-INTERVALS = "95% stratified-bootstrap percentile intervals over {n} seeds"
 #: Settings a sweep's repr lists; ``.summaries`` holds them all.
 SHOWN_SETTINGS = 8
 
