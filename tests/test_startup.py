@@ -76,10 +76,10 @@ def test_a_cold_cache_is_told_from_a_warm_one(tmp_path):
 
 def test_the_announcement_says_what_compiles_and_about_how_long():
     assert compile_announcement([ENGINE]) == (
-        "compiling the compiled engine's kernels, first run only, about 25 s")
+        "compiling the compiled engine's kernels, first run only, about 80 s")
     assert compile_announcement([ENGINE, EXACT]) == (
         "compiling the compiled engine's kernels and the exact solver's kernels, first run "
-        "only, about 33 s")
+        "only, about 88 s")
 
 
 def test_a_compile_is_announced_before_it_starts_and_quiet_still_compiles():

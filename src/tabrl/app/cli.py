@@ -459,7 +459,7 @@ def prepare_kernels(needed: list[KernelSet], say: Callable[[str], None], quiet: 
 
 
 def compile_announcement(cold: list[KernelSet]) -> str:
-    """``compiling the compiled engine's kernels, first run only, about 25 s``."""
+    """``compiling the compiled engine's kernels, first run only, about 80 s``."""
     what = " and ".join(kernels.what for kernels in cold)
     return (f"compiling {what}, first run only, "
             f"about {sum(kernels.seconds for kernels in cold):.0f} s")
