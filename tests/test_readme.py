@@ -10,7 +10,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_make_run_prints_the_readme_table(tabrl_cli, tmp_path, monkeypatch):
-    """`tabrl train` with no arguments (the tutorial's Blackjack) gives the README's figures."""
+    """`tabrl train` with no arguments (the tutorial's Blackjack) gives the README's figures, and
+    its greedy policy beats the seed's -0.08 (exactly, and over its 10,000 greedy episodes)."""
     monkeypatch.chdir(tmp_path)
     result = tabrl_cli("train", "-q")
     assert result.code == 0, result.stderr
@@ -23,3 +24,4 @@ def test_make_run_prints_the_readme_table(tabrl_cli, tmp_path, monkeypatch):
     assert rows["optimal value"] == f"{evaluation['exact']['optimal_value']:.4f}"
     assert rows["win / draw / loss"] == " / ".join(
         f"{share:.1%}" for share in evaluation["outcomes"].values())
+    assert evaluation["exact"]["policy_value"] > -0.08 and evaluation["mean_return"] > -0.08

@@ -97,15 +97,6 @@ def test_frozenlake_deterministic_reaches_the_goal_every_greedy_episode():
     assert evaluation.mean_length == 6
 
 
-def test_blackjack_default_job_beats_minus_0_08(tmp_path):
-    """The seed's example: 100,000 episodes of the tutorial's settings, 100,000 greedy episodes."""
-    config = RunConfig.resolve("Blackjack-v1", {"sab": False}, eval_episodes=100_000, seed=0)
-    run = train_run(prepare_run(config, tmp_path / "bj"), say=quiet)
-    evaluation = run.evaluation()
-    assert evaluation.n_episodes == 100_000
-    assert evaluation.mean_return > -0.08, evaluation
-
-
 def test_a_run_folder_of_the_fixed_chunk_format_resumes_to_its_own_result(tmp_path):
     """Folders made before chunks were planned by steps: 100,000-episode chunks on the compiled
     engine, one metrics.npz; they resume on their fixed chunks and move their metrics over."""
