@@ -9,6 +9,7 @@ give the same answers. The mathematics, and the objective each solver computes, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -27,6 +28,7 @@ from tabrl.exact.dp import (
     _greedy,
     _row_means,
     policy_agreement,
+    switch_proposals,
 )
 from tabrl.exact.mdp import TabularMDP
 
@@ -179,23 +181,24 @@ def _row_advantages(mdp: TabularMDP, kernel: _Kernel, policy: np.ndarray,
                      for column in advantage.T], axis=1)
 
 
-def _improve(mdp: TabularMDP, kernel: _Kernel, policy: np.ndarray,
-             discount: float) -> tuple[np.ndarray, float]:
+def local_search(
+    policy: np.ndarray, value_of: Callable[[np.ndarray], float],
+    advantages_of: Callable[[np.ndarray], np.ndarray], enough: float = np.inf,
+) -> tuple[np.ndarray, float]:
     """Local search among stationary row policies under a time limit; the value only rises.
 
-    Each round switches every row with a positive estimated gain (:func:`_row_advantages`), or
-    else the single row with the largest one, and keeps the switch only if the exact value rises.
+    Each round switches every row with a positive estimated gain (``advantages_of``), or else the
+    single row with the largest one, and keeps the switch only if the exact value rises; it
+    stops at ``enough`` (an optimum: nothing beats it). The search of both baseline solvers.
     """
-    value = _policy_value(mdp, policy, discount)
+    value = value_of(policy)
     for _ in range(MAX_IMPROVEMENTS):
-        advantage = _row_advantages(mdp, kernel, policy, discount)
-        gain = advantage.max(axis=1)
-        if gain.max() <= TOLERANCE:
+        if value >= enough - TOLERANCE:
             break
-        everywhere = np.where(gain > TOLERANCE, advantage.argmax(axis=1), policy)
-        single = policy.copy()
-        single[gain.argmax()] = advantage[gain.argmax()].argmax()
-        tried = [(_policy_value(mdp, p, discount), p) for p in (everywhere, single)]
+        advantage = advantages_of(policy)
+        if advantage.max() <= TOLERANCE:
+            break
+        tried = [(value_of(p), p) for p in switch_proposals(policy, advantage)]
         new_value, new_policy = max(tried, key=lambda pair: pair[0])
         if new_value <= value + TOLERANCE:
             break
@@ -218,7 +221,9 @@ def _best_stationary(mdp: TabularMDP, kernel: _Kernel, candidates: list[np.ndarr
         candidates = [*candidates, _row_policy(mdp, patient_q, tie_break)]
     except UsageError:
         pass  # without its time limit the problem has no finite optimum: no candidate
-    improved = [_improve(mdp, kernel, p, discount) for p in candidates]
+    improved = [local_search(p, lambda q: _policy_value(mdp, q, discount),
+                             lambda q: _row_advantages(mdp, kernel, q, discount))
+                for p in candidates]
     return max(improved, key=lambda pair: pair[1])
 
 

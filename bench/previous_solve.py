@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import numpy as np
 from numba import njit
 
+from bench.numpy_dp import local_search
 from tabrl.errors import UsageError
 from tabrl.exact import dp
 from tabrl.exact.dp import (
-    MAX_IMPROVEMENTS,
     TOLERANCE,
     Solution,
     _from_start,
@@ -120,28 +120,6 @@ def _row_advantages(mdp: TabularMDP, table: _Table, policy: np.ndarray,
                      for column in advantage.T], axis=1)
 
 
-def _improve(mdp: TabularMDP, table: _Table, policy: np.ndarray, discount: float,
-             optimum: float) -> tuple[np.ndarray, float]:
-    """Local search among stationary row policies under a time limit; the value only rises."""
-    value = _policy_value(mdp, policy, discount)
-    for _ in range(MAX_IMPROVEMENTS):
-        if value >= optimum - TOLERANCE:
-            break
-        advantage = _row_advantages(mdp, table, policy, discount)
-        gain = advantage.max(axis=1)
-        if gain.max() <= TOLERANCE:
-            break
-        everywhere = np.where(gain > TOLERANCE, advantage.argmax(axis=1), policy)
-        single = policy.copy()
-        single[gain.argmax()] = advantage[gain.argmax()].argmax()
-        tried = [(_policy_value(mdp, p, discount), p) for p in (everywhere, single)]
-        new_value, new_policy = max(tried, key=lambda pair: pair[0])
-        if new_value <= value + TOLERANCE:
-            break
-        value, policy = new_value, new_policy
-    return policy, value
-
-
 def _best_stationary(mdp: TabularMDP, table: _Table, candidates: list[np.ndarray],
                      tie_break: np.ndarray, discount: float,
                      optimum: float) -> tuple[np.ndarray, float, None]:
@@ -151,7 +129,8 @@ def _best_stationary(mdp: TabularMDP, table: _Table, candidates: list[np.ndarray
         return (*max(scored, key=lambda pair: pair[1]), None)
     best_policy, best_value = candidates[0], -np.inf
     for candidate in _stationary_candidates(mdp, table, candidates, tie_break, discount):
-        policy, value = _improve(mdp, table, candidate, discount, optimum)
+        policy, value = local_search(candidate, lambda q: _policy_value(mdp, q, discount),
+                                     lambda q: _row_advantages(mdp, table, q, discount), optimum)
         if value > best_value:
             best_policy, best_value = policy, value
         if best_value >= optimum - TOLERANCE:

@@ -319,6 +319,17 @@ def _from_start(mdp: TabularMDP, values: np.ndarray) -> float:
     return float(mdp.initial[start] @ values[start])
 
 
+def switch_proposals(policy: np.ndarray, advantage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A round of the local search's two proposals from the estimated gains of switching each
+    row to each action: every row with a positive gain switched to its best action, or only the
+    row with the largest gain (the safer step when switches interact)."""
+    gain = advantage.max(axis=1)
+    everywhere = np.where(gain > TOLERANCE, advantage.argmax(axis=1), policy)
+    single = policy.copy()
+    single[gain.argmax()] = advantage[gain.argmax()].argmax()
+    return everywhere, single
+
+
 class _Search:
     """The local search for the best stationary policy under a time limit, within a budget.
 
@@ -382,13 +393,9 @@ class _Search:
                 break
             self.rounds += 1
             advantage = self.advantages(policy)
-            gain = advantage.max(axis=1)
-            if gain.max() <= TOLERANCE:
+            if advantage.max() <= TOLERANCE:
                 break
-            everywhere = np.where(gain > TOLERANCE, advantage.argmax(axis=1), policy)
-            single = policy.copy()
-            single[gain.argmax()] = advantage[gain.argmax()].argmax()
-            tried = [(self.value(p), p) for p in (everywhere, single)]
+            tried = [(self.value(p), p) for p in switch_proposals(policy, advantage)]
             new_value, new_policy = max(tried, key=lambda pair: pair[0])
             if new_value <= value + TOLERANCE:
                 break
