@@ -685,7 +685,8 @@ def print_sweep_table(labels: list[str], summaries: list, title: str, n_seeds: i
     optimum, and the failed seeds if any (the median's interval is in sweep.json)."""
     from rich.markup import escape
 
-    from tabrl.app.sweep import INTERVALS, estimate_text
+    from tabrl.app.sweep import estimate_text
+    from tabrl.stats import INTERVALS
 
     failed = any(s.n_failed for s in summaries)
     headers = ["setting", "mean", "IQM", "median", "optimum - mean"] + ["failed"] * failed

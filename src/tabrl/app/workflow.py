@@ -39,7 +39,6 @@ from tabrl.app.runs import (
     writable_dir,
 )
 from tabrl.app.sweep import (
-    INTERVALS,
     JobResult,
     SettingSummary,
     Sweep,
@@ -64,6 +63,7 @@ from tabrl.hyperparams import environment_defaults
 from tabrl.loop import Progress, TrainingLog
 from tabrl.metrics import MetricsStore
 from tabrl.spaces import encoder_for
+from tabrl.stats import INTERVALS
 from tabrl.training import (
     LEGACY_CHUNK_EPISODES,
     EngineChoice,

@@ -225,10 +225,11 @@ def plot_profiles(
 
 
 def _band(ax: Axes, x: np.ndarray, centre: np.ndarray, low: np.ndarray, high: np.ndarray,
-          colour: str) -> None:
-    """A line with its band; infinite values (a policy that never ends) are left out."""
+          colour: str, label: str | None = None) -> None:
+    """A line (named ``label`` in a legend) with its band; infinite values (a policy that never
+    ends) are left out."""
     finite = np.isfinite(centre)
-    ax.plot(x, np.where(finite, centre, np.nan), color=colour, linewidth=1.5)
+    ax.plot(x, np.where(finite, centre, np.nan), color=colour, linewidth=1.5, label=label)
     ok = np.isfinite(low) & np.isfinite(high)
     ax.fill_between(x, np.where(ok, low, np.nan), np.where(ok, high, np.nan), color=colour,
                     alpha=0.25, linewidth=0)
@@ -347,8 +348,7 @@ def _sweep_curves(ax: Axes, curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
     from tabrl.stats import curve_band
 
     for i, (label, (episodes, values)) in enumerate(curves.items()):
-        _band(ax, episodes, *curve_band(values), f"C{i}")
-        ax.lines[-1].set_label(label)
+        _band(ax, episodes, *curve_band(values), f"C{i}", label)
     if optimal_value is not None:
         ax.axhline(optimal_value, color="black", linestyle="--", linewidth=1.2)
     ax.set_title("Greedy policy during training\nIQM over seeds, 95% stratified-bootstrap bands")
