@@ -85,7 +85,7 @@ def test_compare_of_multi_seed_folders_gives_the_probability_of_improvement(tabr
     chance = probability_of_improvement(np.array(values[0]), np.array(values[1]))
     assert f"P(q > sarsa) = {chance:.3f}" in result.stdout
     words = " ".join(result.stdout.split())
-    assert "over 3 seeds (95% stratified-bootstrap intervals)" in words
+    assert "(95% stratified-bootstrap percentile intervals over 3 seeds)" in words
     assert picture.exists() and (tmp_path / "cmp-profile.png").read_bytes()[:4] == b"\x89PNG"
     mixed = tabrl_cli("compare", tmp_path / "q", tmp_path / "q" / "seed-0")
     assert mixed.code == 2 and "is not a multi-seed folder" in mixed.stderr

@@ -421,11 +421,10 @@ def train_many_seeds(config: RunConfig, seeds: list[int], out_dir: Path | None, 
         return
     table = Table("statistic", "value", "95% interval", title=aggregate_table_title(result))
     for name, estimate in result.rows():
-        table.add_row(name, exact_figure(finite(estimate.value), "-inf (loops)"),
-                      f"{exact_figure(finite(estimate.low), '-inf')} .. "
-                      f"{exact_figure(finite(estimate.high), '-inf')}")
-    table.add_row("seeds' range", "", f"{exact_figure(finite(min(result.values)), '-inf')} .. "
-                  f"{exact_figure(finite(max(result.values)), '-inf')}")
+        table.add_row(name, figure(estimate.value, "-inf (loops)"),
+                      f"{figure(estimate.low)} .. {figure(estimate.high)}")
+    table.add_row("seeds' range", "", f"{figure(min(result.values))} .. "
+                  f"{figure(max(result.values))}")
     if result.optimal_value is not None:
         table.add_row("optimum", exact_figure(result.optimal_value, ""),
                       f"best stationary {exact_figure(result.stationary_value, '')}")
@@ -434,9 +433,9 @@ def train_many_seeds(config: RunConfig, seeds: list[int], out_dir: Path | None, 
         "curves.png)")
 
 
-def finite(value: float) -> float | None:
-    """None for an infinite figure, which ``exact_figure`` writes in words."""
-    return value if math.isfinite(value) else None
+def figure(value: float, endless: str = "-inf") -> str:
+    """An exact figure, or ``endless`` in words where it is infinite (a policy that never ends)."""
+    return exact_figure(value if math.isfinite(value) else None, endless)
 
 
 def prepare_kernels(needed: list[KernelSet], say: Callable[[str], None], quiet: bool) -> None:
@@ -572,8 +571,7 @@ def compare(
             _loops(x["policy_value"], e) if x else "-",
             exact_figure(x["gap"], "+inf (loops)") if x else "-",
             f"{x['optimal_action_share']:.1%}" if x else "-",
-            exact_figure(mean if math.isfinite(mean := float(curve.values.mean())) else None,
-                   "-inf (loops)") if len(curve) else "-",
+            figure(float(curve.values.mean()), "-inf (loops)") if len(curve) else "-",
         )
     out.print(table)
     out.print("greedy curve: mean of the greedy policy's value over the run's curve points "
@@ -586,6 +584,7 @@ def compare_seed_folders(paths: list[Path], picture: Path, window: int) -> bool:
     intervals, the probability that a seed of one beats a seed of another, the curves with
     bands and the performance profiles. False if the folders are run folders."""
     from tabrl.app.seeds import SeedsFolder, compare_folders, is_seeds_folder
+    from tabrl.stats import INTERVALS
 
     kinds = [is_seeds_folder(path) for path in paths]
     if not any(kinds):
@@ -599,7 +598,7 @@ def compare_seed_folders(paths: list[Path], picture: Path, window: int) -> bool:
     n_seeds = " or ".join(map(str, sorted({len(f.seeds) for f in result.folders})))
     what = "exact final greedy value" if result.aggregates[0].exact else "final greedy value"
     table = Table("folder", "algorithm", "seeds", "IQM", "mean",
-                  title=f"{what} over {n_seeds} seeds (95% stratified-bootstrap intervals)")
+                  title=f"{what} ({INTERVALS.format(n=n_seeds)})")
     for folder, a in zip(result.folders, result.aggregates):
         table.add_row(folder.path.name, folder.config.algo, str(len(folder.seeds)),
                       *(_with_interval(e) for e in (a.iqm, a.mean)))
@@ -614,7 +613,7 @@ def compare_seed_folders(paths: list[Path], picture: Path, window: int) -> bool:
 
 def _with_interval(estimate) -> str:
     """An estimate and its interval; an infinite bound (a policy that never ends) in words."""
-    value, low, high = (exact_figure(finite(x), "-inf") for x in
+    value, low, high = (figure(x) for x in
                         (estimate.value, estimate.low, estimate.high))
     return f"{value} ({low} .. {high})"
 
