@@ -554,7 +554,7 @@ def compare(
     check_same_environment(runs)
     prepare_kernels(exact_kernels(runs[0].config.make_env()), log, quiet=False)
 
-    runs, picture = compare_runs(run_dirs, out_file, window)
+    picture = compare_runs(runs, out_file, window)
     for run in runs:
         warn_if_unfinished(run)
     table = Table("run", "algorithm", "episodes", "mean return ± 95%", "outcomes",

@@ -360,12 +360,11 @@ def solve_env(
     return summary, path
 
 
-def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Run], Path]:
-    """Load runs and draw their learning curves together (with the optimum where it is known)."""
+def compare_runs(runs: list[Run], picture: Path, window: int) -> Path:
+    """Draw runs' learning curves together (with the optimum where it is known)."""
     from tabrl import plots
     from tabrl.plots.agent import greedy_panel
 
-    runs = [load_run(path) for path in paths]
     labels = [f"{run.path.name}" for run in runs]
     env = runs[0].config.make_env()
     same_env = all((r.config.env_id, r.config.env_kwargs) == (runs[0].config.env_id,
@@ -376,10 +375,9 @@ def compare_runs(paths: list[Path], picture: Path, window: int) -> tuple[list[Ru
     greedy = greedy_panel(env if same_env else None,
                           {label: run.curve() for label, run in zip(labels, runs)})
     writable_dir(picture.parent if str(picture.parent) else Path("."))
-    path = plots.plot_comparison(curves, picture, window=window, optimal_value=optimal_value,
+    return plots.plot_comparison(curves, picture, window=window, optimal_value=optimal_value,
                                  title=f"{runs[0].config.env_id}: {len(runs)} runs"
                                  if same_env else f"{len(runs)} runs", greedy=greedy)
-    return runs, path
 
 
 def sweep_to_folder(
