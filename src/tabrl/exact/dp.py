@@ -41,11 +41,13 @@ weighted by their expected visits.
 **The best stationary policy.** Under a time limit, following the :math:`t = 0` action at every
 step can be worth less than the non-stationary optimum, and the best stationary policy is hard to
 find in general. tabrl starts from natural candidates (greedy on :math:`q_0`, greedy on the
-hurried :math:`q`, greedy on the optimum without the time limit), improves each by local search
+hurried :math:`q`, greedy on the optimum without the time limit if value iteration finds it
+within ``PATIENT_LIMITS`` time limits' worth of sweeps), improves each by local search
 (:meth:`_Search.improve`) and keeps the best: ``Solution.stationary_value`` is exact for the
 policy it names, and a lower bound of the true best. The search stops as soon as a policy is worth
-the optimum (within ``TOLERANCE``), and spends at most about ``SEARCH_BUDGET`` outcome backups:
-on an MDP of millions of transitions it may be cut short, which ``Solution.search_cut`` says.
+the optimum (within ``TOLERANCE``), and spends at most about ``SEARCH_BUDGET`` outcome backups
+(``MISS_COST`` times fewer on an MDP whose values do not fit in the cache): on an MDP of millions
+of transitions it may be cut short, which ``Solution.search_cut`` says.
 
 **Policy evaluation.** For a stationary policy :math:`\pi`,
 :math:`v \leftarrow r_\pi + \gamma P_\pi v` (``H`` sweeps, or until it settles), and the occupancy
@@ -101,6 +103,16 @@ MAX_IMPROVEMENTS = 100
 #: twice transitions x horizon (the 100x100 map of ``bench/solve.py`` with 10,000 steps, the
 #: largest search there, spends 3.5 * 10^10).
 SEARCH_BUDGET = 5 * 10**10
+#: States whose values (8 bytes each) fit in a core's cache (1 MB here): beyond, a backup that
+#: reads the values of scattered next states waits for memory, 5-10 times as long.
+CACHED_STATES = 2**17
+#: What a backup beyond ``CACHED_STATES`` counts against ``SEARCH_BUDGET``: the budget stays a
+#: count of backups (same MDP, same answer) that takes about the same time at every size.
+MISS_COST = 8
+#: The patient candidate's value iteration stops after this many time limits' worth of sweeps:
+#: values that take longer to settle describe episodes the time limit cuts, whose greedy policy
+#: is rarely the best under it (on the maps of ``bench/solve.py`` it helped once, after 7.7).
+PATIENT_LIMITS = 10
 #: Memory for a policy's values per step to go in the local search; beyond it, rows are
 #: computed again (``tabrl.exact.kernels.time_weighted_advantages``).
 HISTORY_BYTES = 2**28
@@ -298,11 +310,30 @@ def _row_means(mdp: TabularMDP, per_state: np.ndarray, weights: np.ndarray) -> n
         return np.stack(columns, axis=1) / total[:, None]
 
 
-def _row_policy(mdp: TabularMDP, q: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
+class _Visits:
+    """Expected visits per state of per-state policies of one MDP, each policy's counted once.
+
+    A solve counts those of its optimal policy twice (to choose its row actions, then to weigh
+    its rows), and under a long time limit a count is thousands of steps of the state law.
+    """
+
+    def __init__(self, mdp: TabularMDP) -> None:
+        self.mdp = mdp
+        self._known: dict[bytes, np.ndarray] = {}
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray:
+        key = actions.tobytes()
+        if key not in self._known:
+            self._known[key] = _occupancy(self.mdp, _one_action(self.mdp, actions))[0]
+        return self._known[key]
+
+
+def _row_policy(mdp: TabularMDP, q: np.ndarray, tie_break: np.ndarray,
+                visits: _Visits) -> np.ndarray:
     """A policy per row from ``q`` per state: greedy on the rows' visit-weighted ``q``."""
-    visits = _occupancy(mdp, _one_action(mdp, _greedy(q, tie_break)))[0]
-    row_q = _row_means(mdp, q, visits)
-    row_tie_break = _row_means(mdp, tie_break, visits)
+    weights = visits(_greedy(q, tie_break))
+    row_q = _row_means(mdp, q, weights)
+    row_tie_break = _row_means(mdp, tie_break, weights)
     actions = _greedy(np.nan_to_num(row_q, nan=0.0), np.nan_to_num(row_tie_break, nan=0.0))
     return np.where(np.isnan(row_q[:, 0]), 0, actions)
 
@@ -340,9 +371,12 @@ class _Search:
     two proposals can be the same) is evaluated once.
     """
 
-    def __init__(self, mdp: TabularMDP, table: _Table, discount: float, optimum: float) -> None:
+    def __init__(self, mdp: TabularMDP, table: _Table, discount: float, optimum: float,
+                 visits: _Visits) -> None:
         self.mdp, self.table, self.discount, self.optimum = mdp, table, discount, optimum
-        self.budget, self.rounds, self.cut = SEARCH_BUDGET, 0, False
+        self.visits = visits
+        self.budget = SEARCH_BUDGET // (MISS_COST if mdp.n_states > CACHED_STATES else 1)
+        self.rounds, self.cut = 0, False
         self._values: dict[bytes, float] = {}
 
     def value(self, policy: np.ndarray) -> float:
@@ -403,45 +437,48 @@ class _Search:
         return policy, value
 
     def patient_candidate(self, tie_break: np.ndarray) -> np.ndarray | None:
-        """The greedy policy of the problem without its time limit, if it has a finite optimum
-        that value iteration finds within ``MAX_SWEEPS`` sweeps and the budget."""
+        """The greedy policy of the problem without its time limit, if value iteration finds its
+        optimum within ``PATIENT_LIMITS`` time limits' worth of sweeps (at most ``MAX_SWEEPS``)
+        and the budget."""
         table = self.table
         outcomes = max(1, table.next_state.size)
-        max_sweeps = int(min(MAX_SWEEPS, max(0, self.budget) // outcomes))
+        allowed = min(MAX_SWEEPS, PATIENT_LIMITS * self.mdp.horizon)
+        max_sweeps = int(min(allowed, max(0, self.budget) // outcomes))
         q, sweeps, settled = _kernels().sweep_until_settled(
             *table.arrays, table.width, self.discount, max_sweeps, TOLERANCE)
         self.budget -= sweeps * outcomes
         if not settled:
-            self.cut = self.cut or max_sweeps < MAX_SWEEPS
+            self.cut = self.cut or max_sweeps < allowed
             return None
-        return _row_policy(self.mdp, q, tie_break)
+        return _row_policy(self.mdp, q, tie_break, self.visits)
 
 
-def _best_stationary(mdp: TabularMDP, table: _Table, candidates: list[np.ndarray],
-                     tie_break: np.ndarray, discount: float,
-                     optimum: float) -> tuple[np.ndarray, float, _Search | None]:
+def _best_stationary(mdp: TabularMDP, table: _Table, candidates: Iterator[np.ndarray],
+                     tie_break: np.ndarray, discount: float, optimum: float,
+                     visits: _Visits) -> tuple[np.ndarray, float, _Search | None]:
     """The best stationary row policy found, its exact value, and the search that found it
     (module docstring; None without a time limit).
 
-    Under a time limit the candidates are the given ones, then the greedy policy of the problem
-    without the limit, each improved by local search, until one comes within ``TOLERANCE`` of
-    ``optimum`` (no stationary policy is worth more) or the search's budget is spent.
+    Under a time limit the candidates are the given ones (made as they are asked for), then the
+    greedy policy of the problem without the limit, each improved by local search, until one
+    comes within ``TOLERANCE`` of ``optimum`` (no stationary policy is worth more) or the
+    search's budget is spent.
     """
     if mdp.horizon is None:
         scored = [(p, _policy_value(mdp, p, discount)) for p in candidates]
         return (*max(scored, key=lambda pair: pair[1]), None)
-    search = _Search(mdp, table, discount, optimum)
-    best_policy, best_value = candidates[0], -np.inf
+    search = _Search(mdp, table, discount, optimum, visits)
+    best_policy, best_value = None, -np.inf
     for candidate in _stationary_candidates(search, candidates, tie_break):
         policy, value = search.improve(candidate)
-        if value > best_value:
+        if best_policy is None or value > best_value:
             best_policy, best_value = policy, value
         if best_value >= optimum - TOLERANCE:
             break
     return best_policy, best_value, search
 
 
-def _stationary_candidates(search: _Search, candidates: list[np.ndarray],
+def _stationary_candidates(search: _Search, candidates: Iterator[np.ndarray],
                            tie_break: np.ndarray) -> Iterator[np.ndarray]:
     """The given candidates, then (solved only when asked for) the patient problem's greedy."""
     yield from candidates
@@ -485,18 +522,28 @@ def _fingerprint(mdp: TabularMDP) -> bytes:
     return digest.digest()
 
 
+def _greedy_candidates(mdp: TabularMDP, q: np.ndarray, hurried_q: np.ndarray,
+                       policy: np.ndarray, visits: _Visits) -> Iterator[np.ndarray]:
+    """The optimum's greedy ``policy``, then the hurried problem's, made only if the search asks
+    for it (on a long time limit, counting its visits costs as much as evaluating a policy)."""
+    yield policy
+    yield _row_policy(mdp, hurried_q, q, visits)
+
+
 def _solve(mdp: TabularMDP, gamma: float) -> Solution:
     """:func:`solve` itself, without the cache."""
     table = _all_actions(mdp)
     q, sweeps, settled = _optimal_q(table, gamma, mdp.horizon)
     hurried_q = _optimal_q(table, HURRY * gamma, mdp.horizon)[0]
-    policy = _row_policy(mdp, q, hurried_q)
+    counted = _Visits(mdp)
+    policy = _row_policy(mdp, q, hurried_q, counted)
     value = _from_start(mdp, q.max(axis=1))
     stationary_policy, stationary_value, search = _best_stationary(
-        mdp, table, [policy, _row_policy(mdp, hurried_q, q)], hurried_q, gamma, value
+        mdp, table, _greedy_candidates(mdp, q, hurried_q, policy, counted), hurried_q, gamma,
+        value, counted
     )
 
-    visits = _occupancy(mdp, _one_action(mdp, policy[mdp.row_of_state]))[0]
+    visits = counted(policy[mdp.row_of_state])
     row_q = _row_means(mdp, q, visits)
     row_visits = np.bincount(mdp.row_of_state, visits, minlength=mdp.n_rows)
     arrays = {
@@ -651,7 +698,8 @@ def warm_up() -> None:
         for action in (0, 1):
             evaluate_policy_exact(mdp, np.array([action, 0]))
         if horizon is not None:
-            _Search(mdp, _all_actions(mdp), 1.0, 1.0).advantages(np.zeros(2, dtype=np.int64))
+            search = _Search(mdp, _all_actions(mdp), 1.0, 1.0, _Visits(mdp))
+            search.advantages(np.zeros(2, dtype=np.int64))
 
 
 # --- input checks -------------------------------------------------------------------------------
