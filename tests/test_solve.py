@@ -317,3 +317,26 @@ def test_a_spent_budget_cuts_the_search_and_says_so(monkeypatch) -> None:
     assert full.search_rounds > 0
     assert cut.stationary_value <= full.stationary_value
     assert "search cut short after 0 rounds" in dict(cut.facts()[1])["best stationary policy"]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_two_problems_swept_together_equal_each_swept_alone(case: int) -> None:
+    """The optimum and the hurried problem in one pass: each one's q, sweeps and settling are
+    those it has alone, bit for bit, whichever settles first (slippery FrozenLake: the hurried
+    problem at 982 of 1,000 steps), both at once (not slippery: 7), neither, or within a
+    tolerance (no time limit)."""
+    if case < 6:
+        mdp = random_mdp(200 + case, None)
+        limit, tolerance = [(3, 0.0), (50, 0.0), (2_000, 1e-12)][case % 3]
+    else:
+        mdp = mdp_of(gym.make("FrozenLake-v1", is_slippery=case == 6))
+        limit, tolerance = 1_000, 0.0
+    table = solve_module._all_actions(mdp)
+    for discounts in ((1.0, 0.99), (0.99, 1.0), (0.9, 0.9 * 0.99)):
+        together = kernels.sweep_two_until_settled(*table.arrays, table.width, *discounts, limit,
+                                                   tolerance)
+        for discount, (q, sweeps, settled) in zip(discounts, together, strict=True):
+            alone = kernels.sweep_until_settled(*table.arrays, table.width, discount, limit,
+                                                tolerance)
+            np.testing.assert_array_equal(q, alone[0])
+            assert (sweeps, settled) == alone[1:]

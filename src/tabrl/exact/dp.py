@@ -282,12 +282,29 @@ def _optimal_q(table: _Table, discount: float, horizon: int | None) -> tuple[np.
         return _kernels().sweep_until_settled(*table.arrays, table.width, discount, horizon, 0.0)
     q, sweeps, settled = _kernels().sweep_until_settled(*table.arrays, table.width, discount,
                                                         MAX_SWEEPS, TOLERANCE)
+    _check_settled(settled)
+    return q, sweeps, settled
+
+
+def _optimal_and_hurried_q(table: _Table, discount: float,
+                           horizon: int | None) -> tuple[np.ndarray, int, bool, np.ndarray]:
+    """``_optimal_q`` of the problem, and the ``q`` of its hurried version (discount times
+    ``HURRY``), computed in the same sweeps while both run."""
+    limit, tolerance = (horizon, 0.0) if horizon is not None else (MAX_SWEEPS, TOLERANCE)
+    (q, sweeps, settled), (hurried_q, _, hurried_settled) = _kernels().sweep_two_until_settled(
+        *table.arrays, table.width, discount, HURRY * discount, limit, tolerance)
+    if horizon is None:
+        _check_settled(settled and hurried_settled)
+    return q, sweeps, settled, hurried_q
+
+
+def _check_settled(settled: bool) -> None:
+    """A one-line error where value iteration without a time limit did not settle."""
     if not settled:
         raise UsageError(
             f"the undiscounted return does not settle after {MAX_SWEEPS} sweeps (a loop earns or "
             "costs forever): give a discount, e.g. 0.99, or a time limit"
         )
-    return q, sweeps, settled
 
 
 def _greedy(q: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
@@ -533,8 +550,7 @@ def _greedy_candidates(mdp: TabularMDP, q: np.ndarray, hurried_q: np.ndarray,
 def _solve(mdp: TabularMDP, gamma: float) -> Solution:
     """:func:`solve` itself, without the cache."""
     table = _all_actions(mdp)
-    q, sweeps, settled = _optimal_q(table, gamma, mdp.horizon)
-    hurried_q = _optimal_q(table, HURRY * gamma, mdp.horizon)[0]
+    q, sweeps, settled, hurried_q = _optimal_and_hurried_q(table, gamma, mdp.horizon)
     counted = _Visits(mdp)
     policy = _row_policy(mdp, q, hurried_q, counted)
     value = _from_start(mdp, q.max(axis=1))

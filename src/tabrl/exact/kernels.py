@@ -82,15 +82,78 @@ def sweep_until_settled(offsets, next_state, continuing, expected_reward, width,
     the values settled (``tolerance`` 0: exactly; else as in ``tabrl.exact.dp._threshold``).
     """
     n_states = (offsets.size - 1) // width
-    values, new_values = np.zeros(n_states), np.empty(n_states)
-    q = np.zeros((n_states, width))
-    for sweep in range(1, max_sweeps + 1):
+    return _sweeps_from(offsets, next_state, continuing, expected_reward, width, discount,
+                        np.zeros(n_states), np.zeros((n_states, width)), 0, max_sweeps, tolerance)
+
+
+@_helper
+def _sweeps_from(offsets, next_state, continuing, expected_reward, width, discount, values, q,
+                 done, max_sweeps, tolerance):
+    """``sweep_until_settled`` from ``values``, the values after ``done`` sweeps."""
+    new_values = np.empty(values.size)
+    for sweep in range(done + 1, max_sweeps + 1):
         _sweep(offsets, next_state, continuing, expected_reward, width, values, discount, q,
                new_values)
         if _settled(values, new_values, _threshold(new_values, discount, tolerance)):
             return q, sweep, True
         values, new_values = new_values, values
     return q, max_sweeps, False
+
+
+@njit(cache=True)
+def sweep_two_until_settled(offsets, next_state, continuing, expected_reward, width, discount,
+                            other_discount, max_sweeps, tolerance):
+    """``sweep_until_settled`` of two problems that differ only in their discount, at once.
+
+    While both run, one pass over the outcomes backs up both: each outcome is read once and the
+    two values of a next state share a cache line. Once one settles, the other goes on alone.
+    Each problem's sums are those it makes alone, bit for bit. Returns ``(q, sweeps, settled)``
+    of each problem, ``discount``'s first.
+    """
+    n_states = (offsets.size - 1) // width
+    discounts = np.array([discount, other_discount])
+    values, new_values = np.zeros((n_states, 2)), np.empty((n_states, 2))
+    q, other_q = np.zeros((n_states, width)), np.zeros((n_states, width))
+    for sweep in range(1, max_sweeps + 1):
+        _sweep_two(offsets, next_state, continuing, expected_reward, width, values, discounts,
+                   q, other_q, new_values)
+        settled = _settled(values[:, 0], new_values[:, 0],
+                           _threshold(new_values[:, 0], discount, tolerance))
+        other_settled = _settled(values[:, 1], new_values[:, 1],
+                                 _threshold(new_values[:, 1], other_discount, tolerance))
+        if settled and other_settled:
+            return (q, sweep, True), (other_q, sweep, True)
+        if settled:
+            return (q, sweep, True), _sweeps_from(
+                offsets, next_state, continuing, expected_reward, width, other_discount,
+                new_values[:, 1].copy(), other_q, sweep, max_sweeps, tolerance)
+        if other_settled:
+            return _sweeps_from(
+                offsets, next_state, continuing, expected_reward, width, discount,
+                new_values[:, 0].copy(), q, sweep, max_sweeps, tolerance), (other_q, sweep, True)
+        values, new_values = new_values, values
+    return (q, max_sweeps, False), (other_q, max_sweeps, False)
+
+
+@_helper
+def _sweep_two(offsets, next_state, continuing, expected_reward, width, values, discounts, q,
+               other_q, out):
+    """``_sweep`` of two problems in one pass: ``values[:, i]`` and ``discounts[i]`` are problem
+    ``i``'s, and its backups go to ``q`` (i = 0) or ``other_q`` (i = 1), its bests to ``out``."""
+    for s in range(values.shape[0]):
+        best, other_best = 0.0, 0.0
+        for j in range(width):
+            segment = s * width + j
+            future, other_future = 0.0, 0.0
+            for o in range(offsets[segment], offsets[segment + 1]):
+                future += continuing[o] * values[next_state[o], 0]
+                other_future += continuing[o] * values[next_state[o], 1]
+            value = expected_reward[segment] + discounts[0] * future
+            other_value = expected_reward[segment] + discounts[1] * other_future
+            q[s, j], other_q[s, j] = value, other_value
+            best = value if j == 0 or value > best else best
+            other_best = other_value if j == 0 or other_value > other_best else other_best
+        out[s, 0], out[s, 1] = best, other_best
 
 
 @_helper
@@ -227,11 +290,12 @@ def occupancy(offsets, next_state, continuing, ending, initial, limit, tolerance
     mass, next_mass = initial.copy(), np.empty(n_states)
     steps = 0
     while (limit < 0 or steps < limit) and mass.sum() > tolerance:
-        visits += mass
-        for s in range(n_states):
+        next_mass[:] = 0.0
+        for s in range(n_states):  # ``_step`` and the endings in one pass over the outcomes
+            visits[s] += mass[s]
             for o in range(offsets[s], offsets[s + 1]):
                 ended[o] += ending[o] * mass[s]
-        _step(offsets, next_state, continuing, mass, next_mass)
+                next_mass[next_state[o]] += continuing[o] * mass[s]
         mass, next_mass = next_mass, mass
         steps += 1
     return visits, ended, mass.sum()
