@@ -25,7 +25,6 @@ from tabrl.exact.dp import (
     _row_policy,
     _stationary_values,
     _Table,
-    _Visits,
 )
 from tabrl.exact.kernels import _step, _sweep, sweep_until_settled
 from tabrl.exact.mdp import TabularMDP
@@ -121,31 +120,30 @@ def _row_advantages(mdp: TabularMDP, table: _Table, policy: np.ndarray,
                      for column in advantage.T], axis=1)
 
 
-def _best_stationary(mdp: TabularMDP, table: _Table, candidates: Iterator[np.ndarray],
-                     tie_break: np.ndarray, discount: float, optimum: float,
-                     visits: _Visits) -> tuple[np.ndarray, float, None]:
+def _best_stationary(mdp: TabularMDP, table: _Table, candidates: list[np.ndarray],
+                     tie_break: np.ndarray, discount: float,
+                     optimum: float) -> tuple[np.ndarray, float, None]:
     """The best stationary row policy found and its exact value (no search to report)."""
     if mdp.horizon is None:
         scored = [(p, _policy_value(mdp, p, discount)) for p in candidates]
         return (*max(scored, key=lambda pair: pair[1]), None)
-    best_policy, best_value = None, -np.inf
-    for candidate in _stationary_candidates(mdp, table, candidates, tie_break, discount, visits):
+    best_policy, best_value = candidates[0], -np.inf
+    for candidate in _stationary_candidates(mdp, table, candidates, tie_break, discount):
         policy, value = local_search(candidate, lambda q: _policy_value(mdp, q, discount),
                                      lambda q: _row_advantages(mdp, table, q, discount), optimum)
-        if best_policy is None or value > best_value:
+        if value > best_value:
             best_policy, best_value = policy, value
         if best_value >= optimum - TOLERANCE:
             break
     return best_policy, best_value, None
 
 
-def _stationary_candidates(mdp: TabularMDP, table: _Table, candidates: Iterator[np.ndarray],
-                           tie_break: np.ndarray, discount: float,
-                           visits: _Visits) -> Iterator[np.ndarray]:
+def _stationary_candidates(mdp: TabularMDP, table: _Table, candidates: list[np.ndarray],
+                           tie_break: np.ndarray, discount: float) -> Iterator[np.ndarray]:
     """The given candidates, then (solved only when asked for) the patient problem's greedy."""
     yield from candidates
     try:
         patient_q = _optimal_q(table, discount, None)[0]
     except UsageError:
         return  # without its time limit the problem has no finite optimum: no candidate
-    yield _row_policy(mdp, patient_q, tie_break, visits)
+    yield _row_policy(mdp, patient_q, tie_break)

@@ -340,3 +340,11 @@ def test_two_problems_swept_together_equal_each_swept_alone(case: int) -> None:
                                                 tolerance)
             np.testing.assert_array_equal(q, alone[0])
             assert (sweeps, settled) == alone[1:]
+
+
+def test_a_row_of_one_state_has_that_states_q_as_it_is() -> None:
+    """Not rounded through weight x q / weight: on FrozenLake (a row per state) the rows' q are
+    the states' q bit for bit, and the policy is greedy on them without counting visits."""
+    solution = solve(gym.make("FrozenLake-v1", max_episode_steps=40))
+    np.testing.assert_array_equal(solution.row_q_values, solution.q_values)
+    np.testing.assert_array_equal(solution.row_values, solution.values)

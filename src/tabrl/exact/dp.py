@@ -316,7 +316,8 @@ def _greedy(q: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
 def _row_means(mdp: TabularMDP, per_state: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted mean of ``per_state`` (states x columns) over the states of each row.
 
-    A row whose states all have zero weight takes the plain mean; a row without states gets NaN.
+    A row of one state takes its values as they are (not rounded through weight x value /
+    weight), a row whose states all have zero weight the plain mean, a row without states NaN.
     """
     rows = mdp.row_of_state
     row_weight = np.bincount(rows, weights, minlength=mdp.n_rows)
@@ -324,33 +325,26 @@ def _row_means(mdp: TabularMDP, per_state: np.ndarray, weights: np.ndarray) -> n
     total = np.bincount(rows, weights, minlength=mdp.n_rows)
     columns = [np.bincount(rows, weights * column, minlength=mdp.n_rows) for column in per_state.T]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.stack(columns, axis=1) / total[:, None]
+        means = np.stack(columns, axis=1) / total[:, None]
+    alone = np.bincount(rows, minlength=mdp.n_rows)[rows] == 1
+    means[rows[alone]] = per_state[alone]
+    return means
 
 
-class _Visits:
-    """Expected visits per state of per-state policies of one MDP, each policy's counted once.
+def _row_policy(mdp: TabularMDP, q: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
+    """A policy per row from ``q`` per state: greedy on the rows' visit-weighted ``q``.
 
-    A solve counts those of its optimal policy twice (to choose its row actions, then to weigh
-    its rows), and under a long time limit a count is thousands of steps of the state law.
+    Where no row holds several states (every toy-text environment), each row's ``q`` is its
+    state's and no visits need counting (on a long time limit, as long as evaluating a policy).
     """
-
-    def __init__(self, mdp: TabularMDP) -> None:
-        self.mdp = mdp
-        self._known: dict[bytes, np.ndarray] = {}
-
-    def __call__(self, actions: np.ndarray) -> np.ndarray:
-        key = actions.tobytes()
-        if key not in self._known:
-            self._known[key] = _occupancy(self.mdp, _one_action(self.mdp, actions))[0]
-        return self._known[key]
-
-
-def _row_policy(mdp: TabularMDP, q: np.ndarray, tie_break: np.ndarray,
-                visits: _Visits) -> np.ndarray:
-    """A policy per row from ``q`` per state: greedy on the rows' visit-weighted ``q``."""
-    weights = visits(_greedy(q, tie_break))
-    row_q = _row_means(mdp, q, weights)
-    row_tie_break = _row_means(mdp, tie_break, weights)
+    greedy = _greedy(q, tie_break)
+    if np.all(np.bincount(mdp.row_of_state, minlength=mdp.n_rows) <= 1):
+        policy = np.zeros(mdp.n_rows, dtype=np.int64)  # rows without a state: action 0
+        policy[mdp.row_of_state] = greedy
+        return policy
+    visits = _occupancy(mdp, _one_action(mdp, greedy))[0]
+    row_q = _row_means(mdp, q, visits)
+    row_tie_break = _row_means(mdp, tie_break, visits)
     actions = _greedy(np.nan_to_num(row_q, nan=0.0), np.nan_to_num(row_tie_break, nan=0.0))
     return np.where(np.isnan(row_q[:, 0]), 0, actions)
 
@@ -388,10 +382,8 @@ class _Search:
     two proposals can be the same) is evaluated once.
     """
 
-    def __init__(self, mdp: TabularMDP, table: _Table, discount: float, optimum: float,
-                 visits: _Visits) -> None:
+    def __init__(self, mdp: TabularMDP, table: _Table, discount: float, optimum: float) -> None:
         self.mdp, self.table, self.discount, self.optimum = mdp, table, discount, optimum
-        self.visits = visits
         self.budget = SEARCH_BUDGET // (MISS_COST if mdp.n_states > CACHED_STATES else 1)
         self.rounds, self.cut = 0, False
         self._values: dict[bytes, float] = {}
@@ -467,35 +459,34 @@ class _Search:
         if not settled:
             self.cut = self.cut or max_sweeps < allowed
             return None
-        return _row_policy(self.mdp, q, tie_break, self.visits)
+        return _row_policy(self.mdp, q, tie_break)
 
 
-def _best_stationary(mdp: TabularMDP, table: _Table, candidates: Iterator[np.ndarray],
-                     tie_break: np.ndarray, discount: float, optimum: float,
-                     visits: _Visits) -> tuple[np.ndarray, float, _Search | None]:
+def _best_stationary(mdp: TabularMDP, table: _Table, candidates: list[np.ndarray],
+                     tie_break: np.ndarray, discount: float,
+                     optimum: float) -> tuple[np.ndarray, float, _Search | None]:
     """The best stationary row policy found, its exact value, and the search that found it
     (module docstring; None without a time limit).
 
-    Under a time limit the candidates are the given ones (made as they are asked for), then the
-    greedy policy of the problem without the limit, each improved by local search, until one
-    comes within ``TOLERANCE`` of ``optimum`` (no stationary policy is worth more) or the
-    search's budget is spent.
+    Under a time limit the candidates are the given ones, then the greedy policy of the problem
+    without the limit, each improved by local search, until one comes within ``TOLERANCE`` of
+    ``optimum`` (no stationary policy is worth more) or the search's budget is spent.
     """
     if mdp.horizon is None:
         scored = [(p, _policy_value(mdp, p, discount)) for p in candidates]
         return (*max(scored, key=lambda pair: pair[1]), None)
-    search = _Search(mdp, table, discount, optimum, visits)
-    best_policy, best_value = None, -np.inf
+    search = _Search(mdp, table, discount, optimum)
+    best_policy, best_value = candidates[0], -np.inf
     for candidate in _stationary_candidates(search, candidates, tie_break):
         policy, value = search.improve(candidate)
-        if best_policy is None or value > best_value:
+        if value > best_value:
             best_policy, best_value = policy, value
         if best_value >= optimum - TOLERANCE:
             break
     return best_policy, best_value, search
 
 
-def _stationary_candidates(search: _Search, candidates: Iterator[np.ndarray],
+def _stationary_candidates(search: _Search, candidates: list[np.ndarray],
                            tie_break: np.ndarray) -> Iterator[np.ndarray]:
     """The given candidates, then (solved only when asked for) the patient problem's greedy."""
     yield from candidates
@@ -539,27 +530,17 @@ def _fingerprint(mdp: TabularMDP) -> bytes:
     return digest.digest()
 
 
-def _greedy_candidates(mdp: TabularMDP, q: np.ndarray, hurried_q: np.ndarray,
-                       policy: np.ndarray, visits: _Visits) -> Iterator[np.ndarray]:
-    """The optimum's greedy ``policy``, then the hurried problem's, made only if the search asks
-    for it (on a long time limit, counting its visits costs as much as evaluating a policy)."""
-    yield policy
-    yield _row_policy(mdp, hurried_q, q, visits)
-
-
 def _solve(mdp: TabularMDP, gamma: float) -> Solution:
     """:func:`solve` itself, without the cache."""
     table = _all_actions(mdp)
     q, sweeps, settled, hurried_q = _optimal_and_hurried_q(table, gamma, mdp.horizon)
-    counted = _Visits(mdp)
-    policy = _row_policy(mdp, q, hurried_q, counted)
+    policy = _row_policy(mdp, q, hurried_q)
     value = _from_start(mdp, q.max(axis=1))
     stationary_policy, stationary_value, search = _best_stationary(
-        mdp, table, _greedy_candidates(mdp, q, hurried_q, policy, counted), hurried_q, gamma,
-        value, counted
+        mdp, table, [policy, _row_policy(mdp, hurried_q, q)], hurried_q, gamma, value
     )
 
-    visits = counted(policy[mdp.row_of_state])
+    visits = _occupancy(mdp, _one_action(mdp, policy[mdp.row_of_state]))[0]
     row_q = _row_means(mdp, q, visits)
     row_visits = np.bincount(mdp.row_of_state, visits, minlength=mdp.n_rows)
     arrays = {
@@ -714,8 +695,7 @@ def warm_up() -> None:
         for action in (0, 1):
             evaluate_policy_exact(mdp, np.array([action, 0]))
         if horizon is not None:
-            search = _Search(mdp, _all_actions(mdp), 1.0, 1.0, _Visits(mdp))
-            search.advantages(np.zeros(2, dtype=np.int64))
+            _Search(mdp, _all_actions(mdp), 1.0, 1.0).advantages(np.zeros(2, dtype=np.int64))
 
 
 # --- input checks -------------------------------------------------------------------------------
