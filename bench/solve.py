@@ -1,6 +1,6 @@
 """How long the exact solution takes against states and horizon, and against the numpy solver.
 
-    python -m bench.solve [--quick] [--no-synthetic]
+    python -m bench.solve [--quick | --no-synthetic | --synthetic]
 
 For random FrozenLake maps (gymnasium's ``generate_random_map(size, seed=size)``, slippery) from
 10x10 to 100x100 under time limits from 100 to 40,000 steps, ``tabrl.solve`` is timed (one
@@ -10,12 +10,14 @@ policy. Beside it, on the same MDP, the solver as it was before its search was m
 (``bench/previous_solve.py``; skipped in ``SKIP_PREVIOUS``, where it takes about ten minutes),
 with the ratio of the two times and a check that both found the same optimum and the same best
 stationary policy. Ratios, not seconds, are what carries from one run to the next: this
-machine's speed varies 3-5x with its load.
+machine's speed varies 3-5x with its load. A last table gives the seconds against states (rows)
+and time limit (columns).
 
 Last, a synthetic MDP of 10^6 states and 10^7 transitions, built directly as a ``TabularMDP``
 (4 actions, 2 or 3 outcomes each to random states, 5% of them terminal, a 100-step time
 limit): trained on the compiled engine, then solved (its search for the best stationary policy
-cut short by ``tabrl.exact.dp.SEARCH_BUDGET``), with the process's peak memory.
+cut short by ``tabrl.exact.dp.SEARCH_BUDGET``), with the process's peak memory. ``--synthetic``
+runs only this part.
 """
 
 from __future__ import annotations
@@ -59,9 +61,11 @@ def timed(function, *args):
 def print_grid(grid: list[tuple[int, int]]) -> None:
     print(f"{'map':>8} {'states':>7} {'horizon':>7} {'transitions':>11} {'seconds':>8} "
           f"{'sweeps':>7} {'settled at':>10} {'rounds':>6} {'before s':>8} {'ratio':>7}  same")
+    seconds_of: dict[tuple[int, int], float] = {}
     for size, horizon in grid:
         mdp = frozen_lake(size, horizon)
         solution, seconds = timed(solve, mdp)
+        seconds_of[mdp.n_states, horizon] = seconds
         settled = f"{solution.settled_at:,}" if solution.settled_at is not None else "-"
         line = (f"{size:>5}x{size:<2} {mdp.n_states:>7,} {horizon:>7,} {mdp.prob.size:>11,} "
                 f"{seconds:>8.2f} {solution.num_iter:>7,} {settled:>10} "
@@ -74,6 +78,18 @@ def print_grid(grid: list[tuple[int, int]]) -> None:
             verdict = "yes" if same else "NO"
             line += f" {old_seconds:>8.2f} {old_seconds / seconds:>6.1f}x  {verdict}"
         print(line, flush=True)
+    print_against_states_and_horizon(seconds_of)
+
+
+def print_against_states_and_horizon(seconds_of: dict[tuple[int, int], float]) -> None:
+    """The seconds of the grid as a table: states down, time limits across."""
+    states = sorted({n for n, _ in seconds_of})
+    horizons = sorted({h for _, h in seconds_of})
+    print(f"\nseconds per solve\n{'states':>7}" + "".join(f"{h:>9,}" for h in horizons))
+    for n in states:
+        cells = [f"{seconds_of[n, h]:>9.2f}" if (n, h) in seconds_of else f"{'':>9}"
+                 for h in horizons]
+        print(f"{n:>7,}" + "".join(cells))
 
 
 def synthetic_mdp(rng: np.random.Generator) -> TabularMDP:
@@ -122,13 +138,16 @@ def print_synthetic() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="three small maps only")
-    parser.add_argument("--no-synthetic", action="store_true",
-                        help="skip the MDP of 10^6 states")
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument("--quick", action="store_true", help="three small maps only")
+    parts.add_argument("--no-synthetic", action="store_true",
+                       help="skip the MDP of 10^6 states")
+    parts.add_argument("--synthetic", action="store_true", help="only the MDP of 10^6 states")
     args = parser.parse_args()
     _, seconds = timed(solve, gym.make("FrozenLake-v1"))
     print(f"compiling the solver's kernels (or loading them from the cache): {seconds:.1f} s\n")
-    print_grid(QUICK_GRID if args.quick else GRID)
+    if not args.synthetic:
+        print_grid(QUICK_GRID if args.quick else GRID)
     if not (args.quick or args.no_synthetic):
         print_synthetic()
 

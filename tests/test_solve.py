@@ -348,3 +348,26 @@ def test_a_row_of_one_state_has_that_states_q_as_it_is() -> None:
     solution = solve(gym.make("FrozenLake-v1", max_episode_steps=40))
     np.testing.assert_array_equal(solution.row_q_values, solution.q_values)
     np.testing.assert_array_equal(solution.row_values, solution.values)
+
+
+def test_the_patient_candidate_gets_ten_time_limits_of_sweeps(monkeypatch) -> None:
+    """Without its time limit the slippery lake's values settle after 993 sweeps: a candidate
+    under a limit of 100 steps, none under 20 (that is the rule, not a cut search), none when
+    the budget runs out first (a cut search). Values beyond the cache cost more of the budget."""
+    def patient(steps: int) -> solve_module._Search:
+        mdp = mdp_of(gym.make("FrozenLake-v1", max_episode_steps=steps))
+        search = solve_module._Search(mdp, solve_module._all_actions(mdp), 1.0, 1.0)
+        search.candidate = search.patient_candidate(np.zeros((16, 4)))
+        return search
+
+    long, short = patient(100), patient(20)
+    outcomes = long.table.next_state.size
+    assert (long.candidate is not None, long.cut) == (True, False)
+    assert (short.candidate is None, short.cut) == (True, False)
+    assert long.budget == solve_module.SEARCH_BUDGET - 993 * outcomes
+    monkeypatch.setattr(solve_module, "SEARCH_BUDGET", 900 * outcomes)
+    spent = patient(100)
+    assert (spent.candidate is None, spent.cut) == (True, True)
+    monkeypatch.setattr(solve_module, "CACHED_STATES", 15)  # the lake's 16 values "miss"
+    fresh = solve_module._Search(long.mdp, long.table, 1.0, 1.0)
+    assert fresh.budget == 900 * outcomes // solve_module.MISS_COST
