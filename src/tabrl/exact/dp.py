@@ -376,7 +376,8 @@ class _Search:
     """The local search for the best stationary policy under a time limit, within a budget.
 
     ``budget`` is the number of outcome backups (and steps of the state law) the search may
-    still spend; it is charged after the work, so the last round may overdraw it. ``rounds``
+    still spend (``SEARCH_BUDGET``, divided by ``MISS_COST`` beyond ``CACHED_STATES``); it is
+    charged after the work, so the last round may overdraw it. ``rounds``
     counts the rounds of :meth:`improve`, ``cut`` says whether the budget ended the search
     before it stopped on its own. Policy values are remembered: a policy tried twice (a round's
     two proposals can be the same) is evaluated once.
