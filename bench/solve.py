@@ -59,7 +59,7 @@ def timed(function, *args):
 
 
 def print_grid(grid: list[tuple[int, int]]) -> None:
-    print(f"{'map':>8} {'states':>7} {'horizon':>7} {'transitions':>11} {'seconds':>8} "
+    print(f"\n{'map':>8} {'states':>7} {'horizon':>7} {'transitions':>11} {'seconds':>8} "
           f"{'sweeps':>7} {'settled at':>10} {'rounds':>6} {'before s':>8} {'ratio':>7}  same")
     seconds_of: dict[tuple[int, int], float] = {}
     for size, horizon in grid:
@@ -145,7 +145,7 @@ def main() -> None:
     parts.add_argument("--synthetic", action="store_true", help="only the MDP of 10^6 states")
     args = parser.parse_args()
     _, seconds = timed(solve, gym.make("FrozenLake-v1"))
-    print(f"compiling the solver's kernels (or loading them from the cache): {seconds:.1f} s\n")
+    print(f"compiling the solver's kernels (or loading them from the cache): {seconds:.1f} s")
     if not args.synthetic:
         print_grid(QUICK_GRID if args.quick else GRID)
     if not (args.quick or args.no_synthetic):
