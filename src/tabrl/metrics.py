@@ -127,9 +127,10 @@ class MetricsStore:
             return
         with writing(self.folder):
             self._create_empty(SUM_DTYPES)
-        step = BLOCK // SUM_BLOCK
-        for first in range(0, n_episodes // SUM_BLOCK, step):
-            self._sum_blocks(first, min(first + step, n_episodes // SUM_BLOCK))
+        step = BLOCK // SUM_BLOCK * SUM_BLOCK
+        for start in range(0, n_episodes // SUM_BLOCK * SUM_BLOCK, step):
+            rows = slice(start, min(start + step, n_episodes))
+            self._sum_blocks(start, {name: self._load(name, "episode")[rows] for name in DTYPES})
         self.sync()
         self._write_index(self.run_id())
 
@@ -162,16 +163,26 @@ class MetricsStore:
         after an interrupted attempt stores each episode once. The blocks that the new rows
         complete get their sums.
         """
-        self._place(start, log.columns(), "episodes")
-        self._sum_blocks(start // SUM_BLOCK, (start + len(log)) // SUM_BLOCK)
+        columns = {name: np.ascontiguousarray(column, dtype=DTYPES[name])
+                   for name, column in log.columns().items()}
+        self._place(start, columns, "episodes")
+        self._sum_blocks(start, columns)
 
-    def _sum_blocks(self, first: int, last: int) -> None:
-        """Store the sums of blocks ``first`` to ``last - 1``, from their rows on disk."""
+    def _sum_blocks(self, start: int, columns: dict[str, np.ndarray]) -> None:
+        """Store the sums of the blocks that ``columns`` (stored rows from ``start`` on)
+        complete; the rows of the first block before ``start`` are read back from disk."""
+        first, last = start // SUM_BLOCK, (start + len(columns["return"])) // SUM_BLOCK
         if last <= first:
             return
-        rows = slice(first * SUM_BLOCK, last * SUM_BLOCK)
-        self._place(first, {f"sums_{name}": block_sums(self._load(name, "episode")[rows])
-                            for name in DTYPES}, "block sums")
+        head = start - first * SUM_BLOCK  # rows of block ``first`` stored by an earlier write
+        sums = {}
+        for name, rows in columns.items():
+            earlier = self._load(name, "episode")[first * SUM_BLOCK : start]
+            rows = rows[: (last - first) * SUM_BLOCK - head]
+            sums[f"sums_{name}"] = np.concatenate((  # each block summed alike, however cut
+                block_sums(np.concatenate((earlier, rows[: SUM_BLOCK - head]))),
+                block_sums(rows[SUM_BLOCK - head :])))
+        self._place(first, sums, "block sums")
 
     def write_curve(self, start: int, curve: Curve) -> None:
         """Store ``curve``'s points as points ``start, start + 1, ...`` of the run's curve."""
@@ -182,14 +193,14 @@ class MetricsStore:
         """Write each column's values from row ``start`` on, cutting what followed them."""
         with writing(self.folder):
             for name, column in columns.items():
-                rows = np.asarray(column, dtype=ALL_DTYPES[name])
+                rows = np.ascontiguousarray(column, dtype=ALL_DTYPES[name])
                 with open(self.column_path(name), "r+b") as handle:
                     offset, n = _data_offset(handle)
                     if n < start:
                         raise RunFolderError(f"{self.column_path(name)} holds {n:,} {rows_are}, "
                                              f"not {start:,}: the run folder is damaged")
                     handle.seek(offset + start * rows.itemsize)
-                    handle.write(rows.tobytes())
+                    handle.write(memoryview(rows).cast("B"))  # no copy
                     handle.truncate()
                     handle.seek(0)
                     header = _header(ALL_DTYPES[name], start + len(rows))
@@ -316,8 +327,10 @@ def _layout(array: np.ndarray) -> tuple:
 
 
 def block_sums(rows: np.ndarray, block: int = SUM_BLOCK) -> np.ndarray:
-    """The float64 sum of each block of ``block`` consecutive ``rows`` (a whole number of them)."""
-    return np.asarray(rows, dtype=np.float64).reshape(-1, block).sum(axis=1)
+    """The float64 sum of each block of ``block`` consecutive ``rows`` (a whole number of them;
+    a sum may overflow to infinity: :func:`first_non_finite` then reads its rows)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(rows, dtype=np.float64).reshape(-1, block).sum(axis=1)
 
 
 def _summed(values: np.ndarray) -> tuple[np.ndarray, int] | None:
