@@ -302,9 +302,12 @@ class Checkpoints:
 
     def store_chunk(self, start: int, log: TrainingLog, point: int, curve: Curve,
                     checkpoint: Checkpoint | None) -> None:
-        """On the writer's thread: a chunk's metrics, then the ``checkpoint`` that commits them."""
+        """On the writer's thread: a chunk's metrics, synced (so that a commit, here or at the
+        end, waits for one chunk's data at most, not for seconds of it), then the
+        ``checkpoint`` that commits them."""
         self.store.write(start, log)
         self.store.write_curve(point, curve)
+        self.store.sync()
         if checkpoint is not None:
             self.write(checkpoint, finished=False)
 
