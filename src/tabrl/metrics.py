@@ -17,9 +17,9 @@ metrics/
 Each file is a plain ``.npy`` (``np.load(path, mmap_mode="r")`` reads it), written once with an
 empty shape and then appended in place: the new rows go after the old ones and the header's shape
 is rewritten (numpy pads headers so that the shape can grow without moving the data). Each chunk
-of training is written as it ends (by `tabrl train` on a second thread, while the next chunk
-trains), so memory holds a chunk or two, and a write costs what the
-rows weigh, never the whole history; nothing is compressed.
+of training is written as it ends (by ``tabrl train`` on a second thread, while the next chunk
+trains), so memory holds a chunk or two, and a write costs what the rows weigh, never the whole
+history; nothing is compressed.
 
 The store is not the commit point: ``q_table.npz`` names the episodes a checkpoint holds and its
 ``metrics_id`` the store they belong to. Rows beyond that count (a kill between an append and the
