@@ -9,7 +9,10 @@ would slow the per-step Python of the evaluation and the drawing down. Each phas
 exclusively: a phase called inside another (reading the metrics while drawing the curves)
 counts in its own phase only; the metrics are written, read back and checked by
 ``MetricsStore`` and ``Run.metrics``. Imports deferred into a phase count in it (numba in the
-compile, matplotlib in the pictures): the user waits for them there. ``OUT.json`` gets the
+compile, matplotlib in the pictures): the user waits for them there. Phases run on the writer's
+thread while the next chunk trains (metrics, checkpoints) are counted apart, as ``background``:
+the user does not wait for them, except where the main thread waits for the writer
+(``Writer.wait``, counted as metrics). ``OUT.json`` gets the
 seconds per phase, the seconds in ``main`` and the process's peak memory: its resident set
 (which counts the pages of memory-mapped metrics it read, pages the kernel may drop at will)
 and, sampled every ``SAMPLE_SECONDS``, its anonymous memory (what it holds itself).
@@ -37,7 +40,8 @@ PHASES = {
     "training": [("tabrl.training", "run_chunk")],
     "metrics": [*(("tabrl.metrics", f"MetricsStore.{name}")
                    for name in ("create", "write", "sync", "truncate", "read")),
-                ("tabrl.app.runs", "Run.metrics")],  # read back: checked finite, memory-mapped
+                ("tabrl.app.runs", "Run.metrics"),  # read back: checked finite, memory-mapped
+                ("tabrl.app.background", "Writer.wait")],  # the writer's last chunk, at the end
     "checkpoints": [("tabrl.app.workflow", "save_checkpoint")],
     "evaluation": [("tabrl.app.workflow", "evaluate_run")],
     "pictures": [("tabrl.app.workflow", "plot_run")],
@@ -68,25 +72,29 @@ class AnonymousPeak:
 
 
 class PhaseClock:
-    """Seconds per phase, each phase's own: time spent in a nested phase is the nested one's."""
+    """Seconds per phase, each phase's own: time spent in a nested phase is the nested one's.
+    Phases of the main thread go to ``seconds``, those of other threads to ``background``."""
 
     def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
         self.now = now
         self.seconds: dict[str, float] = defaultdict(float)
-        self._nested: list[float] = []  #: per open phase, the seconds of the phases inside it
+        self.background: dict[str, float] = defaultdict(float)
+        self._local = threading.local()  #: per thread, per open phase, its nested phases' time
 
     def wrap(self, phase: str, function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            self._nested.append(0.0)
+            nested = self._local.__dict__.setdefault("nested", [])
+            nested.append(0.0)
             start = self.now()
             try:
                 return function(*args, **kwargs)
             finally:
                 took = self.now() - start
-                self.seconds[phase] += took - self._nested.pop()
-                if self._nested:
-                    self._nested[-1] += took
+                main = threading.current_thread() is threading.main_thread()
+                (self.seconds if main else self.background)[phase] += took - nested.pop()
+                if nested:
+                    nested[-1] += took
         return timed
 
 
@@ -118,7 +126,7 @@ def main() -> None:
     ended = time.perf_counter()
     out.write_text(json.dumps({
         "before_main": began - STARTED, "main": ended - began, "exit_code": code,
-        "phases": dict(clock.seconds),
+        "phases": dict(clock.seconds), "background": dict(clock.background),
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "peak_anonymous_mib": max(anonymous.peak_kib, anonymous.now_kib()) / 1024,
     }))

@@ -4,6 +4,7 @@ that exist in tabrl, and counts each phase's own time. No timings: a fake clock.
 from __future__ import annotations
 
 import importlib
+import threading
 
 import pytest
 
@@ -41,3 +42,13 @@ def test_a_failing_phase_is_timed_and_its_error_goes_on():
     with pytest.raises(ValueError, match="no"):
         clock.wrap("evaluation", fails)()
     assert clock.seconds == {"evaluation": 1.0}
+
+
+def test_a_phase_on_another_thread_counts_apart_as_background():
+    ticks = iter(range(100))
+    clock = PhaseClock(now=lambda: float(next(ticks)))
+    write = clock.wrap("metrics", lambda: None)
+    worker = threading.Thread(target=write)
+    worker.start()
+    worker.join()
+    assert clock.background == {"metrics": 1.0} and clock.seconds == {}

@@ -9,9 +9,19 @@ import pytest
 
 import tabrl
 from tabrl.app.runs import RunConfig, load_run
-from tabrl.app.workflow import prepare_run, train_run
+from tabrl.app.workflow import prepare_resume, prepare_run, train_run
 from tabrl.loop import TrainingLog
-from tabrl.metrics import BLOCK, DTYPES, MetricsStore, prefix_sums_at
+from tabrl.metrics import (
+    BLOCK,
+    DTYPES,
+    SUM_BLOCK,
+    SUM_DTYPES,
+    MetricsStore,
+    SummedColumn,
+    block_sums,
+    first_non_finite,
+    prefix_sums_at,
+)
 from tabrl.plots import rolling_mean
 from tabrl.training import CHUNK_STEPS, ChunkPlan
 
@@ -22,11 +32,11 @@ def random_log(n: int, seed: int) -> TrainingLog:
 
 
 def stored_bytes(store: MetricsStore) -> dict[str, bytes]:
-    return {name: store.column_path(name).read_bytes() for name in DTYPES}
+    return {name: store.column_path(name).read_bytes() for name in DTYPES | SUM_DTYPES}
 
 
 def test_columns_written_in_many_chunks_equal_one_write(tmp_path):
-    logs = [random_log(n, seed) for seed, n in enumerate([1, 700, 0, 33, 5000])]
+    logs = [random_log(n, seed) for seed, n in enumerate([1, 700, 0, 33, 5000, 1266])]
     chunked, whole = MetricsStore(tmp_path / "a"), MetricsStore(tmp_path / "b")
     for store in (chunked, whole):
         store.folder.parent.mkdir()
@@ -44,6 +54,10 @@ def test_columns_written_in_many_chunks_equal_one_write(tmp_path):
         assert stored.dtype == np.dtype(DTYPES[name]) and stored.shape == (start,)
         assert np.array_equal(stored, column.astype(DTYPES[name])), name
     assert np.array_equal(chunked.read(start)["return"], everything.returns)  # exact float64
+    for name in DTYPES:  # the sums of blocks cut across chunks, as of the rows stored
+        sums = np.load(chunked.column_path(f"sums_{name}"))
+        assert sums.shape == (start // SUM_BLOCK,) and start // SUM_BLOCK == 7
+        assert np.array_equal(sums, block_sums(np.load(chunked.column_path(name))[:7000]))
 
 
 def test_a_write_repeated_after_an_interruption_stores_each_episode_once(tmp_path):
@@ -136,3 +150,62 @@ def test_metrics_written_ahead_of_the_q_table_are_ignored_then_cut_on_resume(tmp
     assert len(resumed.metrics()) == 400
     assert np.load(store.column_path("length")).shape == (400,)
     assert set(np.unique(np.load(store.column_path("return"))[300:340])) <= {0.0, 1.0}
+
+
+def summed(values: np.ndarray) -> SummedColumn:
+    whole = len(values) // SUM_BLOCK * SUM_BLOCK
+    return SummedColumn.of(values, block_sums(values[:whole]), SUM_BLOCK)
+
+
+def test_prefix_sums_from_block_sums_equal_one_cumsum_and_read_only_what_they_need():
+    values = np.random.default_rng(2).normal(size=50 * SUM_BLOCK + 321)
+    column = summed(values)
+    indices = np.array([0, 1, 999, 1000, 1001, 25_678, 50_000, len(values)])
+    expected = np.concatenate(([0.0], np.cumsum(values)))[indices]
+    assert np.allclose(prefix_sums_at(column, indices), expected, rtol=0, atol=1e-9)
+    column.block_sums = column.block_sums + 1.0  # block sums that lie: they are what is used
+    lied = prefix_sums_at(column, indices) - expected
+    assert np.allclose(lied, np.minimum(indices // SUM_BLOCK, 50), rtol=0, atol=1e-9)
+    assert np.ravel(column).block_sums is column.block_sums  # a view of the whole column
+    assert column[:10].block_sums is None and type(column * 2) is np.ndarray  # not of the rest
+
+
+def test_first_non_finite_reads_only_the_blocks_whose_sum_is_not_finite():
+    values = np.ones(5 * SUM_BLOCK + 10)
+    values[[3 * SUM_BLOCK + 7, 5 * SUM_BLOCK + 2]] = [np.nan, np.inf]
+    assert first_non_finite(summed(values)) == 3 * SUM_BLOCK + 7
+    values[3 * SUM_BLOCK + 7] = 1.0
+    assert first_non_finite(summed(values)) == 5 * SUM_BLOCK + 2  # after the last block
+    values[5 * SUM_BLOCK + 2] = 1.0
+    values[:2] = 1e308  # a sum that overflows, of finite rows
+    assert first_non_finite(summed(values)) is None
+
+
+def test_a_long_run_reads_back_with_block_sums_and_draws_as_the_scan_does(tmp_path):
+    store = MetricsStore(tmp_path)
+    store.create()
+    log = random_log(40 * SUM_BLOCK + 17, 4)
+    store.write(0, log)
+    columns = store.read(len(log) - 5)
+    assert all(len(c.block_sums) == 40 and c.block == SUM_BLOCK for c in columns.values())
+    fast = rolling_mean(TrainingLog.from_columns(columns).td_errors, 30, max_points=200)
+    scanned = rolling_mean(np.array(columns["td_error"]), 30, max_points=200)
+    assert np.array_equal(fast[0], scanned[0])
+    assert np.allclose(fast[1], scanned[1], rtol=1e-12)
+
+
+def test_a_run_folder_made_before_block_sums_reads_by_a_scan_and_gets_them_on_resume(tmp_path):
+    config = RunConfig.resolve("FrozenLake-v1", episodes=2500, eval_episodes=0)
+    run = train_run(prepare_run(config, tmp_path / "run"), say=lambda _: None)
+    store = MetricsStore(run.path)
+    index = json.loads((store.folder / "index.json").read_text())
+    del index["sum_block"]
+    (store.folder / "index.json").write_text(json.dumps(index))
+    for name in SUM_DTYPES:
+        store.column_path(name).unlink()
+    old = load_run(run.path).metrics()
+    assert len(old) == 2500 and getattr(old.returns, "block_sums", None) is None
+    assert load_run(run.path).plot("curves").axes  # tabrl plot: drawn from the rows
+    prepare_resume(run.path, 3200).lock.close()
+    returns = load_run(run.path).metrics().returns
+    assert np.array_equal(returns.block_sums, block_sums(np.array(returns[:2000])))

@@ -46,7 +46,7 @@ class TrainingLog:
 
     @classmethod
     def from_columns(cls, columns: dict[str, np.ndarray], seconds: float = 0.0) -> TrainingLog:
-        return cls(*(np.asarray(columns[name]) for name in COLUMNS), seconds=seconds)
+        return cls(*(np.asanyarray(columns[name]) for name in COLUMNS), seconds=seconds)
 
     @classmethod
     def concatenate(cls, logs: list[TrainingLog]) -> TrainingLog:

@@ -19,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 
 from tabrl.agents import TabularAgent
+from tabrl.app.background import Writer, prefetch
 from tabrl.app.runs import (
     CURVES,
     EVALUATION,
@@ -48,6 +49,7 @@ from tabrl.app.sweep import (
     setting_labels,
 )
 from tabrl.app.tensorboard import TrainingBoard, run_board, setting_folders
+from tabrl.curve import Curve
 from tabrl.envs import make_env
 from tabrl.errors import UsageError
 from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate
@@ -171,6 +173,7 @@ def keep_committed_metrics(run: Run, prepared: PreparedRun) -> None:
     if store.exists():
         store.add_curve()
         store.truncate(done)
+        store.add_sums(done)
         prepared.metrics_id = prepared.metrics_id or store.run_id()
         return
     legacy = run.metrics()
@@ -196,6 +199,8 @@ def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: S
             tensorboard, path, config, prepared.agent, prepared.resume_from))
         checkpoints = Checkpoints(path, config.checkpoint_seconds, prepared.metrics_id,
                                   prepared.resume_from)
+        open_board.callback(checkpoints.close)  # its writer ends before the lock is released
+        imports = prefetch("tabrl.plots.figures", "tabrl.plots.agent")  # while the kernel trains
         try:
             training = train_with_checkpoints(prepared, checkpoints, progress, say, board)
             checkpoints.save_final(training)
@@ -204,6 +209,7 @@ def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: S
                 f"{error}: {path} keeps its checkpoint after episode {checkpoints.on_disk:,}; "
                 f"make room, then continue with `tabrl train --resume {path}`"
             ) from None
+        imports.join()
         run = load_run(path)
         evaluation = None
         if config.eval_episodes > 0:
@@ -269,7 +275,8 @@ class Checkpoints:
     Chunks are the unit of reproducible resumption and last about a second. The commit happens
     after the first chunk that ends ``every_seconds`` after the last one. An interruption commits
     the last chunk's copy, so no finished chunk is lost; a kill loses the chunks since the last
-    commit.
+    commit. Metrics and commits are written in order by a :class:`Writer` while the next chunk
+    trains: a commit follows its metrics, and its error is raised after the next chunk.
     """
 
     def __init__(self, path: Path, every_seconds: float, metrics_id: str,
@@ -278,30 +285,49 @@ class Checkpoints:
         self.every_seconds = every_seconds
         self.metrics_id = metrics_id
         self.store = MetricsStore(path)
+        self.writer = Writer()
         self.last_write = time.monotonic()
-        self.last: Checkpoint | None = None
+        self.last: Checkpoint | None = None  #: the last chunk's, its metrics handed to the writer
         self.on_disk = 0 if resumed is None else resumed.episodes_done
 
     def after_chunk(self, training: Training) -> None:
-        self.store.write(training.episodes_done - len(training.chunk_log), training.chunk_log)
-        self.store.write_curve(len(training.curve) - len(training.chunk_curve),
-                               training.chunk_curve)
-        self.last = Checkpoint.of(training, self.metrics_id)
-        if time.monotonic() - self.last_write >= self.every_seconds:
-            self.save_last()
+        checkpoint = Checkpoint.of(training, self.metrics_id)
+        commit = time.monotonic() - self.last_write >= self.every_seconds
+        self.writer.submit(self.store_chunk, training.episodes_done - len(training.chunk_log),
+                           training.chunk_log, len(training.curve) - len(training.chunk_curve),
+                           training.chunk_curve, checkpoint if commit else None)
+        self.last = checkpoint
+        if commit:
+            self.last_write = time.monotonic()
+
+    def store_chunk(self, start: int, log: TrainingLog, point: int, curve: Curve,
+                    checkpoint: Checkpoint | None) -> None:
+        """On the writer's thread: a chunk's metrics, synced (so that a commit, here or at the
+        end, waits for one chunk's data at most, not for seconds of it), then the
+        ``checkpoint`` that commits them."""
+        self.store.write(start, log)
+        self.store.write_curve(point, curve)
+        self.store.sync()
+        if checkpoint is not None:
+            self.write(checkpoint, finished=False)
 
     def save_last(self) -> int:
         """Commit the last chunk's checkpoint (if not yet on disk); returns the episodes on disk."""
+        self.writer.wait()
         if self.last is not None and self.last.episodes_done > self.on_disk:
             self.write(self.last, finished=False)
         return self.on_disk
 
     def save_final(self, training: Training) -> None:
+        self.writer.wait()
         self.write(Checkpoint.of(training, self.metrics_id), finished=True)
 
     def write(self, checkpoint: Checkpoint, finished: bool) -> None:
         save_checkpoint(self.path, checkpoint, finished)
         self.on_disk, self.last_write = checkpoint.episodes_done, time.monotonic()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def unfinished_warning(run: Run) -> str | None:

@@ -169,7 +169,7 @@ def plot_seed_curves(
         if group.values.size:
             _band(greedy_ax, group.episodes, *curve_band(group.values), f"C{i}")
         for ax, (key, _, _) in zip(axes, _CURVE_PANELS, strict=True):
-            series = [np.asarray(m[key]) for m in group.metrics if len(m.get(key, ()))]
+            series = [np.asanyarray(m[key]) for m in group.metrics if len(m.get(key, ()))]
             if series and len({len(s) for s in series}) == 1:
                 means = [rolling_mean(s, shown) for s in series]
                 _band(ax, means[0][0], *curve_band(np.array([m for _, m in means])), f"C{i}")
@@ -256,7 +256,7 @@ def _curves_figure(
     _greedy_panel(greedy_ax, {label: greedy.curves.get(label, Curve()) for label in runs},
                   greedy)
     for ax, (key, name, ylabel) in zip(axes, _CURVE_PANELS, strict=True):
-        series = {label: np.asarray(m.get(key, ())) for label, m in runs.items()}
+        series = {label: np.asanyarray(m.get(key, ())) for label, m in runs.items()}
         shown = curve_window(window, max(s.size for s in series.values()))
         _curve_panel(ax, series, shown, ylabel)
         ax.set_title(f"{name}\nmoving average over {shown:,} episodes")
