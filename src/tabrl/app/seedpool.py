@@ -9,10 +9,10 @@ there; fresh interpreters (``spawn``, as the sweep's, never forks of a process w
 threads run) truly share the cores, on both engines.
 
 The workers share a few numbers with this process: each seed's episodes done and recent mean
-return (one progress bar for the folder) and a stop flag. Ctrl-C and SIGTERM reach this process
-alone (the workers ignore SIGINT), which raises the flag; a worker sees it at its next progress
-report (every quarter second of a training, every second of an evaluation), keeps its last
-checkpoint and returns, so that every seed folder is left consistent.
+return (one progress bar for the folder) and a stop flag. Ctrl-C reaches this process alone (the
+workers ignore SIGINT), which raises the flag, as SIGTERM to it does; a worker sees it at its
+next progress report (every quarter second of a training, every second of an evaluation), keeps
+its last checkpoint and returns, so that every seed folder is left consistent.
 """
 
 from __future__ import annotations

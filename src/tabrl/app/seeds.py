@@ -123,14 +123,12 @@ class SeedsPlan:
     complete: int  #: seeds already trained, evaluated and drawn
 
     def describe(self, jobs: int) -> str:
-        """``3 seeds to train, 1 to continue, 2 done (2 processes)``."""
+        """``seeds: 3 to train, 1 to continue, 2 done (2 processes side by side)``."""
         new = sum(task.config is not None for task in self.tasks)
-        parts = [f"{new} seeds to train" if new else "",
-                 f"{len(self.tasks) - new} to continue" if len(self.tasks) > new else "",
-                 f"{self.complete} done" if self.complete else ""]
+        counts = {"to train": new, "to continue": len(self.tasks) - new, "done": self.complete}
         workers = min(jobs, len(self.tasks))
         side = f" ({workers} processes side by side)" if workers > 1 else ""
-        return f"{', '.join(part for part in parts if part)}{side}"
+        return f"seeds: {', '.join(f'{n} {what}' for what, n in counts.items() if n)}{side}"
 
 
 def plan_seeds(config: RunConfig, seeds: list[int], out: Path | None,
