@@ -59,12 +59,16 @@ def test_a_multi_seed_folder_holds_single_runs_and_their_aggregate(tabrl_cli, tm
     assert [r["statistic"] for r in rows] == ["mean", "median", "IQM"]
     assert float(rows[0]["value"]) == data["mean"]["value"] and rows[0]["n_seeds"] == "3"
     assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    (folder / "seed-4" / "policy.png").unlink()  # as if Ctrl-C had come while it was drawn
+    q_table = (folder / "seed-4" / "q_table.npz").read_bytes()
     table = tabrl_cli(*TRAIN[:-1], "--seeds", "2-4", "--out", folder)  # the same: continues
     assert table.code == 0, table.stderr
     words = " ".join(table.stdout.split())  # the title wraps at the table's width
     assert ("exact final greedy value (95% stratified-bootstrap percentile intervals over 3 "
             "seeds)") in words
-    assert "seed 2 ->" not in table.stderr  # nothing trained again
+    assert f"seeds: 1 to continue, 2 done -> {folder}" in table.stderr  # only drawn again
+    assert (folder / "seed-4" / "policy.png").exists()
+    assert (folder / "seed-4" / "q_table.npz").read_bytes() == q_table
 
 
 def test_wrong_seeds_are_one_line(tabrl_cli, tmp_path):

@@ -108,6 +108,7 @@ def train_seed(task: SeedTask) -> bool:
         tally.report(task.index, done, mean)
 
     try:
+        tally.check()  # a seed the flag caught before it began stays as it was
         if task.config is not None:
             prepared = prepare_run(task.config, task.path)
         elif load_run(task.path).finished:
