@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 import signal
 import sys
 import time
@@ -131,26 +132,28 @@ def require(option: str, value: object, setting: Setting) -> None:
 
 
 class TrainingProgress:
-    """A rich progress bar with episodes/s and the recent mean return (silent when quiet).
+    """A rich progress bar with episodes/s and the recent mean return (silent when quiet), and
+    for a multi-seed folder (``seeds``) the seeds done.
 
     It appears with the first episodes, so an error found while a run is read or prepared is
     the only line on stderr; ``with`` makes sure it is taken down.
     """
 
-    def __init__(self, total: int, quiet: bool) -> None:
+    def __init__(self, total: int, quiet: bool, seeds: int | None = None) -> None:
         self.bar = Progress(
             TextColumn("[bold]training"), BarColumn(bar_width=24), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]:>12} ep/s"),
             TextColumn("mean return {task.fields[ret]}"),
+            *([] if seeds is None else [TextColumn(f"seeds {{task.fields[seeds]}}/{seeds}")]),
             TimeRemainingColumn(), console=err, disable=quiet, transient=False,
         )
-        self.task = self.bar.add_task("train", total=total, rate="", ret="")
+        self.task = self.bar.add_task("train", total=total, rate="", ret="", seeds=0)
 
-    def __call__(self, done: int, mean_return: float) -> None:
+    def __call__(self, done: int, mean_return: float, seeds_done: int = 0) -> None:
         self.bar.start()
         elapsed = self.bar.tasks[0].elapsed or 1e-9
         self.bar.update(self.task, completed=done, rate=f"{done / elapsed:,.0f}",
-                        ret=f"{mean_return:+.3f}")
+                        ret=f"{mean_return:+.3f}", seeds=seeds_done)
 
     def __enter__(self) -> TrainingProgress:
         return self
@@ -236,6 +239,8 @@ def train(
         help="Points of the greedy policy's value curve, 0 for none (default 100).")] = None,
     seeds: Annotated[str | None, typer.Option(
         help="Train many seeds into one folder: N (seeds 0 to N-1) or A-B.")] = None,
+    jobs: Annotated[int | None, typer.Option(
+        help="With --seeds: seeds trained side by side (default: all cores).")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="Continue this run folder (only --episodes, --eval-episodes, --window may change).")
     ] = None,
@@ -268,6 +273,9 @@ def train(
                           else (DEFAULT_ENV_ID, dict(DEFAULT_ENV_KWARGS)))
         kwargs.update(parse_env_kwargs(env_kwargs))
         seed_list = None if seeds is None else parse_seeds_option(ctx, seeds)
+        if jobs is not None and seed_list is None:
+            raise UsageError("--jobs goes with --seeds: it is how many seeds train side by side")
+        require("--jobs", jobs, JOBS)
         config = resolve_config(
             hyperparams, env_id, kwargs, algo, episodes=episodes, learning_rate=learning_rate,
             discount=discount, epsilon_start=epsilon_start, epsilon_end=epsilon_end,
@@ -288,7 +296,7 @@ def train(
         )
         tensorboard = board_root(tensorboard)
         if seed_list is not None:
-            train_many_seeds(config, seed_list, out_dir, quiet, say, tensorboard)
+            train_many_seeds(config, seed_list, out_dir, jobs, quiet, say, tensorboard)
             return
         prepared = prepare_run(config, out_dir)
         settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
@@ -389,32 +397,33 @@ def parse_seeds_option(ctx: typer.Context, text: str) -> list[int]:
     return parse_seeds(text)
 
 
-def train_many_seeds(config: RunConfig, seeds: list[int], out_dir: Path | None, quiet: bool,
-                     say: Callable[[str], None], tensorboard: Path | None) -> None:
-    """``train --seeds``: every seed into one folder, one after another, then the aggregate
-    table (printed and saved) and the curves with bands (TensorBoard: a run per seed, named
-    ``<folder>/seed-<seed>``)."""
-    from tabrl.app.seeds import aggregate, aggregate_table_title, train_seeds
+def train_many_seeds(config: RunConfig, seeds: list[int], out_dir: Path | None, jobs: int | None,
+                     quiet: bool, say: Callable[[str], None], tensorboard: Path | None) -> None:
+    """``train --seeds``: every seed into one folder, side by side on ``jobs`` processes (default:
+    every core) under one progress bar, then the aggregate table (printed and saved) and the
+    curves with bands (TensorBoard: a run per seed, named ``<folder>/seed-<seed>``)."""
+    from tabrl.app.seeds import aggregate, aggregate_table_title, plan_seeds, train_seeds
+    from tabrl.training import choose_engine
 
-    def train_one(seed_config: RunConfig, path: Path) -> Run:
-        return trained(prepare_run(seed_config, path), f"seed {seed_config.seed}")
-
-    def resume_one(path: Path) -> Run:
-        prepared = prepare_resume(path)
-        return trained(prepared, resuming(prepared))
-
-    def trained(prepared, line: str) -> Run:
-        say(f"{line} -> {prepared.path}")
-        prepare_run_kernels(prepared, say, quiet)
-        board = None if tensorboard is None else tensorboard / prepared.path.resolve().parent.name
-        bar = TrainingProgress(prepared.config.episodes, quiet)
-        with bar:
-            return train_run(prepared, progress=bar, say=say,
-                             evaluation_progress=EvaluationBar(quiet, bar.bar), tensorboard=board)
-
+    env = config.make_env()
+    engine = choose_engine(env, config.engine, config.make_agent(env))  # before the folder
     described = config.describe().rpartition(", seed ")[0]
     say(f"{config.algo} on {config.env_id}: {described}, seeds {seeds[0]} to {seeds[-1]}")
-    folder = train_seeds(config, seeds, out_dir, train_one, resume_one)
+    plan = plan_seeds(config, seeds, out_dir, tensorboard)
+    folder = plan.folder
+    workers = jobs or os.cpu_count() or 1
+    if plan.tasks:
+        say(f"{plan.describe(workers)} -> {folder.path}")
+        say(engine.reason)
+        try:
+            prepare_kernels(kernels_for(engine.name, env), say, quiet)
+            bar = TrainingProgress(len(seeds) * config.episodes, quiet, seeds=len(seeds))
+            with bar:
+                train_seeds(plan, workers, bar)
+        except KeyboardInterrupt:
+            say(f"interrupted: {folder.path} keeps every seed's last checkpoint; continue with "
+                f"the same command and --out {folder.path}")
+            raise
     result = aggregate(folder)
     if quiet:
         out.print(str(folder.path))
@@ -468,7 +477,7 @@ def prepare_run_kernels(prepared: PreparedRun, say: Callable[[str], None], quiet
     """The kernels a prepared run needs; a Ctrl-C meanwhile (a first compile takes a while)
     says how to go on, as one during training does: its folder already holds the run."""
     try:
-        prepare_kernels(kernels_for(prepared), say, quiet)
+        prepare_kernels(kernels_for(prepared.engine.name, prepared.env), say, quiet)
     except KeyboardInterrupt:
         done = 0 if prepared.resume_from is None else prepared.resume_from.episodes_done
         say(f"interrupted: {prepared.path} keeps the checkpoint after episode {done:,}; "
@@ -476,14 +485,14 @@ def prepare_run_kernels(prepared: PreparedRun, say: Callable[[str], None], quiet
         raise
 
 
-def kernels_for(prepared: PreparedRun) -> list[KernelSet]:
+def kernels_for(engine: str, env: gym.Env) -> list[KernelSet]:
     """The kernels a run needs: the engine's if it is compiled, and the exact solver's wherever
     the MDP is known (its optimum and the greedy policy's exact value)."""
     from tabrl.kernel_cache import ENGINE, EXACT
 
-    if prepared.engine.name == "compiled":
+    if engine == "compiled":
         return [ENGINE, EXACT]
-    return exact_kernels(prepared.env)
+    return exact_kernels(env)
 
 
 def exact_kernels(env: gym.Env) -> list[KernelSet]:

@@ -8,11 +8,13 @@ runs/<env>-<algo>-seeds-<time>/
   aggregate.csv   the same estimates as a table: statistic,value,ci95_low,ci95_high,n_seeds
   curves.png      the curves of curves.png over seeds: IQM lines and bootstrap bands
 ```
-The seeds train one after another in this process, each exactly as `tabrl train --seed S` would
-(its chunks seeded from its own seed), so seed S of the folder equals a single run of seed S bit
-for bit. (The compiled engine's batch plays a whole run from one seed, not chunk by chunk, so
-its numbers would differ from single runs: it is not used here.) Running the same command again
-with `--out` on the folder continues it: finished seeds are kept, an interrupted one resumes.
+The seeds train side by side, one worker process per core (:mod:`tabrl.app.seedpool`), each
+exactly as `tabrl train --seed S` would (its chunks seeded from its own seed, its evaluation and
+pictures), so seed S of the folder equals a single run of seed S bit for bit. (The compiled
+engine's batch plays a whole run from one seed, not chunk by chunk, so its numbers would differ
+from single runs: it is not used here.) Running the same command again with `--out` on the folder
+continues it: finished seeds are kept, interrupted ones resume (or get the evaluation and
+pictures an interruption stopped).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from tabrl.app.runs import (
     load_run,
     prepare_run_dir,
 )
+from tabrl.app.seedpool import FolderProgress, SeedTask, Tally, is_complete, run_tasks
 from tabrl.errors import RunFolderError, UsageError
 from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
 from tabrl.stats import INTERVALS, Estimate, summarize_runs
@@ -111,22 +113,58 @@ def open_folder(config: RunConfig, seeds: list[int], out: Path | None) -> SeedsF
     return SeedsFolder(path, shared, seeds)
 
 
-def train_seeds(
-    config: RunConfig, seeds: list[int], out: Path | None,
-    train_one: Callable[[RunConfig, Path], Run],
-    resume_one: Callable[[Path], Run],
-) -> SeedsFolder:
-    """Train every seed of ``seeds`` into one folder, one after another; a finished seed's run
-    is kept, an unfinished one resumed (``train_one`` and ``resume_one`` train a run folder,
-    with the caller's progress display)."""
+@dataclass(frozen=True)
+class SeedsPlan:
+    """What a multi-seed command has left to do in its folder."""
+
+    folder: SeedsFolder
+    tasks: list[SeedTask]  #: the seeds to train, resume or complete
+    done: list[int]  #: episodes each task's seed has done already
+    complete: int  #: seeds already trained, evaluated and drawn
+
+    def describe(self, jobs: int) -> str:
+        """``seeds: 3 to train, 1 to continue, 2 done (2 processes side by side)``."""
+        new = sum(task.config is not None for task in self.tasks)
+        counts = {"to train": new, "to continue": len(self.tasks) - new, "done": self.complete}
+        workers = min(jobs, len(self.tasks))
+        side = f" ({workers} processes side by side)" if workers > 1 else ""
+        return f"seeds: {', '.join(f'{n} {what}' for what, n in counts.items() if n)}{side}"
+
+
+def plan_seeds(config: RunConfig, seeds: list[int], out: Path | None,
+               tensorboard: Path | None = None) -> SeedsPlan:
+    """Open the folder (a new one, or the same command's at ``out``) and list what is left: a
+    seed without a run is trained, an unfinished one resumed, a finished one kept (TensorBoard:
+    a run per seed under ``tensorboard/<folder>``)."""
     folder = open_folder(config, seeds, out)
+    board = None if tensorboard is None else tensorboard / folder.path.resolve().name
+    tasks, done, complete = [], [], 0
     for seed in seeds:
         path = seed_dir(folder.path, seed)
         if not (path / STATE).exists():
-            train_one(replace(config, seed=seed), path)
-        elif not load_run(path).finished:
-            resume_one(path)
-    return folder
+            tasks.append(SeedTask(len(tasks), path, replace(config, seed=seed), board))
+            done.append(0)
+        elif is_complete(path):
+            complete += 1
+        else:
+            tasks.append(SeedTask(len(tasks), path, None, board))
+            done.append(load_run(path).episodes_done)
+    return SeedsPlan(folder, tasks, done, complete)
+
+
+def train_seeds(plan: SeedsPlan, jobs: int,
+                progress: FolderProgress | None = None) -> SeedsFolder:
+    """Do what ``plan`` has left on ``jobs`` worker processes, the folder's ``progress`` shown a
+    few times a second. Ctrl-C stops every seed at its last checkpoint (``KeyboardInterrupt``
+    is raised once they all kept it); a seed's error stops the others the same way."""
+    base = plan.complete * plan.folder.config.episodes
+
+    def show(tally: Tally, finished: int) -> None:
+        if progress is not None:
+            progress(base + tally.episodes(), tally.mean_return(), plan.complete + finished)
+
+    run_tasks(plan.tasks, plan.done, jobs, show)
+    return plan.folder
 
 
 def final_value(run: Run) -> float:
