@@ -316,15 +316,16 @@ def unfinished_warning(run: Run) -> str | None:
 
 
 def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = None,
-                 progress: EvaluationProgress | None = None) -> Evaluation:
+                 progress: EvaluationProgress | None = None, on: str | None = None) -> Evaluation:
     """Evaluate a run's greedy policy and save ``evaluation.json`` (with the exact figures
-    where the MDP is known)."""
+    where the MDP is known), played where ``on`` says (one of ``EVAL_ON``; the run's own
+    ``eval_on`` by default)."""
     env = run.config.make_env()
     agent = run.load_agent(env)
     evaluation = evaluate(
         agent, env, n_episodes or run.config.eval_episodes,
         seed=run.config.seed + 1_000_003 if seed is None else seed,
-        max_steps=run.config.max_steps, progress=progress,
+        max_steps=run.config.max_steps, progress=progress, on=run.eval_place(on),
     )
     if (mdp := known_mdp(env)) is not None:
         evaluation.exact = exact_report(mdp, solve(mdp), agent.q_values.greedy_policy())

@@ -44,7 +44,8 @@ The loops without :class:`Memory` pass ``allowed=None``, which numba prunes at c
 
 Every kernel lives in this one module on purpose: numba's disk cache notices edits only to the
 file that defines a kernel, so a helper in another module could be silently served stale. (The
-schedule kind codes come from ``tabrl.schedules.KINDS``: reordering it needs a cache clear.)
+schedule kind codes come from ``tabrl.schedules.KINDS`` and the codes of how an episode stopped
+from ``tabrl.exact.outcomes``: changing them needs a cache clear.)
 Every call has the same argument types, whatever the methods of its runs, so each kernel is
 compiled once.
 
@@ -75,10 +76,10 @@ import numpy as np
 from numba import njit, prange
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
+from tabrl.exact.outcomes import LOOPED, TERMINATED, TRUNCATED
 from tabrl.schedules import KINDS
 
 # --- algorithm and exploration codes, and the layout of a run's setting vector -------------------
-FIXED_POLICY = 0  #: no learning: play the greedy policy of the table as it is (evaluation)
 Q_LEARNING = 1
 SARSA = 2
 EXPECTED_SARSA = 3
@@ -1006,7 +1007,7 @@ def _learn(act, value, setting, q, visits, memory, epsilon, temperature, row, ac
     if algo == Q_SIGMA:
         return _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature,
                               row, action, reward, terminal, truncated, next_row, k, t, s)
-    return 0.0, -1, s  # FIXED_POLICY: no learning
+    return 0.0, -1, s  # not reached: every setting has a method's code
 
 
 # --- episodes and runs ----------------------------------------------------------------------------
@@ -1066,6 +1067,14 @@ def _any_episode(model, setting, q, visits, memory, epsilon, temperature, time_l
                     _value, _learn, s)
 
 
+@_helper
+def _q_learning_episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, s):
+    """:func:`_episode` of Q-learning exploring epsilon-greedily (the tutorial's agent), with
+    nothing else in it (``memory`` is not read): inlined wherever it is played."""
+    return _episode(model, setting, q, visits, None, epsilon, temperature, time_limit,
+                    _act_epsilon_greedy, _value_epsilon_greedy, _learn_q_learning, s)
+
+
 @_called
 def _sarsa_episode(model, setting, q, visits, epsilon, time_limit, s):
     """:func:`_episode` of SARSA exploring epsilon-greedily, with nothing else in it."""
@@ -1090,43 +1099,43 @@ def _own_loop(setting):
     return -1.0
 
 
-@njit(cache=True)
-def _run_episodes(model, observed, runs, i, start, stop, time_limit):
-    """Episodes ``start..stop-1`` of run ``i``, logged; epsilon and temperature decay after each.
+def q_learning_only(settings: np.ndarray, masked: bool) -> bool:
+    """Whether every run of ``settings`` is the tutorial's agent, which
+    :func:`train_q_learning_runs` plays (Python side): Q-learning exploring epsilon-greedily
+    with a per-episode epsilon, no run of the call masking actions."""
+    return not masked and all(_own_loop.py_func(setting) == Q_LEARNING for setting in settings)
 
-    Q-learning with epsilon-greedy exploration, the tutorial's agent, gets an episode loop of
-    its own, inlined here with nothing else in it (unless its epsilon is per state, or a run of
-    the call masks actions); every other run calls the loop that dispatches on its method and
-    strategy.
 
-    Not inlined: inlined into the parallel loop of :func:`train_runs`, its writes to the logs
-    were lost (numba 0.68).
-    """
+@_helper
+def _any_method_episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, s):
+    """An episode of the run's method and strategy: in a loop of its own where it has one
+    (unless a run of the call masks actions), else in the loop that dispatches on both."""
+    own_loop = _own_loop(setting) if memory.allowed.shape[0] == 0 else -1.0
+    if own_loop == Q_LEARNING:
+        return _q_learning_episode(model, setting, q, visits, memory, epsilon, temperature,
+                                   time_limit, s)
+    if own_loop == SARSA:
+        return _sarsa_episode(model, setting, q, visits, epsilon, time_limit, s)
+    if own_loop == EXPECTED_SARSA:
+        return _expected_sarsa_episode(model, setting, q, visits, epsilon, time_limit, s)
+    return _any_episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, s)
+
+
+@_helper
+def _episodes(model, runs, i, start, stop, time_limit, play, memory):
+    """Episodes ``start..stop-1`` of run ``i``, each played by ``play`` (as
+    :func:`_any_method_episode`, with ``memory``), logged; epsilon, the temperature and a
+    per-episode learning rate move on after each."""
     setting, s = to_fixed_tuple(runs.settings[i], SETTING_SIZE), to_fixed_tuple(runs.rng[i], 4)
     q, visits = runs.q[i], runs.visits[i]
-    memory = Memory(runs.half_difference[i], runs.marks[i], runs.memory_pairs[i],
-                    runs.memory_values[i], runs.model_counts[i], runs.model_pairs[i],
-                    runs.sizes[i], np.empty_like(q[:1]), runs.allowed[i], observed)
-    own_loop = _own_loop(setting) if runs.allowed.shape[1] == 0 else -1.0
     own_setting = runs.settings[i]  # its learning rate entry moves on under a per-episode schedule
     lr_moves = own_setting[LR_SCHEDULE] == LINEAR or own_setting[LR_SCHEDULE] == EXPONENTIAL
     epsilon, temperature = runs.epsilon[i], runs.temperature[i]
     returns, lengths, td_errors, epsilons = (
         runs.returns[i], runs.lengths[i], runs.td_errors[i], runs.epsilons[i])
     for e in range(start, stop):
-        if own_loop == Q_LEARNING:
-            returns[e], lengths[e], td_errors[e], s = _episode(
-                model, setting, q, visits, None, epsilon, temperature, time_limit,
-                _act_epsilon_greedy, _value_epsilon_greedy, _learn_q_learning, s)
-        elif own_loop == SARSA:
-            returns[e], lengths[e], td_errors[e], s = _sarsa_episode(
-                model, setting, q, visits, epsilon, time_limit, s)
-        elif own_loop == EXPECTED_SARSA:
-            returns[e], lengths[e], td_errors[e], s = _expected_sarsa_episode(
-                model, setting, q, visits, epsilon, time_limit, s)
-        else:
-            returns[e], lengths[e], td_errors[e], s = _any_episode(
-                model, setting, q, visits, memory, epsilon, temperature, time_limit, s)
+        returns[e], lengths[e], td_errors[e], s = play(
+            model, setting, q, visits, memory, epsilon, temperature, time_limit, s)
         epsilons[e] = epsilon
         epsilon = _next_value(setting, EPSILON_SCHEDULE, epsilon)
         temperature = _next_value(setting, TEMPERATURE_SCHEDULE, temperature)
@@ -1136,6 +1145,25 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit):
             setting = to_fixed_tuple(own_setting, SETTING_SIZE)
     runs.epsilon[i], runs.temperature[i] = epsilon, temperature
     runs.rng[i] = s
+
+
+@njit(cache=True)
+def _run_episodes(model, observed, runs, i, start, stop, time_limit):
+    """Episodes ``start..stop-1`` of run ``i``, of any method and strategy.
+
+    Not inlined: inlined into the parallel loop of :func:`train_runs`, its writes to the logs
+    were lost (numba 0.68).
+    """
+    memory = Memory(runs.half_difference[i], runs.marks[i], runs.memory_pairs[i],
+                    runs.memory_values[i], runs.model_counts[i], runs.model_pairs[i],
+                    runs.sizes[i], np.empty_like(runs.q[i][:1]), runs.allowed[i], observed)
+    _episodes(model, runs, i, start, stop, time_limit, _any_method_episode, memory)
+
+
+@njit(cache=True)
+def _run_q_learning_episodes(model, runs, i, start, stop, time_limit):
+    """Episodes ``start..stop-1`` of run ``i``, the tutorial's agent (not inlined either)."""
+    _episodes(model, runs, i, start, stop, time_limit, _q_learning_episode, None)
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -1150,3 +1178,54 @@ def train_runs(model, observed, runs, start, stop, time_limit):
     """
     for i in prange(runs.q.shape[0]):
         _run_episodes(model, observed, runs, np.int64(i), start, stop, time_limit)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def train_q_learning_runs(model, observed, runs, start, stop, time_limit):
+    """:func:`train_runs` of runs that are all the tutorial's agent (:func:`q_learning_only`),
+    with the same results and arguments (``observed`` unused): the one training kernel
+    ``tabrl train`` compiles for that agent, a fraction of the first compile of
+    :func:`train_runs`, which holds every method and strategy."""
+    for i in prange(runs.q.shape[0]):
+        _run_q_learning_episodes(model, runs, np.int64(i), start, stop, time_limit)
+
+
+# --- playing a fixed policy (evaluation) ----------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def play_policy(model, action_of_state, cut, n_actions, time_limit, stop_after_capped, capped,
+                rng, returns, lengths, ends, final_states, start, stop):
+    """Episodes ``start..stop-1`` of the deterministic policy ``action_of_state``: each one's
+    return, length, end (:data:`TERMINATED`, :data:`TRUNCATED` at ``time_limit`` steps, or
+    :data:`LOOPED`: cut on entering a state where ``cut`` is set) and last state.
+
+    ``capped`` episodes in a row have been truncated before ``start``; the play stops early once
+    ``stop_after_capped`` have (0: never). Returns the episodes played, and ``capped`` after
+    them; ``rng`` is advanced, so that slices of one evaluation give the result of one call.
+    """
+    offsets, cdf, next_states = model.offsets, model.cdf, model.next_state
+    rewards, terminals = model.reward, model.terminal
+    s = to_fixed_tuple(rng, 4)
+    played = stop
+    for e in range(start, stop):
+        state, s = _sample_start(model, s)
+        total, steps, end = 0.0, 0, TRUNCATED
+        while steps < time_limit:
+            if cut[state]:
+                end = LOOPED
+                break
+            k, s = _sample_outcome(offsets, cdf, state * n_actions + action_of_state[state], s)
+            state = next_states[k]
+            total += rewards[k]
+            steps += 1
+            if terminals[k]:
+                end = TERMINATED
+                break
+        returns[e], lengths[e], ends[e], final_states[e] = total, steps, end, state
+        capped = capped + 1 if end == TRUNCATED else 0
+        if stop_after_capped > 0 and capped == stop_after_capped:
+            played = e + 1
+            break
+    rng[:] = s
+    return played, capped
