@@ -61,18 +61,25 @@ EvaluationProgress = Callable[[int, int], None]
 #: Where an evaluation's episodes are played: ``auto`` is ``mdp`` after the compiled engine.
 EVAL_ON = ("auto", "env", "mdp")
 #: How the report names each place.
-PLACES = {"env": "the environment", "mdp": "its exact MDP (compiled)"}
+PLACES = {"env": "the real environment", "mdp": "the exact MDP (compiled)"}
 
 
-def evaluation_place(requested: str, engine: str) -> str:
+#: Why an evaluation cannot play on the MDP of an environment whose MDP is unknown.
+NO_MDP = ("tabrl does not know this environment's MDP, so its evaluation can only be played on "
+          "the environment (--eval-on env)")
+
+
+def evaluation_place(requested: str, engine: str, env: gym.Env | None = None) -> str:
     """``env`` or ``mdp``: where ``requested`` (one of ``EVAL_ON``) plays the evaluation of a
-    run that trained on ``engine`` (the MDP where the compiled engine ran, which knew it)."""
+    run that trained on ``engine`` (the MDP where the compiled engine ran, which knew it);
+    refused at once where that is the MDP of an ``env`` whose MDP is unknown."""
     if requested not in EVAL_ON:
         raise UsageError(f"unknown place to evaluate {requested!r}: use one of "
                          f"{', '.join(EVAL_ON)}")
-    if requested == "auto":
-        return "mdp" if engine == "compiled" else "env"
-    return requested
+    place = requested if requested != "auto" else "mdp" if engine == "compiled" else "env"
+    if place == "mdp" and env is not None and known_mdp(env) is None:
+        raise UsageError(NO_MDP)
+    return place
 
 
 @dataclass(repr=False)
@@ -262,8 +269,7 @@ def evaluate_policy(
     own_limit = time_limit_of(env)
     mdp = known_mdp(env)  # before the cap: the MDP the environment itself defines
     if on == "mdp" and mdp is None:
-        raise UsageError("tabrl does not know this environment's MDP, so its evaluation can "
-                         "only be played on the environment (--eval-on env)")
+        raise UsageError(NO_MDP)
     names = outcome_names(mdp)
     cut = None if mdp is None or own_limit is not None else endless_rows(mdp, policy)
     stop_after = CAPPED_IN_A_ROW if own_limit is None else 0

@@ -512,7 +512,7 @@ def evaluate_command(
     seed: Annotated[int | None, typer.Option(
         help="Random seed of the evaluation episodes.")] = None,
     eval_on: Annotated[str | None, typer.Option(
-        help="env or mdp (default: the run's own --eval-on).")] = None,
+        help="auto, env or mdp (default: the run's own --eval-on).")] = None,
 ) -> None:
     """Evaluate a run's greedy policy again (exploration off) and save evaluation.json."""
     require("--episodes", episodes, EPISODES)

@@ -50,7 +50,7 @@ from tabrl.app.sweep import (
 from tabrl.app.tensorboard import TrainingBoard, run_board, setting_folders
 from tabrl.envs import make_env
 from tabrl.errors import UsageError
-from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate
+from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate, evaluation_place
 from tabrl.exact.dp import solve
 from tabrl.exact.readers import known_mdp, mdp_of
 from tabrl.exact.reference import (
@@ -105,6 +105,7 @@ def prepare_run(config: RunConfig, out: Path | None = None) -> PreparedRun:
     env = config.make_env()
     agent = config.make_agent(env)
     choice = choose_engine(env, config.engine, agent)
+    evaluation_place(config.eval_on, choice.name, env)  # --eval-on mdp needs a known MDP
     path = prepare_run_dir(out or default_run_dir(config))
     lock = locked(path)
     with ExitStack() as on_failure:
@@ -153,6 +154,7 @@ def resumable(run: Run, episodes: int | None, settings: dict | None = None) -> P
     env = config.make_env()
     agent = run.load_agent(env)
     choice = choose_engine(env, run.info["engine"], agent)
+    evaluation_place(config.eval_on, choice.name, env)
     if "chunks_done" in arrays:
         chunks_done, next_chunk = int(arrays["chunks_done"]), int(arrays["next_chunk"])
     else:  # made before chunks were planned by steps
