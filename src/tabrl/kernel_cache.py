@@ -71,9 +71,9 @@ def _warm_up_exact() -> Any:
 # The seconds announced are a cold compile's CPU time on the 2-core machine tabrl is built on
 # (what it takes when the machine is otherwise idle), measured 2026-12-03.
 #: The tutorial's agent only: Q-learning exploring epsilon-greedily, no action mask.
-Q_LEARNING = _compiled("the compiled engine's Q-learning kernel", "train_q_learning_runs", 18.0)
+Q_LEARNING = _compiled("the compiled engine's Q-learning kernel", "train_q_learning_runs", 15.0)
 #: Every method and exploration strategy, with action masks.
-ENGINE = _compiled("the compiled engine's kernel of every method", "train_runs", 80.0)
+ENGINE = _compiled("the compiled engine's kernel of every method", "train_runs", 100.0)
 #: The greedy evaluation played on the MDP (and :func:`tabrl.compiled.rollout`).
 PLAY = _compiled("the compiled evaluation's kernel", "play_policy", 4.0)
 #: The exact solution's and exact policy evaluation's sweeps.

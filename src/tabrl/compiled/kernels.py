@@ -1,4 +1,5 @@
-"""The numba kernels: a random generator, sampling an MDP, one episode of learning, many runs.
+"""The numba kernels: a random generator, sampling an MDP, one episode of learning, many runs,
+and a fixed policy played (the compiled evaluation).
 
 Every run owns a xoshiro256** generator (Blackman and Vigna, 2018) seeded through splitmix64, so a
 run's result depends on its seed alone: never on the thread that runs it, the number of threads,
@@ -48,6 +49,11 @@ schedule kind codes come from ``tabrl.schedules.KINDS`` and the codes of how an 
 from ``tabrl.exact.outcomes``: changing them needs a cache clear.)
 Every call has the same argument types, whatever the methods of its runs, so each kernel is
 compiled once.
+
+The entry points, each compiled (or loaded from the cache) only by the commands that call it
+(``tabrl.kernel_cache``): :func:`train_runs`, every method; :func:`train_q_learning_runs`, the
+tutorial's agent alone, with the same results, in a fifth of the compile; :func:`play_policy`,
+the greedy evaluation on the MDP.
 
 Speed comes from keeping the hot loop in registers; each of these measured 10% to 2x:
 
@@ -1107,63 +1113,79 @@ def q_learning_only(settings: np.ndarray, masked: bool) -> bool:
 
 
 @_helper
-def _any_method_episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, s):
-    """An episode of the run's method and strategy: in a loop of its own where it has one
-    (unless a run of the call masks actions), else in the loop that dispatches on both."""
-    own_loop = _own_loop(setting) if memory.allowed.shape[0] == 0 else -1.0
-    if own_loop == Q_LEARNING:
-        return _q_learning_episode(model, setting, q, visits, memory, epsilon, temperature,
-                                   time_limit, s)
-    if own_loop == SARSA:
-        return _sarsa_episode(model, setting, q, visits, epsilon, time_limit, s)
-    if own_loop == EXPECTED_SARSA:
-        return _expected_sarsa_episode(model, setting, q, visits, epsilon, time_limit, s)
-    return _any_episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, s)
+def _moved_on(setting, own_setting, lr_moves, epsilon, temperature):
+    """Epsilon, the temperature and the setting after an episode: each along its schedule, the
+    learning rate too where it has a per-episode schedule (``own_setting``, the run's row of
+    settings, keeps it for the next call)."""
+    epsilon = _next_value(setting, EPSILON_SCHEDULE, epsilon)
+    temperature = _next_value(setting, TEMPERATURE_SCHEDULE, temperature)
+    if lr_moves:
+        own_setting[LEARNING_RATE] = _next_value(setting, LR_SCHEDULE, own_setting[LEARNING_RATE])
+        setting = to_fixed_tuple(own_setting, SETTING_SIZE)
+    return epsilon, temperature, setting
 
 
-@_helper
-def _episodes(model, runs, i, start, stop, time_limit, play, memory):
-    """Episodes ``start..stop-1`` of run ``i``, each played by ``play`` (as
-    :func:`_any_method_episode`, with ``memory``), logged; epsilon, the temperature and a
-    per-episode learning rate move on after each."""
+@njit(cache=True)
+def _run_episodes(model, observed, runs, i, start, stop, time_limit):
+    """Episodes ``start..stop-1`` of run ``i``, logged; epsilon and temperature decay after each.
+
+    Q-learning with epsilon-greedy exploration, the tutorial's agent, gets an episode loop of
+    its own, inlined here with nothing else in it (unless its epsilon is per state, or a run of
+    the call masks actions); every other run calls the loop that dispatches on its method and
+    strategy.
+
+    Not inlined: inlined into the parallel loop of :func:`train_runs`, its writes to the logs
+    were lost (numba 0.68).
+    """
     setting, s = to_fixed_tuple(runs.settings[i], SETTING_SIZE), to_fixed_tuple(runs.rng[i], 4)
     q, visits = runs.q[i], runs.visits[i]
+    memory = Memory(runs.half_difference[i], runs.marks[i], runs.memory_pairs[i],
+                    runs.memory_values[i], runs.model_counts[i], runs.model_pairs[i],
+                    runs.sizes[i], np.empty_like(q[:1]), runs.allowed[i], observed)
+    own_loop = _own_loop(setting) if runs.allowed.shape[1] == 0 else -1.0
     own_setting = runs.settings[i]  # its learning rate entry moves on under a per-episode schedule
     lr_moves = own_setting[LR_SCHEDULE] == LINEAR or own_setting[LR_SCHEDULE] == EXPONENTIAL
     epsilon, temperature = runs.epsilon[i], runs.temperature[i]
     returns, lengths, td_errors, epsilons = (
         runs.returns[i], runs.lengths[i], runs.td_errors[i], runs.epsilons[i])
     for e in range(start, stop):
-        returns[e], lengths[e], td_errors[e], s = play(
-            model, setting, q, visits, memory, epsilon, temperature, time_limit, s)
+        if own_loop == Q_LEARNING:
+            returns[e], lengths[e], td_errors[e], s = _q_learning_episode(
+                model, setting, q, visits, None, epsilon, temperature, time_limit, s)
+        elif own_loop == SARSA:
+            returns[e], lengths[e], td_errors[e], s = _sarsa_episode(
+                model, setting, q, visits, epsilon, time_limit, s)
+        elif own_loop == EXPECTED_SARSA:
+            returns[e], lengths[e], td_errors[e], s = _expected_sarsa_episode(
+                model, setting, q, visits, epsilon, time_limit, s)
+        else:
+            returns[e], lengths[e], td_errors[e], s = _any_episode(
+                model, setting, q, visits, memory, epsilon, temperature, time_limit, s)
         epsilons[e] = epsilon
-        epsilon = _next_value(setting, EPSILON_SCHEDULE, epsilon)
-        temperature = _next_value(setting, TEMPERATURE_SCHEDULE, temperature)
-        if lr_moves:
-            own_setting[LEARNING_RATE] = _next_value(setting, LR_SCHEDULE,
-                                                     own_setting[LEARNING_RATE])
-            setting = to_fixed_tuple(own_setting, SETTING_SIZE)
+        epsilon, temperature, setting = _moved_on(setting, own_setting, lr_moves, epsilon,
+                                                  temperature)
     runs.epsilon[i], runs.temperature[i] = epsilon, temperature
     runs.rng[i] = s
 
 
 @njit(cache=True)
-def _run_episodes(model, observed, runs, i, start, stop, time_limit):
-    """Episodes ``start..stop-1`` of run ``i``, of any method and strategy.
-
-    Not inlined: inlined into the parallel loop of :func:`train_runs`, its writes to the logs
-    were lost (numba 0.68).
-    """
-    memory = Memory(runs.half_difference[i], runs.marks[i], runs.memory_pairs[i],
-                    runs.memory_values[i], runs.model_counts[i], runs.model_pairs[i],
-                    runs.sizes[i], np.empty_like(runs.q[i][:1]), runs.allowed[i], observed)
-    _episodes(model, runs, i, start, stop, time_limit, _any_method_episode, memory)
-
-
-@njit(cache=True)
 def _run_q_learning_episodes(model, runs, i, start, stop, time_limit):
-    """Episodes ``start..stop-1`` of run ``i``, the tutorial's agent (not inlined either)."""
-    _episodes(model, runs, i, start, stop, time_limit, _q_learning_episode, None)
+    """:func:`_run_episodes` of a run that is the tutorial's agent, with its loop alone."""
+    setting, s = to_fixed_tuple(runs.settings[i], SETTING_SIZE), to_fixed_tuple(runs.rng[i], 4)
+    q, visits = runs.q[i], runs.visits[i]
+    own_setting = runs.settings[i]
+    lr_moves = own_setting[LR_SCHEDULE] == LINEAR or own_setting[LR_SCHEDULE] == EXPONENTIAL
+    epsilon, temperature = runs.epsilon[i], runs.temperature[i]
+    returns, lengths, td_errors, epsilons = (
+        runs.returns[i], runs.lengths[i], runs.td_errors[i], runs.epsilons[i])
+    for e in range(start, stop):
+        returns[e], lengths[e], td_errors[e], s = _q_learning_episode(
+            model, setting, q, visits, None, epsilon, temperature, time_limit, s)
+        epsilons[e] = epsilon
+        epsilon, temperature, setting = _moved_on(setting, own_setting, lr_moves, epsilon,
+                                                  temperature)
+    runs.epsilon[i], runs.temperature[i] = epsilon, temperature
+    runs.rng[i] = s
 
 
 @njit(cache=True, parallel=True, nogil=True)
