@@ -199,3 +199,23 @@ def test_the_loaded_agent_plays_the_policy_whose_exact_value_is_reported(tmp_pat
     assert reported is not None, "the shipped defaults reach the optimum, which never loops"
     half_width = 1.96 * returns.std(ddof=1) / math.sqrt(len(returns))
     assert abs(returns.mean() - reported) <= half_width + 1e-9  # deterministic: equal
+
+
+def test_eval_on_chooses_where_train_and_evaluate_play_the_episodes(tabrl_cli, tmp_path):
+    """After the compiled engine the evaluation plays on the MDP, unless ``--eval-on env``;
+    ``tabrl evaluate`` follows the run's own choice unless told otherwise."""
+    def played_on(run) -> str:
+        return json.loads((run / "evaluation.json").read_text())["played_on"]
+
+    base = ["train", "FrozenLake-v1", "--episodes", "300", "--eval-episodes", "200", "-q"]
+    assert tabrl_cli(*base, "--out", tmp_path / "auto").code == 0
+    assert tabrl_cli(*base, "--eval-on", "env", "--out", tmp_path / "env").code == 0
+    assert tabrl_cli(*base, "--engine", "python", "--out", tmp_path / "py").code == 0
+    assert [played_on(tmp_path / name) for name in ("auto", "env", "py")] == ["mdp", "env", "env"]
+    result = tabrl_cli("evaluate", tmp_path / "env", "--episodes", "100")
+    assert result.code == 0 and "on the real environment" in result.stdout
+    result = tabrl_cli("evaluate", tmp_path / "env", "--episodes", "100", "--eval-on", "mdp")
+    assert result.code == 0 and "on the exact MDP (compiled)" in result.stdout
+    assert played_on(tmp_path / "env") == "mdp"
+    result = tabrl_cli("evaluate", tmp_path / "env", "--eval-on", "nowhere")
+    assert result.code == 2 and result.stderr.count("\n") == 1 and "auto, env, mdp" in result.stderr
