@@ -14,7 +14,7 @@ from 1 to 0.1 over the first half of the run), timed from making the environment
   to the goal, an untrained one falls into a hole), so steps per second stand beside episodes.
 
 The compiled engine uses one core. Batch mode (seeds x the same run) is then timed on one and on
-two cores. Compiling the kernels is timed apart, in fresh processes: once with an empty disk
+two cores. Compiling each kernel is timed apart, in fresh processes: once with an empty disk
 cache, once from the cache.
 
 Last, every method (and Q-learning with each exploration strategy) on both engines, on
@@ -126,20 +126,32 @@ def time_batch(env_id: str, n_episodes: int, n_jobs: int) -> Timing:
                   min(seconds))
 
 
-def warm_up_in_fresh_process(cache_dir: str) -> tuple[float, bool]:
-    """``warm_up()`` in a new interpreter whose numba cache is ``cache_dir``."""
-    code = "from tabrl.compiled import warm_up; w = warm_up(); print(w.seconds, w.from_cache)"
+def warm_up_in_fresh_process(cache_dir: str, kernel: str) -> tuple[float, bool]:
+    """``warm_up`` of the kernel named ``kernel`` in a new interpreter whose numba cache is
+    ``cache_dir``."""
+    code = ("from tabrl.compiled import kernels, warm_up; "
+            f"w = warm_up(kernels.{kernel}); print(w.seconds, w.from_cache)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "NUMBA_CACHE_DIR": cache_dir}).stdout.split()
     return float(out[0]), out[1] == "True"
 
 
+#: The kernels a command compiles apart (``tabrl.kernel_cache``), by what they run.
+KERNELS = {"train_q_learning_runs": "the tutorial's Q-learning", "play_policy": "the evaluation",
+           "train_runs": "every method"}
+
+
 def compile_report() -> str:
+    """Each kernel's compile with an empty cache, then its load from the cache."""
+    lines = []
     with tempfile.TemporaryDirectory() as cache_dir:
-        cold, cold_cached = warm_up_in_fresh_process(cache_dir)
-        warm, warm_cached = warm_up_in_fresh_process(cache_dir)
-    return (f"compile time: {cold:.2f} s with an empty cache (from cache: {cold_cached}); "
-            f"{warm:.2f} s in the next process (from cache: {warm_cached})")
+        for kernel, what in KERNELS.items():
+            cold, cold_cached = warm_up_in_fresh_process(cache_dir, kernel)
+            warm, warm_cached = warm_up_in_fresh_process(cache_dir, kernel)
+            lines.append(f"compile time of {what} ({kernel}): {cold:.2f} s with an empty cache "
+                         f"(from cache: {cold_cached}); {warm:.2f} s in the next process "
+                         f"(from cache: {warm_cached})")
+    return "\n".join(lines)
 
 
 def row(env_id: str, timing: Timing, baseline: Timing) -> str:

@@ -20,9 +20,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or config.option.collectonly:
         return
     from tabrl import kernel_cache
-    from tabrl.kernel_cache import ENGINE, EXACT
+    from tabrl.kernel_cache import ENGINE, EXACT, PLAY, Q_LEARNING
 
-    for kernels in (ENGINE, EXACT):
+    for kernels in (Q_LEARNING, PLAY, ENGINE, EXACT):
         kernel_cache.prepare(kernels)
 
 

@@ -19,8 +19,9 @@ from scipy import stats
 
 from tabrl.agents import QLearningAgent, make_agent
 from tabrl.compiled import kernels, rollout, run_batch, run_compiled, supports, warm_up
-from tabrl.compiled.bridge import observed_for, runs_of
-from tabrl.compiled.model import compile_mdp
+from tabrl.compiled.bridge import observed_for, q_learning_only, runs_of
+from tabrl.compiled.engine import kernel_for
+from tabrl.compiled.model import NOTHING_OBSERVED, compile_mdp
 from tabrl.errors import NotCompilableError
 from tabrl.exact.mdp import from_transitions
 from tabrl.exact.readers import mdp_of
@@ -92,6 +93,43 @@ def test_every_method_runs_the_one_compiled_kernel():
                      max_steps=100)
     run_batch(mdp_of(gym.make("Taxi-v4")), [{"algo": "sarsa-lambda"}, {}], 10, [0, 1])
     assert len(kernels.train_runs.signatures) == 1
+    assert len(kernels.train_q_learning_runs.signatures) == 1
+
+
+TUTORIAL_SETTINGS = [  # Q-learning exploring epsilon-greedily with a per-episode epsilon
+    {}, {"epsilon_schedule": Schedule.exponential(1.0, 0.05, 0.99)},
+    {"learning_rate_schedule": Schedule.visits(0.5, 0.7, 0.01)},
+    {"learning_rate_schedule": Schedule.linear(0.5, 0.01, 200)},
+]
+
+
+@pytest.mark.parametrize("env_id", ["FrozenLake-v1", "Blackjack-v1"])
+def test_the_tutorial_kernel_gives_the_general_kernel_s_results_bit_for_bit(env_id):
+    env = gym.make(env_id)
+    mdp = mdp_of(env)
+    agents = [lake_agent(env, 1000, **setting) for setting in TUTORIAL_SETTINGS]
+    model, rows = compile_mdp(mdp), mdp.n_rows
+    tutorial, general = (runs_of(agents, NOTHING_OBSERVED, rows, [3, 4, 5, 6], 1000, 100)
+                         for _ in range(2))
+    assert kernel_for(tutorial) is kernels.train_q_learning_runs
+    for start, stop in [(0, 400), (400, 1000)]:
+        kernels.train_q_learning_runs(model, NOTHING_OBSERVED, tutorial, start, stop, 100)
+        kernels.train_runs(model, NOTHING_OBSERVED, general, start, stop, 100)
+    for a, b in zip(tutorial, general, strict=True):
+        assert np.array_equal(a, b)
+    assert tutorial.q.any() and tutorial.returns.any()
+
+
+@pytest.mark.parametrize("setting", [
+    {"algo": "sarsa"}, {"exploration": "softmax"}, {"action_mask": True},
+    {"epsilon_schedule": Schedule.visits(1.0, 1.0, 0.05)},
+], ids=["sarsa", "softmax", "masked", "epsilon-by-visits"])
+def test_any_other_agent_takes_the_kernel_of_every_method(setting):
+    env = gym.make("Taxi-v4")
+    agent = make_agent(env, **setting)
+    assert not q_learning_only([agent])
+    with_the_tutorial_s = [make_agent(env), agent]
+    assert q_learning_only(with_the_tutorial_s[:1]) and not q_learning_only(with_the_tutorial_s)
 
 
 # --- (a) one step: every (state, action) against the environment's P ------------------------------

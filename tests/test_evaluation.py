@@ -10,13 +10,15 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
+from scipy import stats
 
 import tabrl
 from tabrl.agents import AGENTS
 from tabrl.app.runs import RunConfig
 from tabrl.app.workflow import prepare_run, train_run
 from tabrl.compiled import warm_up
-from tabrl.evaluate import CAPPED_IN_A_ROW, Evaluation, evaluate
+from tabrl.errors import UsageError
+from tabrl.evaluate import CAPPED_IN_A_ROW, PLACES, Evaluation, evaluate
 from tabrl.exact.readers import mdp_of
 from tabrl.exact.reference import exact_report
 
@@ -48,17 +50,57 @@ def test_the_readme_loop_finishes_fast_and_reports_that_its_greedy_policy_loops(
     assert "-inf (the policy can loop forever)" in result.stdout
 
 
-def test_a_looping_policy_on_a_known_mdp_is_cut_at_once():
+@pytest.mark.parametrize("on", ["env", "mdp"])
+def test_a_looping_policy_on_a_known_mdp_is_cut_at_once(on):
     env = gym.make("CliffWalking-v1")
     agent = tabrl.QLearningAgent(env)  # all zeros: always up, then along the top border forever
     start = time.perf_counter()
-    evaluation = evaluate(agent, env, 10_000)
+    evaluation = evaluate(agent, env, 10_000, on=on)
     assert time.perf_counter() - start < 5
     assert evaluation.n_episodes == 10_000 and evaluation.looping_rate == 1.0
     assert (evaluation.loop_start_states, evaluation.start_states) == (1, 1)
     assert math.isnan(evaluation.mean_return)
     again = Evaluation.from_dict(json.loads(json.dumps(evaluation.to_dict())))
     assert again.outcomes == evaluation.outcomes and math.isnan(again.mean_return)
+    assert again.played_on == on
+
+
+def test_an_evaluation_on_the_mdp_is_refused_where_the_mdp_is_unknown():
+    env = gym.wrappers.TransformReward(gym.make("FrozenLake-v1"), lambda r: r)
+    with pytest.raises(UsageError, match="--eval-on env"):
+        evaluate(tabrl.QLearningAgent(env), env, 10, on="mdp")
+    with pytest.raises(UsageError, match="env or mdp"):
+        evaluate(tabrl.QLearningAgent(env), env, 10, on="auto")
+
+
+def test_a_policy_that_runs_into_the_cap_stops_early_alike_on_the_env_and_the_mdp():
+    """CliffWalking (no time limit) whose optimal path (13 steps) is cut by a 3-step cap: every
+    episode is truncated, both evaluations stop after the same episodes with the same note."""
+    env = gym.make("CliffWalking-v1")
+    agent = tabrl.QLearningAgent(env)
+    agent.q_values.array[: agent.q_values.n_rows] = tabrl.solve(env).row_q_values
+    reports = [evaluate(agent, env, 1_000, max_steps=3, on=on).to_dict() for on in PLACES]
+    assert reports[0].pop("played_on") == "env" and reports[1].pop("played_on") == "mdp"
+    assert reports[0] == reports[1]
+    assert reports[0]["n_episodes"] == CAPPED_IN_A_ROW and reports[0]["step_cap"] == 3
+    assert reports[0]["note"].startswith(f"stopped after {CAPPED_IN_A_ROW} of 1,000 episodes")
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), [("Blackjack-v1", {"sab": False}),
+                                                 ("FrozenLake-v1", {})])
+def test_the_mdp_and_the_environment_agree_on_a_trained_policy(env_id, kwargs):
+    """Means within four standard errors of their difference, outcome shares by chi-square;
+    the MDP's play is the same for the same seed, bit for bit."""
+    env = gym.make(env_id, **kwargs)
+    agent = tabrl.QLearningAgent(env, learning_rate=0.1, epsilon_decay=1e-3)
+    tabrl.train(env, agent, 3_000, seed=1, engine="compiled")
+    real, known = (evaluate(agent, env, 5_000, seed=3, on=on) for on in PLACES)
+    assert abs(real.mean_return - known.mean_return) <= 4 * math.hypot(real.sem, known.sem)
+    assert abs(real.mean_length - known.mean_length) <= 0.1 * real.mean_length
+    counts = [[round(e.outcomes[name] * e.n_episodes) for name in real.outcomes if
+               real.outcomes[name] + known.outcomes[name] > 0] for e in (real, known)]
+    assert stats.chi2_contingency(counts).pvalue > 1e-3, counts
+    assert evaluate(agent, env, 5_000, seed=3, on="mdp").to_dict() == known.to_dict()
 
 
 def test_an_unknown_mdp_without_time_limit_stops_early_with_a_note():
@@ -86,20 +128,21 @@ def test_progress_is_reported_only_for_an_evaluation_longer_than_a_second(monkey
     assert [done for done, _ in heard] == sorted(done for done, _ in heard)
 
 
+@pytest.mark.parametrize("on", ["env", "mdp"])
 @pytest.mark.parametrize(("env_id", "kwargs", "names"), [
     ("FrozenLake-v1", {}, ["success", "failure", "truncated"]),
     ("Taxi-v4", {}, ["success", "truncated"]),
     ("CliffWalking-v1", {}, ["success", "truncated", "loops"]),
     ("Blackjack-v1", {"sab": True}, ["win", "draw", "loss"]),
 ])
-def test_outcomes_are_named_per_family_and_match_the_exact_law(env_id, kwargs, names):
+def test_outcomes_are_named_per_family_and_match_the_exact_law(env_id, kwargs, names, on):
     env = gym.make(env_id, **kwargs)
     solution = tabrl.solve(env)
     agent = tabrl.QLearningAgent(env)
     agent.q_values.array[: agent.q_values.n_rows] = np.nan_to_num(solution.row_q_values,
                                                                    nan=-1e9)
     policy = agent.q_values.greedy_policy()
-    evaluation = evaluate(agent, env, 2_000, seed=5)
+    evaluation = evaluate(agent, env, 2_000, seed=5, on=on)
     exact = exact_report(mdp_of(env), solution, policy)
     assert list(evaluation.outcomes) == list(exact["outcomes"]) == names
     assert sum(evaluation.outcomes.values()) == pytest.approx(1.0, abs=1e-12)
@@ -109,12 +152,13 @@ def test_outcomes_are_named_per_family_and_match_the_exact_law(env_id, kwargs, n
         assert abs(evaluation.outcomes[name] - p) <= 4 * math.sqrt(p * (1 - p) / 2_000) + 1e-12
 
 
-def test_a_hole_in_frozenlake_is_a_failure_not_a_draw():
+@pytest.mark.parametrize("on", ["env", "mdp"])
+def test_a_hole_in_frozenlake_is_a_failure_not_a_draw(on):
     env = gym.make("FrozenLake-v1", is_slippery=False)
     agent = tabrl.QLearningAgent(env)
     agent.q_values[0][1] = 1.0  # down from the start to 4,
     agent.q_values[4][2] = 1.0  # then right into the hole at 5
-    evaluation = evaluate(agent, env, 10)
+    evaluation = evaluate(agent, env, 10, on=on)
     assert evaluation.outcomes == {"success": 0.0, "failure": 1.0, "truncated": 0.0}
 
 
@@ -155,3 +199,23 @@ def test_the_loaded_agent_plays_the_policy_whose_exact_value_is_reported(tmp_pat
     assert reported is not None, "the shipped defaults reach the optimum, which never loops"
     half_width = 1.96 * returns.std(ddof=1) / math.sqrt(len(returns))
     assert abs(returns.mean() - reported) <= half_width + 1e-9  # deterministic: equal
+
+
+def test_eval_on_chooses_where_train_and_evaluate_play_the_episodes(tabrl_cli, tmp_path):
+    """After the compiled engine the evaluation plays on the MDP, unless ``--eval-on env``;
+    ``tabrl evaluate`` follows the run's own choice unless told otherwise."""
+    def played_on(run) -> str:
+        return json.loads((run / "evaluation.json").read_text())["played_on"]
+
+    base = ["train", "FrozenLake-v1", "--episodes", "300", "--eval-episodes", "200", "-q"]
+    assert tabrl_cli(*base, "--out", tmp_path / "auto").code == 0
+    assert tabrl_cli(*base, "--eval-on", "env", "--out", tmp_path / "env").code == 0
+    assert tabrl_cli(*base, "--engine", "python", "--out", tmp_path / "py").code == 0
+    assert [played_on(tmp_path / name) for name in ("auto", "env", "py")] == ["mdp", "env", "env"]
+    result = tabrl_cli("evaluate", tmp_path / "env", "--episodes", "100")
+    assert result.code == 0 and "on the real environment" in result.stdout
+    result = tabrl_cli("evaluate", tmp_path / "env", "--episodes", "100", "--eval-on", "mdp")
+    assert result.code == 0 and "on the exact MDP (compiled)" in result.stdout
+    assert played_on(tmp_path / "env") == "mdp"
+    result = tabrl_cli("evaluate", tmp_path / "env", "--eval-on", "nowhere")
+    assert result.code == 2 and result.stderr.count("\n") == 1 and "auto, env, mdp" in result.stderr

@@ -14,8 +14,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tabrl.app.cli import compile_announcement, prepare_kernels
-from tabrl.kernel_cache import ENGINE, EXACT, KernelSet
+from tabrl.app.cli import compile_announcement, kernels_for, prepare_kernels
+from tabrl.app.runs import RunConfig
+from tabrl.app.workflow import prepare_run
+from tabrl.kernel_cache import ENGINE, EXACT, PLAY, Q_LEARNING, KernelSet
 
 HEAVY = ["matplotlib", "numba", "scipy", "optuna", "ray", "imageio", "pandas"]
 
@@ -76,10 +78,30 @@ def test_a_cold_cache_is_told_from_a_warm_one(tmp_path):
 
 def test_the_announcement_says_what_compiles_and_about_how_long():
     assert compile_announcement([ENGINE]) == (
-        "compiling the compiled engine's kernels, first run only, about 80 s")
-    assert compile_announcement([ENGINE, EXACT]) == (
-        "compiling the compiled engine's kernels and the exact solver's kernels, first run "
-        "only, about 88 s")
+        f"compiling the compiled engine's kernel of every method, first run only, about "
+        f"{ENGINE.seconds:.0f} s")
+    assert compile_announcement([Q_LEARNING, PLAY, EXACT]) == (
+        "compiling the compiled engine's Q-learning kernel, the compiled evaluation's kernel and "
+        "the exact solver's kernels, first run only, about "
+        f"{Q_LEARNING.seconds + PLAY.seconds + EXACT.seconds:.0f} s")
+
+
+def test_the_tutorial_s_run_needs_only_its_own_kernels(tmp_path):
+    """``tabrl train`` of the tutorial's agent on the compiled engine compiles the Q-learning
+    kernel, and the evaluation's only where it plays on the MDP; another method, every
+    method's kernel."""
+    def needed(**given):
+        config = RunConfig.resolve("FrozenLake-v1", {}, **given)
+        prepared = prepare_run(config, tmp_path / f"run-{len(list(tmp_path.iterdir()))}")
+        with prepared.lock:
+            return kernels_for(prepared.config, prepared.engine.name, prepared.env,
+                               prepared.agent)
+
+    assert needed() == [Q_LEARNING, PLAY, EXACT]
+    assert needed(eval_on="env") == [Q_LEARNING, EXACT]
+    assert needed(eval_episodes=0) == [Q_LEARNING, EXACT]
+    assert needed(algo="sarsa") == [ENGINE, PLAY, EXACT]
+    assert needed(engine="python") == [EXACT]
 
 
 def test_a_compile_is_announced_before_it_starts_and_quiet_still_compiles():

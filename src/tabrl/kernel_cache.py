@@ -11,14 +11,17 @@ missing, as the cache is stale; deleting the cache deletes the index :func:`is_c
 looks for.
 
 A set of kernels lives in one module (numba's cache notices edits only to the defining file:
-see :mod:`tabrl.compiled.kernels`) and has one entry point, the kernel its warm-up calls.
+see :mod:`tabrl.compiled.kernels`) and has one entry point, the kernel its warm-up calls; sets of
+one module have markers of their own. The compiled engine's kernels come in three sets, so that
+a command compiles only what it runs: the tutorial's Q-learning (what ``tabrl train`` trains by
+default), every method, and the greedy evaluation on the MDP.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,16 +40,20 @@ class KernelSet:
     seconds: float
 
 
-def _train_runs() -> Any:
-    from tabrl.compiled.kernels import train_runs
+def _compiled(what: str, name: str, seconds: float) -> KernelSet:
+    """The set of the compiled engine's kernel ``name`` (in :mod:`tabrl.compiled.kernels`)."""
 
-    return train_runs
+    def entry_point() -> Any:
+        from tabrl.compiled import kernels
 
+        return getattr(kernels, name)
 
-def _warm_up_engine() -> Any:
-    from tabrl.compiled.engine import warm_up
+    def warm_up() -> Any:
+        from tabrl.compiled.engine import warm_up
 
-    return warm_up()
+        return warm_up(entry_point())
+
+    return KernelSet(what, entry_point, warm_up, seconds)
 
 
 def _sweep_until_settled() -> Any:
@@ -61,12 +68,24 @@ def _warm_up_exact() -> Any:
     return warm_up()
 
 
-#: The compiled engine's training kernel (every method, and the Monte Carlo rollouts). The
-#: seconds announced are a cold compile's CPU time on the 2-core machine tabrl is built on (what
-#: it takes when the machine is otherwise idle; 2026-12-03: 80 s and 8.4 s).
-ENGINE = KernelSet("the compiled engine's kernels", _train_runs, _warm_up_engine, 80.0)
+# The seconds announced are a cold compile's CPU time on the 2-core machine tabrl is built on
+# (what it takes when the machine is otherwise idle), measured 2026-12-03.
+#: The tutorial's agent only: Q-learning exploring epsilon-greedily, no action mask.
+Q_LEARNING = _compiled("the compiled engine's Q-learning kernel", "train_q_learning_runs", 15.0)
+#: Every method and exploration strategy, with action masks.
+ENGINE = _compiled("the compiled engine's kernel of every method", "train_runs", 100.0)
+#: The greedy evaluation played on the MDP (and :func:`tabrl.compiled.rollout`).
+PLAY = _compiled("the compiled evaluation's kernel", "play_policy", 4.0)
 #: The exact solution's and exact policy evaluation's sweeps.
 EXACT = KernelSet("the exact solver's kernels", _sweep_until_settled, _warm_up_exact, 8.0)
+
+
+def training_kernels(agents: Sequence[Any]) -> KernelSet:
+    """The set that trains ``agents`` (:class:`~tabrl.agents.TabularAgent`) on the compiled
+    engine: the tutorial's own where they all are its agent, else every method's."""
+    from tabrl.compiled.bridge import q_learning_only
+
+    return Q_LEARNING if q_learning_only(agents) else ENGINE
 
 
 def marker_path(kernels: KernelSet) -> Path:
@@ -77,7 +96,8 @@ def marker_path(kernels: KernelSet) -> Path:
     cache = kernels.entry_point()._cache  # numba's FunctionCache of a ``cache=True`` kernel
     stamp = cache._cache_file._source_stamp
     depends_on = repr((stamp, numba.__version__, sys.implementation.cache_tag,
-                       cpu_target.target_context.codegen().magic_tuple()))
+                       cpu_target.target_context.codegen().magic_tuple(),
+                       Path(cache._cache_file._index_path).name))
     name = hashlib.sha256(depends_on.encode()).hexdigest()[:20]
     return Path(cache._cache_path) / f"tabrl-ready-{name}"
 

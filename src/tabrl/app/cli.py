@@ -32,7 +32,7 @@ from rich.progress import (
 )
 from rich.table import Column, Table
 
-from tabrl.agents import AGENTS, METHODS, OWN_PARAMS
+from tabrl.agents import AGENTS, METHODS, OWN_PARAMS, TabularAgent
 from tabrl.app.catalog import tabular_envs
 from tabrl.app.keyvalues import parse_key_values
 from tabrl.app.runs import (
@@ -60,7 +60,7 @@ from tabrl.app.workflow import (
 )
 from tabrl.envs import import_env_modules, is_continuous, make_env, plugin_errors, qualified_env_id
 from tabrl.errors import TabrlError, UsageError
-from tabrl.evaluate import Evaluation, exact_figure, outcome_shares
+from tabrl.evaluate import Evaluation, evaluation_place, exact_figure, outcome_shares
 from tabrl.exact.readers import known_mdp
 from tabrl.fileio import folder_lock
 from tabrl.kernel_cache import KernelSet
@@ -83,7 +83,7 @@ _debug = False
 #: ``tabrl train`` with no environment runs the Gymnasium tutorial's Blackjack (never mutated).
 DEFAULT_ENV_ID, DEFAULT_ENV_KWARGS = "Blackjack-v1", {"sab": False}
 #: What ``train --resume`` may change: how long it goes on, and what it reports.
-RESUMABLE = {"resume", "episodes", "eval_episodes", "window", "quiet", "tensorboard"}
+RESUMABLE = {"resume", "episodes", "eval_episodes", "eval_on", "window", "quiet", "tensorboard"}
 SEEDS = Setting((int,), 0, MAX_SEED, "numpy's seeds are 64-bit, non-negative")
 EPISODES = Setting((int,), 1, MAX_EPISODES, EPISODES_WHY)
 WINDOW = Setting((int,), 1, MAX_EPISODES)
@@ -92,6 +92,8 @@ SWEEP_SEEDS = Setting((int,), 1, 10_000)
 UNIT = Setting((float,), 0, 1)
 BINS_HELP = "Bins per dimension of a continuous space: 10, or one each: 6,6,12,12."
 OBS_BOUNDS_HELP = "With --bins: low:high per dimension, e.g. =-2.4:2.4,-3:3 (for unbounded ones)."
+EVAL_ON_HELP = ("Where evaluation episodes play: auto (the exact MDP after the compiled engine, "
+                "else the environment), env or mdp.")
 
 #: ``--tensorboard DIR`` of ``train``, ``sweep`` and ``tune``.
 TensorBoardDir = Annotated[Path | None, typer.Option(
@@ -216,6 +218,7 @@ def train(
     out_dir: Annotated[Path | None, typer.Option("--out", help="The run folder to create.")] = None,
     eval_episodes: Annotated[int | None, typer.Option(
         help="Greedy evaluation episodes, 0 to skip (default 10,000).")] = None,
+    eval_on: Annotated[str | None, typer.Option(help=EVAL_ON_HELP)] = None,
     env_kwargs: Annotated[str | None, typer.Option(
         help="Environment keywords, e.g. is_slippery=false,map_name=8x8.")] = None,
     bins: Annotated[str | None, typer.Option(help=BINS_HELP)] = None,
@@ -256,11 +259,13 @@ def train(
     parameter of ``OWN_PARAMS`` (:func:`with_own_options`)."""
     say = (lambda _: None) if quiet else log
     if resume is not None:
-        changed = {"episodes": episodes, "eval_episodes": eval_episodes, "window": window}
+        changed = {"episodes": episodes, "eval_episodes": eval_episodes, "eval_on": eval_on,
+                   "window": window}
         check_resume_options(ctx, given_only(**changed))
         tensorboard = board_root(tensorboard)
         prepared = prepare_resume(  # checked and locked before any output
-            resume, episodes, given_only(eval_episodes=eval_episodes, window=window))
+            resume, episodes,
+            given_only(eval_episodes=eval_episodes, eval_on=eval_on, window=window))
         say(resuming(prepared))
         prepare_run_kernels(prepared, say, quiet)
         bar = TrainingProgress(prepared.config.episodes, quiet)
@@ -285,6 +290,7 @@ def train(
                 learning_rate_schedule, "--learning-rate-schedule",
                 "kind=exponential,start=0.5,end=0.01,rate=0.999") or None,
             seed=seed, engine=engine, max_steps=max_steps, eval_episodes=eval_episodes,
+            eval_on=eval_on,
             window=window, bins=parse_bins(bins), obs_bounds=parse_obs_bounds(obs_bounds),
             action_mask=action_mask or None, curve_points=curve_points,
             algo_params=given_only(
@@ -326,7 +332,8 @@ def check_resume_options(ctx: typer.Context, changes: dict[str, object]) -> None
              and ctx.get_parameter_source(param.name).name == "COMMANDLINE"]
     if fixed:
         raise UsageError(f"{', '.join(fixed)} cannot change on --resume: the run keeps its own "
-                         "settings (only --episodes, --eval-episodes and --window may change)")
+                         "settings (only --episodes, --eval-episodes, --eval-on and --window may "
+                         "change)")
     for name, value in changes.items():
         require(f"--{name.replace('_', '-')}", value, CONFIG_SCHEMA[name])
 
@@ -406,7 +413,8 @@ def train_many_seeds(config: RunConfig, seeds: list[int], out_dir: Path | None, 
     from tabrl.training import choose_engine
 
     env = config.make_env()
-    engine = choose_engine(env, config.engine, config.make_agent(env))  # before the folder
+    agent = config.make_agent(env)
+    engine = choose_engine(env, config.engine, agent)  # before the folder
     described = config.describe().rpartition(", seed ")[0]
     say(f"{config.algo} on {config.env_id}: {described}, seeds {seeds[0]} to {seeds[-1]}")
     plan = plan_seeds(config, seeds, out_dir, tensorboard)
@@ -416,7 +424,7 @@ def train_many_seeds(config: RunConfig, seeds: list[int], out_dir: Path | None, 
         say(f"{plan.describe(workers)} -> {folder.path}")
         say(engine.reason)
         try:
-            prepare_kernels(kernels_for(engine.name, env), say, quiet)
+            prepare_kernels(kernels_for(config, engine.name, env, agent), say, quiet)
             bar = TrainingProgress(len(seeds) * config.episodes, quiet, seeds=len(seeds))
             with bar:
                 train_seeds(plan, workers, bar)
@@ -467,8 +475,10 @@ def prepare_kernels(needed: list[KernelSet], say: Callable[[str], None], quiet: 
 
 
 def compile_announcement(cold: list[KernelSet]) -> str:
-    """``compiling the compiled engine's kernels, first run only, about 80 s``."""
-    what = " and ".join(kernels.what for kernels in cold)
+    """``compiling the compiled engine's Q-learning kernel and the exact solver's kernels, first
+    run only, about 26 s``."""
+    names = [kernels.what for kernels in cold]
+    what = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
     return (f"compiling {what}, first run only, "
             f"about {sum(kernels.seconds for kernels in cold):.0f} s")
 
@@ -477,7 +487,8 @@ def prepare_run_kernels(prepared: PreparedRun, say: Callable[[str], None], quiet
     """The kernels a prepared run needs; a Ctrl-C meanwhile (a first compile takes a while)
     says how to go on, as one during training does: its folder already holds the run."""
     try:
-        prepare_kernels(kernels_for(prepared.engine.name, prepared.env), say, quiet)
+        prepare_kernels(kernels_for(prepared.config, prepared.engine.name, prepared.env,
+                                    prepared.agent), say, quiet)
     except KeyboardInterrupt:
         done = 0 if prepared.resume_from is None else prepared.resume_from.episodes_done
         say(f"interrupted: {prepared.path} keeps the checkpoint after episode {done:,}; "
@@ -485,21 +496,24 @@ def prepare_run_kernels(prepared: PreparedRun, say: Callable[[str], None], quiet
         raise
 
 
-def kernels_for(engine: str, env: gym.Env) -> list[KernelSet]:
-    """The kernels a run needs: the engine's if it is compiled, and the exact solver's wherever
-    the MDP is known (its optimum and the greedy policy's exact value)."""
-    from tabrl.kernel_cache import ENGINE, EXACT
+def kernels_for(config: RunConfig, engine: str, env: gym.Env, agent: TabularAgent
+                ) -> list[KernelSet]:
+    """The kernels a run needs: the compiled engine's that train its agent, the evaluation's
+    if it plays on the MDP, and the exact solver's wherever the MDP is known (its optimum and
+    the greedy policy's exact value)."""
+    from tabrl.kernel_cache import training_kernels
 
-    if engine == "compiled":
-        return [ENGINE, EXACT]
-    return exact_kernels(env)
+    training = [training_kernels([agent])] if engine == "compiled" else []
+    place = evaluation_place(config.eval_on, engine) if config.eval_episodes > 0 else "env"
+    return training + exact_kernels(env, place)
 
 
-def exact_kernels(env: gym.Env) -> list[KernelSet]:
-    """The exact solver's kernels where ``env``'s MDP is known (its optimum is computed)."""
-    from tabrl.kernel_cache import EXACT
+def exact_kernels(env: gym.Env, eval_on: str = "env") -> list[KernelSet]:
+    """The exact solver's kernels where ``env``'s MDP is known (its optimum is computed), after
+    the compiled evaluation's where it plays on the MDP (``eval_on``)."""
+    from tabrl.kernel_cache import EXACT, PLAY
 
-    return [EXACT] if known_mdp(env) is not None else []
+    return [PLAY] * (eval_on == "mdp") + [EXACT] * (known_mdp(env) is not None)
 
 
 @app.command("evaluate", short_help="Evaluate a run's greedy policy again.")
@@ -508,16 +522,19 @@ def evaluate_command(
     episodes: Annotated[int | None, typer.Option(help="Evaluation episodes.")] = None,
     seed: Annotated[int | None, typer.Option(
         help="Random seed of the evaluation episodes.")] = None,
+    eval_on: Annotated[str | None, typer.Option(
+        help="auto, env or mdp (default: the run's own --eval-on).")] = None,
 ) -> None:
     """Evaluate a run's greedy policy again (exploration off) and save evaluation.json."""
     require("--episodes", episodes, EPISODES)
     require("--seed", seed, SEEDS)
     run = load_run(run_dir)
+    place = run.eval_place(eval_on)
     writable(run, "evaluate")
     warn_if_unfinished(run)
-    prepare_kernels(exact_kernels(run.config.make_env()), log, quiet=False)
+    prepare_kernels(exact_kernels(run.config.make_env(), place), log, quiet=False)
     with folder_lock(run.path):
-        evaluation = evaluate_run(run, episodes, seed, progress=EvaluationBar())
+        evaluation = evaluate_run(run, episodes, seed, progress=EvaluationBar(), on=place)
     print_evaluation(evaluation, f"greedy policy of {run.path}")
 
 

@@ -37,7 +37,7 @@ from tabrl.curve import CURVE_POINTS, MAX_CURVE_POINTS, Curve
 from tabrl.display import Facts, Shown
 from tabrl.envs import DEFAULT_STEP_CAP, make_env
 from tabrl.errors import RunFolderError, UsageError
-from tabrl.evaluate import Evaluation, exact_figure
+from tabrl.evaluate import EVAL_ON, PLACES, Evaluation, evaluation_place, exact_figure
 from tabrl.exploration import EXPLORATIONS
 from tabrl.fileio import atomic_save_npz, atomic_write_json, load_npz, read_json
 from tabrl.hyperparams import defaults_for, registered_id
@@ -162,6 +162,7 @@ CONFIG_SCHEMA = {
     "chunk_episodes": Setting((int, type(None)), 1, MAX_EPISODES),
     "chunk_steps": Setting((int, type(None)), 1, MAX_INT),
     "eval_episodes": Setting((int,), 0, MAX_EPISODES, EPISODES_WHY),
+    "eval_on": Setting((str,), choices=EVAL_ON),
     "window": Setting((int,), 1, MAX_EPISODES),
     "epsilon_schedule": Setting((str,), choices=KINDS),
     "epsilon_exponent": EXPONENT,
@@ -220,6 +221,9 @@ class RunConfig:
     chunk_episodes: int | None = None  #: fixed chunks (old runs); None: chunks of ``chunk_steps``
     chunk_steps: int | None = None  #: environment steps per chunk; None: the engine's default
     eval_episodes: int = 10_000
+    #: where the greedy evaluation plays its episodes: ``env``, ``mdp`` (the known MDP, in a
+    #: kernel), or ``auto``: the MDP where the compiled engine trained (``tabrl.evaluate``)
+    eval_on: str = "auto"
     window: int = 500
     epsilon_schedule: str = "linear"  #: linear, exponential, constant or visits
     epsilon_exponent: float = 1.0  #: w of the visits schedule ``epsilon_start / n(s)^w``
@@ -646,6 +650,11 @@ class Run(Shown):
                             window or self.config.window,
                             title or f"{self.config.algo} on {self.config.env_id}", self.curve())
 
+    def eval_place(self, requested: str | None = None) -> str:
+        """``env`` or ``mdp``: where an evaluation of this run plays its episodes, as
+        ``requested`` (one of ``EVAL_ON``) or else the run's own ``eval_on`` says."""
+        return evaluation_place(requested or self.config.eval_on, str(self.info.get("engine")))
+
     def evaluation(self) -> Evaluation | None:
         path = self.path / EVALUATION
         if not path.exists():
@@ -755,8 +764,9 @@ EVALUATION_SCHEMA = Setting((dict,), keys={
     "ci95_low": OPTIONAL_NUMBER, "ci95_high": OPTIONAL_NUMBER,
     "mean_length": OPTIONAL_NUMBER, "outcomes": OUTCOMES, "loop_start_states": COUNT,
     "start_states": COUNT, "step_cap": COUNT, "note": Setting((str, type(None))),
-    "exact": EXACT_SCHEMA, **OLD_EVALUATION,
-}, optional=("outcomes", "loop_start_states", "start_states", "step_cap", "note",
+    "exact": EXACT_SCHEMA, "played_on": Setting((str,), choices=tuple(PLACES)),
+    **OLD_EVALUATION,
+}, optional=("outcomes", "loop_start_states", "start_states", "step_cap", "note", "played_on",
              *OLD_EVALUATION))
 
 

@@ -52,7 +52,7 @@ from tabrl.app.tensorboard import TrainingBoard, run_board, setting_folders
 from tabrl.curve import Curve
 from tabrl.envs import make_env
 from tabrl.errors import UsageError
-from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate
+from tabrl.evaluate import Evaluation, EvaluationProgress, evaluate, evaluation_place
 from tabrl.exact.dp import solve
 from tabrl.exact.readers import known_mdp, mdp_of
 from tabrl.exact.reference import (
@@ -107,6 +107,7 @@ def prepare_run(config: RunConfig, out: Path | None = None) -> PreparedRun:
     env = config.make_env()
     agent = config.make_agent(env)
     choice = choose_engine(env, config.engine, agent)
+    evaluation_place(config.eval_on, choice.name, env)  # --eval-on mdp needs a known MDP
     path = prepare_run_dir(out or default_run_dir(config))
     lock = locked(path)
     with ExitStack() as on_failure:
@@ -155,6 +156,7 @@ def resumable(run: Run, episodes: int | None, settings: dict | None = None) -> P
     env = config.make_env()
     agent = run.load_agent(env)
     choice = choose_engine(env, run.info["engine"], agent)
+    evaluation_place(config.eval_on, choice.name, env)
     if "chunks_done" in arrays:
         chunks_done, next_chunk = int(arrays["chunks_done"]), int(arrays["next_chunk"])
     else:  # made before chunks were planned by steps
@@ -342,15 +344,16 @@ def unfinished_warning(run: Run) -> str | None:
 
 
 def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = None,
-                 progress: EvaluationProgress | None = None) -> Evaluation:
+                 progress: EvaluationProgress | None = None, on: str | None = None) -> Evaluation:
     """Evaluate a run's greedy policy and save ``evaluation.json`` (with the exact figures
-    where the MDP is known)."""
+    where the MDP is known), played where ``on`` says (one of ``EVAL_ON``; the run's own
+    ``eval_on`` by default)."""
     env = run.config.make_env()
     agent = run.load_agent(env)
     evaluation = evaluate(
         agent, env, n_episodes or run.config.eval_episodes,
         seed=run.config.seed + 1_000_003 if seed is None else seed,
-        max_steps=run.config.max_steps, progress=progress,
+        max_steps=run.config.max_steps, progress=progress, on=run.eval_place(on),
     )
     if (mdp := known_mdp(env)) is not None:
         evaluation.exact = exact_report(mdp, solve(mdp), agent.q_values.greedy_policy())

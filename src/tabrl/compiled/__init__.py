@@ -7,12 +7,15 @@ times faster than the Python loop, with the same statistics.
 - :func:`run_compiled` trains an agent of any method and exploration strategy for a chunk of
   episodes (what ``tabrl.training`` calls); :func:`supports` says which it has kernels for.
 - :func:`run_batch` trains many settings times seeds at once, spread over the cores.
-- :func:`rollout` plays a fixed policy: Monte Carlo evaluation on the exact dynamics.
+- :func:`play` plays a fixed policy: the greedy evaluation on the exact dynamics, and
+  :func:`rollout` the same as a training log.
 - :func:`warm_up` compiles the kernels (or loads them from numba's disk cache), timed.
 """
 
 from tabrl.compiled.batch import BatchResult, run_batch
 from tabrl.compiled.bridge import supports
-from tabrl.compiled.engine import WarmUp, rollout, run_compiled, warm_up
+from tabrl.compiled.engine import WarmUp, run_compiled, warm_up
+from tabrl.compiled.play import Played, play, rollout
 
-__all__ = ["BatchResult", "WarmUp", "rollout", "run_batch", "run_compiled", "supports", "warm_up"]
+__all__ = ["BatchResult", "Played", "WarmUp", "play", "rollout", "run_batch", "run_compiled",
+           "supports", "warm_up"]

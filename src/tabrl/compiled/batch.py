@@ -24,7 +24,7 @@ from gymnasium import spaces
 
 from tabrl.agents import TabularAgent
 from tabrl.compiled.bridge import observed_for, runs_of, store
-from tabrl.compiled.engine import drive, log_of, numba_threads, time_limit, warm_up
+from tabrl.compiled.engine import drive, kernel_for, log_of, numba_threads, time_limit, warm_up
 from tabrl.compiled.model import compile_mdp
 from tabrl.envs import DEFAULT_STEP_CAP
 from tabrl.errors import UsageError
@@ -99,7 +99,7 @@ def run_batch(
     agents = [agent for _, agent, _ in pairs]
     observed, limit = observed_for(mdp, agents), time_limit(mdp, max_steps)
     runs = runs_of(agents, observed, mdp.n_rows, [seed for _, _, seed in pairs], n_episodes, limit)
-    warm_up()
+    warm_up(kernel_for(runs))
     with numba_threads(n_jobs):
         seconds = drive(compile_mdp(mdp), observed, runs, n_episodes, limit, progress)
     results = []

@@ -61,13 +61,12 @@ def setting_of(agent: TabularAgent) -> np.ndarray:
     return setting
 
 
-def fixed_policy_setting() -> np.ndarray:
-    """The setting of a run that plays its table's greedy policy and never learns."""
-    setting = np.zeros(kernels.SETTING_SIZE)
-    setting[kernels.ALGO] = kernels.FIXED_POLICY
-    for at in (kernels.LR_SCHEDULE, kernels.EPSILON_SCHEDULE, kernels.TEMPERATURE_SCHEDULE):
-        _place(setting, at, Schedule.constant(0.0))
-    return setting
+def q_learning_only(agents: Sequence[TabularAgent]) -> bool:
+    """Whether ``agents`` run on the tutorial's own kernel (``kernels.q_learning_only``):
+    what ``tabrl train`` needs compiled for them."""
+    settings = np.stack([setting_of(agent) for agent in agents])
+    masked = any(agent.action_mask or agent.q_values.allowed is not None for agent in agents)
+    return kernels.q_learning_only(settings, masked)
 
 
 def _place(setting: np.ndarray, at: int, schedule: Schedule) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from tabrl.agents import TabularAgent
 from tabrl.compiled import kernels
-from tabrl.compiled.bridge import fixed_policy_setting, new_runs, observed_for, runs_of, store
+from tabrl.compiled.bridge import new_runs, observed_for, runs_of, store
 from tabrl.compiled.kernels import CompiledMDP, ObservedOutcomes, Runs
 from tabrl.compiled.model import NOTHING_OBSERVED, compile_mdp
 from tabrl.errors import UsageError
@@ -40,21 +40,49 @@ class WarmUp:
     from_cache: bool  #: loaded from numba's disk cache, not compiled
 
 
-@functools.cache
-def warm_up() -> WarmUp:
-    """Compile the training kernel (or load it from the disk cache) once per process, timed.
+def kernel_for(runs: Runs) -> Callable[..., None]:
+    """The training kernel of ``runs``: the tutorial's own where every run is the tutorial's
+    agent (the one ``tabrl train`` compiles by default), else the kernel of every method."""
+    if kernels.q_learning_only(runs.settings, masked=runs.allowed.shape[1] > 0):
+        return kernels.train_q_learning_runs
+    return kernels.train_runs
 
-    Every later call returns the same record at no cost, so training calls it before starting
+
+def _tiny_call(kernel: Callable[..., object]) -> None:
+    """Call ``kernel`` on a one-state MDP for one step: what compiles it (or loads it)."""
+    tiny = compile_mdp(from_transitions({0: {0: [(1.0, 0, 0.0, True)]}}, np.ones(1), 1, 1))
+    if kernel is kernels.play_policy:
+        out = [np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.int8), np.zeros(1, np.int64)]
+        kernel(tiny, np.zeros(1, np.int64), np.zeros(1, np.bool_), 1, 1, 0, 0,
+               kernels.seed_state(0), *out, 0, 1)
+        return
+    setting = np.zeros(kernels.SETTING_SIZE)
+    setting[kernels.ALGO] = kernels.Q_LEARNING
+    kernel(tiny, NOTHING_OBSERVED, new_runs(NOTHING_OBSERVED, setting, (1, 1), [0], 1, 1), 0, 1, 1)
+
+
+#: Every kernel of the engine: what a warm-up of nothing in particular makes ready.
+ENTRY_POINTS = (kernels.train_q_learning_runs, kernels.play_policy, kernels.train_runs)
+
+
+@functools.cache
+def _ready(kernel: Callable[..., object]) -> WarmUp:
+    start = time.perf_counter()
+    _tiny_call(kernel)
+    stats = kernel.stats  # type: ignore[attr-defined]  # numba's dispatcher
+    from_cache = sum(stats.cache_hits.values()) > 0 and not sum(stats.cache_misses.values())
+    return WarmUp(time.perf_counter() - start, from_cache)
+
+
+def warm_up(*entry_points: Callable[..., object]) -> WarmUp:
+    """Compile ``entry_points`` (default: every kernel of the engine), or load them from the
+    disk cache, once per process, timed.
+
+    Every later call returns the same records at no cost, so training calls it before starting
     its clock and the benchmark calls it first to report the compile time on its own.
     """
-    start = time.perf_counter()
-    tiny = compile_mdp(from_transitions({0: {0: [(1.0, 0, 0.0, True)]}}, np.ones(1), 1, 1))
-    runs = policy_runs(np.zeros(1, np.int64), 1, seed=0, n_episodes=1, time_limit=1)
-    kernels.train_runs(tiny, NOTHING_OBSERVED, runs, 0, 1, 1)
-    seconds = time.perf_counter() - start
-    stats = kernels.train_runs.stats
-    from_cache = sum(stats.cache_hits.values()) > 0 and not sum(stats.cache_misses.values())
-    return WarmUp(seconds, from_cache)
+    ready = [_ready(kernel) for kernel in entry_points or ENTRY_POINTS]
+    return WarmUp(sum(r.seconds for r in ready), all(r.from_cache for r in ready))
 
 
 @contextmanager
@@ -85,6 +113,25 @@ def time_limit(mdp: TabularMDP, max_steps: int) -> int:
     return mdp.horizon if mdp.horizon is not None else max_steps
 
 
+def slices(total: int, marks: Sequence[int] = ()) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of the kernel calls that play ``total`` episodes: about
+    ``SLICE_SECONDS`` each, the size following the speed measured on the slices before (the
+    caller's work between two slices counted), a slice also ending at each of the sorted
+    episode counts ``marks``."""
+    done, size = 0, FIRST_SLICE
+    pending = iter(marks)
+    mark = next(pending, None)
+    while done < total:
+        stop = min(total, done + size, mark or total)
+        began = time.perf_counter()
+        yield done, stop
+        took = time.perf_counter() - began
+        size = int(min(10 * size, max(1.0, (stop - done) * SLICE_SECONDS / max(took, 1e-6))))
+        done = stop
+        if done == mark:
+            mark = next(pending, None)
+
+
 def drive(
     model: CompiledMDP,
     observed: ObservedOutcomes,
@@ -95,32 +142,23 @@ def drive(
     marks: Sequence[int] = (),
     on_mark: Callable[[int], None] | None = None,
 ) -> float:
-    """Play all episodes of ``runs`` in slices of about ``SLICE_SECONDS``; returns the wall time.
+    """Play all episodes of ``runs`` in :func:`slices`; returns the wall time.
 
     After each slice ``progress`` hears the episodes done and the recent mean return (over all
-    runs); the slice size follows the measured speed. A slice also ends at each of the sorted
-    episode counts ``marks``, after which ``on_mark`` hears the count: each run's random stream
-    lives in ``runs``, so where slices end changes nothing. The kernel uses at most one thread per
-    run: waking an idle thread for nothing costs milliseconds on a busy machine.
+    runs), and at each of ``marks`` ``on_mark`` hears the count: each run's random stream lives
+    in ``runs``, so where slices end changes nothing. The kernel (:func:`kernel_for`) uses at
+    most one thread per run: waking an idle thread for nothing costs milliseconds on a busy
+    machine.
     """
     start = time.perf_counter()
-    done, size = 0, FIRST_SLICE
-    pending = iter(marks)
-    mark = next(pending, None)
+    kernel, marked = kernel_for(runs), set(marks)
     with numba_threads(min(len(runs.q), numba.get_num_threads())):
-        while done < n_episodes:
-            stop = min(n_episodes, done + size, mark or n_episodes)
-            began = time.perf_counter()
-            kernels.train_runs(model, observed, runs, done, stop, limit)
-            took = time.perf_counter() - began
-            size = int(min(10 * size, max(1.0, (stop - done) * SLICE_SECONDS / max(took, 1e-6))))
-            done = stop
-            if done == mark:
-                if on_mark is not None:
-                    on_mark(done)
-                mark = next(pending, None)
+        for done, stop in slices(n_episodes, marks):
+            kernel(model, observed, runs, done, stop, limit)
+            if stop in marked and on_mark is not None:
+                on_mark(stop)
             if progress is not None:
-                progress(done, float(runs.returns[:, max(0, done - RECENT):done].mean()))
+                progress(stop, float(runs.returns[:, max(0, stop - RECENT):stop].mean()))
     return time.perf_counter() - start
 
 
@@ -147,7 +185,7 @@ def run_compiled(
     """
     observed, limit = observed_for(mdp, [agent]), time_limit(mdp, max_steps)
     runs = runs_of([agent], observed, mdp.n_rows, [seed], n_episodes, limit)  # refuses first
-    warm_up()
+    warm_up(kernel_for(runs))
 
     def greedy(_: int) -> None:  # ties to the lowest action, as QTable.greedy_policy
         if on_mark is not None:
@@ -155,39 +193,4 @@ def run_compiled(
 
     seconds = drive(compile_mdp(mdp), observed, runs, n_episodes, limit, progress, marks, greedy)
     store(runs, 0, agent, observed)
-    return log_of(runs, 0, seconds)
-
-
-def policy_runs(
-    policy: np.ndarray, n_actions: int, *, seed: int, n_episodes: int, time_limit: int
-) -> Runs:
-    """One run that plays the deterministic ``policy`` (an action per row) and never learns.
-
-    Its table is one-hot on the policy's actions, so the greedy choice is the policy's.
-    """
-    runs = new_runs(NOTHING_OBSERVED, fixed_policy_setting(), (len(policy), n_actions), [seed],
-                    n_episodes, time_limit)
-    runs.q[0, np.arange(len(policy)), policy] = 1.0
-    runs.epsilon[0] = 0.0
-    return runs
-
-
-def rollout(
-    mdp: TabularMDP, policy: np.ndarray, n_episodes: int, *, seed: int, max_steps: int
-) -> TrainingLog:
-    """Play the deterministic ``policy`` (an action per Q-table row) for ``n_episodes``.
-
-    A Monte Carlo evaluation on the exact dynamics at kernel speed: the log's returns and lengths
-    are the episodes' (TD errors and epsilon are zero).
-    """
-    policy = np.asarray(policy, dtype=np.int64)
-    if policy.shape != (mdp.n_rows,) or not ((policy >= 0) & (policy < mdp.n_actions)).all():
-        raise UsageError(
-            f"a policy needs one action in 0..{mdp.n_actions - 1} for each of the "
-            f"{mdp.n_rows} rows of the Q-table (got an array of shape {policy.shape})"
-        )
-    warm_up()
-    limit = time_limit(mdp, max_steps)
-    runs = policy_runs(policy, mdp.n_actions, seed=seed, n_episodes=n_episodes, time_limit=limit)
-    seconds = drive(compile_mdp(mdp), NOTHING_OBSERVED, runs, n_episodes, limit, None)
     return log_of(runs, 0, seconds)

@@ -1,4 +1,5 @@
-"""The numba kernels: a random generator, sampling an MDP, one episode of learning, many runs.
+"""The numba kernels: a random generator, sampling an MDP, one episode of learning, many runs,
+and a fixed policy played (the compiled evaluation).
 
 Every run owns a xoshiro256** generator (Blackman and Vigna, 2018) seeded through splitmix64, so a
 run's result depends on its seed alone: never on the thread that runs it, the number of threads,
@@ -44,9 +45,15 @@ The loops without :class:`Memory` pass ``allowed=None``, which numba prunes at c
 
 Every kernel lives in this one module on purpose: numba's disk cache notices edits only to the
 file that defines a kernel, so a helper in another module could be silently served stale. (The
-schedule kind codes come from ``tabrl.schedules.KINDS``: reordering it needs a cache clear.)
+schedule kind codes come from ``tabrl.schedules.KINDS`` and the codes of how an episode stopped
+from ``tabrl.exact.outcomes``: changing them needs a cache clear.)
 Every call has the same argument types, whatever the methods of its runs, so each kernel is
 compiled once.
+
+The entry points, each compiled (or loaded from the cache) only by the commands that call it
+(``tabrl.kernel_cache``): :func:`train_runs`, every method; :func:`train_q_learning_runs`, the
+tutorial's agent alone, with the same results, in a fifth of the compile; :func:`play_policy`,
+the greedy evaluation on the MDP.
 
 Speed comes from keeping the hot loop in registers; each of these measured 10% to 2x:
 
@@ -75,10 +82,10 @@ import numpy as np
 from numba import njit, prange
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
+from tabrl.exact.outcomes import LOOPED, TERMINATED, TRUNCATED
 from tabrl.schedules import KINDS
 
 # --- algorithm and exploration codes, and the layout of a run's setting vector -------------------
-FIXED_POLICY = 0  #: no learning: play the greedy policy of the table as it is (evaluation)
 Q_LEARNING = 1
 SARSA = 2
 EXPECTED_SARSA = 3
@@ -1006,7 +1013,7 @@ def _learn(act, value, setting, q, visits, memory, epsilon, temperature, row, ac
     if algo == Q_SIGMA:
         return _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature,
                               row, action, reward, terminal, truncated, next_row, k, t, s)
-    return 0.0, -1, s  # FIXED_POLICY: no learning
+    return 0.0, -1, s  # not reached: every setting has a method's code
 
 
 # --- episodes and runs ----------------------------------------------------------------------------
@@ -1066,6 +1073,14 @@ def _any_episode(model, setting, q, visits, memory, epsilon, temperature, time_l
                     _value, _learn, s)
 
 
+@_helper
+def _q_learning_episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, s):
+    """:func:`_episode` of Q-learning exploring epsilon-greedily (the tutorial's agent), with
+    nothing else in it (``memory`` is not read): inlined wherever it is played."""
+    return _episode(model, setting, q, visits, None, epsilon, temperature, time_limit,
+                    _act_epsilon_greedy, _value_epsilon_greedy, _learn_q_learning, s)
+
+
 @_called
 def _sarsa_episode(model, setting, q, visits, epsilon, time_limit, s):
     """:func:`_episode` of SARSA exploring epsilon-greedily, with nothing else in it."""
@@ -1088,6 +1103,26 @@ def _own_loop(setting):
     if plain and setting[ALGO] in (Q_LEARNING, SARSA, EXPECTED_SARSA):
         return setting[ALGO]
     return -1.0
+
+
+def q_learning_only(settings: np.ndarray, masked: bool) -> bool:
+    """Whether every run of ``settings`` is the tutorial's agent, which
+    :func:`train_q_learning_runs` plays (Python side): Q-learning exploring epsilon-greedily
+    with a per-episode epsilon, no run of the call masking actions."""
+    return not masked and all(_own_loop.py_func(setting) == Q_LEARNING for setting in settings)
+
+
+@_helper
+def _moved_on(setting, own_setting, lr_moves, epsilon, temperature):
+    """Epsilon, the temperature and the setting after an episode: each along its schedule, the
+    learning rate too where it has a per-episode schedule (``own_setting``, the run's row of
+    settings, keeps it for the next call)."""
+    epsilon = _next_value(setting, EPSILON_SCHEDULE, epsilon)
+    temperature = _next_value(setting, TEMPERATURE_SCHEDULE, temperature)
+    if lr_moves:
+        own_setting[LEARNING_RATE] = _next_value(setting, LR_SCHEDULE, own_setting[LEARNING_RATE])
+        setting = to_fixed_tuple(own_setting, SETTING_SIZE)
+    return epsilon, temperature, setting
 
 
 @njit(cache=True)
@@ -1115,9 +1150,8 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit):
         runs.returns[i], runs.lengths[i], runs.td_errors[i], runs.epsilons[i])
     for e in range(start, stop):
         if own_loop == Q_LEARNING:
-            returns[e], lengths[e], td_errors[e], s = _episode(
-                model, setting, q, visits, None, epsilon, temperature, time_limit,
-                _act_epsilon_greedy, _value_epsilon_greedy, _learn_q_learning, s)
+            returns[e], lengths[e], td_errors[e], s = _q_learning_episode(
+                model, setting, q, visits, None, epsilon, temperature, time_limit, s)
         elif own_loop == SARSA:
             returns[e], lengths[e], td_errors[e], s = _sarsa_episode(
                 model, setting, q, visits, epsilon, time_limit, s)
@@ -1128,12 +1162,28 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit):
             returns[e], lengths[e], td_errors[e], s = _any_episode(
                 model, setting, q, visits, memory, epsilon, temperature, time_limit, s)
         epsilons[e] = epsilon
-        epsilon = _next_value(setting, EPSILON_SCHEDULE, epsilon)
-        temperature = _next_value(setting, TEMPERATURE_SCHEDULE, temperature)
-        if lr_moves:
-            own_setting[LEARNING_RATE] = _next_value(setting, LR_SCHEDULE,
-                                                     own_setting[LEARNING_RATE])
-            setting = to_fixed_tuple(own_setting, SETTING_SIZE)
+        epsilon, temperature, setting = _moved_on(setting, own_setting, lr_moves, epsilon,
+                                                  temperature)
+    runs.epsilon[i], runs.temperature[i] = epsilon, temperature
+    runs.rng[i] = s
+
+
+@njit(cache=True)
+def _run_q_learning_episodes(model, runs, i, start, stop, time_limit):
+    """:func:`_run_episodes` of a run that is the tutorial's agent, with its loop alone."""
+    setting, s = to_fixed_tuple(runs.settings[i], SETTING_SIZE), to_fixed_tuple(runs.rng[i], 4)
+    q, visits = runs.q[i], runs.visits[i]
+    own_setting = runs.settings[i]
+    lr_moves = own_setting[LR_SCHEDULE] == LINEAR or own_setting[LR_SCHEDULE] == EXPONENTIAL
+    epsilon, temperature = runs.epsilon[i], runs.temperature[i]
+    returns, lengths, td_errors, epsilons = (
+        runs.returns[i], runs.lengths[i], runs.td_errors[i], runs.epsilons[i])
+    for e in range(start, stop):
+        returns[e], lengths[e], td_errors[e], s = _q_learning_episode(
+            model, setting, q, visits, None, epsilon, temperature, time_limit, s)
+        epsilons[e] = epsilon
+        epsilon, temperature, setting = _moved_on(setting, own_setting, lr_moves, epsilon,
+                                                  temperature)
     runs.epsilon[i], runs.temperature[i] = epsilon, temperature
     runs.rng[i] = s
 
@@ -1150,3 +1200,54 @@ def train_runs(model, observed, runs, start, stop, time_limit):
     """
     for i in prange(runs.q.shape[0]):
         _run_episodes(model, observed, runs, np.int64(i), start, stop, time_limit)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def train_q_learning_runs(model, observed, runs, start, stop, time_limit):
+    """:func:`train_runs` of runs that are all the tutorial's agent (:func:`q_learning_only`),
+    with the same results and arguments (``observed`` unused): the one training kernel
+    ``tabrl train`` compiles for that agent, a fraction of the first compile of
+    :func:`train_runs`, which holds every method and strategy."""
+    for i in prange(runs.q.shape[0]):
+        _run_q_learning_episodes(model, runs, np.int64(i), start, stop, time_limit)
+
+
+# --- playing a fixed policy (evaluation) ----------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def play_policy(model, action_of_state, cut, n_actions, time_limit, stop_after_capped, capped,
+                rng, returns, lengths, ends, final_states, start, stop):
+    """Episodes ``start..stop-1`` of the deterministic policy ``action_of_state``: each one's
+    return, length, end (:data:`TERMINATED`, :data:`TRUNCATED` at ``time_limit`` steps, or
+    :data:`LOOPED`: cut on entering a state where ``cut`` is set) and last state.
+
+    ``capped`` episodes in a row have been truncated before ``start``; the play stops early once
+    ``stop_after_capped`` have (0: never). Returns the episodes played, and ``capped`` after
+    them; ``rng`` is advanced, so that slices of one evaluation give the result of one call.
+    """
+    offsets, cdf, next_states = model.offsets, model.cdf, model.next_state
+    rewards, terminals = model.reward, model.terminal
+    s = to_fixed_tuple(rng, 4)
+    played = stop
+    for e in range(start, stop):
+        state, s = _sample_start(model, s)
+        total, steps, end = 0.0, 0, TRUNCATED
+        while steps < time_limit:
+            if cut[state]:
+                end = LOOPED
+                break
+            k, s = _sample_outcome(offsets, cdf, state * n_actions + action_of_state[state], s)
+            state = next_states[k]
+            total += rewards[k]
+            steps += 1
+            if terminals[k]:
+                end = TERMINATED
+                break
+        returns[e], lengths[e], ends[e], final_states[e] = total, steps, end, state
+        capped = capped + 1 if end == TRUNCATED else 0
+        if stop_after_capped > 0 and capped == stop_after_capped:
+            played = e + 1
+            break
+    rng[:] = s
+    return played, capped

@@ -31,13 +31,33 @@ def outcome_names(mdp: TabularMDP | None) -> tuple[str, ...]:
     return names + (("loops",) if mdp.horizon is None else ())
 
 
-def terminal_outcome(mdp: TabularMDP | None, row: int | None, total: float) -> str:
-    """The outcome of an episode that terminated in ``row`` with return ``total``."""
+#: How an episode stopped: the codes of :func:`outcome_codes` and of the compiled evaluation's
+#: kernel (``tabrl.compiled.kernels.play_policy``).
+TERMINATED, TRUNCATED, LOOPED = 0, 1, 2
+
+
+def outcome_codes(mdp: TabularMDP | None, names: tuple[str, ...], ends: np.ndarray,
+                  rows: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """Each episode's outcome as an index into ``names`` (:func:`outcome_names`), from how it
+    stopped (``ends``), the row of its last state (``rows``, -1 for a state without one) and its
+    return (``totals``); -1 for an outcome ``names`` lacks.
+
+    A terminated game is won, drawn or lost by the sign of its return; a terminated episode of an
+    MDP with goal states succeeds where it ends in a goal.
+    """
+    def code(name: str) -> int:
+        return names.index(name) if name in names else -1
+
     if mdp is None:
-        return "ended"
-    if mdp.goal_rows is None:
-        return "win" if total > 0 else "draw" if total == 0 else "loss"
-    return "success" if row is not None and mdp.goal_rows[row] else "failure"
+        terminated = np.full(len(ends), code("ended"))
+    elif mdp.goal_rows is None:
+        terminated = np.select([totals > 0, totals == 0], [code("win"), code("draw")], code("loss"))
+    else:
+        known = (rows >= 0) & (rows < len(mdp.goal_rows))
+        goal = known & mdp.goal_rows[np.where(known, rows, 0)]
+        terminated = np.where(goal, code("success"), code("failure"))
+    return np.select([ends == TERMINATED, ends == TRUNCATED], [terminated, code("truncated")],
+                     code("loops")).astype(np.int64)
 
 
 def endless_rows(mdp: TabularMDP, policy: np.ndarray) -> np.ndarray:
