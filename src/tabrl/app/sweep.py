@@ -43,6 +43,7 @@ from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import evaluate
 from tabrl.exact.readers import known_mdp
 from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
+from tabrl.kernel_cache import KernelSet, training_kernels
 from tabrl.schedules import as_schedule
 from tabrl.stats import INTERVALS, Estimate, summarize_runs
 from tabrl.training import choose_engine, train
@@ -362,8 +363,8 @@ def _run_local(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
     side with no interpreter to start and nothing to import again: a trial then costs about its
     training. Python-engine jobs hold the GIL and need processes.
     """
-    compiled = [job for job in jobs if _runs_compiled(job[0])]
-    others = [job for job in jobs if not _runs_compiled(job[0])]
+    compiled = [job for job in jobs if _training_kernels(job[0]) is not None]
+    others = [job for job in jobs if _training_kernels(job[0]) is None]
     yield from _run_threads(compiled, n_jobs)
     if n_jobs == 1 or len(others) <= 1:
         yield from (run_job(*job) for job in others)
@@ -378,9 +379,10 @@ def _run_threads(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
     not thread-safe, as its ``workqueue`` fallback is not)."""
     if not jobs:
         return
-    from tabrl.compiled import warm_up
-
-    warm_up()  # once, before the threads: a kernel compiles in one of them, not in all
+    # Once, before the threads, and only the kernels the jobs train with: a kernel compiles in
+    # one thread, not in all.
+    for kernels in dict.fromkeys(_training_kernels(job[0]) for job in jobs):
+        kernels.warm_up()
     import numba
 
     if n_jobs == 1 or numba.threading_layer() == "workqueue":
@@ -396,24 +398,26 @@ def _as_completed(pool: Executor, jobs: list[Job]) -> Iterator[JobResult]:
         yield future.result()
 
 
-#: Whether a setting (its config as JSON) trains on the compiled engine: asked once per setting.
-_COMPILED_SETTINGS: dict[str, bool] = {}
+#: The compiled engine's kernels a setting (its config as JSON) trains with, None where it
+#: trains on the Python engine: asked once per setting.
+_SETTING_KERNELS: dict[str, KernelSet | None] = {}
 
 
-def _runs_compiled(config: dict[str, Any]) -> bool:
-    """Whether ``tabrl train`` with this config runs on the compiled engine."""
-    known, key = _COMPILED_SETTINGS, json.dumps(config, sort_keys=True, default=str)
+def _training_kernels(config: dict[str, Any]) -> KernelSet | None:
+    """The kernels ``tabrl train`` with this config trains with, None off the compiled engine."""
+    known, key = _SETTING_KERNELS, json.dumps(config, sort_keys=True, default=str)
     if key not in known:
         try:
             run_config = RunConfig(**config)
             env = run_config.make_env()
             try:
                 agent = run_config.make_agent(env)
-                known[key] = choose_engine(env, run_config.engine, agent).name == "compiled"
+                compiled = choose_engine(env, run_config.engine, agent).name == "compiled"
+                known[key] = training_kernels([agent]) if compiled else None
             finally:
                 env.close()
         except Exception:  # a broken setting fails in its job, where the error is recorded
-            known[key] = False
+            known[key] = None
     return known[key]
 
 
