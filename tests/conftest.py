@@ -2,11 +2,13 @@
 
 ``make test`` runs the tests on both cores (pytest-xdist, ``-n 2``); the numba kernels are
 compiled (or loaded from the disk cache) once, here, before the workers start, so that two
-workers never compile the same kernel side by side (about 90 s of CPU on a fresh clone).
+workers never compile the same kernel side by side (about 140 s of CPU on a fresh clone, on
+both cores: see :func:`pytest_configure`).
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -16,14 +18,25 @@ from tabrl.app.cli import main
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Compile the kernels in the controlling process only (workers find them cached)."""
+    """Compile the kernels in the controlling process only (workers find them cached).
+
+    The kernel of every method, the longest compile by far, compiles in a second process on the
+    other core meanwhile (numba compiles one function at a time per process); this process then
+    loads it from the disk cache, or compiles it if that process failed.
+    """
     if hasattr(config, "workerinput") or config.option.collectonly:
         return
     from tabrl import kernel_cache
     from tabrl.kernel_cache import ENGINE, EXACT, PLAY, Q_LEARNING
 
-    for kernels in (Q_LEARNING, PLAY, ENGINE, EXACT):
+    beside = None if kernel_cache.is_cached(ENGINE) else subprocess.Popen(
+        [sys.executable, "-c", "from tabrl import kernel_cache; "
+         "kernel_cache.prepare(kernel_cache.ENGINE)"])
+    for kernels in (Q_LEARNING, PLAY, EXACT):
         kernel_cache.prepare(kernels)
+    if beside is not None:
+        beside.wait()
+    kernel_cache.prepare(ENGINE)
 
 
 @dataclass
