@@ -2,9 +2,10 @@
 
 Each seed is trained exactly as ``tabrl train --seed S`` would (:func:`workflow.train_run`:
 chunks, checkpoints, evaluation, pictures), so seed S of a folder is that run bit for bit. Most
-of a seed's time holds the interpreter's lock: its evaluation steps a Gymnasium environment in
-Python (10,000 episodes of CliffWalking take 4.5 s), its pictures are matplotlib (1.5 s), while
-its compiled training of a few thousand episodes takes milliseconds. Threads would take turns
+of a seed's time holds the interpreter's lock: its pictures are matplotlib (about 1.5 s), and an
+evaluation on the real environment (``--eval-on env``) steps it in Python (10,000 episodes of
+CliffWalking take 4.5 s), while its compiled training of a few thousand episodes takes
+milliseconds. Threads would take turns
 there; fresh interpreters (``spawn``, as the sweep's, never forks of a process whose numba
 threads run) truly share the cores, on both engines.
 
