@@ -245,7 +245,8 @@ def train(
     jobs: Annotated[int | None, typer.Option(
         help="With --seeds: seeds trained side by side (default: all cores).")] = None,
     resume: Annotated[Path | None, typer.Option(
-        help="Continue this run folder (only --episodes, --eval-episodes, --window may change).")
+        help="Continue this run folder (only --episodes, --eval-episodes, --eval-on, --window "
+             "may change).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the run folder.")] = False,
     env_module: EnvModules = None,
