@@ -421,19 +421,19 @@ def train_many_seeds(config: RunConfig, seeds: list[int], out_dir: Path | None, 
     plan = plan_seeds(config, seeds, out_dir, tensorboard)
     folder = plan.folder
     workers = jobs or os.cpu_count() or 1
-    if plan.tasks:
-        say(f"{plan.describe(workers)} -> {folder.path}")
-        say(engine.reason)
-        try:
+    try:
+        if plan.tasks:
+            say(f"{plan.describe(workers)} -> {folder.path}")
+            say(engine.reason)
             prepare_kernels(kernels_for(config, engine.name, env, agent), say, quiet)
             bar = TrainingProgress(len(seeds) * config.episodes, quiet, seeds=len(seeds))
             with bar:
                 train_seeds(plan, workers, bar)
-        except KeyboardInterrupt:
-            say(f"interrupted: {folder.path} keeps every seed's last checkpoint; continue with "
-                f"the same command and --out {folder.path}")
-            raise
-    result = aggregate(folder)
+        result = aggregate(folder)  # a Ctrl-C here leaves the aggregate for the same command
+    except KeyboardInterrupt:
+        say(f"interrupted: {folder.path} keeps every seed's last checkpoint; continue with "
+            f"the same command and --out {folder.path}")
+        raise
     if quiet:
         out.print(str(folder.path))
         return
