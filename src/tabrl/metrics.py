@@ -386,10 +386,16 @@ def prefix_sums_at(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
 def _prefix_sums_from_blocks(values: np.ndarray, sums: np.ndarray, size: int,
                              indices: np.ndarray) -> np.ndarray:
-    """Prefix sums as the blocks before each index plus the rows of its block up to it."""
-    before = np.concatenate(([0.0], np.cumsum(sums)))
-    prefix = np.empty(len(indices))
-    for k, i in enumerate(np.asarray(indices, dtype=np.int64)):
-        first = min(int(i) // size, len(sums))
-        prefix[k] = before[first] + np.sum(values[first * size : i], dtype=np.float64)
+    """Prefix sums as the blocks before each index plus the rows of its block up to it.
+
+    The rows are read through a plain view: a slice of the column itself would check on each
+    of thousands of points whether it still carries the block sums.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    first = np.minimum(indices // size, len(sums))
+    prefix = np.concatenate(([0.0], np.cumsum(sums)))[first]
+    rows = values.view(np.ndarray)
+    for k, (start, end) in enumerate(zip((first * size).tolist(), indices.tolist(),
+                                         strict=True)):
+        prefix[k] += np.add.reduce(rows[start:end], dtype=np.float64)
     return prefix
