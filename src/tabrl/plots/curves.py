@@ -24,7 +24,19 @@ from matplotlib.ticker import EngFormatter
 from tabrl.curve import Curve
 from tabrl.errors import UsageError
 from tabrl.metrics import prefix_sums_at
-from tabrl.plots.figures import PathLike, new_figure, save_png
+from tabrl.plots.figures import (
+    LABEL,
+    SUPTITLE,
+    TICKS,
+    PathLike,
+    figure_title,
+    fix_grid,
+    legend_below,
+    lines_of,
+    new_figure,
+    save_png,
+    title_room,
+)
 
 _CURVE_PANELS = (
     ("return", "Episode rewards", "return"),
@@ -161,7 +173,7 @@ def plot_seed_curves(
     if not groups:
         raise UsageError("plot_seed_curves needs at least one group of seeds")
     greedy = greedy or GreedyPanel()
-    fig = new_figure((12, 8.4))
+    fig = new_figure(_PANELS_SIZE, layout=None)
     greedy_ax, *axes = fig.subplots(2, 2).ravel()
     longest = max(len(m.get("return", ())) for g in groups.values() for m in g.metrics)
     shown = curve_window(window, longest)
@@ -188,9 +200,7 @@ def plot_seed_curves(
     if greedy.stationary_value is not None:
         handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=1.6,
                               label="best stationary policy"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3))
-    if title:
-        fig.suptitle(title, fontsize="x-large", fontweight="bold")
+    _fix_panels(fig, legend_below(fig, handles, 3), title)
     return save_png(fig, path)
 
 
@@ -250,7 +260,7 @@ def _curves_figure(
 ) -> Figure:
     """Four panels in a square, the greedy curve first; a legend when the lines are labelled or
     an optimum is drawn."""
-    fig = new_figure((12, 8.4))
+    fig = new_figure(_PANELS_SIZE, layout=None)
     greedy_ax, *axes = fig.subplots(2, 2).ravel()
     greedy = greedy or GreedyPanel()
     _greedy_panel(greedy_ax, {label: greedy.curves.get(label, Curve()) for label in runs},
@@ -268,13 +278,30 @@ def _curves_figure(
     if greedy.stationary_value is not None:
         handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=1.6,
                               label="best stationary policy"))
+    legend = 0.0
     if handles and not any(runs):
         greedy_ax.legend(handles=handles, loc="lower right")
     elif handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
-    if title:
-        fig.suptitle(title, fontsize="x-large", fontweight="bold")
+        legend = legend_below(fig, handles, 6)
+    _fix_panels(fig, legend, title)
     return fig
+
+
+_PANELS_SIZE = (12, 8.4)
+
+
+def _fix_panels(fig: Figure, legend: float, title: str) -> None:
+    """Lay the four panels out in fixed margins (no layout engine measuring them): room on the
+    left for tick labels of up to eight characters (-0.00025) and the axis label, above each
+    row for its longest title, and below for the ``legend`` inches and the ``title`` above."""
+    if title:
+        figure_title(fig, title, fontsize="x-large")
+    rows = np.reshape(fig.axes[:4], (2, 2))
+    titles = [title_room(max(lines_of(ax.get_title()) for ax in row)) for row in rows]
+    axis = TICKS + LABEL  # under each row: tick labels and "episode"
+    fix_grid(rows, left=1.05, right=0.2, wspace=1.2,
+             top=(SUPTITLE if title else 0.12) + titles[0] + 0.04,
+             hspace=axis + 0.16 + titles[1], bottom=axis + 0.12 + legend)
 
 
 def plot_sweep(
