@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.gridspec import GridSpec
 
 from tabrl.errors import RunFolderError
 from tabrl.fileio import atomic_write_bytes
@@ -102,12 +103,27 @@ def fix_grid(axes: np.ndarray, *, left: float, right: float, top: float, bottom:
     """Place the figure's grid of ``axes`` (its one ``subplots`` call) with margins and gaps in
     inches, which ``subplots_adjust`` takes in fractions of the figure and of the mean axes."""
     grid = np.ravel(axes)[0].get_subplotspec().get_gridspec()
-    fig = grid.figure
-    width, height = fig.get_size_inches()
-    axes_w = (width - left - right - (grid.ncols - 1) * wspace) / grid.ncols
-    axes_h = (height - top - bottom - (grid.nrows - 1) * hspace) / grid.nrows
-    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height,
-                        bottom=bottom / height, wspace=wspace / axes_w, hspace=hspace / axes_h)
+    width, height = grid.figure.get_size_inches()
+    grid.figure.subplots_adjust(**_fractions(
+        grid.figure, grid.nrows, grid.ncols, left, top, width - left - right,
+        height - top - bottom, wspace, hspace))
+
+
+def grid_at(fig: Figure, rows: int, cols: int, *, left: float, top: float, width: float,
+            height: float, wspace: float = 0.0, hspace: float = 0.0) -> GridSpec:
+    """A grid of ``rows x cols`` cells filling the box at ``left, top`` inches from the figure's
+    top-left corner, ``wspace`` and ``hspace`` inches apart."""
+    return fig.add_gridspec(rows, cols, **_fractions(fig, rows, cols, left, top, width, height,
+                                                     wspace, hspace))
+
+
+def _fractions(fig: Figure, rows: int, cols: int, left: float, top: float, width: float,
+               height: float, wspace: float, hspace: float) -> dict[str, float]:
+    fig_w, fig_h = fig.get_size_inches()
+    cell_w, cell_h = (width - (cols - 1) * wspace) / cols, (height - (rows - 1) * hspace) / rows
+    return {"left": left / fig_w, "right": (left + width) / fig_w, "top": 1 - top / fig_h,
+            "bottom": 1 - (top + height) / fig_h, "wspace": wspace / cell_w,
+            "hspace": hspace / cell_h}
 
 
 def axes_at(fig: Figure, left: float, top: float, width: float, height: float) -> Axes:
@@ -116,12 +132,25 @@ def axes_at(fig: Figure, left: float, top: float, width: float, height: float) -
     return fig.add_axes((left / fig_w, 1 - (top + height) / fig_h, width / fig_w, height / fig_h))
 
 
+def text_at(fig: Figure, x: float, top: float, text: str, **style) -> None:
+    """A line of text centred on ``x`` inches from the left, its top ``top`` inches down."""
+    fig_w, fig_h = fig.get_size_inches()
+    fig.text(x / fig_w, 1 - top / fig_h, text, ha="center", va="top", **style)
+
+
+def legend_height(n_handles: int, ncols: int) -> float:
+    """Inches that :func:`legend_below` takes for ``n_handles`` entries in ``ncols`` columns."""
+    return 0.16 + 0.24 * math.ceil(n_handles / max(1, ncols)) if n_handles else 0.0
+
+
 def legend_below(fig: Figure, handles: list[Artist], ncols: int, **style) -> float:
     """A legend centred at the bottom of the figure; returns the inches it takes."""
-    ncols = max(1, min(ncols, len(handles)))
+    if not handles:
+        return 0.0
+    ncols = min(ncols, len(handles))
     fig.legend(handles=handles, loc="lower center", ncols=ncols,
                bbox_to_anchor=(0.5, 0.04 / fig.get_figheight()), **style)
-    return 0.16 + 0.24 * math.ceil(len(handles) / ncols)
+    return legend_height(len(handles), ncols)
 
 
 def figure_title(fig: Figure, title: str, **style) -> None:

@@ -36,9 +36,8 @@ from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection, PatchCollection
-from matplotlib.colorbar import Colorbar
 from matplotlib.colors import Colormap, ListedColormap, Normalize, to_rgba
-from matplotlib.figure import Figure, SubFigure
+from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.markers import MarkerStyle
@@ -47,7 +46,24 @@ from matplotlib.textpath import TextPath
 from matplotlib.transforms import Affine2D
 
 from tabrl.errors import UsageError
-from tabrl.plots.figures import UNVISITED, PathLike, action_cmap, new_figure, normalize, save_png
+from tabrl.plots.figures import (
+    LABEL,
+    SUPTITLE,
+    TICKS,
+    UNVISITED,
+    PathLike,
+    action_cmap,
+    axes_at,
+    figure_title,
+    grid_at,
+    legend_below,
+    legend_height,
+    new_figure,
+    normalize,
+    save_png,
+    text_at,
+    title_room,
+)
 from tabrl.spaces import encoder_for
 
 # Light values and dark glyphs: arrows stay readable on every cell.
@@ -451,48 +467,94 @@ def _boards_figure(
 ) -> Figure:
     """The learned policy on every map (shaded by value), and the optimal one beside it."""
     parts = policy.panels("Learned greedy policy", "Optimal policy")
-    fig, subfigs = _boards_layout(boards[0], layout, len(parts))
+    greyed = any((~policy.seen[b.rows] & ~b.blocked).any() for b in boards)
+    handles = _legend_handles(_board_handles(boards[0].tiles, glyphs), policy, greyed)
+    place = _BoardsLayout(boards[0], layout, len(parts), legend_height(len(handles), 6))
+    fig = new_figure(place.size, layout=None)
     norm = _board_norm(policy, boards)
-    for k, (subfig, (name, actions)) in enumerate(zip(subfigs, parts, strict=True)):
+    for k, (name, actions) in enumerate(parts):
         shaded = k == 0
-        axes = subfig.subplots(*layout, squeeze=False)
+        left, top = place.corner(k)
+        text_at(fig, left + place.grid_w / 2, top, name, fontsize="large")
+        top += _BLOCK_TITLE
+        axes = grid_at(fig, *layout, left=left, top=top + place.map_title,
+                       width=place.grid_w, height=place.grid_h - place.map_title,
+                       wspace=_MAP_GAP, hspace=_MAP_GAP + place.map_title).subplots(squeeze=False)
         for ax, board in zip(axes.flat, boards, strict=True):
             _draw_board(ax, board, policy, actions, glyphs, norm if shaded else None)
-        subfig.suptitle(name, fontsize="large")
-        bar = subfig.colorbar(ScalarMappable(norm, _VALUE_CMAP), ax=axes, shrink=0.85,
-                              label=r"state value  $\max_a Q(s, a)$")
-        if not shaded:
-            _blank(bar)
-    greyed = any((~policy.seen[b.rows] & ~b.blocked).any() for b in boards)
-    _legend(fig, _board_handles(boards[0].tiles, glyphs), policy, greyed)
-    fig.suptitle(title, fontsize="x-large", fontweight="bold")
+        if shaded:
+            bar = axes_at(fig, left + place.grid_w + _BAR_GAP, top + 0.075 * place.grid_h,
+                          _BAR_WIDTH, 0.85 * place.grid_h)
+            fig.colorbar(ScalarMappable(norm, _VALUE_CMAP), cax=bar,
+                         label=r"state value  $\max_a Q(s, a)$")
+    legend_below(fig, handles, 6, frameon=False)
+    figure_title(fig, title, fontsize="x-large")
     return fig
 
 
-def _blank(bar: Colorbar) -> None:
-    """Make a colour bar transparent but keep its room, so that both policies get the same size."""
-    bar.solids.set_visible(False)
-    bar.outline.set_visible(False)
-    bar.ax.patch.set_visible(False)
-    bar.ax.tick_params(colors="none", labelcolor="none")
-    bar.ax.yaxis.label.set_color("none")
+# Inches of a policy's title, of the gaps between maps, and of the colour bar beside them.
+_BLOCK_TITLE, _MAP_GAP, _BAR_GAP, _BAR_WIDTH, _BAR_LABELS = 0.34, 0.1, 0.2, 0.17, 0.9
 
 
-def _boards_layout(
-    board: _Board, layout: tuple[int, int], n: int
-) -> tuple[Figure, list[SubFigure]]:
-    """A figure sized for ``n`` policies of ``layout`` maps, each policy in a subfigure: stacked
-    for wide maps (CliffWalking), side by side for square ones. Cells are at most 0.9 inch."""
-    height, width = board.rows.shape
-    cell = min(0.9, 6.0 / max(height, width)) if layout == (1, 1) else 0.36
-    title = 0.3 if board.title else 0.0
-    sub_w = layout[1] * (width * cell + 0.1) + 1.3  # + the colour bar
-    sub_h = layout[0] * (height * cell + 0.1 + title) + 0.4  # + the subfigure's title
-    stacked = width > 1.6 * height
-    size = (sub_w, n * sub_h + 0.9) if stacked else (n * sub_w, sub_h + 0.9)
-    fig = new_figure(size)
-    shape = (n, 1) if stacked else (1, n)
-    return fig, list(fig.subfigures(*shape, squeeze=False).ravel())
+@dataclass(frozen=True)
+class _BoardsLayout:
+    """A fixed layout for ``n`` policies of ``layout`` maps like ``board``: each policy a block
+    (its title, the grid of maps, the colour bar's room), stacked for wide maps (CliffWalking),
+    side by side for square ones, the legend under them. Cells are at most 0.9 inch."""
+
+    board: _Board
+    layout: tuple[int, int]
+    n: int
+    legend: float
+
+    @property
+    def cell(self) -> float:
+        height, width = self.board.rows.shape
+        return min(0.9, 6.0 / max(height, width)) if self.layout == (1, 1) else 0.36
+
+    @property
+    def map_title(self) -> float:
+        """Room above each map for its title (Taxi's passenger and destination)."""
+        return title_room(1, 8.33) if self.board.title else 0.0  # fontsize="small"
+
+    @property
+    def grid_w(self) -> float:
+        cols = self.layout[1]
+        return cols * self.board.rows.shape[1] * self.cell + (cols - 1) * _MAP_GAP
+
+    @property
+    def grid_h(self) -> float:
+        """The maps and their titles."""
+        rows = self.layout[0]
+        return (rows * (self.board.rows.shape[0] * self.cell + self.map_title)
+                + (rows - 1) * _MAP_GAP)
+
+    def block(self, k: int) -> tuple[float, float]:
+        """The ``k``-th block's size: only the first, the learned policy, has a colour bar."""
+        bar = _BAR_GAP + _BAR_WIDTH + _BAR_LABELS if k == 0 else 0.0
+        return self.grid_w + bar, _BLOCK_TITLE + self.grid_h
+
+    @property
+    def stacked(self) -> bool:
+        height, width = self.board.rows.shape
+        return width > 1.6 * height
+
+    def corner(self, k: int) -> tuple[float, float]:
+        """Inches from the figure's top-left corner to the ``k``-th block's."""
+        width, height = self.block(0)
+        if self.stacked:
+            return _MARGIN, SUPTITLE + k * (height + _BLOCK_GAP)
+        return _MARGIN + k * (width + _BLOCK_GAP), SUPTITLE
+
+    @property
+    def size(self) -> tuple[float, float]:
+        right, bottom = self.corner(self.n - 1)
+        width, height = self.block(self.n - 1)
+        return (max(right + width, _MARGIN + self.block(0)[0]) + _MARGIN,
+                bottom + height + 0.1 + self.legend)
+
+
+_MARGIN, _BLOCK_GAP = 0.15, 0.3
 
 
 def _board_norm(policy: _Policy, boards: Sequence[_Board]) -> Normalize:
@@ -541,14 +603,19 @@ def _board_handles(tiles: Sequence[_Tile], glyphs: Mapping[int, Glyph]) -> list[
     return handles
 
 
-def _legend(fig: Figure, handles: list[Artist], policy: _Policy, greyed: bool) -> None:
-    """The family's own entries, then greyed and differing cells, in one row under the figure."""
+def _legend_handles(handles: list[Artist], policy: _Policy, greyed: bool) -> list[Artist]:
+    """The family's own entries, then greyed and differing cells: the legend under a policy."""
     if greyed:
         handles.append(Patch(facecolor=UNVISITED, edgecolor="grey", label="never visited"))
     if policy.optimal is not None and not policy.optimum:
         handles.append(Patch(facecolor="none", edgecolor=_DIFFER, linewidth=2,
                              label="learned differs from optimal"))
-    if handles:
+    return handles
+
+
+def _legend(fig: Figure, handles: list[Artist], policy: _Policy, greyed: bool) -> None:
+    """The legend of :func:`_legend_handles`, in one row under a figure of constrained layout."""
+    if handles := _legend_handles(handles, policy, greyed):
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6),
                    frameon=False)
 
@@ -560,9 +627,12 @@ def _blackjack_figure(env: gym.Env, policy: _Policy, title: str) -> Figure:
     parts = policy.panels("Learned policy", "Optimal policy")
     grids = {ace: np.array([[encoder.key((p, d, ace)) for d in range(1, 11)]
                             for p in range(12, 22)]) for ace in (1, 0)}
-    norm = normalize(policy.shown_values[np.concatenate(list(grids.values()))])
-    fig = new_figure((3.7 * (len(parts) + 1) + 0.8, 7.6))
-    axes = fig.subplots(2, len(parts) + 1, squeeze=False)
+    rows = np.concatenate(list(grids.values()))
+    norm = normalize(policy.shown_values[rows])
+    handles = _legend_handles(
+        [Patch(facecolor=_BLACKJACK_CMAP(a), edgecolor="grey", label=f"{g}: {_LETTER_NAMES[g]}")
+         for a, g in _BLACKJACK_GLYPHS.items()], policy, not policy.seen[rows].all())
+    fig, axes, bar = _blackjack_layout(len(parts) + 1, handles)
     for row_axes, (ace, rows) in zip(axes, grids.items(), strict=True):
         hand = "usable ace" if ace else "no usable ace"
         for ax, (name, actions) in zip(row_axes[:-1], parts, strict=True):
@@ -574,14 +644,26 @@ def _blackjack_figure(env: gym.Env, policy: _Policy, title: str) -> Figure:
         _grid_panel(row_axes[-1], values, cmap=_VALUE_CMAP, norm=norm, origin="lower")
         _annotate_values(row_axes[-1], values)
         _blackjack_axes(row_axes[-1], f"State value, {hand}")
-    fig.colorbar(ScalarMappable(norm, _VALUE_CMAP), ax=axes[:, -1], shrink=0.8,
-                 label=r"$\max_a Q(s, a)$")
-    handles = [Patch(facecolor=_BLACKJACK_CMAP(a), edgecolor="grey",
-                     label=f"{g}: {_LETTER_NAMES[g]}") for a, g in _BLACKJACK_GLYPHS.items()]
-    rows = np.concatenate(list(grids.values()))
-    _legend(fig, handles, policy, not policy.seen[rows].all())
-    fig.suptitle(title, fontsize="x-large", fontweight="bold")
+    fig.colorbar(ScalarMappable(norm, _VALUE_CMAP), cax=bar, label=r"$\max_a Q(s, a)$")
+    legend_below(fig, handles, 6, frameon=False)
+    figure_title(fig, title, fontsize="x-large")
     return fig
+
+
+def _blackjack_layout(columns: int, handles: list[Artist]) -> tuple[Figure, np.ndarray, Axes]:
+    """A fixed layout of two rows of square panels, the colour bar on the right, the legend
+    under them: its room in inches from the font sizes, nothing measured at draw time."""
+    side, left, gap, bar_gap = 2.8, 0.62, 0.72, 0.22
+    top = SUPTITLE + title_room(1) + 0.04
+    row_gap = TICKS + LABEL + 0.12 + title_room(1)
+    bottom = TICKS + LABEL + 0.12 + legend_height(len(handles), 6)
+    width = columns * side + (columns - 1) * gap
+    height = 2 * side + row_gap
+    fig = new_figure((left + width + bar_gap + 0.17 + 0.85, top + height + bottom), layout=None)
+    axes = grid_at(fig, 2, columns, left=left, top=top, width=width, height=height, wspace=gap,
+                   hspace=row_gap).subplots(squeeze=False)
+    bar = axes_at(fig, left + width + bar_gap, top + 0.1 * height, 0.17, 0.8 * height)
+    return fig, axes, bar
 
 
 def _blackjack_axes(ax: Axes, title: str) -> None:
