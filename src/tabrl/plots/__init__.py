@@ -34,6 +34,7 @@ from tabrl.plots.curves import (
     plot_seed_curves,
     plot_sweep,
     rolling_mean,
+    seed_curves_figure,
     sweep_figure,
 )
 from tabrl.plots.outcomes import outcomes_figure
@@ -43,5 +44,5 @@ __all__ = [
     "GreedyPanel", "SeedCurves", "agent_curves", "agent_policy", "comparison_figure",
     "curve_window", "learning_curves_figure", "outcomes_figure", "plot_comparison",
     "plot_learning_curves", "plot_policy", "plot_profiles", "plot_seed_curves", "plot_sweep",
-    "policy_figure", "rolling_mean", "sweep_figure",
+    "policy_figure", "rolling_mean", "seed_curves_figure", "sweep_figure",
 ]

@@ -168,6 +168,16 @@ def plot_seed_curves(
     """The panels of :func:`plot_learning_curves` over seeds: in each, a group's interquartile
     mean over its seeds as a line, and its pointwise 95% stratified-bootstrap band
     (:func:`tabrl.stats.curve_band`), one colour per group (label ``""`` for a lone group)."""
+    return save_png(seed_curves_figure(groups, window, greedy, title), path)
+
+
+def seed_curves_figure(
+    groups: Mapping[str, SeedCurves],
+    window: int = 500,
+    greedy: GreedyPanel | None = None,
+    title: str = "",
+) -> Figure:
+    """The figure :func:`plot_seed_curves` saves."""
     from tabrl.stats import curve_band
 
     if not groups:
@@ -201,7 +211,7 @@ def plot_seed_curves(
         handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=1.6,
                               label="best stationary policy"))
     _fix_panels(fig, legend_below(fig, handles, 3), title)
-    return save_png(fig, path)
+    return fig
 
 
 def plot_profiles(

@@ -144,13 +144,15 @@ def legend_height(n_handles: int, ncols: int) -> float:
 
 
 def legend_below(fig: Figure, handles: list[Artist], ncols: int, **style) -> float:
-    """A legend centred at the bottom of the figure; returns the inches it takes."""
-    if not handles:
-        return 0.0
-    ncols = min(ncols, len(handles))
-    fig.legend(handles=handles, loc="lower center", ncols=ncols,
-               bbox_to_anchor=(0.5, 0.04 / fig.get_figheight()), **style)
-    return legend_height(len(handles), ncols)
+    """A legend centred at the bottom of the figure, in at most ``ncols`` columns and as many
+    as fit its width (long labels: fewer); returns the inches it takes."""
+    for columns in range(min(ncols, len(handles)), 0, -1):
+        legend = fig.legend(handles=handles, loc="lower center", ncols=columns,
+                            bbox_to_anchor=(0.5, 0.04 / fig.get_figheight()), **style)
+        if columns == 1 or legend.get_window_extent().width < fig.bbox.width - 0.2 * fig.dpi:
+            return legend_height(len(handles), columns)
+        legend.remove()
+    return 0.0
 
 
 def figure_title(fig: Figure, title: str, **style) -> None:
