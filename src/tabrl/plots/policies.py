@@ -35,15 +35,17 @@ from matplotlib import patheffects
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
-from matplotlib.collections import LineCollection, PatchCollection
+from matplotlib.collections import LineCollection, PatchCollection, PathCollection
 from matplotlib.colors import Colormap, ListedColormap, Normalize, to_rgba
 from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
+from matplotlib.font_manager import FontProperties, findfont, get_font
+from matplotlib.ft2font import LoadFlags
 from matplotlib.lines import Line2D
 from matplotlib.markers import MarkerStyle
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.path import Path as Outline
 from matplotlib.textpath import TextPath
-from matplotlib.transforms import Affine2D
+from matplotlib.transforms import Affine2D, IdentityTransform
 
 from tabrl.errors import UsageError
 from tabrl.plots.figures import (
@@ -590,7 +592,7 @@ def _draw_board(
                 bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(board.title, fontsize="small")
+    ax.set_title(board.title, fontsize="small", y=1.0)  # y: placed, not measured (see below)
 
 
 def _board_handles(tiles: Sequence[_Tile], glyphs: Mapping[int, Glyph]) -> list[Artist]:
@@ -667,20 +669,60 @@ def _blackjack_layout(columns: int, handles: list[Artist]) -> tuple[Figure, np.n
 
 
 def _blackjack_axes(ax: Axes, title: str) -> None:
+    """Cards and sums as ticks; the title at a fixed height (``y``): placed automatically, it
+    would measure the tick labels of every panel at each draw, though nothing sits above."""
     ax.set_xticks(range(10), ["A", *map(str, range(2, 11))])
     ax.set_yticks(range(10), [str(s) for s in range(12, 22)])
     ax.set_xlabel("dealer showing")
     ax.set_ylabel("player sum")
-    ax.set_title(title)
+    ax.set_title(title, y=1.0)
 
 
 def _annotate_values(ax: Axes, values: np.ndarray) -> None:
-    """Each cell's value in small print: the colour scale alone hides small differences."""
-    font = FontProperties(size=5.5)
-    for (i, j), v in np.ndenumerate(values):
-        if np.isfinite(v):
-            ax.text(j, i, f"{v:.2f}".replace("-0.00", "0.00"), ha="center", va="center",
-                    fontproperties=font, color="#1a1a1a", in_layout=False)
+    """Each cell's value in small print: the colour scale alone hides small differences.
+
+    The numbers are one collection of glyph outlines placed like scatter markers, not a text
+    artist per cell: 200 texts took a third of the Blackjack picture's drawing time.
+    """
+    cells = [(j, i, f"{v:.2f}".replace("-0.00", "0.00"))
+             for (i, j), v in np.ndenumerate(values) if np.isfinite(v)]
+    if not cells:
+        return
+    numbers = PathCollection([_number(text) for *_, text in cells], sizes=[1.0],
+                             offsets=[(x, y) for x, y, _ in cells],
+                             offset_transform=ax.transData, facecolors="#1a1a1a",
+                             edgecolors="none", zorder=3)
+    numbers.set_transform(IdentityTransform())  # outlines in points, as scatter's markers
+    ax.add_collection(numbers, autolim=False)
+
+
+_NUMBER_POINTS = 5.5
+
+
+def _number(text: str) -> Outline:
+    """The outline of ``text`` (digits, point, minus) in points, centred on the origin."""
+    x, vertices, codes = 0.0, [], []
+    for char in text:
+        glyph, advance = _glyph(char)
+        vertices.append(glyph.vertices + (x, 0.0))
+        codes.append(glyph.codes)
+        x += advance
+    return Outline(np.concatenate(vertices) - (x / 2, _digit_height() / 2), np.concatenate(codes))
+
+
+@functools.cache
+def _digit_height() -> float:
+    return _glyph("0")[0].get_extents().y1
+
+
+@functools.cache
+def _glyph(char: str) -> tuple[Outline, float]:
+    """A character's outline at :data:`_NUMBER_POINTS` and its advance, made once per process."""
+    font = FontProperties(size=_NUMBER_POINTS)
+    face = get_font(findfont(font))
+    face.set_size(_NUMBER_POINTS, 72)  # 72 dpi: advances in points
+    advance = face.load_char(ord(char), flags=LoadFlags.NO_HINTING).linearHoriAdvance / 65536
+    return TextPath((0, 0), char, prop=font), advance
 
 
 def _plotted_bins(env: gym.Env) -> DiscretizeObservation | None:
