@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,9 +87,14 @@ class JobResult:
     def failed(self) -> bool:
         return self.error is not None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The job as a dict of its fields (``asdict`` without its deep copy of the curve,
+        which took longer than the job's training in a sweep's main thread)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
     def figures(self) -> dict[str, Any]:
         """The job without its curve (which ``trials/`` keeps): an entry of ``sweep.json``."""
-        return {k: v for k, v in asdict(self).items() if not k.startswith("curve_")}
+        return {k: v for k, v in self.to_dict().items() if not k.startswith("curve_")}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobResult:
@@ -389,7 +394,10 @@ def _run_threads(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
     if n_jobs == 1 or numba.threading_layer() == "workqueue":
         yield from (run_job(*job) for job in jobs)
         return
-    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+    # A job's kernel runs one run on one thread: a team of numba threads per worker would
+    # only have its idle members spin for cores that the other workers need.
+    with ThreadPoolExecutor(max_workers=n_jobs, initializer=numba.set_num_threads,
+                            initargs=(1,)) as pool:
         yield from _as_completed(pool, jobs)
 
 
@@ -493,7 +501,8 @@ def run_sweep(
     wanted = [(index, seed) for index in range(len(configs)) for seed in seeds]
     stored = {(r.setting, r.seed): r for r in finished}
     results = {key: stored[key] for key in wanted if key in stored}
-    jobs = [(asdict(configs[index]), index, seed,
+    settings = [asdict(config) for config in configs]
+    jobs = [(settings[index], index, seed,
              None if boards is None else BoardTarget(boards[index] / f"seed-{seed}"))
             for index, seed in wanted if (index, seed) not in results]
     total = len(configs) * len(seeds)
@@ -618,7 +627,7 @@ class SweepFolder:
         """Write the jobs held, as one new file of ``trials/``, then ``results.csv``."""
         if self._held:
             atomic_write_json(self._new_trials_file(),
-                              [_json_numbers(asdict(job)) for job in self._held])
+                              [_json_numbers(job.to_dict()) for job in self._held])
             self._held = []
             self.write_results(results)
         self._written = time.monotonic()
