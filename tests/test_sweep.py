@@ -311,3 +311,23 @@ def test_every_job_keeps_its_greedy_curve_for_the_picture(tmp_path):
     assert curves.get_title().startswith("Greedy policy during training")
     assert [line.get_label() for line in curves.lines][:2] == [
         "learning_rate=0.1", "learning_rate=0.5"]
+
+
+def test_a_stopped_sweep_does_not_train_the_jobs_it_had_not_started(monkeypatch):
+    """A Ctrl-C cancels the jobs waiting for a thread: the sweep stops after the running ones
+    instead of training (and dropping) every job left."""
+    import tabrl.app.sweep as sweep_module
+
+    started = []
+    run_job = sweep_module.run_job
+    monkeypatch.setattr(sweep_module, "run_job", lambda *job: started.append(job) or
+                        run_job(*job))
+    configs = expand(RunConfig.resolve("CliffWalking-v1", episodes=300), {})
+
+    def stop(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(configs, list(range(200)), n_jobs=2, progress=stop)
+    assert 2 <= len(started) < 100

@@ -28,7 +28,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, fields, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -402,9 +402,18 @@ def _run_threads(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
 
 
 def _as_completed(pool: Executor, jobs: list[Job]) -> Iterator[JobResult]:
-    """Each job's result as soon as it finishes (so that the sweep folder stores it at once)."""
-    for future in as_completed([pool.submit(run_job, *job) for job in jobs]):
-        yield future.result()
+    """Each job's result as soon as it finishes (so that the sweep folder stores it at once).
+
+    Stopped (a Ctrl-C, or its reader gone), it cancels the jobs not yet started: the pool then
+    waits for the running ones only, not for every job of the sweep.
+    """
+    futures = [pool.submit(run_job, *job) for job in jobs]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 #: The compiled engine's kernels a setting (its config as JSON) trains with, None where it
@@ -512,12 +521,13 @@ def run_sweep(
         results_iter = _run_ray(jobs, address)
     else:
         results_iter = _run_local(jobs, n_jobs or os.cpu_count() or 1)
-    for result in results_iter:
-        results[result.setting, result.seed] = result
-        if on_result is not None:
-            on_result(result)
-        if progress is not None:
-            progress(len(results), total)
+    with closing(results_iter):  # stopped here too: the jobs not started are dropped at once
+        for result in results_iter:
+            results[result.setting, result.seed] = result
+            if on_result is not None:
+                on_result(result)
+            if progress is not None:
+                progress(len(results), total)
     ordered = [results[key] for key in sorted(results)]
     optimum = _optimal_value(configs[0])
     return [summarize(configs[i], [r for r in ordered if r.setting == i], optimum)
@@ -626,8 +636,9 @@ class SweepFolder:
     def flush(self, results: Iterable[JobResult]) -> None:
         """Write the jobs held, as one new file of ``trials/``, then ``results.csv``."""
         if self._held:
-            atomic_write_json(self._new_trials_file(),
-                              [_json_numbers(job.to_dict()) for job in self._held])
+            # a job a line: json's C encoder (an indented file takes its Python one, slower)
+            lines = ",\n".join(json.dumps(_json_numbers(job.to_dict())) for job in self._held)
+            atomic_write_bytes(self._new_trials_file(), f"[\n{lines}\n]\n".encode())
             self._held = []
             self.write_results(results)
         self._written = time.monotonic()
