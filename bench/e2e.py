@@ -23,11 +23,17 @@ busy machine (its speed varies 3-5x with the load; read the ratios, not the seco
   the policy learned (a FrozenLake agent that reaches the goal walks longer than one that
   falls), not the training's length.
 - Sweep throughput: ``tabrl sweep FrozenLake-v1 --seeds S --grid episodes=20000`` for S = 1, 64
-  and 512, in trials per second; the marginal cost of a trial against one trial's training
-  timed in this process; an 8-seed sweep against one ``tabrl train --eval-episodes 0``.
+  and 512, in trials per second, with each sweep's CPU seconds (all its threads); the marginal
+  cost of a trial, in wall time (the target's measure) and in CPU time, against one trial's
+  training timed in this process on one thread (alone, as the target reads it; also with the
+  greedy curve that a sweep's trial records, and with its exact value); an 8-seed sweep
+  against one ``tabrl train --eval-episodes 0``. A sweep runs its trials on every core, so
+  its marginal wall per trial can be below one trial's training: the CPU ratio says what a
+  trial costs whatever the threads.
 - ``tabrl --help`` against ``python -c "import gymnasium"`` (``bench/startup.py``).
 - Last, each target of issue #10 with its measured ratio, MET or NOT MET.
 
+``--only PART`` (repeatable) measures only ``train``, ``sweep`` or ``help`` and their targets.
 ``--quick`` trains 10^7 episodes where the full run trains 10^8 and stops the sweeps at 64
 seeds: about 3 minutes instead of about 8 (on this machine, busy). Between 10^4 and 10^6
 episodes the training is too short to tell from the fixed costs' noise, and its plain loop
