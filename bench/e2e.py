@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import shutil
@@ -212,31 +213,40 @@ def marginal_rate(timings: list[TrainTiming], env_id: str, without_evaluation: b
 
 @dataclass(frozen=True)
 class SweepTimings:
-    """Sweep walls and CPU seconds per seed count, one trial's in-process training, the 8-seed
-    comparison."""
+    """Sweep walls and CPU seconds per seed count, on every core and on one thread, one trial's
+    in-process training, the 8-seed comparison."""
 
     walls: dict[int, float | None]  #: None: the sweep failed
     cpus: dict[int, float]  #: user and system seconds of the sweeps that finished
+    one_thread: dict[int, float | None]  #: ``--jobs 1`` walls of the two largest sweeps
     trial: TrialTimes
     eight_seeds: float
     one_train: float
 
-    def _largest(self) -> tuple[tuple[int, float], tuple[int, float]]:
-        finished = sorted((seeds, wall) for seeds, wall in self.walls.items() if wall is not None)
-        small, big = finished[-2:]
-        return small, big
-
     @property
     def marginal_per_trial(self) -> float:
         """Wall seconds per trial between the two largest sweeps that finished."""
-        (small, small_wall), (big, big_wall) = self._largest()
-        return (big_wall - small_wall) / (big - small)
+        return marginal(self.walls)
 
     @property
     def marginal_cpu_per_trial(self) -> float:
         """CPU seconds per trial between the same two sweeps (every thread's)."""
-        (small, _), (big, _) = self._largest()
-        return (self.cpus[big] - self.cpus[small]) / (big - small)
+        return marginal({seeds: self.cpus.get(seeds) for seeds, wall in self.walls.items()
+                         if wall is not None})
+
+    @property
+    def marginal_one_thread(self) -> float:
+        """Wall seconds per trial between the two ``--jobs 1`` sweeps."""
+        return marginal(self.one_thread)
+
+
+def marginal(seconds: dict[int, float | None]) -> float:
+    """Seconds per trial between the two largest sweeps that finished (NaN if fewer did)."""
+    finished = sorted((seeds, s) for seeds, s in seconds.items() if s is not None)
+    if len(finished) < 2:
+        return math.nan
+    (small, small_seconds), (big, big_seconds) = finished[-2:]
+    return (big_seconds - small_seconds) / (big - small)
 
 
 @dataclass(frozen=True)
@@ -280,22 +290,23 @@ def trial_seconds() -> TrialTimes:
 
 
 def time_sweeps(seed_counts: list[int], scratch: Path) -> SweepTimings:
-    """Sweep walls (each the fastest of ``REPEATS``, 512 seeds once), printed as they come."""
+    """Sweep walls (each the fastest of ``REPEATS``, 512 seeds once), printed as they come;
+    then the two largest again on one thread (``--jobs 1``)."""
     out = scratch / "out"
 
-    def sweep(seeds: int) -> tuple[float, float]:
+    def sweep(seeds: int, *options: str) -> tuple[float, float]:
         return fastest_timed(tabrl("sweep", SWEEP_ENV, "--seeds", str(seeds), "--grid",
-                                   f"episodes={SWEEP_EPISODES}", "--out", str(out), "--quiet"),
-                             out, 1 if seeds > 64 else REPEATS)
+                                   f"episodes={SWEEP_EPISODES}", *options, "--out", str(out),
+                                   "--quiet"), out, 1 if seeds > 64 else REPEATS)
 
     trial = trial_seconds()
     print(f"one trial in this process (kernels warm, median of {TRIAL_REPEATS}): training "
           f"{trial.training * 1e3:.1f} ms (CPU {trial.training_cpu * 1e3:.1f} ms); with the "
           f"greedy curve a sweep's trial records {trial.with_curve * 1e3:.1f} ms, and its "
           f"exact value {trial.with_value * 1e3:.1f} ms")
-    print(f"{'seeds':>6} {'wall s':>7} {'trials/s':>9} {'CPU s':>7}")
+    print(f"{'seeds':>6} {'wall s':>7} {'trials/s':>9} {'CPU s':>7}  {'--jobs 1 wall s':>15}")
     walls: dict[int, float | None] = {}
-    cpus = {}
+    cpus, one_thread = {}, {}
     for seeds in seed_counts:
         try:
             walls[seeds], cpus[seeds] = sweep(seeds)
@@ -304,17 +315,26 @@ def time_sweeps(seed_counts: list[int], scratch: Path) -> SweepTimings:
         except CommandFailed as failure:
             walls[seeds] = None
             print(f"{seeds:>6} {failure}", flush=True)
+    for seeds in seed_counts[-2:]:
+        try:
+            one_thread[seeds] = sweep(seeds, "--jobs", "1")[0]
+            print(f"{seeds:>6} {'':>7} {'':>9} {'':>7}  {one_thread[seeds]:>15.2f}", flush=True)
+        except CommandFailed as failure:
+            one_thread[seeds] = None
+            print(f"{seeds:>6} --jobs 1: {failure}", flush=True)
     eight = sweep(8)[0]
     one = fastest(tabrl("train", SWEEP_ENV, "--episodes", str(SWEEP_EPISODES),
                         "--eval-episodes", "0", "--out", str(out), "--quiet"), out)
-    timings = SweepTimings(walls, cpus, trial, eight, one)
-    print(f"marginal cost of a trial (two largest sweeps that finished): wall "
-          f"{timings.marginal_per_trial * 1e3:.1f} ms = "
-          f"{timings.marginal_per_trial / trial.training:.2f}x its training, CPU "
+    timings = SweepTimings(walls, cpus, one_thread, trial, eight, one)
+    print(f"marginal cost of a trial (two largest sweeps that finished), against its training: "
+          f"wall {timings.marginal_per_trial * 1e3:.1f} ms = "
+          f"{timings.marginal_per_trial / trial.training:.2f}x on {os.cpu_count()} threads, "
+          f"{timings.marginal_one_thread * 1e3:.1f} ms = "
+          f"{timings.marginal_one_thread / trial.training:.2f}x on one; CPU "
           f"{timings.marginal_cpu_per_trial * 1e3:.1f} ms = "
-          f"{timings.marginal_cpu_per_trial / trial.training_cpu:.2f}x its training's "
-          f"(on {os.cpu_count()} threads); 8 seeds {eight:.2f} s against one "
-          f"`tabrl train --eval-episodes 0` {one:.2f} s")
+          f"{timings.marginal_cpu_per_trial / trial.training_cpu:.2f}x on {os.cpu_count()} "
+          f"threads\n8 seeds {eight:.2f} s against one `tabrl train --eval-episodes 0` "
+          f"{one:.2f} s")
     return timings
 
 
@@ -347,6 +367,9 @@ def targets(baselines: dict[str, float], timings: list[TrainTiming],
         ratio = sweeps.marginal_per_trial / sweeps.trial.training
         lines.append(verdict(f"sweep: marginal cost per trial <= {SWEEP_TARGET}x its training",
                              ratio, SWEEP_TARGET, f"{ratio:.2f}x"))
+        ratio = sweeps.marginal_one_thread / sweeps.trial.training
+        lines.append(verdict("  the same, the sweep on one thread (--jobs 1)", ratio,
+                             SWEEP_TARGET, f"{ratio:.2f}x"))
         ratio = sweeps.eight_seeds / sweeps.one_train
         lines.append(verdict(f"sweep of 8 seeds <= {EIGHT_SEEDS_TARGET}x one train "
                              "--eval-episodes 0", ratio, EIGHT_SEEDS_TARGET, f"{ratio:.2f}x"))

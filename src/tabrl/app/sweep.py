@@ -47,7 +47,7 @@ from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
 from tabrl.kernel_cache import KernelSet, training_kernels
 from tabrl.schedules import as_schedule
 from tabrl.stats import INTERVALS, Estimate, summarize_runs
-from tabrl.training import choose_engine, train
+from tabrl.training import EngineChoice, choose_engine, train
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -336,18 +336,19 @@ def train_and_value(config: dict[str, Any], setting: int, seed: int,
     from tabrl.exact.dp import policy_value
 
     run_config = replace(RunConfig(**config), seed=seed)
+    engine = _plan(config).engine or run_config.engine
     env = run_config.make_env()
     agent = run_config.make_agent(env)
     start = time.perf_counter()
     with ExitStack() as open_board:
         board = None if target is None else open_board.enter_context(
             TrainingBoard(target.folder, run_config.episodes, agent.learning_rate_schedule))
-        training = train(env, agent, run_config.episodes, seed=seed, engine=run_config.engine,
+        training = train(env, agent, run_config.episodes, seed=seed, engine=engine,
                          max_steps=run_config.max_steps, chunk_episodes=run_config.chunk_episodes,
                          chunk_steps=run_config.chunk_steps,
                          on_chunk=None if board is None else board.after_chunk,
                          curve_points=run_config.curve_points)
-        mdp = known_mdp(env)
+        mdp = training.engine.mdp or known_mdp(env)
         if mdp is not None:
             value = policy_value(mdp, agent.q_values.greedy_policy())
         else:
@@ -369,33 +370,43 @@ def _run_local(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
     side with no interpreter to start and nothing to import again: a trial then costs about its
     training. Python-engine jobs hold the GIL and need processes.
     """
-    compiled = [job for job in jobs if _training_kernels(job[0]) is not None]
-    others = [job for job in jobs if _training_kernels(job[0]) is None]
-    yield from _run_threads(compiled, n_jobs)
-    if n_jobs == 1 or len(others) <= 1:
-        yield from (run_job(*job) for job in others)
-        return
-    # Fresh interpreters, not forks: a fork of a process whose numba threads already run can hang.
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
-        yield from _as_completed(pool, others)
+    try:
+        plans = [_plan(job[0]) for job in jobs]
+        compiled = [job for job, plan in zip(jobs, plans) if plan.kernels is not None]
+        others = [job for job, plan in zip(jobs, plans) if plan.kernels is None]
+        yield from _run_threads(compiled, [plan.kernels for plan in plans if plan.kernels],
+                                n_jobs)
+        if n_jobs == 1 or len(others) <= 1:
+            yield from (run_job(*job) for job in others)
+            return
+        # Fresh interpreters, not forks: a fork of a process whose numba threads run can hang.
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
+            yield from _as_completed(pool, others)
+    finally:
+        _PLANS.clear()  # the settings' MDPs, held while their jobs run
 
 
-def _run_threads(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
+def _run_threads(jobs: list[Job], kernels: list[KernelSet], n_jobs: int
+                 ) -> Iterator[JobResult]:
     """Jobs on threads of this process (one after the other where numba's threading layer is
     not thread-safe, as its ``workqueue`` fallback is not)."""
     if not jobs:
         return
     # Once, before the threads, and only the kernels the jobs train with: a kernel compiles in
     # one thread, not in all.
-    for kernels in dict.fromkeys(_training_kernels(job[0]) for job in jobs):
-        kernels.warm_up()
+    for kernel_set in dict.fromkeys(kernels):
+        kernel_set.warm_up()
     import numba
 
+    from tabrl.compiled.engine import numba_threads
+
+    # A job's kernel trains one run on one thread: a team of numba threads would only wake its
+    # idle members at every slice of the kernel (a hundred per job for its curve), and have
+    # them spin for cores that other work needs.
     if n_jobs == 1 or numba.threading_layer() == "workqueue":
-        yield from (run_job(*job) for job in jobs)
+        with numba_threads(1):
+            yield from (run_job(*job) for job in jobs)
         return
-    # A job's kernel runs one run on one thread: a team of numba threads per worker would
-    # only have its idle members spin for cores that the other workers need.
     with ThreadPoolExecutor(max_workers=n_jobs, initializer=numba.set_num_threads,
                             initargs=(1,)) as pool:
         yield from _as_completed(pool, jobs)
@@ -416,27 +427,36 @@ def _as_completed(pool: Executor, jobs: list[Job]) -> Iterator[JobResult]:
             future.cancel()
 
 
-#: The compiled engine's kernels a setting (its config as JSON) trains with, None where it
-#: trains on the Python engine: asked once per setting.
-_SETTING_KERNELS: dict[str, KernelSet | None] = {}
+@dataclass(frozen=True)
+class _Plan:
+    """What every job of a setting shares in a process: the engine ``tabrl train`` chooses for
+    it, with its MDP (read once, compiled once, not per job), and that engine's kernels."""
+
+    engine: EngineChoice | None  #: None: the setting cannot be made (its jobs record why)
+    kernels: KernelSet | None  #: None: off the compiled engine
 
 
-def _training_kernels(config: dict[str, Any]) -> KernelSet | None:
-    """The kernels ``tabrl train`` with this config trains with, None off the compiled engine."""
-    known, key = _SETTING_KERNELS, json.dumps(config, sort_keys=True, default=str)
-    if key not in known:
+#: Plans by setting (its config as JSON): made once per setting, cleared after the sweep.
+_PLANS: dict[str, _Plan] = {}
+
+
+def _plan(config: dict[str, Any]) -> _Plan:
+    """The plan of the setting ``config`` (a job's config without its seed)."""
+    key = json.dumps(config, sort_keys=True, default=str)
+    if key not in _PLANS:
         try:
             run_config = RunConfig(**config)
             env = run_config.make_env()
             try:
                 agent = run_config.make_agent(env)
-                compiled = choose_engine(env, run_config.engine, agent).name == "compiled"
-                known[key] = training_kernels([agent]) if compiled else None
+                engine = choose_engine(env, run_config.engine, agent)
+                _PLANS[key] = _Plan(engine, training_kernels([agent])
+                                    if engine.name == "compiled" else None)
             finally:
                 env.close()
         except Exception:  # a broken setting fails in its job, where the error is recorded
-            known[key] = None
-    return known[key]
+            _PLANS[key] = _Plan(None, None)
+    return _PLANS[key]
 
 
 def check_backend(backend: str) -> None:
