@@ -265,12 +265,12 @@ def _counted_iqm(values: np.ndarray, quarters: np.ndarray) -> np.ndarray:
     library's, whose order of adding may change with its threads.
     """
     n = values.size
-    distinct = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
     upto = quarters
-    if distinct.size < n:
-        values, upto = values[distinct], np.add.reduceat(quarters, distinct, axis=0)
-    for row in range(1, len(upto)):  # a cumulative sum, in place
+    for row in range(1, n):  # a cumulative sum, in place: far faster than np.cumsum on axis 0
         upto[row] += upto[row - 1]
+    distinct = np.flatnonzero(np.r_[values[1:] != values[:-1], True])  # the last of each value
+    if distinct.size < n:
+        values, upto = values[distinct], upto[distinct]
     first, last = (upto <= n).sum(axis=0), (upto < 3 * n).sum(axis=0)  # the values kept
     weights = np.clip(upto, n, 3 * n, out=upto)
     weights[1:] -= weights[:-1].copy()
