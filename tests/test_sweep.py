@@ -253,25 +253,28 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path):
     assert saved["settings"][1]["mean"]["value"] is None and saved["jobs"][2]["error"]
 
 
-@pytest.mark.parametrize("engine", ["compiled", "python"])
-def test_sweep_values_are_those_of_tabrl_train(tabrl_cli, tmp_path, engine):
+@pytest.mark.parametrize(("env_id", "engine"), [("FrozenLake-v1", "compiled"),
+                                                ("FrozenLake-v1", "python"),
+                                                ("CliffWalking-v1", "compiled")])
+def test_sweep_values_are_those_of_tabrl_train(tabrl_cli, tmp_path, env_id, engine):
     """One seeding scheme: a sweep's job is the run ``tabrl train`` makes with that seed (compiled
-    jobs on threads of the sweep's process, python ones in processes)."""
+    jobs on threads of the sweep's process, sharing their setting's MDP; python ones in
+    processes), also where the environment has no time limit of its own (CliffWalking)."""
     from tabrl import load_agent
     from tabrl.envs import make_env
     from tabrl.exact.dp import evaluate_policy_exact
     from tabrl.exact.readers import mdp_of
 
-    config = RunConfig.resolve("FrozenLake-v1", episodes=400, engine=engine)
+    config = RunConfig.resolve(env_id, episodes=400, engine=engine)
     _, jobs = run_sweep([config], [3, 4], n_jobs=2)
     for job in jobs:
         out = tmp_path / f"run{job.seed}"
-        result = tabrl_cli("train", "FrozenLake-v1", "--episodes", "400", "--engine", engine,
+        result = tabrl_cli("train", env_id, "--episodes", "400", "--engine", engine,
                            "--seed", str(job.seed), "--eval-episodes", "0", "--out", out, "-q")
         assert result.code == 0, result.err
         greedy = load_agent(out).q_values.greedy_policy()
         assert job.engine == engine
-        assert job.value == evaluate_policy_exact(mdp_of(make_env("FrozenLake-v1")), greedy).value
+        assert job.value == evaluate_policy_exact(mdp_of(make_env(env_id)), greedy).value
 
 
 def test_ray_batches_deal_the_jobs_evenly():
@@ -331,3 +334,4 @@ def test_a_stopped_sweep_does_not_train_the_jobs_it_had_not_started(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(configs, list(range(200)), n_jobs=2, progress=stop)
     assert 2 <= len(started) < 100
+    assert not sweep_module._PLANS  # the setting's MDP is not kept after its sweep

@@ -336,19 +336,23 @@ def train_and_value(config: dict[str, Any], setting: int, seed: int,
     from tabrl.exact.dp import policy_value
 
     run_config = replace(RunConfig(**config), seed=seed)
-    engine = _plan(config).engine or run_config.engine
+    plan = _PLANS.get(_plan_key(config))  # a job of a local sweep; else as tabrl train does
+    engine = None if plan is None else plan.engine
     env = run_config.make_env()
     agent = run_config.make_agent(env)
     start = time.perf_counter()
     with ExitStack() as open_board:
         board = None if target is None else open_board.enter_context(
             TrainingBoard(target.folder, run_config.episodes, agent.learning_rate_schedule))
-        training = train(env, agent, run_config.episodes, seed=seed, engine=engine,
+        training = train(env, agent, run_config.episodes, seed=seed,
+                         engine=run_config.engine if engine is None else engine,
                          max_steps=run_config.max_steps, chunk_episodes=run_config.chunk_episodes,
                          chunk_steps=run_config.chunk_steps,
                          on_chunk=None if board is None else board.after_chunk,
                          curve_points=run_config.curve_points)
-        mdp = training.engine.mdp or known_mdp(env)
+        # the setting's MDP, read from the environment as this one is (not the one ``train``
+        # may read through a step cap, whose horizon a value must not have)
+        mdp = engine.mdp if engine is not None and engine.mdp is not None else known_mdp(env)
         if mdp is not None:
             value = policy_value(mdp, agent.q_values.greedy_policy())
         else:
@@ -430,19 +434,31 @@ def _as_completed(pool: Executor, jobs: list[Job]) -> Iterator[JobResult]:
 @dataclass(frozen=True)
 class _Plan:
     """What every job of a setting shares in a process: the engine ``tabrl train`` chooses for
-    it, with its MDP (read once, compiled once, not per job), and that engine's kernels."""
+    it, with its MDP (read once, compiled once, not per job), and that engine's kernels.
+
+    The MDP is read from the environment as made, without the step cap that ``train`` puts on
+    one without a time limit: the kernels cut its episodes at ``max_steps`` all the same, and
+    the job's exact value is of the environment's own MDP, as ``tabrl train`` evaluates it.
+    """
 
     engine: EngineChoice | None  #: None: the setting cannot be made (its jobs record why)
     kernels: KernelSet | None  #: None: off the compiled engine
 
 
-#: Plans by setting (its config as JSON): made once per setting, cleared after the sweep.
+#: Plans by setting (:func:`_plan_key`), of the local sweep running: made by
+#: :func:`_run_local` before its jobs start, dropped when they end (a job run alone, as
+#: ``tabrl tune`` runs its trials, makes its own).
 _PLANS: dict[str, _Plan] = {}
 
 
+def _plan_key(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
 def _plan(config: dict[str, Any]) -> _Plan:
-    """The plan of the setting ``config`` (a job's config without its seed)."""
-    key = json.dumps(config, sort_keys=True, default=str)
+    """The plan of the setting ``config`` (a job's config without its seed), kept in
+    ``_PLANS``."""
+    key = _plan_key(config)
     if key not in _PLANS:
         try:
             run_config = RunConfig(**config)
