@@ -221,6 +221,7 @@ class SweepTimings:
     walls: dict[int, float | None]  #: None: the sweep failed
     cpus: dict[int, float]  #: user and system seconds of the sweeps that finished
     one_thread: dict[int, float | None]  #: ``--jobs 1`` walls of the two largest sweeps
+    one_thread_cpus: dict[int, float]  #: and their CPU seconds
     trial: TrialTimes
     eight_seeds: float
     one_train: float
@@ -240,6 +241,11 @@ class SweepTimings:
     def marginal_one_thread(self) -> float:
         """Wall seconds per trial between the two ``--jobs 1`` sweeps."""
         return marginal(self.one_thread)
+
+    @property
+    def marginal_one_thread_cpu(self) -> float:
+        """CPU seconds per trial between the two ``--jobs 1`` sweeps."""
+        return marginal(dict(self.one_thread_cpus))
 
 
 def marginal(seconds: dict[int, float | None]) -> float:
@@ -308,7 +314,7 @@ def time_sweeps(seed_counts: list[int], scratch: Path) -> SweepTimings:
           f"exact value {trial.with_value * 1e3:.1f} ms")
     print(f"{'seeds':>6} {'wall s':>7} {'trials/s':>9} {'CPU s':>7}  {'--jobs 1 wall s':>15}")
     walls: dict[int, float | None] = {}
-    cpus, one_thread = {}, {}
+    cpus, one_thread, one_thread_cpus = {}, {}, {}
     for seeds in seed_counts:
         try:
             walls[seeds], cpus[seeds] = sweep(seeds)
@@ -319,24 +325,26 @@ def time_sweeps(seed_counts: list[int], scratch: Path) -> SweepTimings:
             print(f"{seeds:>6} {failure}", flush=True)
     for seeds in seed_counts[-2:]:
         try:
-            one_thread[seeds] = sweep(seeds, "--jobs", "1")[0]
-            print(f"{seeds:>6} {'':>7} {'':>9} {'':>7}  {one_thread[seeds]:>15.2f}", flush=True)
+            one_thread[seeds], one_thread_cpus[seeds] = sweep(seeds, "--jobs", "1")
+            print(f"{seeds:>6} {'':>7} {'':>9} {'':>7}  {one_thread[seeds]:>15.2f} (CPU "
+                  f"{one_thread_cpus[seeds]:.2f} s)", flush=True)
         except CommandFailed as failure:
             one_thread[seeds] = None
             print(f"{seeds:>6} --jobs 1: {failure}", flush=True)
     eight = sweep(8)[0]
     one = fastest(tabrl("train", SWEEP_ENV, "--episodes", str(SWEEP_EPISODES),
                         "--eval-episodes", "0", "--out", str(out), "--quiet"), out)
-    timings = SweepTimings(walls, cpus, one_thread, trial, eight, one)
+    timings = SweepTimings(walls, cpus, one_thread, one_thread_cpus, trial, eight, one)
     print(f"marginal cost of a trial (two largest sweeps that finished), against its training: "
           f"wall {timings.marginal_per_trial * 1e3:.1f} ms = "
           f"{timings.marginal_per_trial / trial.training:.2f}x on {os.cpu_count()} threads, "
           f"{timings.marginal_one_thread * 1e3:.1f} ms = "
-          f"{timings.marginal_one_thread / trial.training:.2f}x on one; CPU "
+          f"{timings.marginal_one_thread / trial.training:.2f}x on one;\nCPU "
           f"{timings.marginal_cpu_per_trial * 1e3:.1f} ms = "
           f"{timings.marginal_cpu_per_trial / trial.training_cpu:.2f}x on {os.cpu_count()} "
-          f"threads\n8 seeds {eight:.2f} s against one `tabrl train --eval-episodes 0` "
-          f"{one:.2f} s")
+          f"threads, {timings.marginal_one_thread_cpu * 1e3:.1f} ms = "
+          f"{timings.marginal_one_thread_cpu / trial.training_cpu:.2f}x on one\n"
+          f"8 seeds {eight:.2f} s against one `tabrl train --eval-episodes 0` {one:.2f} s")
     return timings
 
 
