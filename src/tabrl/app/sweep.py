@@ -378,7 +378,8 @@ def _run_local(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
         plans = [_plan(job[0]) for job in jobs]
         compiled = [job for job, plan in zip(jobs, plans) if plan.kernels is not None]
         others = [job for job, plan in zip(jobs, plans) if plan.kernels is None]
-        yield from _run_threads(compiled, [plan.kernels for plan in plans if plan.kernels],
+        yield from _run_threads(compiled, [plan.kernels for plan in plans
+                                           if plan.kernels is not None],
                                 n_jobs)
         if n_jobs == 1 or len(others) <= 1:
             yield from (run_job(*job) for job in others)
