@@ -1,6 +1,6 @@
 """The time a user waits for ``tabrl train`` and ``tabrl sweep``, against the seed's plain loop.
 
-    python -m bench.e2e [--quick]
+    python -m bench.e2e [--quick] [--only train|sweep|help]
 
 Everything is measured in this one invocation, so that the ratios compare like with like on a
 busy machine (its speed varies 3-5x with the load; read the ratios, not the seconds):
@@ -23,11 +23,17 @@ busy machine (its speed varies 3-5x with the load; read the ratios, not the seco
   the policy learned (a FrozenLake agent that reaches the goal walks longer than one that
   falls), not the training's length.
 - Sweep throughput: ``tabrl sweep FrozenLake-v1 --seeds S --grid episodes=20000`` for S = 1, 64
-  and 512, in trials per second; the marginal cost of a trial against one trial's training
-  timed in this process; an 8-seed sweep against one ``tabrl train --eval-episodes 0``.
+  and 512, in trials per second, with each sweep's CPU seconds (all its threads); the marginal
+  cost of a trial, in wall time (the target's measure) and in CPU time, against one trial's
+  training timed in this process on one thread (alone, as the target reads it; also with the
+  greedy curve that a sweep's trial records, and with its exact value); an 8-seed sweep
+  against one ``tabrl train --eval-episodes 0``. A sweep runs its trials on every core, so
+  its marginal wall per trial can be below one trial's training: the CPU ratio says what a
+  trial costs whatever the threads.
 - ``tabrl --help`` against ``python -c "import gymnasium"`` (``bench/startup.py``).
 - Last, each target of issue #10 with its measured ratio, MET or NOT MET.
 
+``--only PART`` (repeatable) measures only ``train``, ``sweep`` or ``help`` and their targets.
 ``--quick`` trains 10^7 episodes where the full run trains 10^8 and stops the sweeps at 64
 seeds: about 3 minutes instead of about 8 (on this machine, busy). Between 10^4 and 10^6
 episodes the training is too short to tell from the fixed costs' noise, and its plain loop
@@ -40,7 +46,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -68,7 +76,10 @@ QUICK_DIVISOR = 10  #: of the plain loop's episodes under ``--quick``
 PHASES = ("compile", "training", "metrics", "checkpoints", "evaluation", "pictures")
 SWEEP_ENV, SWEEP_EPISODES = "FrozenLake-v1", 20_000
 SWEEP_SEEDS, QUICK_SWEEP_SEEDS = [1, 64, 512], [1, 64]
+PARTS = ("train", "sweep", "help")  #: what ``--only`` may choose
 REPEATS = 3  #: short commands run this many times; the fastest counts (the least disturbed)
+#: Runs of a sweep of more than 64 seeds: one disturbed run of the largest sweep is the margin.
+LARGE_REPEATS = 2
 TRIAL_REPEATS = 20  #: in-process trainings of one trial; the median counts
 #: Targets of issue #10.
 TRAIN_TARGET, PLUMBING_TARGET, SWEEP_TARGET, EIGHT_SEEDS_TARGET, HELP_TARGET = (
@@ -104,26 +115,39 @@ class CommandFailed(Exception):
 
 def run(argv: list[str]) -> float:
     """The wall time of a command run from the repository (its output discarded)."""
+    return run_timed(argv)[0]
+
+
+def run_timed(argv: list[str]) -> tuple[float, float]:
+    """The wall time of a command run from the repository (its output discarded), and the CPU
+    time (user and system, all its threads) it took."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True, check=False)
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise CommandFailed(f"`{' '.join(argv[2:])}` failed after {took:.1f} s "
                             f"(exit {done.returncode}): {last}")
-    return took
+    return took, (after.ru_utime - used.ru_utime) + (after.ru_stime - used.ru_stime)
 
 
 def fastest(argv: list[str], out: Path, repeats: int = REPEATS) -> float:
-    """The fastest of ``repeats`` runs of a command that creates the folder ``out`` (removed
-    before each run: a fresh run, not a resumed one)."""
-    seconds = []
+    """The fastest wall of ``repeats`` runs of a command that creates the folder ``out``
+    (removed before each run: a fresh run, not a resumed one)."""
+    return fastest_timed(argv, out, repeats)[0]
+
+
+def fastest_timed(argv: list[str], out: Path, repeats: int = REPEATS) -> tuple[float, float]:
+    """:func:`fastest`, with the CPU seconds of that fastest run."""
+    timings = []
     for _ in range(repeats):
         shutil.rmtree(out, ignore_errors=True)
-        seconds.append(run(argv))
+        timings.append(run_timed(argv))
     shutil.rmtree(out, ignore_errors=True)
-    return min(seconds)
+    return min(timings)
 
 
 def tabrl(*args: str) -> list[str]:
@@ -191,77 +215,136 @@ def marginal_rate(timings: list[TrainTiming], env_id: str, without_evaluation: b
 
 @dataclass(frozen=True)
 class SweepTimings:
-    """Sweep walls per seed count, one trial's in-process training, the 8-seed comparison."""
+    """Sweep walls and CPU seconds per seed count, on every core and on one thread, one trial's
+    in-process training, the 8-seed comparison."""
 
     walls: dict[int, float | None]  #: None: the sweep failed
-    trial_training: float
-    trial_with_value: float
+    cpus: dict[int, float]  #: user and system seconds of the sweeps that finished
+    one_thread: dict[int, float | None]  #: ``--jobs 1`` walls of the two largest sweeps
+    one_thread_cpus: dict[int, float]  #: and their CPU seconds
+    trial: TrialTimes
     eight_seeds: float
     one_train: float
 
     @property
     def marginal_per_trial(self) -> float:
-        """Between the two largest sweeps that finished."""
-        finished = sorted((seeds, wall) for seeds, wall in self.walls.items() if wall is not None)
-        (small, small_wall), (big, big_wall) = finished[-2:]
-        return (big_wall - small_wall) / (big - small)
+        """Wall seconds per trial between the two largest sweeps that finished."""
+        return marginal(self.walls)
+
+    @property
+    def marginal_cpu_per_trial(self) -> float:
+        """CPU seconds per trial between the same two sweeps (every thread's)."""
+        return marginal({seeds: self.cpus.get(seeds) for seeds, wall in self.walls.items()
+                         if wall is not None})
+
+    @property
+    def marginal_one_thread(self) -> float:
+        """Wall seconds per trial between the two ``--jobs 1`` sweeps."""
+        return marginal(self.one_thread)
+
+    @property
+    def marginal_one_thread_cpu(self) -> float:
+        """CPU seconds per trial between the two ``--jobs 1`` sweeps."""
+        return marginal(dict(self.one_thread_cpus))
 
 
-def trial_seconds() -> tuple[float, float]:
-    """One sweep trial in this process (kernels warm): the median of its training alone, and
-    of its training with the exact value of its greedy policy (what a sweep job does)."""
+def marginal(seconds: dict[int, float | None]) -> float:
+    """Seconds per trial between the two largest sweeps that finished (NaN if fewer did)."""
+    finished = sorted((seeds, s) for seeds, s in seconds.items() if s is not None)
+    if len(finished) < 2:
+        return math.nan
+    (small, small_seconds), (big, big_seconds) = finished[-2:]
+    return (big_seconds - small_seconds) / (big - small)
+
+
+@dataclass(frozen=True)
+class TrialTimes:
+    """One sweep trial in this process, kernels warm, each the median of ``TRIAL_REPEATS``."""
+
+    training: float  #: ``train`` alone, as ``tabrl train --eval-episodes 0`` trains
+    training_cpu: float  #: its CPU seconds (this process, every thread)
+    with_curve: float  #: ``train`` with the greedy curve a sweep trial records
+    with_value: float  #: and the exact value of its greedy policy: all a sweep job computes
+
+
+def trial_seconds() -> TrialTimes:
+    """One sweep trial in this process (kernels warm), on one thread as a sweep's job runs:
+    its training alone, with the greedy curve a sweep's job records (``curve_points`` of the
+    setting), and with the exact value of its greedy policy."""
     from statistics import median
 
     from tabrl.app.runs import RunConfig
+    from tabrl.app.sweep import expand
     from tabrl.compiled import warm_up
     from tabrl.exact.dp import evaluate_policy_exact
     from tabrl.exact.readers import known_mdp
     from tabrl.training import train
 
-    config = RunConfig.resolve(SWEEP_ENV, {}, episodes=SWEEP_EPISODES)
+    (config,) = expand(RunConfig.resolve(SWEEP_ENV, {}), {"episodes": [SWEEP_EPISODES]})
     warm_up()
-    training, whole = [], []
+    times: list[tuple[float, float, float, float]] = []
     for seed in range(TRIAL_REPEATS):
-        env = config.make_env()
-        agent = config.make_agent(env)
-        start = time.perf_counter()
-        train(env, agent, config.episodes, seed=seed, engine=config.engine,
-              max_steps=config.max_steps)
-        trained = time.perf_counter()
+        marks = []
+        for curve_points in (0, config.curve_points):
+            env = config.make_env()
+            agent = config.make_agent(env)
+            start, cpu = time.perf_counter(), time.process_time()
+            train(env, agent, config.episodes, seed=seed, engine=config.engine,
+                  max_steps=config.max_steps, curve_points=curve_points)
+            marks.append((time.perf_counter() - start, time.process_time() - cpu))
         evaluate_policy_exact(known_mdp(env), agent.q_values.greedy_policy())
-        training.append(trained - start)
-        whole.append(time.perf_counter() - start)
-    return median(training), median(whole)
+        times.append((*marks[0], marks[1][0], time.perf_counter() - start))
+    return TrialTimes(*(median(column) for column in zip(*times)))
 
 
 def time_sweeps(seed_counts: list[int], scratch: Path) -> SweepTimings:
-    """Sweep walls (each the fastest of ``REPEATS``, 512 seeds once), printed as they come."""
+    """Sweep walls (each the fastest of ``REPEATS``, of ``LARGE_REPEATS`` beyond 64 seeds),
+    printed as they come; then the two largest again on one thread (``--jobs 1``)."""
     out = scratch / "out"
 
-    def sweep(seeds: int) -> float:
-        return fastest(tabrl("sweep", SWEEP_ENV, "--seeds", str(seeds), "--grid",
-                             f"episodes={SWEEP_EPISODES}", "--out", str(out), "--quiet"),
-                       out, 1 if seeds > 64 else REPEATS)
+    def sweep(seeds: int, *options: str) -> tuple[float, float]:
+        return fastest_timed(tabrl("sweep", SWEEP_ENV, "--seeds", str(seeds), "--grid",
+                                   f"episodes={SWEEP_EPISODES}", *options, "--out", str(out),
+                                   "--quiet"), out, LARGE_REPEATS if seeds > 64 else REPEATS)
 
-    trial_training, trial_with_value = trial_seconds()
+    trial = trial_seconds()
     print(f"one trial in this process (kernels warm, median of {TRIAL_REPEATS}): training "
-          f"{trial_training * 1e3:.1f} ms, with its exact value {trial_with_value * 1e3:.1f} ms")
-    print(f"{'seeds':>6} {'wall s':>7} {'trials/s':>9}")
-    walls = {}
+          f"{trial.training * 1e3:.1f} ms (CPU {trial.training_cpu * 1e3:.1f} ms); with the "
+          f"greedy curve a sweep's trial records {trial.with_curve * 1e3:.1f} ms, and its "
+          f"exact value {trial.with_value * 1e3:.1f} ms")
+    print(f"{'seeds':>6} {'wall s':>7} {'trials/s':>9} {'CPU s':>7}  {'--jobs 1 wall s':>15}")
+    walls: dict[int, float | None] = {}
+    cpus, one_thread, one_thread_cpus = {}, {}, {}
     for seeds in seed_counts:
         try:
-            walls[seeds] = sweep(seeds)
-            print(f"{seeds:>6} {walls[seeds]:>7.2f} {seeds / walls[seeds]:>9.1f}", flush=True)
+            walls[seeds], cpus[seeds] = sweep(seeds)
+            print(f"{seeds:>6} {walls[seeds]:>7.2f} {seeds / walls[seeds]:>9.1f} "
+                  f"{cpus[seeds]:>7.2f}", flush=True)
         except CommandFailed as failure:
             walls[seeds] = None
             print(f"{seeds:>6} {failure}", flush=True)
-    eight = sweep(8)
+    for seeds in seed_counts[-2:]:
+        try:
+            one_thread[seeds], one_thread_cpus[seeds] = sweep(seeds, "--jobs", "1")
+            print(f"{seeds:>6} {'':>7} {'':>9} {'':>7}  {one_thread[seeds]:>15.2f} (CPU "
+                  f"{one_thread_cpus[seeds]:.2f} s)", flush=True)
+        except CommandFailed as failure:
+            one_thread[seeds] = None
+            print(f"{seeds:>6} --jobs 1: {failure}", flush=True)
+    eight = sweep(8)[0]
     one = fastest(tabrl("train", SWEEP_ENV, "--episodes", str(SWEEP_EPISODES),
                         "--eval-episodes", "0", "--out", str(out), "--quiet"), out)
-    timings = SweepTimings(walls, trial_training, trial_with_value, eight, one)
-    print(f"marginal cost of a trial (two largest sweeps that finished): "
-          f"{timings.marginal_per_trial * 1e3:.1f} ms; 8 seeds "
-          f"{eight:.2f} s against one `tabrl train --eval-episodes 0` {one:.2f} s")
+    timings = SweepTimings(walls, cpus, one_thread, one_thread_cpus, trial, eight, one)
+    print(f"marginal cost of a trial (two largest sweeps that finished), against its training: "
+          f"wall {timings.marginal_per_trial * 1e3:.1f} ms = "
+          f"{timings.marginal_per_trial / trial.training:.2f}x on {os.cpu_count()} threads, "
+          f"{timings.marginal_one_thread * 1e3:.1f} ms = "
+          f"{timings.marginal_one_thread / trial.training:.2f}x on one;\nCPU "
+          f"{timings.marginal_cpu_per_trial * 1e3:.1f} ms = "
+          f"{timings.marginal_cpu_per_trial / trial.training_cpu:.2f}x on {os.cpu_count()} "
+          f"threads, {timings.marginal_one_thread_cpu * 1e3:.1f} ms = "
+          f"{timings.marginal_one_thread_cpu / trial.training_cpu:.2f}x on one\n"
+          f"8 seeds {eight:.2f} s against one `tabrl train --eval-episodes 0` {one:.2f} s")
     return timings
 
 
@@ -275,28 +358,35 @@ def verdict(name: str, measured: float, target: float, shown: str, at_most: bool
     return f"{name:<58} {shown:>22}  {'MET' if met else 'NOT MET'}"
 
 
-def targets(baselines: dict[str, float], timings: list[TrainTiming], sweeps: SweepTimings,
-            help_seconds: tuple[float, float]) -> list[str]:
-    """Each target of issue #10 with the ratio this run measured."""
+def targets(baselines: dict[str, float], timings: list[TrainTiming],
+            sweeps: SweepTimings | None, help_seconds: tuple[float, float] | None) -> list[str]:
+    """Each target of issue #10 that this run measured, with its ratio."""
     lines = []
     for env_id, rate in baselines.items():
         ratio = marginal_rate(timings, env_id) / rate
         lines.append(verdict(f"train {env_id}: marginal ep/s (no eval.) >= "
                              f"{TRAIN_TARGET:.0f}x loop",
                              ratio, TRAIN_TARGET, f"{ratio:.0f}x", at_most=False))
-    longest = max((t for t in timings if t.env_id == "Blackjack-v1"), key=lambda t: t.episodes)
-    lines.append(verdict(f"plumbing of Blackjack-v1 at {longest.episodes:.0e} episodes < "
-                         f"{PLUMBING_TARGET:.0%} of wall", longest.plumbing, PLUMBING_TARGET,
-                         f"{longest.plumbing:.0%}"))
-    ratio = sweeps.marginal_per_trial / sweeps.trial_training
-    lines.append(verdict(f"sweep: marginal cost per trial <= {SWEEP_TARGET}x its training",
-                         ratio, SWEEP_TARGET, f"{ratio:.2f}x"))
-    ratio = sweeps.eight_seeds / sweeps.one_train
-    lines.append(verdict(f"sweep of 8 seeds <= {EIGHT_SEEDS_TARGET}x one train --eval-episodes 0",
-                         ratio, EIGHT_SEEDS_TARGET, f"{ratio:.2f}x"))
-    ratio = help_seconds[0] / help_seconds[1]
-    lines.append(verdict(f"tabrl --help <= {HELP_TARGET:.0f}x python -c 'import gymnasium'",
-                         ratio, HELP_TARGET, f"{ratio:.2f}x"))
+    if timings:
+        longest = max((t for t in timings if t.env_id == "Blackjack-v1"),
+                      key=lambda t: t.episodes)
+        lines.append(verdict(f"plumbing of Blackjack-v1 at {longest.episodes:.0e} episodes < "
+                             f"{PLUMBING_TARGET:.0%} of wall", longest.plumbing, PLUMBING_TARGET,
+                             f"{longest.plumbing:.0%}"))
+    if sweeps is not None:
+        ratio = sweeps.marginal_per_trial / sweeps.trial.training
+        lines.append(verdict(f"sweep: marginal cost per trial <= {SWEEP_TARGET}x its training",
+                             ratio, SWEEP_TARGET, f"{ratio:.2f}x"))
+        ratio = sweeps.marginal_one_thread / sweeps.trial.training
+        lines.append(verdict("  the same, the sweep on one thread (--jobs 1)", ratio,
+                             SWEEP_TARGET, f"{ratio:.2f}x"))
+        ratio = sweeps.eight_seeds / sweeps.one_train
+        lines.append(verdict(f"sweep of 8 seeds <= {EIGHT_SEEDS_TARGET}x one train "
+                             "--eval-episodes 0", ratio, EIGHT_SEEDS_TARGET, f"{ratio:.2f}x"))
+    if help_seconds is not None:
+        ratio = help_seconds[0] / help_seconds[1]
+        lines.append(verdict(f"tabrl --help <= {HELP_TARGET:.0f}x python -c 'import gymnasium'",
+                             ratio, HELP_TARGET, f"{ratio:.2f}x"))
     return lines
 
 
@@ -311,33 +401,43 @@ def bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="10^7 episodes at most, 64 seeds at most (about 3 minutes)")
+    parser.add_argument("--only", choices=PARTS, action="append",
+                        help="measure only this part (repeatable; default: all)")
     args = parser.parse_args()
+    parts = set(args.only or PARTS)
     began = time.perf_counter()
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}; "
           f"hyperparameters of the tutorial (learning rate {LEARNING_RATE}, discount {DISCOUNT}, "
           f"epsilon {START_EPSILON} -> {FINAL_EPSILON} over half the episodes)")
+    baselines: dict[str, float] = {}
+    timings: list[TrainTiming] = []
+    sweeps = help_seconds = None
     with tempfile.TemporaryDirectory(prefix="tabrl-e2e-") as folder:
         scratch = Path(folder)
         warm = time_train("FrozenLake-v1", 100, scratch)  # compiles once, if the cache is cold
         print(f"first command (kernels compiled or loaded): compile phase "
               f"{warm.phases.get('compile', 0.0):.1f} s\n")
-        divisor = QUICK_DIVISOR if args.quick else 1
-        baselines = {env_id: baseline_rate(env_id, episodes // divisor)
-                     for env_id, episodes in BASELINE_EPISODES.items()}
-        print("the plain loop: " + ", ".join(f"{env_id} {rate:,.0f} episodes/s"
-                                             for env_id, rate in baselines.items()))
-        print("tabrl train, wall time split into phases (seconds and share of the wall); "
-              "plumbing = all but training;\npeak memory: resident (with the pages of the "
-              "memory-mapped metrics read) and anonymous (held by the process);\nwriter: "
-              "seconds of the thread that writes metrics while the next chunk trains (hidden)\n")
-        timings = train_rows(QUICK_TRAIN_EPISODES if args.quick else TRAIN_EPISODES, baselines,
-                             scratch)
-        print(f"tabrl sweep {SWEEP_ENV} --seeds S --grid episodes={SWEEP_EPISODES}")
-        sweeps = time_sweeps(QUICK_SWEEP_SEEDS if args.quick else SWEEP_SEEDS, scratch)
-    help_seconds = help_ratio()
-    print(f"\ntabrl --help {help_seconds[0]:.3f} s, python -c 'import gymnasium' "
-          f"{help_seconds[1]:.3f} s (fastest of 5)\n")
-    print(f"{'target (issue #10)':<58} {'measured':>22}  verdict")
+        if "train" in parts:
+            divisor = QUICK_DIVISOR if args.quick else 1
+            baselines = {env_id: baseline_rate(env_id, episodes // divisor)
+                         for env_id, episodes in BASELINE_EPISODES.items()}
+            print("the plain loop: " + ", ".join(f"{env_id} {rate:,.0f} episodes/s"
+                                                 for env_id, rate in baselines.items()))
+            print("tabrl train, wall time split into phases (seconds and share of the wall); "
+                  "plumbing = all but training;\npeak memory: resident (with the pages of the "
+                  "memory-mapped metrics read) and anonymous (held by the process);\nwriter: "
+                  "seconds of the thread that writes metrics while the next chunk trains "
+                  "(hidden)\n")
+            timings = train_rows(QUICK_TRAIN_EPISODES if args.quick else TRAIN_EPISODES,
+                                 baselines, scratch)
+        if "sweep" in parts:
+            print(f"tabrl sweep {SWEEP_ENV} --seeds S --grid episodes={SWEEP_EPISODES}")
+            sweeps = time_sweeps(QUICK_SWEEP_SEEDS if args.quick else SWEEP_SEEDS, scratch)
+    if "help" in parts:
+        help_seconds = help_ratio()
+        print(f"\ntabrl --help {help_seconds[0]:.3f} s, python -c 'import gymnasium' "
+              f"{help_seconds[1]:.3f} s (fastest of 5)")
+    print(f"\n{'target (issue #10)':<58} {'measured':>22}  verdict")
     for line in targets(baselines, timings, sweeps, help_seconds):
         print(line)
     print(f"\nbenchmark took {time.perf_counter() - began:.0f} s; load average at the end: "

@@ -144,3 +144,26 @@ def test_the_greedy_panel_draws_loops_and_references(tmp_path):
     panel = plots.GreedyPanel({"": curve}, "exact value", -13.0, -13.0)
     path = plots.plot_learning_curves(metrics, tmp_path / "curves.png", window=10, greedy=panel)
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_policy_valued_again_is_remembered_and_its_value_is_exact(monkeypatch):
+    """A curve's exact value is the one evaluate_policy_exact gives, bit for bit; a policy
+    valued lately is not solved again, and only the last REMEMBERED are kept."""
+    import tabrl.exact.dp as dp
+    from tabrl.curve import GreedyValue
+    from tabrl.spaces import encoder_for
+
+    env = make_env("FrozenLake-v1")
+    greedy = GreedyValue(env, encoder_for(env.observation_space), seed=0)
+    solved = []
+    monkeypatch.setattr(dp, "policy_value", lambda mdp, p: solved.append(p) or
+                        dp.evaluate_policy_exact(mdp, p).value)
+    policies = np.random.default_rng(0).integers(0, 4, (GreedyValue.REMEMBERED + 1, 16))
+    values = [greedy(p) for p in policies]
+    assert len(solved) == len(policies)
+    assert [greedy(p) for p in policies[1:][::-1]] == values[1:][::-1] and len(solved) == \
+        len(policies)
+    assert greedy(policies[0]) == values[0] and len(solved) == len(policies) + 1  # forgotten
+    monkeypatch.undo()
+    for policy in policies[:20]:
+        assert dp.policy_value(greedy.mdp, policy) == dp.evaluate_policy_exact(env, policy).value

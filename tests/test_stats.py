@@ -104,3 +104,24 @@ def test_performance_profile_is_the_fraction_above_each_threshold():
     assert fraction.tolist() == [1.0, 0.75, 0.25, 0.0]
     assert (low <= fraction).all() and (fraction <= high).all()
     assert (low[0], high[-1]) == (1.0, 0.0)  # above every run, below none: no uncertainty
+
+
+@pytest.mark.parametrize("runs", [1, 3, 6, 8, 13])
+def test_the_curve_band_is_the_iqm_of_each_resample_of_whole_curves(runs):
+    """Counted resamples give what copying each resample and sorting it gives (to rounding):
+    ties, a never-ending policy's -inf, and sizes not a multiple of 4 included; the band stays
+    within the curves and a constant point is exactly its value."""
+    rng = np.random.default_rng(runs)
+    curves = np.round(rng.normal(size=(runs, 12)), 1)
+    curves[rng.random(curves.shape) < 0.15] = -np.inf
+    curves[:, 0] = 0.7402
+    picks = np.random.default_rng(5).integers(0, runs, (300, runs))
+    copied = stats.iqm(np.moveaxis(curves[picks], 1, -1)[..., None])  # resamples x points
+    low, high = stats.percentile_interval(copied, stats.CONFIDENCE)
+    value, band_low, band_high = stats.curve_band(curves, n_resamples=300, seed=5)
+    assert np.array_equal(value, stats.iqm(curves.T[..., None]))
+    for ours, theirs in ((band_low, low), (band_high, high)):
+        assert np.array_equal(np.isfinite(ours), np.isfinite(theirs))
+        assert np.allclose(ours, theirs, rtol=0, atol=1e-12, equal_nan=True)
+    assert (band_low >= curves.min(axis=0)).all() and (band_high <= curves.max(axis=0)).all()
+    assert band_low[0] == band_high[0] == value[0] == 0.7402

@@ -173,18 +173,67 @@ def test_a_resumed_sweep_runs_only_the_missing_jobs(tmp_path):
     first, _ = sweep([0, 1])
     trials = tmp_path / "sw" / "trials"
     written = {p.name: p.stat().st_mtime_ns for p in trials.iterdir()}
-    assert sorted(written) == ["0-0.json", "0-1.json", "1-0.json", "1-1.json"]
+    assert stored_jobs(trials) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     again, _ = sweep([0, 1, 2])  # the same settings, one seed more: two new jobs
     assert calls == [4, 5, 6]
     assert {p.name: p.stat().st_mtime_ns for p in trials.iterdir() if p.name in written} == \
         written
-    assert len(list(trials.iterdir())) == 6
+    assert stored_jobs(trials) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     rows = list(csv.DictReader((tmp_path / "sw" / "results.csv").open()))
     assert [(r["learning_rate"], r["seed"]) for r in rows] == [
         ("0.2", "0"), ("0.2", "1"), ("0.2", "2"), ("0.5", "0"), ("0.5", "1"), ("0.5", "2")]
     assert [s.n_seeds for s in again] == [3, 3]
     done, _ = sweep([0, 1, 2])  # nothing left to train
     assert calls == [6] and [s.mean for s in done] == [s.mean for s in again]
+
+
+def stored(trials) -> list[dict]:
+    """Every job in the files of a sweep's ``trials/`` (a batch each, or one job)."""
+    jobs = []
+    for path in trials.glob("*.json"):
+        data = json.loads(path.read_text())
+        jobs += data if isinstance(data, list) else [data]
+    return jobs
+
+
+def stored_jobs(trials) -> list[tuple[int, int]]:
+    """The (setting, seed) of every job stored in a sweep's ``trials/``."""
+    return sorted((job["setting"], job["seed"]) for job in stored(trials))
+
+
+def test_an_interrupted_sweep_keeps_the_jobs_it_finished(tmp_path, monkeypatch):
+    """Jobs are written in batches (here all within STORE_SECONDS: none before the end), and
+    the jobs held are written when the sweep is stopped; the same command then trains only the
+    others. A file of one job, as sweeps wrote each job before batches, still counts, and a new
+    batch never takes an earlier batch's name."""
+    from tabrl.app.sweep import SweepFolder
+
+    monkeypatch.setattr(SweepFolder, "STORE_SECONDS", 3600.0)
+    configs = expand(RunConfig.resolve("CliffWalking-v1", episodes=100), {})
+    trials = tmp_path / "sw" / "trials"
+
+    def stop_after_three(done: int, total: int) -> None:
+        if done == 3:
+            assert stored_jobs(trials) == []  # held, not yet written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep_to_folder(configs, {}, list(range(6)), tmp_path / "sw", backend="local",
+                        n_jobs=1, address=None, progress=stop_after_three)
+    assert stored_jobs(trials) == [(0, 0), (0, 1), (0, 2)]
+    assert [p.name for p in trials.iterdir()] == ["0-0+2.json"]
+    (batch,) = json.loads((trials / "0-0+2.json").read_text())[2:]
+    (trials / "0-2.json").write_text(json.dumps(batch))  # a job's file, as before batches
+    (trials / "0-3+2.json").write_text("[]")  # the name the next batch would take
+    done = []
+    summaries, _ = sweep_to_folder(configs, {}, list(range(6)), tmp_path / "sw",
+                                   backend="local", n_jobs=1, address=None,
+                                   progress=lambda n, total: done.append(n))
+    assert done == [3, 4, 5, 6] and summaries[0].n_seeds == 6
+    assert stored_jobs(trials) == [(0, 0), (0, 1), (0, 2), (0, 2), (0, 3), (0, 4), (0, 5)]
+    assert json.loads((trials / "0-3+2.json").read_text()) == []
+    assert len(json.loads((trials / "0-3+2~2.json").read_text())) == 3
+    assert len(list(csv.DictReader((tmp_path / "sw" / "results.csv").open()))) == 6
 
 
 def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path):
@@ -204,25 +253,28 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path):
     assert saved["settings"][1]["mean"]["value"] is None and saved["jobs"][2]["error"]
 
 
-@pytest.mark.parametrize("engine", ["compiled", "python"])
-def test_sweep_values_are_those_of_tabrl_train(tabrl_cli, tmp_path, engine):
+@pytest.mark.parametrize(("env_id", "engine"), [("FrozenLake-v1", "compiled"),
+                                                ("FrozenLake-v1", "python"),
+                                                ("CliffWalking-v1", "compiled")])
+def test_sweep_values_are_those_of_tabrl_train(tabrl_cli, tmp_path, env_id, engine):
     """One seeding scheme: a sweep's job is the run ``tabrl train`` makes with that seed (compiled
-    jobs on threads of the sweep's process, python ones in processes)."""
+    jobs on threads of the sweep's process, sharing their setting's MDP; python ones in
+    processes), also where the environment has no time limit of its own (CliffWalking)."""
     from tabrl import load_agent
     from tabrl.envs import make_env
     from tabrl.exact.dp import evaluate_policy_exact
     from tabrl.exact.readers import mdp_of
 
-    config = RunConfig.resolve("FrozenLake-v1", episodes=400, engine=engine)
+    config = RunConfig.resolve(env_id, episodes=400, engine=engine)
     _, jobs = run_sweep([config], [3, 4], n_jobs=2)
     for job in jobs:
         out = tmp_path / f"run{job.seed}"
-        result = tabrl_cli("train", "FrozenLake-v1", "--episodes", "400", "--engine", engine,
+        result = tabrl_cli("train", env_id, "--episodes", "400", "--engine", engine,
                            "--seed", str(job.seed), "--eval-episodes", "0", "--out", out, "-q")
         assert result.code == 0, result.err
         greedy = load_agent(out).q_values.greedy_policy()
         assert job.engine == engine
-        assert job.value == evaluate_policy_exact(mdp_of(make_env("FrozenLake-v1")), greedy).value
+        assert job.value == evaluate_policy_exact(mdp_of(make_env(env_id)), greedy).value
 
 
 def test_ray_batches_deal_the_jobs_evenly():
@@ -247,17 +299,39 @@ def test_every_job_keeps_its_greedy_curve_for_the_picture(tmp_path):
                                address=None)
 
     sweep()
-    trial = json.loads((tmp_path / "sw" / "trials" / "1-0.json").read_text())
+    (trial,) = [job for job in stored(tmp_path / "sw" / "trials")
+                if (job["setting"], job["seed"]) == (1, 0)]
     assert trial["curve_episodes"] == list(range(30, 301, 30))
     assert float(trial["curve_values"][-1]) == float(trial["value"])
     assert "curve_values" not in json.loads((tmp_path / "sw" / "sweep.json").read_text())["jobs"][0]
     from tabrl.app.sweep import Sweep, SweepFolder
 
-    stored = SweepFolder(tmp_path / "sw", configs, list(grid)).finished()
-    assert [len(job.curve_values) for job in stored] == [10] * 4
+    finished = SweepFolder(tmp_path / "sw", configs, list(grid)).finished()
+    assert [len(job.curve_values) for job in finished] == [10] * 4
     summaries, _ = sweep()  # all stored: nothing trains, the picture comes from the files
-    figure = Sweep.of(configs, list(grid), summaries, stored, 2).plot()
+    figure = Sweep.of(configs, list(grid), summaries, finished, 2).plot()
     dots, curves = figure.axes
     assert curves.get_title().startswith("Greedy policy during training")
     assert [line.get_label() for line in curves.lines][:2] == [
         "learning_rate=0.1", "learning_rate=0.5"]
+
+
+def test_a_stopped_sweep_does_not_train_the_jobs_it_had_not_started(monkeypatch):
+    """A Ctrl-C cancels the jobs waiting for a thread: the sweep stops after the running ones
+    instead of training (and dropping) every job left."""
+    import tabrl.app.sweep as sweep_module
+
+    started = []
+    run_job = sweep_module.run_job
+    monkeypatch.setattr(sweep_module, "run_job", lambda *job: started.append(job) or
+                        run_job(*job))
+    configs = expand(RunConfig.resolve("CliffWalking-v1", episodes=300), {})
+
+    def stop(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(configs, list(range(200)), n_jobs=2, progress=stop)
+    assert 2 <= len(started) < 100
+    assert not sweep_module._PLANS  # the setting's MDP is not kept after its sweep

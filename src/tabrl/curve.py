@@ -19,6 +19,7 @@ takes the same points as an uninterrupted one.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -73,8 +74,13 @@ class GreedyValue:
 
     Exact (``exact`` is True) where the MDP is known; elsewhere the mean return of
     ``n_episodes`` greedy episodes on a copy of ``env``, every point from the same ``seed``
-    (the training environment's random stream is never touched).
+    (the training environment's random stream is never touched). An exact value is kept for the
+    policies valued last (``REMEMBERED``): once learning settles, most points, and the run's
+    final value, are a policy valued before, which is then not solved again.
     """
+
+    #: Exact values kept, keyed by a digest of the policy (bytes each, whatever its size).
+    REMEMBERED = 256
 
     def __init__(self, env: gym.Env, encoder: StateEncoder, *, seed: int,
                  max_steps: int = DEFAULT_STEP_CAP, n_episodes: int = CURVE_EVAL_EPISODES
@@ -84,12 +90,11 @@ class GreedyValue:
         self.encoder = encoder
         self.env, self.seed, self.max_steps, self.n_episodes = env, seed, max_steps, n_episodes
         self._copy: gym.Env | None = None
+        self._values: dict[tuple, float] = {}
 
     def __call__(self, policy: np.ndarray) -> float:
         if self.mdp is not None:
-            from tabrl.exact.dp import evaluate_policy_exact
-
-            return float(evaluate_policy_exact(self.mdp, policy).value)
+            return self._exact(policy)
         from tabrl.evaluate import evaluate_policy
 
         if self._copy is None:  # reset with the seed at every point: its past does not matter
@@ -97,6 +102,21 @@ class GreedyValue:
         evaluation = evaluate_policy(policy, self.encoder, self._copy, self.n_episodes,
                                      seed=self.seed, max_steps=self.max_steps)
         return evaluation.mean_return if math.isfinite(evaluation.mean_return) else -math.inf
+
+    def _exact(self, policy: np.ndarray) -> float:
+        """The exact value, from memory where this policy was valued lately."""
+        from tabrl.exact.dp import policy_value
+
+        policy = np.asarray(policy)
+        key = (policy.dtype.str, policy.shape,
+               hashlib.blake2b(policy.tobytes(), digest_size=16).digest())
+        value = self._values.pop(key, None)
+        if value is None:
+            value = float(policy_value(self.mdp, policy))
+            if len(self._values) >= self.REMEMBERED:
+                del self._values[next(iter(self._values))]  # the one valued longest ago
+        self._values[key] = value  # last in: the most recent
+        return value
 
 
 def describe_values(exact: bool, n_episodes: int = CURVE_EVAL_EPISODES) -> str:

@@ -227,17 +227,57 @@ def summarize_runs(scores: np.ndarray, *, seed: int = 0, n_resamples: int = RESA
 
 
 def curve_band(
-    curves: np.ndarray, statistic: Statistic = iqm, *, n_resamples: int = 2_000,
-    confidence: float = CONFIDENCE, seed: int = 0,
+    curves: np.ndarray, *, n_resamples: int = 2_000, confidence: float = CONFIDENCE, seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A statistic of learning curves (``runs x points``) at each point, with its pointwise
-    bootstrap band: the runs are resampled whole (a resample is a set of curves), so every point
-    of one resample comes from the same runs; like every interval here, the band never leaves
-    the range of the curves."""
+    """The IQM of learning curves (``runs x points``) at each point, with its pointwise bootstrap
+    band: the runs are resampled whole (a resample is a set of curves), so every point of one
+    resample comes from the same runs; like every interval here, the band never leaves the
+    range of the curves.
+
+    A resample is counted, not copied: how often it draws each run. At each point its IQM
+    weighs the runs sorted by their value there (:func:`_counted_iqm`): no sort of every
+    resample, and memory of resamples x runs, not x points (sorting copies of every resample
+    took 4 s and 1.6 GB for 512 seeds of 100 points).
+    """
     curves = np.asarray(curves, dtype=np.float64)
     if curves.ndim != 2 or curves.shape[0] == 0:
         raise ValueError(f"curves must be (runs, points) with runs, not {curves.shape}")
-    picks = np.random.default_rng(seed).integers(0, len(curves), (n_resamples, len(curves)))
-    per_point = np.moveaxis(curves[picks], 1, -1)[..., None]  # (resamples, points, runs, 1)
-    low, high = percentile_interval(statistic(per_point), confidence)
-    return statistic(curves.T[..., None]), low, high
+    runs, points = curves.shape
+    picks = np.random.default_rng(seed).integers(0, runs, (n_resamples, runs))
+    counts = np.bincount((picks + runs * np.arange(n_resamples)[:, None]).ravel(),
+                         minlength=n_resamples * runs).reshape(n_resamples, runs)
+    quarters = np.ascontiguousarray(4.0 * counts.T)  # runs x resamples: a run's row is whole
+    order = np.argsort(curves, axis=0, kind="stable")
+    samples = np.stack([_counted_iqm(curves[order[:, p], p], quarters[order[:, p]])
+                        for p in range(points)], axis=1)
+    low, high = percentile_interval(samples, confidence)
+    return iqm(curves.T[..., None]), low, high
+
+
+def _counted_iqm(values: np.ndarray, quarters: np.ndarray) -> np.ndarray:
+    """The IQM of each resample of the sorted ``values`` (runs,) that draws run ``i``
+    ``quarters[i] / 4`` times (runs x resamples, a copy that this overwrites).
+
+    :func:`iqm`'s weights: a run's share is the slice of the resample its copies hold, counted
+    in quarters of a run (the middle half of a resample of n runs is quarters n to 3n), so that
+    the sums stay whole numbers. Runs of equal value are one: a learning curve's seeds often
+    share a policy, and with it a value. The sums are numpy's own (``einsum``), not a BLAS
+    library's, whose order of adding may change with its threads.
+    """
+    n = values.size
+    upto = quarters
+    for row in range(1, n):  # a cumulative sum, in place: far faster than np.cumsum on axis 0
+        upto[row] += upto[row - 1]
+    distinct = np.flatnonzero(np.r_[values[1:] != values[:-1], True])  # the last of each value
+    if distinct.size < n:
+        values, upto = values[distinct], upto[distinct]
+    first, last = (upto <= n).sum(axis=0), (upto < 3 * n).sum(axis=0)  # the values kept
+    weights = np.clip(upto, n, 3 * n, out=upto)
+    weights[1:] -= weights[:-1].copy()
+    weights[0] -= n
+    finite = np.isfinite(values)
+    means = np.einsum("i,ij->j", np.where(finite, values, 0.0), weights) / (2 * n)
+    if not finite.all():  # a kept -inf (a policy that never ends) counts whole, never as 0 * inf
+        means += np.where(weights[~finite] > 0, values[~finite, None], 0.0).sum(axis=0)
+    # within the first and last values kept despite rounding, as iqm() keeps its mean
+    return np.clip(means, values[first], values[last])

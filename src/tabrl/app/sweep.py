@@ -11,9 +11,10 @@ process, python-engine ones in processes), ``backend="ray"`` over a Ray cluster 
 (``address=None`` starts one on this machine; ``"auto"`` or ``"ray://host:10001"`` joins an
 existing one). A job that fails is recorded with its error; the others go on.
 
-A sweep folder keeps every finished job as ``trials/<setting>-<seed>.json`` the moment it
-finishes, and ``results.csv`` (one row per job) beside ``sweep.json``: the same command run again
-with the same folder trains only the jobs that are missing (or failed).
+A sweep folder keeps every finished job in ``trials/`` (a file per batch of jobs, written at
+most seconds after they finish and when the sweep stops), and ``results.csv`` (one row per job)
+beside ``sweep.json``: the same command run again with the same folder trains only the jobs that
+are missing (or failed).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from contextlib import ExitStack
-from dataclasses import asdict, dataclass, replace
+from contextlib import ExitStack, closing
+from dataclasses import asdict, dataclass, fields, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,7 @@ from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
 from tabrl.kernel_cache import KernelSet, training_kernels
 from tabrl.schedules import as_schedule
 from tabrl.stats import INTERVALS, Estimate, summarize_runs
-from tabrl.training import choose_engine, train
+from tabrl.training import EngineChoice, choose_engine, train
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -86,9 +87,14 @@ class JobResult:
     def failed(self) -> bool:
         return self.error is not None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The job as a dict of its fields (``asdict`` without its deep copy of the curve,
+        which took longer than the job's training in a sweep's main thread)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
     def figures(self) -> dict[str, Any]:
         """The job without its curve (which ``trials/`` keeps): an entry of ``sweep.json``."""
-        return {k: v for k, v in asdict(self).items() if not k.startswith("curve_")}
+        return {k: v for k, v in self.to_dict().items() if not k.startswith("curve_")}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobResult:
@@ -327,23 +333,28 @@ def run_job(config: dict[str, Any], setting: int, seed: int,
 def train_and_value(config: dict[str, Any], setting: int, seed: int,
                     target: BoardTarget | None = None) -> JobResult:
     """One job's training and its greedy value: exact where the MDP is known, else Monte Carlo."""
-    from tabrl.exact.dp import evaluate_policy_exact
+    from tabrl.exact.dp import policy_value
 
     run_config = replace(RunConfig(**config), seed=seed)
+    plan = _PLANS.get(_plan_key(config))  # a job of a local sweep; else as tabrl train does
+    engine = None if plan is None else plan.engine
     env = run_config.make_env()
     agent = run_config.make_agent(env)
     start = time.perf_counter()
     with ExitStack() as open_board:
         board = None if target is None else open_board.enter_context(
             TrainingBoard(target.folder, run_config.episodes, agent.learning_rate_schedule))
-        training = train(env, agent, run_config.episodes, seed=seed, engine=run_config.engine,
+        training = train(env, agent, run_config.episodes, seed=seed,
+                         engine=run_config.engine if engine is None else engine,
                          max_steps=run_config.max_steps, chunk_episodes=run_config.chunk_episodes,
                          chunk_steps=run_config.chunk_steps,
                          on_chunk=None if board is None else board.after_chunk,
                          curve_points=run_config.curve_points)
-        mdp = known_mdp(env)
+        # the setting's MDP, read from the environment as this one is (not the one ``train``
+        # may read through a step cap, whose horizon a value must not have)
+        mdp = engine.mdp if engine is not None and engine.mdp is not None else known_mdp(env)
         if mdp is not None:
-            value = evaluate_policy_exact(mdp, agent.q_values.greedy_policy()).value
+            value = policy_value(mdp, agent.q_values.greedy_policy())
         else:
             value = evaluate(agent, env, run_config.eval_episodes, seed=seed + 1_000_003,
                              max_steps=run_config.max_steps).mean_return
@@ -363,62 +374,106 @@ def _run_local(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
     side with no interpreter to start and nothing to import again: a trial then costs about its
     training. Python-engine jobs hold the GIL and need processes.
     """
-    compiled = [job for job in jobs if _training_kernels(job[0]) is not None]
-    others = [job for job in jobs if _training_kernels(job[0]) is None]
-    yield from _run_threads(compiled, n_jobs)
-    if n_jobs == 1 or len(others) <= 1:
-        yield from (run_job(*job) for job in others)
-        return
-    # Fresh interpreters, not forks: a fork of a process whose numba threads already run can hang.
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
-        yield from _as_completed(pool, others)
+    try:
+        plans = [_plan(job[0]) for job in jobs]
+        compiled = [job for job, plan in zip(jobs, plans) if plan.kernels is not None]
+        others = [job for job, plan in zip(jobs, plans) if plan.kernels is None]
+        yield from _run_threads(compiled, [plan.kernels for plan in plans
+                                           if plan.kernels is not None],
+                                n_jobs)
+        if n_jobs == 1 or len(others) <= 1:
+            yield from (run_job(*job) for job in others)
+            return
+        # Fresh interpreters, not forks: a fork of a process whose numba threads run can hang.
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
+            yield from _as_completed(pool, others)
+    finally:
+        _PLANS.clear()  # the settings' MDPs, held while their jobs run
 
 
-def _run_threads(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
+def _run_threads(jobs: list[Job], kernels: list[KernelSet], n_jobs: int
+                 ) -> Iterator[JobResult]:
     """Jobs on threads of this process (one after the other where numba's threading layer is
     not thread-safe, as its ``workqueue`` fallback is not)."""
     if not jobs:
         return
     # Once, before the threads, and only the kernels the jobs train with: a kernel compiles in
     # one thread, not in all.
-    for kernels in dict.fromkeys(_training_kernels(job[0]) for job in jobs):
-        kernels.warm_up()
+    for kernel_set in dict.fromkeys(kernels):
+        kernel_set.warm_up()
     import numba
 
+    from tabrl.compiled.engine import numba_threads
+
+    # A job's kernel trains one run on one thread: a team of numba threads would only wake its
+    # idle members at every slice of the kernel (a hundred per job for its curve), and have
+    # them spin for cores that other work needs.
     if n_jobs == 1 or numba.threading_layer() == "workqueue":
-        yield from (run_job(*job) for job in jobs)
+        with numba_threads(1):
+            yield from (run_job(*job) for job in jobs)
         return
-    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+    with ThreadPoolExecutor(max_workers=n_jobs, initializer=numba.set_num_threads,
+                            initargs=(1,)) as pool:
         yield from _as_completed(pool, jobs)
 
 
 def _as_completed(pool: Executor, jobs: list[Job]) -> Iterator[JobResult]:
-    """Each job's result as soon as it finishes (so that the sweep folder stores it at once)."""
-    for future in as_completed([pool.submit(run_job, *job) for job in jobs]):
-        yield future.result()
+    """Each job's result as soon as it finishes (so that the sweep folder stores it at once).
+
+    Stopped (a Ctrl-C, or its reader gone), it cancels the jobs not yet started: the pool then
+    waits for the running ones only, not for every job of the sweep.
+    """
+    futures = [pool.submit(run_job, *job) for job in jobs]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
 
 
-#: The compiled engine's kernels a setting (its config as JSON) trains with, None where it
-#: trains on the Python engine: asked once per setting.
-_SETTING_KERNELS: dict[str, KernelSet | None] = {}
+@dataclass(frozen=True)
+class _Plan:
+    """What every job of a setting shares in a process: the engine ``tabrl train`` chooses for
+    it, with its MDP (read once, compiled once, not per job), and that engine's kernels.
+
+    The MDP is read from the environment as made, without the step cap that ``train`` puts on
+    one without a time limit: the kernels cut its episodes at ``max_steps`` all the same, and
+    the job's exact value is of the environment's own MDP, as ``tabrl train`` evaluates it.
+    """
+
+    engine: EngineChoice | None  #: None: the setting cannot be made (its jobs record why)
+    kernels: KernelSet | None  #: None: off the compiled engine
 
 
-def _training_kernels(config: dict[str, Any]) -> KernelSet | None:
-    """The kernels ``tabrl train`` with this config trains with, None off the compiled engine."""
-    known, key = _SETTING_KERNELS, json.dumps(config, sort_keys=True, default=str)
-    if key not in known:
+#: Plans by setting (:func:`_plan_key`), of the local sweep running: made by
+#: :func:`_run_local` before its jobs start, dropped when they end (a job run alone, as
+#: ``tabrl tune`` runs its trials, makes its own).
+_PLANS: dict[str, _Plan] = {}
+
+
+def _plan_key(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def _plan(config: dict[str, Any]) -> _Plan:
+    """The plan of the setting ``config`` (a job's config without its seed), kept in
+    ``_PLANS``."""
+    key = _plan_key(config)
+    if key not in _PLANS:
         try:
             run_config = RunConfig(**config)
             env = run_config.make_env()
             try:
                 agent = run_config.make_agent(env)
-                compiled = choose_engine(env, run_config.engine, agent).name == "compiled"
-                known[key] = training_kernels([agent]) if compiled else None
+                engine = choose_engine(env, run_config.engine, agent)
+                _PLANS[key] = _Plan(engine, training_kernels([agent])
+                                    if engine.name == "compiled" else None)
             finally:
                 env.close()
         except Exception:  # a broken setting fails in its job, where the error is recorded
-            known[key] = None
-    return known[key]
+            _PLANS[key] = _Plan(None, None)
+    return _PLANS[key]
 
 
 def check_backend(backend: str) -> None:
@@ -492,7 +547,8 @@ def run_sweep(
     wanted = [(index, seed) for index in range(len(configs)) for seed in seeds]
     stored = {(r.setting, r.seed): r for r in finished}
     results = {key: stored[key] for key in wanted if key in stored}
-    jobs = [(asdict(configs[index]), index, seed,
+    settings = [asdict(config) for config in configs]
+    jobs = [(settings[index], index, seed,
              None if boards is None else BoardTarget(boards[index] / f"seed-{seed}"))
             for index, seed in wanted if (index, seed) not in results]
     total = len(configs) * len(seeds)
@@ -502,12 +558,13 @@ def run_sweep(
         results_iter = _run_ray(jobs, address)
     else:
         results_iter = _run_local(jobs, n_jobs or os.cpu_count() or 1)
-    for result in results_iter:
-        results[result.setting, result.seed] = result
-        if on_result is not None:
-            on_result(result)
-        if progress is not None:
-            progress(len(results), total)
+    with closing(results_iter):  # stopped here too: the jobs not started are dropped at once
+        for result in results_iter:
+            results[result.setting, result.seed] = result
+            if on_result is not None:
+                on_result(result)
+            if progress is not None:
+                progress(len(results), total)
     ordered = [results[key] for key in sorted(results)]
     optimum = _optimal_value(configs[0])
     return [summarize(configs[i], [r for r in ordered if r.setting == i], optimum)
@@ -551,15 +608,26 @@ def summarize(config: RunConfig, results: list[JobResult], optimum: float | None
 
 class SweepFolder:
     """A sweep's folder: its plan (``sweep.json``), every finished job (``trials/``) and the
-    table of jobs (``results.csv``), each written atomically as soon as it changes.
+    table of jobs (``results.csv``), each written atomically.
+
+    Finished jobs are written in batches, at most ``STORE_SECONDS`` after they finish, a file of
+    ``trials/`` per batch, and ``results.csv`` again with them: a file synced per job took
+    longer than the job's training (two atomic writes of about 20 ms each on this machine, the
+    table rewritten whole each time). :meth:`flush` writes the jobs held at once, as a sweep
+    does when it ends or is interrupted.
 
     The same plan (the same settings) in the same folder is a resumed sweep: the jobs already
     stored are kept, and failed jobs run again. Another plan there is refused, so that nothing
     is overwritten.
     """
 
+    #: The longest a finished job waits in memory before it is written.
+    STORE_SECONDS = 2.0
+
     def __init__(self, path: Path, configs: list[RunConfig], names: list[str]) -> None:
         self.path, self.configs, self.names = path, configs, names
+        self._held: list[JobResult] = []
+        self._written = time.monotonic()
 
     @classmethod
     def open(cls, path: Path, configs: list[RunConfig], names: list[str],
@@ -578,23 +646,50 @@ class SweepFolder:
         return cls(path, configs, names)
 
     def finished(self) -> list[JobResult]:
-        """The jobs stored so far that succeeded (a failed job is tried again)."""
-        results = []
+        """The jobs stored so far that succeeded (a failed job is tried again).
+
+        A file of ``trials/`` holds a batch of jobs (a list), or one job (an object: a batch
+        of one, as sweeps wrote each job before batches).
+        """
+        results = {}
         for trial in sorted((self.path / TRIALS).glob("*.json")):
-            data = read_json(trial, "a finished sweep job")
+            data = read_json(trial, "a file of finished sweep jobs")
             try:
-                result = JobResult.from_json(data)
+                jobs = [JobResult.from_json(job) for job in
+                        (data if isinstance(data, list) else [data])]
             except (TypeError, KeyError, ValueError):
-                raise RunFolderError(f"{trial} is not a tabrl sweep job: remove it") from None
-            if not result.failed:
-                results.append(result)
-        return results
+                raise RunFolderError(f"{trial} is not a file of tabrl sweep jobs: remove it"
+                                     ) from None
+            results.update(((job.setting, job.seed), job) for job in jobs if not job.failed)
+        return [results[key] for key in sorted(results)]
 
     def store(self, result: JobResult, results: Iterable[JobResult]) -> None:
-        """Keep one finished job, then the table of all of them (``results``, this one among)."""
-        atomic_write_json(self.path / TRIALS / f"{result.setting}-{result.seed}.json",
-                          _json_numbers(asdict(result)))
-        self.write_results(results)
+        """Hold one finished job; write the jobs held and the table of all of them
+        (``results``, this one among) once ``STORE_SECONDS`` have passed since the last write."""
+        self._held.append(result)
+        if time.monotonic() - self._written >= self.STORE_SECONDS:
+            self.flush(results)
+
+    def flush(self, results: Iterable[JobResult]) -> None:
+        """Write the jobs held, as one new file of ``trials/``, then ``results.csv``."""
+        if self._held:
+            # a job a line: json's C encoder (an indented file takes its Python one, slower)
+            lines = ",\n".join(json.dumps(_json_numbers(job.to_dict())) for job in self._held)
+            atomic_write_bytes(self._new_trials_file(), f"[\n{lines}\n]\n".encode())
+            self._held = []
+            self.write_results(results)
+        self._written = time.monotonic()
+
+    def _new_trials_file(self) -> Path:
+        """``trials/<setting>-<seed>+<more jobs>.json`` after the batch's first job, a name no
+        earlier batch has (one whose first job failed and runs again here may)."""
+        first, more = self._held[0], len(self._held) - 1
+        name = f"{first.setting}-{first.seed}" + (f"+{more}" if more else "")
+        path, again = self.path / TRIALS / f"{name}.json", 1
+        while path.exists():
+            again += 1
+            path = self.path / TRIALS / f"{name}~{again}.json"
+        return path
 
     def write_results(self, results: Iterable[JobResult]) -> None:
         """``results.csv``: one row per job, every swept setting as a column."""

@@ -415,7 +415,8 @@ def sweep_to_folder(
 ) -> tuple[list[SettingSummary], Path]:
     """Run a sweep into its folder, or resume the same sweep there (only missing jobs run).
 
-    Every job is stored as it finishes (``trials/``, ``results.csv``); at the end ``sweep.json``
+    Finished jobs are stored in batches (``trials/``, ``results.csv``) within seconds of
+    finishing, and when the sweep ends or is interrupted; at the end ``sweep.json``
     gets every summary and job, and ``sweep.png`` the picture. With ``tensorboard``, each job
     is logged there as the run ``<setting label>/seed-<seed>``.
     """
@@ -435,9 +436,12 @@ def sweep_to_folder(
         folder.store(result, stored.values())
 
     boards = None if tensorboard is None else setting_folders(tensorboard, labels)
-    summaries, results = run_sweep(configs, seeds, backend=backend, n_jobs=n_jobs,
-                                   address=address, progress=progress, finished=finished,
-                                   on_result=keep, boards=boards)
+    try:
+        summaries, results = run_sweep(configs, seeds, backend=backend, n_jobs=n_jobs,
+                                       address=address, progress=progress, finished=finished,
+                                       on_result=keep, boards=boards)
+    finally:  # the jobs held, also when interrupted
+        folder.flush(stored.values())
     folder.write_results(results)  # this command's seeds only (a resume may ask for fewer)
     result = Sweep.of(configs, names, summaries, results, len(seeds), folder.path)
     atomic_write_json(folder.path / SWEEP, {
