@@ -5,6 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -234,6 +239,28 @@ def test_an_interrupted_sweep_keeps_the_jobs_it_finished(tmp_path, monkeypatch):
     assert json.loads((trials / "0-3+2.json").read_text()) == []
     assert len(json.loads((trials / "0-3+2~2.json").read_text())) == 3
     assert len(list(csv.DictReader((tmp_path / "sw" / "results.csv").open()))) == 6
+
+
+def test_ctrl_c_on_the_command_says_where_the_finished_jobs_are(tmp_path):
+    """A real Ctrl-C once jobs are stored: one line naming the folder and how to go on, exit
+    130, no traceback; the folder holds the jobs finished."""
+    folder = tmp_path / "sw"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tabrl", "sweep", "CliffWalking-v1", "--seeds", "10000",
+         "--grid", "engine=python", "--grid", "episodes=20", "--jobs", "1", "--out", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while (process.poll() is None and not any((folder / "trials").glob("*.json"))
+           and time.monotonic() < deadline):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.count("interrupted") == 1, stderr
+    assert stderr.strip().splitlines()[-1].endswith(
+        f"interrupted: {folder} keeps every finished job; the same command with --out "
+        f"{folder} runs the rest")
+    assert stored_jobs(folder / "trials")
 
 
 def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path):

@@ -43,6 +43,7 @@ from tabrl.app.runs import (
     Run,
     RunConfig,
     Setting,
+    default_run_dir,
     load_run,
     read_hyperparams,
     with_hyperparams,
@@ -690,11 +691,19 @@ def sweep(
         bar.start()
         bar.update(task, completed=done)
 
+    path = out_dir or default_run_dir(configs[0], kind="sweep")
     try:
         summaries, path = sweep_to_folder(
-            configs, axes, list(range(seeds)), out_dir, backend=backend, n_jobs=jobs,
+            configs, axes, list(range(seeds)), path, backend=backend, n_jobs=jobs,
             address=address, progress=progress, tensorboard=tensorboard,
         )
+    except KeyboardInterrupt:
+        if bar.live.is_started:  # the line below the bar, not above it
+            bar.stop()
+        if path.exists() and not quiet:
+            log(f"interrupted: {path} keeps every finished job; the same command with --out "
+                f"{path} runs the rest")
+        raise
     finally:
         if bar.live.is_started:
             bar.stop()
