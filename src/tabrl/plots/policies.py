@@ -661,10 +661,11 @@ def _blackjack_layout(columns: int, handles: list[Artist]) -> tuple[Figure, np.n
     bottom = TICKS + LABEL + 0.12 + legend_height(len(handles), 6)
     width = columns * side + (columns - 1) * gap
     height = 2 * side + row_gap
-    fig = new_figure((left + width + bar_gap + 0.17 + 0.85, top + height + bottom), layout=None)
+    fig = new_figure((left + width + bar_gap + _BAR_WIDTH + 0.85, top + height + bottom),
+                     layout=None)
     axes = grid_at(fig, 2, columns, left=left, top=top, width=width, height=height, wspace=gap,
                    hspace=row_gap).subplots(squeeze=False)
-    bar = axes_at(fig, left + width + bar_gap, top + 0.1 * height, 0.17, 0.8 * height)
+    bar = axes_at(fig, left + width + bar_gap, top + 0.1 * height, _BAR_WIDTH, 0.8 * height)
     return fig, axes, bar
 
 
