@@ -44,7 +44,7 @@ from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import evaluate
 from tabrl.exact.readers import known_mdp
 from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
-from tabrl.kernel_cache import KernelSet, training_kernels
+from tabrl.kernel_cache import KernelSet, prepare, training_kernels
 from tabrl.schedules import as_schedule
 from tabrl.stats import INTERVALS, Estimate, summarize_runs
 from tabrl.training import EngineChoice, choose_engine, train
@@ -400,7 +400,7 @@ def _run_threads(jobs: list[Job], kernels: list[KernelSet], n_jobs: int
     # Once, before the threads, and only the kernels the jobs train with: a kernel compiles in
     # one thread, not in all.
     for kernel_set in dict.fromkeys(kernels):
-        kernel_set.warm_up()
+        prepare(kernel_set)
     import numba
 
     from tabrl.compiled.engine import numba_threads
