@@ -11,7 +11,8 @@ busy machine (its speed varies 3-5x with the load; read the ratios, not the seco
   evaluation and the pictures on, in a fresh interpreter as a user runs it
   (``bench/timed_cli.py``: the real command, its phases timed): Blackjack-v1 and FrozenLake-v1
   at 10^4, 10^6 and 10^8 episodes, Taxi-v4 at 10^4, 10^6 and 10^7. Its wall time is split into
-  start-up and imports (the interpreter's start and everything imported before ``main``),
+  start-up, imports and exit (the interpreter's start, everything imported before ``main``,
+  and the interpreter's exit after it),
   compile (or the disk cache's load), training, metrics (waiting for the writer thread,
   reading the columns back and checking them), checkpoints, evaluation, pictures, and the rest
   (options, the environment and its MDP, the run folder, the table); beside them, the seconds
@@ -93,7 +94,7 @@ class TrainTiming:
     env_id: str
     episodes: int
     wall: float
-    startup: float  #: from the command's start to ``main`` (interpreter, imports)
+    startup: float  #: the command's wall outside ``main``: interpreter, imports, exit
     phases: dict[str, float]
     peak_mib: float  #: resident set, memory-mapped metrics read included
     peak_anonymous_mib: float  #: the memory the process holds itself

@@ -2,7 +2,7 @@
 
     python -m bench.timed_cli OUT.json train Blackjack-v1 --episodes 1000000 ...
 
-Runs exactly what the ``tabrl`` script runs (``tabrl.app.cli.main`` with the same arguments),
+Runs exactly what the ``tabrl`` script runs (``tabrl.app.cli.script`` with the same arguments),
 after wrapping the few functions that are each a phase of ``tabrl train`` in a timer. The
 wrappers cost a clock read per call (a few hundred calls in a run), unlike a profiler, which
 would slow the per-step Python of the evaluation and the drawing down. Each phase is timed
@@ -120,7 +120,7 @@ def main() -> None:
     sys.argv = ["tabrl", *argv]
     began, code = time.perf_counter(), 0
     try:
-        cli.main()
+        cli.script()
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 0
     ended = time.perf_counter()

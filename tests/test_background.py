@@ -1,14 +1,17 @@
 """The writer thread of a training: in order, one job at a time, its errors raised in the
-trainer's thread once."""
+trainer's thread once. The forked copy that draws a picture beside the parent: its file, its
+failure told without a word, and never left running."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
 import pytest
 
-from tabrl.app.background import Writer
+from tabrl.app.background import Writer, forked
 from tabrl.fileio import DiskWriteError
 
 
@@ -40,3 +43,46 @@ def test_a_failed_job_raises_in_the_callers_thread_once():
     writer.wait()  # raised once: nothing pending now
     writer.submit(full_disk)
     writer.close()  # waits for the job, its error not raised (the caller is failing already)
+
+
+two_cores = pytest.mark.skipif(sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2,
+                               reason="forks only on Linux with two cores")
+
+
+@two_cores
+def test_a_forked_task_writes_its_file_in_another_process(tmp_path):
+    def write_pid() -> None:
+        (tmp_path / "pid").write_text(str(os.getpid()))
+
+    with forked(write_pid) as finished:
+        assert finished()
+        assert finished()  # asked twice: the same answer, the copy reaped once
+    assert int((tmp_path / "pid").read_text()) != os.getpid()
+
+
+@two_cores
+def test_a_failed_forked_task_is_told_without_a_word(capfd):
+    def fail() -> None:
+        raise ValueError("in the copy")
+
+    with forked(fail) as finished:
+        assert not finished()  # the caller then runs the task itself, where errors speak
+    assert capfd.readouterr() == ("", "")
+
+
+@two_cores
+def test_leaving_early_interrupts_the_copy_which_cleans_up(tmp_path):
+    """An interruption of the parent ends the copy at once; a copy interrupted inside
+    ``try/finally`` runs its ``finally``, as atomic writes rely on."""
+    def wait_then_note() -> None:
+        try:
+            time.sleep(60)
+        finally:
+            (tmp_path / "cleaned").touch()
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), forked(wait_then_note):
+        time.sleep(0.3)  # the copy is sleeping now
+        raise KeyboardInterrupt
+    assert time.monotonic() - started < 10
+    assert (tmp_path / "cleaned").exists()

@@ -14,9 +14,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tabrl.app.cli import compile_announcement, kernels_for, prepare_kernels
 from tabrl.app.runs import RunConfig
+from tabrl.app.sweep import expand, sweep_kernels
 from tabrl.app.workflow import prepare_run
+from tabrl.errors import UsageError
 from tabrl.kernel_cache import ENGINE, EXACT, PLAY, Q_LEARNING, KernelSet
 
 HEAVY = ["matplotlib", "numba", "scipy", "optuna", "ray", "imageio", "pandas"]
@@ -51,6 +55,19 @@ def test_help_and_an_unknown_environment_load_no_heavy_library():
     loaded, stderr = loaded_after(help_run.replace("'--help'", "'train', 'Nope-v0'"))
     assert loaded == []
     assert stderr.count("\n") == 1 and stderr.startswith("error: unknown environment id 'Nope-v0'")
+
+
+def test_the_program_leaves_its_objects_to_the_exit():
+    """``tabrl`` freezes the objects its imports made on its way out, so that the interpreter's
+    exit does not sweep them (half a second of every command: ``bench.e2e``'s start-up)."""
+    done = run_python("""
+        import atexit, gc, sys
+        atexit.register(lambda: print("frozen:", gc.get_freeze_count() > 1000))
+        sys.argv = ["tabrl", "--version"]
+        from tabrl.app.cli import script
+        script()
+    """)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "frozen: True"
 
 
 def test_a_cold_cache_is_told_from_a_warm_one(tmp_path):
@@ -102,6 +119,21 @@ def test_the_tutorial_s_run_needs_only_its_own_kernels(tmp_path):
     assert needed(eval_episodes=0) == [Q_LEARNING, EXACT]
     assert needed(algo="sarsa") == [ENGINE, PLAY, EXACT]
     assert needed(engine="python") == [EXACT]
+
+
+def test_a_sweep_needs_the_kernels_of_its_settings_and_fails_on_bad_input_first():
+    """``tabrl sweep`` compiles, and announces, what its jobs train with here (a Ray sweep's
+    workers load their own) and the exact solver's where the MDP is known."""
+    def needed(grid: dict, backend: str = "local", **given):
+        return sweep_kernels(expand(RunConfig.resolve("FrozenLake-v1", {}, **given), grid),
+                             backend)
+
+    assert needed({"episodes": [10, 20]}) == [Q_LEARNING, EXACT]
+    assert needed({"algo": ["q-learning", "sarsa", "dyna-q"]}) == [Q_LEARNING, ENGINE, EXACT]
+    assert needed({"algo": ["sarsa"]}, backend="ray") == [EXACT]
+    assert needed({"episodes": [10]}, engine="python") == [EXACT]
+    with pytest.raises(UsageError, match="learning rate"):
+        needed({"learning_rate": [0.1, -1.0]})
 
 
 def test_a_compile_is_announced_before_it_starts_and_quiet_still_compiles():

@@ -1,5 +1,5 @@
 """``python -m tabrl`` runs the command line."""
 
-from tabrl.app.cli import main
+from tabrl.app.cli import script
 
-main()
+script()

@@ -1,13 +1,18 @@
-"""Work done on the second core while the first trains: the kernels release the GIL, so a chunk's
-metrics are written, and the pictures' libraries imported, while the next chunk trains.
+"""Work done on the second core: the kernels release the GIL, so a chunk's metrics are written,
+and the pictures' libraries imported, while the next chunk trains; and a run's two pictures are
+drawn side by side, one in a forked copy of the process (drawing holds the GIL).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -59,3 +64,45 @@ def prefetch(*modules: str) -> threading.Thread:
     thread = threading.Thread(target=load, name="tabrl-prefetch", daemon=True)
     thread.start()
     return thread
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def forked(task: Callable[[], object]) -> Iterator[Callable[[], bool]]:
+    """Run ``task`` in a forked copy of this process, on another core, while the body runs;
+    yield ``finished``, which waits for it and tells whether it succeeded.
+
+    The copy gives back nothing but the files it writes, and exits without the parent's exit
+    handlers; its errors are not shown: ``finished() is False`` (also where no copy was made:
+    not Linux, where forking a threaded process is safe for this, or a single core), and the
+    caller then runs the task itself, where an error speaks as usual. Leaving the block early
+    (Ctrl-C) interrupts the copy, which removes its half-written files as the parent does.
+    """
+    if sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2:
+        yield lambda: False
+        return
+    pid = os.fork()
+    if pid == 0:  # the copy: never returns into the parent's code
+        code = 1
+        try:
+            signal.signal(signal.SIGTERM, _raise_interrupt)
+            task()
+            code = 0
+        finally:
+            os._exit(code)
+    status: list[int] = []
+
+    def finished() -> bool:
+        if not status:
+            status.append(os.waitpid(pid, 0)[1])
+        return os.waitstatus_to_exitcode(status[0]) == 0
+
+    try:
+        yield finished
+    finally:
+        if not status:
+            os.kill(pid, signal.SIGTERM)
+            finished()

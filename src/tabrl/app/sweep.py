@@ -44,7 +44,7 @@ from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import evaluate
 from tabrl.exact.readers import known_mdp
 from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
-from tabrl.kernel_cache import KernelSet, prepare, training_kernels
+from tabrl.kernel_cache import EXACT, KernelSet, prepare, training_kernels
 from tabrl.schedules import as_schedule
 from tabrl.stats import INTERVALS, Estimate, summarize_runs
 from tabrl.training import EngineChoice, choose_engine, train
@@ -474,6 +474,18 @@ def _plan(config: dict[str, Any]) -> _Plan:
         except Exception:  # a broken setting fails in its job, where the error is recorded
             _PLANS[key] = _Plan(None, None)
     return _PLANS[key]
+
+
+def sweep_kernels(configs: list[RunConfig], backend: str) -> list[KernelSet]:
+    """The kernels a sweep needs in this process, checking its settings first (bad input fails
+    before any wait): the training kernels of its compiled settings (Ray's workers load their
+    own), and the exact solver's where the MDP is known (the trials' values, the optimum).
+    The command line compiles them first, to announce a first compile as ``train`` does."""
+    check_configs(configs)
+    training = [] if backend == "ray" else [
+        plan.kernels for config in configs if (plan := _plan(asdict(config))).kernels]
+    exact = [EXACT] if known_mdp(configs[0].make_env()) is not None else []
+    return [*dict.fromkeys(training), *exact]
 
 
 def check_backend(backend: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import gymnasium as gym
 
 from tabrl.agents import TabularAgent
-from tabrl.app.background import Writer, prefetch
+from tabrl.app.background import Writer, forked, prefetch
 from tabrl.app.runs import (
     CURVES,
     EVALUATION,
@@ -365,8 +365,16 @@ def plot_run(run: Run, window: int | None = None) -> list[Path]:
     """Draw the learning curves and the greedy policy of a run into its folder."""
     from tabrl.plots.figures import save_png  # matplotlib: only when drawing
 
-    return [save_png(run.plot("curves", window=window), run.path / CURVES),
-            save_png(run.plot("policy"), run.path / POLICY)]
+    curves, policy = run.path / CURVES, run.path / POLICY
+
+    def draw_curves() -> None:
+        save_png(run.plot("curves", window=window), curves)
+
+    with forked(draw_curves) as drawn_aside:  # the two pictures side by side, on two cores
+        save_png(run.plot("policy"), policy)
+        if not drawn_aside():
+            draw_curves()
+    return [curves, policy]
 
 
 def solve_env(
