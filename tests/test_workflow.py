@@ -120,3 +120,28 @@ def test_a_run_folder_of_the_fixed_chunk_format_resumes_to_its_own_result(tmp_pa
     assert np.array_equal(whole.load_agent().q_values.array, resumed.load_agent().q_values.array)
     for name, column in whole.metrics().columns().items():
         assert np.array_equal(column, resumed.metrics().columns()[name]), name
+
+
+@pytest.mark.parametrize(("eval_episodes", "interrupted_in", "said"), [
+    (100, "evaluate_run", "`tabrl evaluate {0}` and `tabrl plot {0}` finish it"),
+    (100, "plot_run", "`tabrl plot {0}` finishes it"),
+    (0, "plot_run", "`tabrl plot {0}` finishes it"),
+])
+def test_ctrl_c_after_training_says_what_finishes_the_run(tmp_path, monkeypatch, eval_episodes,
+                                                          interrupted_in, said):
+    """Ctrl-C while a trained run is evaluated or drawn: the agent is on disk, and one line
+    names the commands that do the rest."""
+    from tabrl.app import workflow
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflow, interrupted_in, interrupt)
+    config = RunConfig.resolve("FrozenLake-v1", {}, episodes=200, eval_episodes=eval_episodes,
+                               engine="python")
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        train_run(prepare_run(config, tmp_path / "run"), say=lines.append)
+    path = tmp_path / "run"
+    assert lines == [f"interrupted: {path} holds the trained agent; " + said.format(path)]
+    assert load_run(path).finished

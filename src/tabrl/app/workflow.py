@@ -214,11 +214,18 @@ def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: S
         imports.join()
         run = load_run(path)
         evaluation = None
-        if config.eval_episodes > 0:
-            evaluation = evaluate_run(run, config.eval_episodes, progress=evaluation_progress)
-        if board is not None:
-            board.finish_run(config, evaluation)
-        plot_run(run)
+        try:
+            if config.eval_episodes > 0:
+                evaluation = evaluate_run(run, config.eval_episodes, progress=evaluation_progress)
+            if board is not None:
+                board.finish_run(config, evaluation)
+            plot_run(run)
+        except KeyboardInterrupt:
+            rest = (f"`tabrl evaluate {path}` and `tabrl plot {path}` finish"
+                    if config.eval_episodes > 0 and evaluation is None
+                    else f"`tabrl plot {path}` finishes")
+            say(f"interrupted: {path} holds the trained agent; {rest} it")
+            raise
     return run
 
 
