@@ -76,10 +76,11 @@ def forked(task: Callable[[], object]) -> Iterator[Callable[[], bool]]:
     yield ``finished``, which waits for it and tells whether it succeeded.
 
     The copy gives back nothing but the files it writes, and exits without the parent's exit
-    handlers; its errors are not shown: ``finished() is False`` (also where no copy was made:
-    not Linux, where forking a threaded process is safe for this, or a single core), and the
-    caller then runs the task itself, where an error speaks as usual. Leaving the block early
-    (Ctrl-C) interrupts the copy, which removes its half-written files as the parent does.
+    handlers; its errors are not shown: ``finished() is False`` (also where no copy is made:
+    off Linux, where forking a process that runs threads is less safe, or on a single core),
+    and the caller then runs the task itself, where an error speaks as usual. The task must
+    not start threads of numba's (its OpenMP layer does not survive a fork). Leaving the block
+    early (Ctrl-C) interrupts the copy, which removes its half-written files as the parent does.
     """
     if sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2:
         yield lambda: False
