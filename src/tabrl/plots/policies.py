@@ -641,11 +641,12 @@ def _blackjack_figure(env: gym.Env, policy: _Policy, title: str) -> Figure:
             _grid_panel(ax, _shown(actions[rows]), cmap=_BLACKJACK_CMAP, norm=Normalize(-0.5, 1.5),
                         origin="lower", actions=actions[rows], glyphs=_BLACKJACK_GLYPHS,
                         differ=policy.differ[rows])
-            _blackjack_axes(ax, f"{name}, {hand}")
+            ax.set_title(f"{name}, {hand}", y=1.0)
         values = policy.shown_values[rows]
         _grid_panel(row_axes[-1], values, cmap=_VALUE_CMAP, norm=norm, origin="lower")
         _annotate_values(row_axes[-1], values)
-        _blackjack_axes(row_axes[-1], f"State value, {hand}")
+        row_axes[-1].set_title(f"State value, {hand}", y=1.0)
+    _blackjack_axes(axes)
     fig.colorbar(ScalarMappable(norm, _VALUE_CMAP), cax=bar, label=r"$\max_a Q(s, a)$")
     legend_below(fig, handles, 6, frameon=False)
     figure_title(fig, title, fontsize="x-large")
@@ -655,9 +656,9 @@ def _blackjack_figure(env: gym.Env, policy: _Policy, title: str) -> Figure:
 def _blackjack_layout(columns: int, handles: list[Artist]) -> tuple[Figure, np.ndarray, Axes]:
     """A fixed layout of two rows of square panels, the colour bar on the right, the legend
     under them: its room in inches from the font sizes, nothing measured at draw time."""
-    side, left, gap, bar_gap = 2.8, 0.62, 0.72, 0.22
+    side, left, gap, bar_gap = 2.8, 0.62, 0.25, 0.22
     top = SUPTITLE + title_room(1) + 0.04
-    row_gap = TICKS + LABEL + 0.12 + title_room(1)
+    row_gap = 0.12 + title_room(1)  # tick labels on the bottom row only
     bottom = TICKS + LABEL + 0.12 + legend_height(len(handles), 6)
     width = columns * side + (columns - 1) * gap
     height = 2 * side + row_gap
@@ -669,14 +670,20 @@ def _blackjack_layout(columns: int, handles: list[Artist]) -> tuple[Figure, np.n
     return fig, axes, bar
 
 
-def _blackjack_axes(ax: Axes, title: str) -> None:
-    """Cards and sums as ticks; the title at a fixed height (``y``): placed automatically, it
-    would measure the tick labels of every panel at each draw, though nothing sits above."""
-    ax.set_xticks(range(10), ["A", *map(str, range(2, 11))])
-    ax.set_yticks(range(10), [str(s) for s in range(12, 22)])
-    ax.set_xlabel("dealer showing")
-    ax.set_ylabel("player sum")
-    ax.set_title(title, y=1.0)
+def _blackjack_axes(axes: np.ndarray) -> None:
+    """Cards and sums as ticks on the outer panels only, which share them with the panels in
+    their column and row: ticks are the costliest part of the picture to build and draw.
+    (Titles sit at a fixed height, ``y=1``: placed automatically, they would measure the
+    tick labels of every panel at each draw, though nothing sits above.)"""
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[-1]:
+        ax.set_xticks(range(10), ["A", *map(str, range(2, 11))])
+        ax.set_xlabel("dealer showing")
+    for ax in axes[:, 0]:
+        ax.set_yticks(range(10), [str(s) for s in range(12, 22)])
+        ax.set_ylabel("player sum")
 
 
 def _annotate_values(ax: Axes, values: np.ndarray) -> None:
