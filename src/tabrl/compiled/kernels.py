@@ -152,7 +152,7 @@ LINEAR_SCAN_MAX = 16
 #: methods' own steps and the other strategies are compiled once each and called: inlined,
 #: they doubled the compile time for a gain of 10% to 20% on their methods.
 _helper = njit(cache=True, inline="always")
-_called = njit(cache=True)
+_called = njit(cache=True, _nrt=False)
 
 
 class CompiledMDP(NamedTuple):
@@ -575,9 +575,29 @@ def _epsilon_greedy_value(q, row, allowed, epsilon):
 
 
 @_helper
-def _greedy_share(values, row, allowed, action):
-    """The probability of ``action`` under a greedy choice of ``values[row]`` (ties shared)."""
-    best, ties = _max_value(values, row, allowed), 0
+def _epsilon_greedy_expectation(q, row, allowed, action, epsilon):
+    """``pi(action|s)`` and ``sum_a pi(a|s) q[row, a]`` under the epsilon-greedy policy, in one
+    pass over the row: the numbers :func:`_action_probability` and :func:`_policy_value` give
+    (same operations, same order), for Q(sigma)'s backups, which need both at every step."""
+    best = _max_value(q, row, allowed)
+    uniform, n, greedy, ties = 0.0, 0, 0.0, 0
+    for a in range(q.shape[1]):
+        if _ok(allowed, row, a):
+            uniform += q[row, a]
+            n += 1
+            if q[row, a] == best:
+                greedy += q[row, a]
+                ties += 1
+    share = 1.0 / ties if _ok(allowed, row, action) and q[row, action] == best else 0.0
+    return (epsilon / n + (1.0 - epsilon) * share,
+            epsilon * uniform / n + (1.0 - epsilon) * (greedy / ties))
+
+
+@_helper
+def _greedy_share(values, row, allowed, action, best):
+    """The probability of ``action`` under a greedy choice of ``values[row]`` (ties shared),
+    given ``best``, their maximum (:func:`_max_value`)."""
+    ties = 0
     for a in range(values.shape[1]):
         ties += _ok(allowed, row, a) and values[row, a] == best
     return 1.0 / ties if _ok(allowed, row, action) and values[row, action] == best else 0.0
@@ -602,12 +622,13 @@ def _action_probability(setting, q, visits, allowed, row, action, epsilon, tempe
         return math.exp((q[row, action] - best) / t) / total
     if kind == UCB:
         _ucb_scores(q, visits, row, allowed, setting[UCB_C], scores)
-        return _greedy_share(scores, 0, None, action)
+        return _greedy_share(scores, 0, None, action, _max_value(scores, 0, None))
     epsilon = _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row)
     n = 0
     for a in range(q.shape[1]):
         n += _ok(allowed, row, a)
-    return epsilon / n + (1.0 - epsilon) * _greedy_share(q, row, allowed, action)
+    return epsilon / n + (1.0 - epsilon) * _greedy_share(q, row, allowed, action,
+                                                         _max_value(q, row, allowed))
 
 
 @_helper
@@ -710,45 +731,59 @@ def _monte_carlo_end(setting, q, visits, marks, pairs, rewards, n_steps, tail):
 
 
 @_helper
-def _backed_up(setting, q, visits, allowed, pair, g, epsilon, temperature, scores):
-    """The value of the pair's state given ``g``, the return of the pair's action there, as the
-    agent's ``backed_up``: tree backup's greedy tree, ``(1 - p) max_a q + p g`` with ``p`` the
-    action's greedy share; Q(sigma)'s mix of ``g`` and the behaviour policy's tree; else ``g``."""
-    row, action = pair // q.shape[1], pair % q.shape[1]
-    algo = setting[ALGO]
-    if algo == TREE_BACKUP:
-        greedy = _greedy_share(q, row, allowed, action)
-        return (1.0 - greedy) * _max_value(q, row, allowed) + greedy * g
-    if algo == Q_SIGMA:
-        played = _action_probability(setting, q, visits, allowed, row, action, epsilon,
-                                     temperature, scores)
-        expected = (_policy_value(setting, q, visits, allowed, row, epsilon, temperature, scores)
-                    + played * (g - q[row, action]))
-        return setting[SIGMA] * g + (1.0 - setting[SIGMA]) * expected
+def _backed_up_n_step_sarsa(setting, q, visits, allowed, pair, g, epsilon, temperature, scores):
+    """n-step SARSA's ``backed_up``: the value of the pair's state given ``g``, the return of
+    the pair's action there, is ``g`` (the action is the behaviour policy's)."""
     return g
 
 
 @_helper
+def _backed_up_tree(setting, q, visits, allowed, pair, g, epsilon, temperature, scores):
+    """Tree backup's ``backed_up``: the greedy tree, ``(1 - p) max_a q + p g`` with ``p`` the
+    action's greedy share."""
+    row, action = pair // q.shape[1], pair % q.shape[1]
+    best = _max_value(q, row, allowed)
+    greedy = _greedy_share(q, row, allowed, action, best)
+    return (1.0 - greedy) * best + greedy * g
+
+
+@_helper
+def _backed_up_q_sigma(setting, q, visits, allowed, pair, g, epsilon, temperature, scores):
+    """Q(sigma)'s ``backed_up``: ``sigma g`` plus ``1 - sigma`` of the behaviour policy's tree
+    with ``g`` in the action's branch."""
+    row, action = pair // q.shape[1], pair % q.shape[1]
+    if epsilon != 0.0 and setting[EXPLORATION] == EPSILON_GREEDY:
+        played, value = _epsilon_greedy_expectation(
+            q, row, allowed, action, _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row))
+    else:
+        played = _action_probability(setting, q, visits, allowed, row, action, epsilon,
+                                     temperature, scores)
+        value = _policy_value(setting, q, visits, allowed, row, epsilon, temperature, scores)
+    expected = value + played * (g - q[row, action])
+    return setting[SIGMA] * g + (1.0 - setting[SIGMA]) * expected
+
+
+@_helper
 def _multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, last, count, tail,
-                       epsilon, temperature, scores):
+                       epsilon, temperature, scores, backed_up):
     """Update the oldest of the ``count`` steps buffered up to step ``last`` (a ring of ``n``).
 
     Its target is built backwards from ``tail``: ``G = r + gamma G`` at every step, and at every
-    step after the oldest, :func:`_backed_up` of the action played there
-    (``MultiStepAgent.complete_oldest``).
+    step after the oldest, ``backed_up`` (the method's ``_backed_up_*``) of the action played
+    there (``MultiStepAgent.complete_oldest``).
     """
     g, oldest = tail, last - count + 1
     for t in range(last, oldest - 1, -1):
         g = rewards[t % n] + setting[DISCOUNT] * g
         if t != oldest:
-            g = _backed_up(setting, q, visits, allowed, pairs[t % n], g, epsilon, temperature,
-                           scores)
+            g = backed_up(setting, q, visits, allowed, pairs[t % n], g, epsilon, temperature,
+                          scores)
     return _update_pair(setting, q, visits, pairs[oldest % n], g)
 
 
-@_called
+@_helper
 def _multi_step(setting, q, visits, allowed, pairs, rewards, t, pair, reward, ends, tail, epsilon,
-                temperature, scores):
+                temperature, scores, backed_up):
     """An n-step method's step ``t`` (``MultiStepAgent.step``): buffer it, then complete the
     oldest step (all of them, at the end)."""
     n = int(setting[N_STEPS])
@@ -758,11 +793,12 @@ def _multi_step(setting, q, visits, allowed, pairs, rewards, t, pair, reward, en
         total = 0.0
         for remaining in range(count, 0, -1):
             total += abs(_multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, t,
-                                            remaining, tail, epsilon, temperature, scores))
+                                            remaining, tail, epsilon, temperature, scores,
+                                            backed_up))
         return total
     if count == n:
         return _multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, t, n, tail,
-                                  epsilon, temperature, scores)
+                                  epsilon, temperature, scores, backed_up)
     return 0.0
 
 
@@ -886,7 +922,7 @@ def _learn_n_step_sarsa(act, value, setting, q, visits, memory, epsilon, tempera
                                           terminal, next_row, s)
     error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, future, epsilon,
-                        temperature, memory.scores)
+                        temperature, memory.scores, _backed_up_n_step_sarsa)
     return error, next_action, s
 
 
@@ -902,7 +938,7 @@ def _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature,
             setting, q, visits, memory, next_row, epsilon, temperature)
     error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
-                        temperature, memory.scores)
+                        temperature, memory.scores, _backed_up_q_sigma)
     return error, next_action, s
 
 
@@ -913,7 +949,7 @@ def _learn_tree_backup(act, value, setting, q, visits, memory, epsilon, temperat
     tail = 0.0 if terminal else _max_value(q, next_row, memory.allowed)
     error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
-                        temperature, memory.scores)
+                        temperature, memory.scores, _backed_up_tree)
     return error, -1, s
 
 
