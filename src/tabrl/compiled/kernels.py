@@ -450,22 +450,25 @@ def _epsilon_greedy(q, row, allowed, epsilon, s):
 
 
 @_helper
-def _softmax(q, row, allowed, temperature, s):
+def _softmax(q, row, allowed, temperature, weights, s):
     """An action drawn with probability proportional to ``exp(q[row, a] / temperature)``
-    (0 for a masked action).
+    (0 for a masked action); ``weights`` (a scratch row) keeps each action's, so that each
+    exponential is computed once.
 
     The weights are shifted by the row's maximum (as ``Softmax.probabilities``); the draw
     inverts their running sum, which ends at the same total it is scaled by, so it always lands.
     """
     best, total = _max_value(q, row, allowed), 0.0
     for a in range(q.shape[1]):
+        weights[0, a] = 0.0
         if _ok(allowed, row, a):
-            total += math.exp((q[row, a] - best) / temperature)
+            weights[0, a] = math.exp((q[row, a] - best) / temperature)
+            total += weights[0, a]
     u, s = _uniform(s)
     x, running = u * total, 0.0
     for a in range(q.shape[1]):
         if _ok(allowed, row, a):
-            running += math.exp((q[row, a] - best) / temperature)
+            running += weights[0, a]
             if x < running:
                 return a, s
     return q.shape[1] - 1, s  # not reached
@@ -517,7 +520,8 @@ def _in_state(setting, at, value, visits, row):
 def _explore(setting, q, visits, allowed, row, epsilon, temperature, scores, s):
     """The behaviour policy's action at ``row``: epsilon-greedy, softmax or UCB.
 
-    UCB writes its scores to ``scores`` (a scratch row) and plays their greedy action. With
+    UCB writes its scores to ``scores`` (a scratch row) and plays their greedy action; softmax
+    keeps its weights there. With
     ``epsilon == 0`` exploration is off, for every strategy: the greedy policy plays.
     """
     if epsilon == 0.0:
@@ -525,7 +529,8 @@ def _explore(setting, q, visits, allowed, row, epsilon, temperature, scores, s):
     kind = setting[EXPLORATION]
     if kind == SOFTMAX:
         return _softmax(q, row, allowed,
-                        _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row), s)
+                        _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row),
+                        scores, s)
     if kind == UCB:
         _ucb_scores(q, visits, row, allowed, setting[UCB_C], scores)
         return _greedy(scores, 0, None, s)
@@ -731,27 +736,19 @@ def _monte_carlo_end(setting, q, visits, marks, pairs, rewards, n_steps, tail):
 
 
 @_helper
-def _backed_up_n_step_sarsa(setting, q, visits, allowed, pair, g, epsilon, temperature, scores):
-    """n-step SARSA's ``backed_up``: the value of the pair's state given ``g``, the return of
-    the pair's action there, is ``g`` (the action is the behaviour policy's)."""
-    return g
-
-
-@_helper
-def _backed_up_tree(setting, q, visits, allowed, pair, g, epsilon, temperature, scores):
-    """Tree backup's ``backed_up``: the greedy tree, ``(1 - p) max_a q + p g`` with ``p`` the
-    action's greedy share."""
+def _backed_up(setting, q, visits, allowed, pair, g, epsilon, temperature, scores):
+    """The value of the pair's state given ``g``, the return of the pair's action there, as the
+    agent's ``backed_up``: tree backup's greedy tree, ``(1 - p) max_a q + p g`` with ``p`` the
+    action's greedy share; Q(sigma)'s mix of ``g`` and the behaviour policy's tree (its two
+    numbers from one pass over the row when exploring epsilon-greedily); else ``g``."""
+    algo = setting[ALGO]
+    if algo != TREE_BACKUP and algo != Q_SIGMA:
+        return g
     row, action = pair // q.shape[1], pair % q.shape[1]
-    best = _max_value(q, row, allowed)
-    greedy = _greedy_share(q, row, allowed, action, best)
-    return (1.0 - greedy) * best + greedy * g
-
-
-@_helper
-def _backed_up_q_sigma(setting, q, visits, allowed, pair, g, epsilon, temperature, scores):
-    """Q(sigma)'s ``backed_up``: ``sigma g`` plus ``1 - sigma`` of the behaviour policy's tree
-    with ``g`` in the action's branch."""
-    row, action = pair // q.shape[1], pair % q.shape[1]
+    if algo == TREE_BACKUP:
+        best = _max_value(q, row, allowed)
+        greedy = _greedy_share(q, row, allowed, action, best)
+        return (1.0 - greedy) * best + greedy * g
     if epsilon != 0.0 and setting[EXPLORATION] == EPSILON_GREEDY:
         played, value = _epsilon_greedy_expectation(
             q, row, allowed, action, _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row))
@@ -765,25 +762,25 @@ def _backed_up_q_sigma(setting, q, visits, allowed, pair, g, epsilon, temperatur
 
 @_helper
 def _multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, last, count, tail,
-                       epsilon, temperature, scores, backed_up):
+                       epsilon, temperature, scores):
     """Update the oldest of the ``count`` steps buffered up to step ``last`` (a ring of ``n``).
 
     Its target is built backwards from ``tail``: ``G = r + gamma G`` at every step, and at every
-    step after the oldest, ``backed_up`` (the method's ``_backed_up_*``) of the action played
-    there (``MultiStepAgent.complete_oldest``).
+    step after the oldest, :func:`_backed_up` of the action played there
+    (``MultiStepAgent.complete_oldest``).
     """
     g, oldest = tail, last - count + 1
     for t in range(last, oldest - 1, -1):
         g = rewards[t % n] + setting[DISCOUNT] * g
         if t != oldest:
-            g = backed_up(setting, q, visits, allowed, pairs[t % n], g, epsilon, temperature,
-                          scores)
+            g = _backed_up(setting, q, visits, allowed, pairs[t % n], g, epsilon, temperature,
+                           scores)
     return _update_pair(setting, q, visits, pairs[oldest % n], g)
 
 
-@_helper
+@_called
 def _multi_step(setting, q, visits, allowed, pairs, rewards, t, pair, reward, ends, tail, epsilon,
-                temperature, scores, backed_up):
+                temperature, scores):
     """An n-step method's step ``t`` (``MultiStepAgent.step``): buffer it, then complete the
     oldest step (all of them, at the end)."""
     n = int(setting[N_STEPS])
@@ -793,12 +790,11 @@ def _multi_step(setting, q, visits, allowed, pairs, rewards, t, pair, reward, en
         total = 0.0
         for remaining in range(count, 0, -1):
             total += abs(_multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, t,
-                                            remaining, tail, epsilon, temperature, scores,
-                                            backed_up))
+                                            remaining, tail, epsilon, temperature, scores))
         return total
     if count == n:
         return _multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, t, n, tail,
-                                  epsilon, temperature, scores, backed_up)
+                                  epsilon, temperature, scores)
     return 0.0
 
 
@@ -838,7 +834,8 @@ def _dyna_q(observed, setting, q, visits, allowed, counts, seen, sizes, pair, k,
     A pair seen for the first time joins the seen list. Each planning update draws a pair
     uniformly among those seen and one of its outcomes in proportion to its count (the draw
     lands on a counted outcome: ``u * total < total`` for whole numbers), then learns from it as
-    Q-learning does.
+    Q-learning does. The outcome is found without branching, as :func:`_sample_outcome` finds
+    one: its index is the number of running counts at or below ``u * total``.
     """
     offsets = observed.offsets
     new = True
@@ -856,11 +853,9 @@ def _dyna_q(observed, setting, q, visits, allowed, counts, seen, sizes, pair, k,
             total += counts[m]
         u, s = _uniform(s)
         x, running, m = u * total, 0, offsets[planned]
-        while True:
-            running += counts[m]
-            if x < running:
-                break
-            m += 1
+        for k in range(offsets[planned], offsets[planned + 1] - 1):
+            running += counts[k]
+            m += x >= running
         target = _q_target(setting, q, allowed, observed.reward[m], observed.terminal[m],
                            observed.next_row[m])
         _update_pair(setting, q, visits, planned, target)
@@ -922,7 +917,7 @@ def _learn_n_step_sarsa(act, value, setting, q, visits, memory, epsilon, tempera
                                           terminal, next_row, s)
     error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, future, epsilon,
-                        temperature, memory.scores, _backed_up_n_step_sarsa)
+                        temperature, memory.scores)
     return error, next_action, s
 
 
@@ -938,7 +933,7 @@ def _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature,
             setting, q, visits, memory, next_row, epsilon, temperature)
     error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
-                        temperature, memory.scores, _backed_up_q_sigma)
+                        temperature, memory.scores)
     return error, next_action, s
 
 
@@ -949,7 +944,7 @@ def _learn_tree_backup(act, value, setting, q, visits, memory, epsilon, temperat
     tail = 0.0 if terminal else _max_value(q, next_row, memory.allowed)
     error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
-                        temperature, memory.scores, _backed_up_tree)
+                        temperature, memory.scores)
     return error, -1, s
 
 
