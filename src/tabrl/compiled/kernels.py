@@ -55,7 +55,14 @@ The entry points, each compiled (or loaded from the cache) only by the commands 
 tutorial's agent alone, with the same results, in a fifth of the compile; :func:`play_policy`,
 the greedy evaluation on the MDP.
 
-Speed comes from keeping the hot loop in registers; each of these measured 10% to 2x:
+Speed comes from keeping the hot loop in registers; each of these measured 10% to 2x, the first
+2x to 5x on the general loop:
+
+- the functions that are called, not inlined (``_called``: the general loop, the strategies, the
+  methods' own steps), are compiled without numba's reference counting (``_nrt=False``; they
+  allocate nothing): with it, each of them increfed and decrefed every array it was handed, down
+  to every array of a :class:`Memory` passed along, about 40 atomic operations a step of the
+  general loop and most of its time (perf, 2026-12-03). The results are the same, bit for bit;
 
 - Q-learning with epsilon-greedy exploration, the tutorial's agent, gets a loop of its own: the
   same :func:`_episode`, inlined with the one strategy and the one update it needs and no
@@ -149,10 +156,12 @@ VISITS = float(KINDS.index("visits"))
 LINEAR_SCAN_MAX = 16
 
 #: Helpers of the hot path (sampling, epsilon-greedy, the one-step update) are inlined; the
-#: methods' own steps and the other strategies are compiled once each and called: inlined,
-#: they doubled the compile time for a gain of 10% to 20% on their methods.
+#: methods' own steps and the other strategies are compiled once each and called, without
+#: reference counts (see the module's docstring): inlined, they doubled the compile time for a
+#: gain of 10% to 20% on their methods (and epsilon-greedy's choice and value inlined in the
+#: general loop: 10% to 40% faster, 60% more compile, measured 2026-12-03).
 _helper = njit(cache=True, inline="always")
-_called = njit(cache=True)
+_called = njit(cache=True, _nrt=False)
 
 
 class CompiledMDP(NamedTuple):
@@ -450,22 +459,25 @@ def _epsilon_greedy(q, row, allowed, epsilon, s):
 
 
 @_helper
-def _softmax(q, row, allowed, temperature, s):
+def _softmax(q, row, allowed, temperature, weights, s):
     """An action drawn with probability proportional to ``exp(q[row, a] / temperature)``
-    (0 for a masked action).
+    (0 for a masked action); ``weights`` (a scratch row) keeps each action's, so that each
+    exponential is computed once.
 
     The weights are shifted by the row's maximum (as ``Softmax.probabilities``); the draw
     inverts their running sum, which ends at the same total it is scaled by, so it always lands.
     """
     best, total = _max_value(q, row, allowed), 0.0
     for a in range(q.shape[1]):
+        weights[0, a] = 0.0
         if _ok(allowed, row, a):
-            total += math.exp((q[row, a] - best) / temperature)
+            weights[0, a] = math.exp((q[row, a] - best) / temperature)
+            total += weights[0, a]
     u, s = _uniform(s)
     x, running = u * total, 0.0
     for a in range(q.shape[1]):
         if _ok(allowed, row, a):
-            running += math.exp((q[row, a] - best) / temperature)
+            running += weights[0, a]
             if x < running:
                 return a, s
     return q.shape[1] - 1, s  # not reached
@@ -517,7 +529,8 @@ def _in_state(setting, at, value, visits, row):
 def _explore(setting, q, visits, allowed, row, epsilon, temperature, scores, s):
     """The behaviour policy's action at ``row``: epsilon-greedy, softmax or UCB.
 
-    UCB writes its scores to ``scores`` (a scratch row) and plays their greedy action. With
+    UCB writes its scores to ``scores`` (a scratch row) and plays their greedy action; softmax
+    keeps its weights there. With
     ``epsilon == 0`` exploration is off, for every strategy: the greedy policy plays.
     """
     if epsilon == 0.0:
@@ -525,7 +538,8 @@ def _explore(setting, q, visits, allowed, row, epsilon, temperature, scores, s):
     kind = setting[EXPLORATION]
     if kind == SOFTMAX:
         return _softmax(q, row, allowed,
-                        _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row), s)
+                        _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row),
+                        scores, s)
     if kind == UCB:
         _ucb_scores(q, visits, row, allowed, setting[UCB_C], scores)
         return _greedy(scores, 0, None, s)
@@ -575,9 +589,29 @@ def _epsilon_greedy_value(q, row, allowed, epsilon):
 
 
 @_helper
-def _greedy_share(values, row, allowed, action):
-    """The probability of ``action`` under a greedy choice of ``values[row]`` (ties shared)."""
-    best, ties = _max_value(values, row, allowed), 0
+def _epsilon_greedy_expectation(q, row, allowed, action, epsilon):
+    """``pi(action|s)`` and ``sum_a pi(a|s) q[row, a]`` under the epsilon-greedy policy, in one
+    pass over the row: the numbers :func:`_action_probability` and :func:`_policy_value` give
+    (same operations, same order), for Q(sigma)'s backups, which need both at every step."""
+    best = _max_value(q, row, allowed)
+    uniform, n, greedy, ties = 0.0, 0, 0.0, 0
+    for a in range(q.shape[1]):
+        if _ok(allowed, row, a):
+            uniform += q[row, a]
+            n += 1
+            if q[row, a] == best:
+                greedy += q[row, a]
+                ties += 1
+    share = 1.0 / ties if _ok(allowed, row, action) and q[row, action] == best else 0.0
+    return (epsilon / n + (1.0 - epsilon) * share,
+            epsilon * uniform / n + (1.0 - epsilon) * (greedy / ties))
+
+
+@_helper
+def _greedy_share(values, row, allowed, action, best):
+    """The probability of ``action`` under a greedy choice of ``values[row]`` (ties shared),
+    given ``best``, their maximum (:func:`_max_value`)."""
+    ties = 0
     for a in range(values.shape[1]):
         ties += _ok(allowed, row, a) and values[row, a] == best
     return 1.0 / ties if _ok(allowed, row, action) and values[row, action] == best else 0.0
@@ -602,12 +636,13 @@ def _action_probability(setting, q, visits, allowed, row, action, epsilon, tempe
         return math.exp((q[row, action] - best) / t) / total
     if kind == UCB:
         _ucb_scores(q, visits, row, allowed, setting[UCB_C], scores)
-        return _greedy_share(scores, 0, None, action)
+        return _greedy_share(scores, 0, None, action, _max_value(scores, 0, None))
     epsilon = _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row)
     n = 0
     for a in range(q.shape[1]):
         n += _ok(allowed, row, a)
-    return epsilon / n + (1.0 - epsilon) * _greedy_share(q, row, allowed, action)
+    return epsilon / n + (1.0 - epsilon) * _greedy_share(q, row, allowed, action,
+                                                         _max_value(q, row, allowed))
 
 
 @_helper
@@ -713,19 +748,25 @@ def _monte_carlo_end(setting, q, visits, marks, pairs, rewards, n_steps, tail):
 def _backed_up(setting, q, visits, allowed, pair, g, epsilon, temperature, scores):
     """The value of the pair's state given ``g``, the return of the pair's action there, as the
     agent's ``backed_up``: tree backup's greedy tree, ``(1 - p) max_a q + p g`` with ``p`` the
-    action's greedy share; Q(sigma)'s mix of ``g`` and the behaviour policy's tree; else ``g``."""
-    row, action = pair // q.shape[1], pair % q.shape[1]
+    action's greedy share; Q(sigma)'s mix of ``g`` and the behaviour policy's tree (its two
+    numbers from one pass over the row when exploring epsilon-greedily); else ``g``."""
     algo = setting[ALGO]
+    if algo != TREE_BACKUP and algo != Q_SIGMA:
+        return g
+    row, action = pair // q.shape[1], pair % q.shape[1]
     if algo == TREE_BACKUP:
-        greedy = _greedy_share(q, row, allowed, action)
-        return (1.0 - greedy) * _max_value(q, row, allowed) + greedy * g
-    if algo == Q_SIGMA:
+        best = _max_value(q, row, allowed)
+        greedy = _greedy_share(q, row, allowed, action, best)
+        return (1.0 - greedy) * best + greedy * g
+    if epsilon != 0.0 and setting[EXPLORATION] == EPSILON_GREEDY:
+        played, value = _epsilon_greedy_expectation(
+            q, row, allowed, action, _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row))
+    else:
         played = _action_probability(setting, q, visits, allowed, row, action, epsilon,
                                      temperature, scores)
-        expected = (_policy_value(setting, q, visits, allowed, row, epsilon, temperature, scores)
-                    + played * (g - q[row, action]))
-        return setting[SIGMA] * g + (1.0 - setting[SIGMA]) * expected
-    return g
+        value = _policy_value(setting, q, visits, allowed, row, epsilon, temperature, scores)
+    expected = value + played * (g - q[row, action])
+    return setting[SIGMA] * g + (1.0 - setting[SIGMA]) * expected
 
 
 @_helper
@@ -802,7 +843,8 @@ def _dyna_q(observed, setting, q, visits, allowed, counts, seen, sizes, pair, k,
     A pair seen for the first time joins the seen list. Each planning update draws a pair
     uniformly among those seen and one of its outcomes in proportion to its count (the draw
     lands on a counted outcome: ``u * total < total`` for whole numbers), then learns from it as
-    Q-learning does.
+    Q-learning does. The outcome is found without branching, as :func:`_sample_outcome` finds
+    one: its index is the number of running counts at or below ``u * total``.
     """
     offsets = observed.offsets
     new = True
@@ -820,11 +862,9 @@ def _dyna_q(observed, setting, q, visits, allowed, counts, seen, sizes, pair, k,
             total += counts[m]
         u, s = _uniform(s)
         x, running, m = u * total, 0, offsets[planned]
-        while True:
-            running += counts[m]
-            if x < running:
-                break
-            m += 1
+        for k in range(offsets[planned], offsets[planned + 1] - 1):
+            running += counts[k]
+            m += x >= running
         target = _q_target(setting, q, allowed, observed.reward[m], observed.terminal[m],
                            observed.next_row[m])
         _update_pair(setting, q, visits, planned, target)
