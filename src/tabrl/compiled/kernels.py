@@ -862,8 +862,8 @@ def _dyna_q(observed, setting, q, visits, allowed, counts, seen, sizes, pair, k,
             total += counts[m]
         u, s = _uniform(s)
         x, running, m = u * total, 0, offsets[planned]
-        for k in range(offsets[planned], offsets[planned + 1] - 1):
-            running += counts[k]
+        for outcome in range(offsets[planned], offsets[planned + 1] - 1):
+            running += counts[outcome]
             m += x >= running
         target = _q_target(setting, q, allowed, observed.reward[m], observed.terminal[m],
                            observed.next_row[m])
