@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tabrl.app.background import Writer, forked
+from tabrl.app.background import Writer, beforehand, forked
 from tabrl.fileio import DiskWriteError
 
 
@@ -86,3 +86,26 @@ def test_leaving_early_interrupts_the_copy_which_cleans_up(tmp_path):
         raise KeyboardInterrupt
     assert time.monotonic() - started < 10
     assert (tmp_path / "cleaned").exists()
+
+
+def test_a_task_beforehand_runs_on_another_thread_and_its_error_is_dropped():
+    ran: list[bool] = []
+
+    def note() -> None:
+        ran.append(threading.current_thread() is threading.main_thread())
+
+    def fail() -> None:
+        raise ImportError("the real import says it again")
+
+    beforehand(note).join()
+    beforehand(fail).join()  # nothing raised here
+    assert ran == [False]
+
+
+def test_the_pictures_warm_up_draws_on_a_thread_of_its_own():
+    """What ``train`` runs while the kernel trains: the pictures' modules and a first figure."""
+    from tabrl.app.workflow import warm_pictures
+
+    done: list[bool] = []
+    beforehand(lambda: (warm_pictures(), done.append(True))).join()
+    assert done == [True]

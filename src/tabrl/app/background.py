@@ -1,11 +1,10 @@
 """Work done on the second core: the kernels release the GIL, so a chunk's metrics are written,
-and the pictures' libraries imported, while the next chunk trains; and a run's two pictures are
-drawn side by side, one in a forked copy of the process (drawing holds the GIL).
+and the pictures' libraries imported and warmed up, while the next chunk trains; and a run's two
+pictures are drawn side by side, one in a forked copy of the process (drawing holds the GIL).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
@@ -50,18 +49,18 @@ class Writer:
         self._pool.shutdown(wait=True)
 
 
-def prefetch(*modules: str) -> threading.Thread:
-    """Import ``modules`` on a daemon thread; join it before importing anything else in the main
-    thread (two threads importing side by side can deadlock on a cycle)."""
+def beforehand(task: Callable[[], object]) -> threading.Thread:
+    """Run ``task`` (imports, warm-ups) on a daemon thread while the kernel trains; join it
+    before the main thread imports or draws anything (two threads importing side by side can
+    deadlock on a cycle). Its errors are dropped: the real use says why, where it fails."""
 
-    def load() -> None:
-        for module in modules:
-            try:
-                importlib.import_module(module)
-            except Exception:  # noqa: BLE001, S110  the import where the module is used says why
-                return
+    def run() -> None:
+        try:
+            task()
+        except Exception:  # noqa: BLE001, S110  the real use raises it again, where it belongs
+            return
 
-    thread = threading.Thread(target=load, name="tabrl-prefetch", daemon=True)
+    thread = threading.Thread(target=run, name="tabrl-beforehand", daemon=True)
     thread.start()
     return thread
 

@@ -19,7 +19,7 @@ from typing import Any
 import gymnasium as gym
 
 from tabrl.agents import TabularAgent
-from tabrl.app.background import Writer, forked, prefetch
+from tabrl.app.background import Writer, beforehand, forked
 from tabrl.app.runs import (
     CURVES,
     EVALUATION,
@@ -202,7 +202,7 @@ def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: S
         checkpoints = Checkpoints(path, config.checkpoint_seconds, prepared.metrics_id,
                                   prepared.resume_from)
         open_board.callback(checkpoints.close)  # its writer ends before the lock is released
-        imports = prefetch("tabrl.plots.figures", "tabrl.plots.agent")  # while the kernel trains
+        pictures_ready = beforehand(warm_pictures)  # while the kernel trains
         try:
             training = train_with_checkpoints(prepared, checkpoints, progress, say, board)
             checkpoints.save_final(training)
@@ -211,7 +211,7 @@ def train_run(prepared: PreparedRun, *, progress: Progress | None = None, say: S
                 f"{error}: {path} keeps its checkpoint after episode {checkpoints.on_disk:,}; "
                 f"make room, then continue with `tabrl train --resume {path}`"
             ) from None
-        imports.join()
+        pictures_ready.join()
         run = load_run(path)
         evaluation = None
         try:
@@ -366,6 +366,15 @@ def evaluate_run(run: Run, n_episodes: int | None = None, seed: int | None = Non
         evaluation.exact = exact_report(mdp, solve(mdp), agent.q_values.greedy_policy())
     atomic_write_json(run.path / EVALUATION, evaluation.to_dict())
     return evaluation
+
+
+def warm_pictures() -> None:
+    """Import the modules of a run's pictures and draw a first tiny figure
+    (``tabrl.plots.figures.warm_up``)."""
+    import tabrl.plots.agent  # noqa: F401  (imported for the pictures to come)
+    from tabrl.plots.figures import warm_up
+
+    warm_up()
 
 
 def plot_run(run: Run, window: int | None = None) -> list[Path]:
