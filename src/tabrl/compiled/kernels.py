@@ -63,7 +63,6 @@ Speed comes from keeping the hot loop in registers; each of these measured 10% t
   allocate nothing): with it, each of them increfed and decrefed every array it was handed, down
   to every array of a :class:`Memory` passed along, about 40 atomic operations a step of the
   general loop and most of its time (perf, 2026-12-03). The results are the same, bit for bit;
-
 - Q-learning with epsilon-greedy exploration, the tutorial's agent, gets a loop of its own: the
   same :func:`_episode`, inlined with the one strategy and the one update it needs and no
   :class:`Memory` (a loop that could also branch to the other methods measured 1.2x to 3.5x
