@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tabrl.app import background
 from tabrl.app.background import Writer, beforehand, forked
 from tabrl.fileio import DiskWriteError
 
@@ -49,8 +50,21 @@ two_cores = pytest.mark.skipif(sys.platform != "linux" or len(os.sched_getaffini
                                reason="forks only on Linux with two cores")
 
 
+@pytest.fixture
+def forks_allowed(monkeypatch):
+    """As in the ``tabrl`` program (``cli.script``); tabrl called as a library never forks."""
+    monkeypatch.setattr(background, "_forks_allowed", True)
+
+
+def test_tabrl_called_as_a_library_never_forks_its_host():
+    ran: list[int] = []
+    with forked(lambda: ran.append(os.getpid())) as finished:
+        assert not finished()  # the caller runs the task itself
+    assert ran == []
+
+
 @two_cores
-def test_a_forked_task_writes_its_file_in_another_process(tmp_path):
+def test_a_forked_task_writes_its_file_in_another_process(tmp_path, forks_allowed):
     def write_pid() -> None:
         (tmp_path / "pid").write_text(str(os.getpid()))
 
@@ -61,7 +75,7 @@ def test_a_forked_task_writes_its_file_in_another_process(tmp_path):
 
 
 @two_cores
-def test_a_failed_forked_task_is_told_without_a_word(capfd):
+def test_a_failed_forked_task_is_told_without_a_word(capfd, forks_allowed):
     def fail() -> None:
         raise ValueError("in the copy")
 
@@ -71,7 +85,7 @@ def test_a_failed_forked_task_is_told_without_a_word(capfd):
 
 
 @two_cores
-def test_leaving_early_interrupts_the_copy_which_cleans_up(tmp_path):
+def test_leaving_early_interrupts_the_copy_which_cleans_up(tmp_path, forks_allowed):
     """An interruption of the parent ends the copy at once; a copy interrupted inside
     ``try/finally`` runs its ``finally``, as atomic writes rely on."""
     def wait_then_note() -> None:

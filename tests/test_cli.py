@@ -243,3 +243,19 @@ def test_a_learning_rate_schedule_replaces_the_shipped_step_rule(tabrl_cli, tmp_
     assert config.learning_rate == 0.4 and config.learning_rate_exponent is None
     assert "learning rate 0.4 -> 0.1 (x0.9 per episode)" in result.stderr
     assert load_run(out).load_agent().lr == pytest.approx(0.1)  # 0.4 * 0.9^30, at the floor
+
+
+def test_the_program_draws_the_pictures_that_the_library_draws(tmp_path):
+    """``tabrl train`` (the program, which draws its two pictures side by side in a forked copy)
+    writes the same PNG bytes as the library drawing them one after the other."""
+    from tabrl.app.workflow import plot_run
+
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "tabrl", "train", "FrozenLake-v1", "--episodes",
+                           "300", "--eval-episodes", "0", "--out", str(run), "--quiet"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    drawn = {name: (run / name).read_bytes() for name in ("curves.png", "policy.png")}
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) in ([], [".lock"])
+    plot_run(load_run(run))
+    assert {name: (run / name).read_bytes() for name in drawn} == drawn

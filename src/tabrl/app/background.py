@@ -65,6 +65,19 @@ def beforehand(task: Callable[[], object]) -> threading.Thread:
     return thread
 
 
+#: Whether :func:`forked` may fork this process: only the ``tabrl`` program allows it
+#: (:func:`allow_forks`), in a process that is tabrl's alone. Called as a library (in a notebook,
+#: a test runner, a Ray driver), tabrl never forks its host, whose threads and sockets a copy
+#: would share: it draws one picture after the other.
+_forks_allowed = False
+
+
+def allow_forks() -> None:
+    """Let :func:`forked` fork this process (the ``tabrl`` program's own)."""
+    global _forks_allowed
+    _forks_allowed = True
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -76,12 +89,13 @@ def forked(task: Callable[[], object]) -> Iterator[Callable[[], bool]]:
 
     The copy gives back nothing but the files it writes, and exits without the parent's exit
     handlers; its errors are not shown: ``finished() is False`` (also where no copy is made:
-    off Linux, where forking a process that runs threads is less safe, or on a single core),
+    outside the ``tabrl`` program, off Linux, where forking a process that runs threads is less
+    safe, or on a single core),
     and the caller then runs the task itself, where an error speaks as usual. The task must
     not start threads of numba's (its OpenMP layer does not survive a fork). Leaving the block
     early (Ctrl-C) interrupts the copy, which removes its half-written files as the parent does.
     """
-    if sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2:
+    if not _forks_allowed or sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2:
         yield lambda: False
         return
     pid = os.fork()

@@ -34,6 +34,7 @@ from rich.progress import (
 from rich.table import Column, Table
 
 from tabrl.agents import AGENTS, METHODS, OWN_PARAMS, TabularAgent
+from tabrl.app.background import allow_forks
 from tabrl.app.catalog import tabular_envs
 from tabrl.app.keyvalues import parse_key_values
 from tabrl.app.runs import (
@@ -901,6 +902,7 @@ def script() -> None:
     (numba's, matplotlib's): half a second of a short command. Frozen first, they are left to the
     exit, which frees the process's memory at once.
     """
+    allow_forks()  # this process is tabrl's alone: its pictures may be drawn side by side
     try:
         main()
     finally:
