@@ -78,7 +78,8 @@ def allow_forks() -> None:
     _forks_allowed = True
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
+def raise_interrupt(signum: int, frame: object) -> None:
+    """A signal handler that makes SIGTERM stop the process as Ctrl-C does."""
     raise KeyboardInterrupt
 
 
@@ -90,10 +91,10 @@ def forked(task: Callable[[], object]) -> Iterator[Callable[[], bool]]:
     The copy gives back nothing but the files it writes, and exits without the parent's exit
     handlers; its errors are not shown: ``finished() is False`` (also where no copy is made:
     outside the ``tabrl`` program, off Linux, where forking a process that runs threads is less
-    safe, or on a single core),
-    and the caller then runs the task itself, where an error speaks as usual. The task must
-    not start threads of numba's (its OpenMP layer does not survive a fork). Leaving the block
-    early (Ctrl-C) interrupts the copy, which removes its half-written files as the parent does.
+    safe, or on a single core), and the caller then runs the task itself, where an error speaks
+    as usual. The task must not start threads of numba's (its OpenMP layer does not survive a
+    fork). Leaving the block early (Ctrl-C) interrupts the copy, which removes its half-written
+    files as the parent does.
     """
     if not _forks_allowed or sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2:
         yield lambda: False
@@ -102,7 +103,7 @@ def forked(task: Callable[[], object]) -> Iterator[Callable[[], bool]]:
     if pid == 0:  # the copy: never returns into the parent's code
         code = 1
         try:
-            signal.signal(signal.SIGTERM, _raise_interrupt)
+            signal.signal(signal.SIGTERM, raise_interrupt)
             task()
             code = 0
         finally:

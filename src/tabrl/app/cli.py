@@ -34,7 +34,7 @@ from rich.progress import (
 from rich.table import Column, Table
 
 from tabrl.agents import AGENTS, METHODS, OWN_PARAMS, TabularAgent
-from tabrl.app.background import allow_forks
+from tabrl.app.background import allow_forks, raise_interrupt
 from tabrl.app.catalog import tabular_envs
 from tabrl.app.keyvalues import parse_key_values
 from tabrl.app.runs import (
@@ -861,10 +861,6 @@ def check_same_environment(runs: list[Run]) -> None:
             )
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def click_error(error: ClickException) -> str:
     """Click's own error (an unknown option, a malformed number) in one line, with where to look."""
     message = " ".join(error.format_message().split())
@@ -881,7 +877,7 @@ def fail(message: str, code: int) -> int:
 def main() -> None:
     """Entry point: every error is one line on stderr and an exit code (2 usage, 1 failure,
     130 interrupted); a run stopped by SIGTERM keeps its checkpoint, as on Ctrl-C."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         code = app(prog_name="tabrl", standalone_mode=False)
     except ClickException as error:
