@@ -35,8 +35,10 @@ import time
 from dataclasses import dataclass
 
 import numba
+import numpy as np
 
 from bench.baseline import train_baseline
+from tabrl import kernel_cache
 from tabrl.agents import AGENTS, make_agent
 from tabrl.compiled import run_batch, warm_up
 from tabrl.envs import DEFAULT_STEP_CAP, make_env, with_step_cap
@@ -127,8 +129,8 @@ def time_batch(env_id: str, n_episodes: int, n_jobs: int) -> Timing:
 
 
 def warm_up_in_fresh_process(cache_dir: str, kernel: str) -> tuple[float, bool]:
-    """``warm_up`` of the kernel named ``kernel`` in a new interpreter whose numba cache is
-    ``cache_dir``."""
+    """``warm_up`` of the kernel ``kernel`` (an expression on ``kernels``) in a new interpreter
+    whose numba cache is ``cache_dir``."""
     code = ("from tabrl.compiled import kernels, warm_up; "
             f"w = warm_up(kernels.{kernel}); print(w.seconds, w.from_cache)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -137,8 +139,9 @@ def warm_up_in_fresh_process(cache_dir: str, kernel: str) -> tuple[float, bool]:
 
 
 #: The kernels a command compiles apart (``tabrl.kernel_cache``), by what they run.
-KERNELS = {"train_q_learning_runs": "the tutorial's Q-learning", "play_policy": "the evaluation",
-           "train_runs": "every method"}
+KERNELS = {"method_kernel(kernels.Q_LEARNING, kernels.EPSILON_GREEDY)": "the tutorial's Q-learning",
+           "method_kernel(kernels.N_STEP_SARSA, kernels.UCB)": "n-step SARSA with UCB",
+           "play_policy": "the evaluation", "train_runs": "every method"}
 
 
 def compile_report() -> str:
@@ -148,9 +151,9 @@ def compile_report() -> str:
         for kernel, what in KERNELS.items():
             cold, cold_cached = warm_up_in_fresh_process(cache_dir, kernel)
             warm, warm_cached = warm_up_in_fresh_process(cache_dir, kernel)
-            lines.append(f"compile time of {what} ({kernel}): {cold:.2f} s with an empty cache "
-                         f"(from cache: {cold_cached}); {warm:.2f} s in the next process "
-                         f"(from cache: {warm_cached})")
+            lines.append(f"compile time of {what} ({kernel.split('(')[0]}): {cold:.2f} s with an "
+                         f"empty cache (from cache: {cold_cached}); {warm:.2f} s in the next "
+                         f"process (from cache: {warm_cached})")
     return "\n".join(lines)
 
 
@@ -167,39 +170,55 @@ HEADER = (f"{'environment':<17} {'engine':<28} {'episodes':>10} {'mean len':>8} 
 
 
 def time_method(env_id: str, n_episodes: int, engine: str, min_seconds: float = 0.0,
-                **method: str) -> Timing:
+                **method: str) -> tuple[Timing, np.ndarray]:
     """The training of one method alone (``train`` with the environment, its MDP and the agent
-    made beforehand), repeated with seeds 0, 1, ... until ``min_seconds`` have passed."""
+    made beforehand), repeated with seeds 0, 1, ... until ``min_seconds`` have passed; and the
+    Q-table of seed 0."""
     env = with_step_cap(make_env(env_id))
     choice = choose_engine(env, engine, make_agent(env, **method))
     episodes = steps = seed = 0
-    seconds = 0.0
+    seconds, first = 0.0, None
     while seed == 0 or seconds < min_seconds:
         agent = make_agent(env, seed=seed, **hyperparameters(n_episodes), **method)
         start = time.perf_counter()
         log = train(env, agent, n_episodes, seed=seed, engine=choice).log
         seconds += time.perf_counter() - start
         episodes, steps, seed = episodes + n_episodes, steps + int(log.lengths.sum()), seed + 1
-    return Timing(engine, episodes, steps, seconds)
+        first = agent.q_values.array if first is None else first
+    return Timing(engine, episodes, steps, seconds), first
+
+
+def general_kernel_q(env_id: str, n_episodes: int, **method: str) -> np.ndarray:
+    """The Q-table of seed 0 of :func:`time_method` on the kernel of every method (the method's
+    own hidden from ``kernel_cache.kernels_to_train`` meanwhile)."""
+    is_ready = kernel_cache.is_ready
+    kernel_cache.is_ready = lambda kernels: kernels is kernel_cache.ENGINE
+    try:
+        return time_method(env_id, n_episodes, "compiled", **method)[1]
+    finally:
+        kernel_cache.is_ready = is_ready
 
 
 def method_rows(divisor: int) -> None:
-    """Every method on both engines: episodes per second and the compiled engine's ratio."""
+    """Every method on both engines: episodes per second and the compiled engine's ratio, on
+    the method's own kernel, which gives the same Q-table as the kernel of every method."""
     print(f"\nevery method on both engines: training alone, the compiled engine repeated for "
-          f"{MIN_SECONDS / divisor ** 0.5:.2f} s")
+          f"{MIN_SECONDS / divisor ** 0.5:.2f} s, on the method's own kernel")
     print(f"{'environment':<17} {'method':<34} {'episodes':>9} {'mean len':>8} "
-          f"{'python eps/s':>13} {'compiled eps/s':>15} {'ratio':>8}")
+          f"{'python eps/s':>13} {'compiled eps/s':>15} {'ratio':>8}  same Q as every method's")
     for env_id, n_episodes in METHOD_EPISODES.items():
         n_episodes //= divisor
         for algo, exploration in METHODS:
             method = {"algo": algo, "exploration": exploration}
-            python = time_method(env_id, n_episodes, "python", **method)
-            compiled = time_method(env_id, n_episodes, "compiled", MIN_SECONDS / divisor ** 0.5,
-                                   **method)
+            kernel_cache.prepare(kernel_cache.method_kernels(algo, exploration))
+            python, _ = time_method(env_id, n_episodes, "python", **method)
+            compiled, q = time_method(env_id, n_episodes, "compiled",
+                                      MIN_SECONDS / divisor ** 0.5, **method)
+            same = np.array_equal(q, general_kernel_q(env_id, n_episodes, **method))
             ratio = compiled.episodes_per_second / python.episodes_per_second
             print(f"{env_id:<17} {algo + ', ' + exploration:<34} {n_episodes:>9,} "
                   f"{python.steps / python.episodes:>8.1f} {python.episodes_per_second:>13,.0f} "
-                  f"{compiled.episodes_per_second:>15,.0f} {ratio:>7.0f}x", flush=True)
+                  f"{compiled.episodes_per_second:>15,.0f} {ratio:>7.0f}x  {same}", flush=True)
 
 
 def main() -> None:

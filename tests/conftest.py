@@ -16,6 +16,13 @@ import pytest
 
 from tabrl.app.cli import main
 
+#: The methods and strategies whose own kernels the tests compile (each about 25 s of CPU on a
+#: fresh clone) and hold to the kernel of every method, bit for bit, beside the tutorial's; every
+#: other one trains on the kernel of every method here, where that one is ready (the rule of
+#: ``kernel_cache.kernels_to_train``), and ``bench.engines --algos`` holds each of them to it.
+TESTED_METHOD_KERNELS = [("expected-sarsa", "softmax"), ("n-step-sarsa", "ucb"),
+                         ("dyna-q", "epsilon-greedy")]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Compile the kernels in the controlling process only (workers find them cached).
@@ -32,7 +39,8 @@ def pytest_configure(config: pytest.Config) -> None:
     beside = None if kernel_cache.is_cached(ENGINE) else subprocess.Popen(
         [sys.executable, "-c", "from tabrl import kernel_cache; "
          "kernel_cache.prepare(kernel_cache.ENGINE)"])
-    for kernels in (Q_LEARNING, PLAY, EXACT):
+    methods = [kernel_cache.method_kernels(*method) for method in TESTED_METHOD_KERNELS]
+    for kernels in (Q_LEARNING, PLAY, EXACT, *methods):
         kernel_cache.prepare(kernels)
     if beside is not None:
         beside.wait()

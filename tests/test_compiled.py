@@ -15,16 +15,24 @@ from collections import Counter, defaultdict
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import TESTED_METHOD_KERNELS
 from scipy import stats
 
+from tabrl import kernel_cache
 from tabrl.agents import QLearningAgent, make_agent
 from tabrl.compiled import kernels, rollout, run_batch, run_compiled, supports, warm_up
-from tabrl.compiled.bridge import observed_for, q_learning_only, runs_of
-from tabrl.compiled.engine import kernel_for
-from tabrl.compiled.model import NOTHING_OBSERVED, compile_mdp
+from tabrl.compiled.bridge import (
+    ALGO_CODES,
+    EXPLORATION_CODES,
+    observed_for,
+    runs_of,
+    shared_method,
+)
+from tabrl.compiled.model import compile_mdp
 from tabrl.errors import NotCompilableError
 from tabrl.exact.mdp import from_transitions
 from tabrl.exact.readers import mdp_of
+from tabrl.kernel_cache import ENGINE, method_kernels
 from tabrl.loop import run_python
 from tabrl.schedules import Schedule
 from tabrl.training import train
@@ -83,8 +91,8 @@ def test_a_method_without_kernel_is_refused_and_trains_in_python():
     assert train(env, HomeMadeAgent(env), 10, engine="auto").engine.name == "python"
 
 
-def test_every_method_runs_the_one_compiled_kernel():
-    """One signature whatever the method, strategy or batch: the kernel is compiled once."""
+def test_the_kernel_of_every_method_is_compiled_once_whatever_it_plays():
+    """One signature whatever the method, strategy or batch."""
     env = gym.make("FrozenLake-v1")
     mdp = mdp_of(env)
     for algo, exploration in [("q-learning", "epsilon-greedy"), ("dyna-q", "ucb"),
@@ -93,43 +101,66 @@ def test_every_method_runs_the_one_compiled_kernel():
                      max_steps=100)
     run_batch(mdp_of(gym.make("Taxi-v4")), [{"algo": "sarsa-lambda"}, {}], 10, [0, 1])
     assert len(kernels.train_runs.signatures) == 1
-    assert len(kernels.train_q_learning_runs.signatures) == 1
 
 
-TUTORIAL_SETTINGS = [  # Q-learning exploring epsilon-greedily with a per-episode epsilon
+#: Per method, settings that move every schedule kind the kernels know.
+SCHEDULED = [
     {}, {"epsilon_schedule": Schedule.exponential(1.0, 0.05, 0.99)},
     {"learning_rate_schedule": Schedule.visits(0.5, 0.7, 0.01)},
-    {"learning_rate_schedule": Schedule.linear(0.5, 0.01, 200)},
+    {"learning_rate_schedule": Schedule.linear(0.5, 0.01, 200),
+     "epsilon_schedule": Schedule.visits(1.0, 1.0, 0.05)},
 ]
 
 
-@pytest.mark.parametrize("env_id", ["FrozenLake-v1", "Blackjack-v1"])
-def test_the_tutorial_kernel_gives_the_general_kernel_s_results_bit_for_bit(env_id):
+@pytest.mark.parametrize(("env_id", "algo", "exploration"), [
+    ("FrozenLake-v1", "q-learning", "epsilon-greedy"), ("Blackjack-v1", "q-learning",
+                                                        "epsilon-greedy"),
+    *(("FrozenLake-v1", *method) for method in TESTED_METHOD_KERNELS),
+])
+def test_a_method_s_own_kernel_gives_the_general_kernel_s_results_bit_for_bit(
+        env_id, algo, exploration):
     env = gym.make(env_id)
     mdp = mdp_of(env)
-    agents = [lake_agent(env, 1000, **setting) for setting in TUTORIAL_SETTINGS]
-    model, rows = compile_mdp(mdp), mdp.n_rows
-    tutorial, general = (runs_of(agents, NOTHING_OBSERVED, rows, [3, 4, 5, 6], 1000, 100)
-                         for _ in range(2))
-    assert kernel_for(tutorial) is kernels.train_q_learning_runs
+    given = [{"algo": algo, "exploration": exploration, **setting} for setting in SCHEDULED]
+    if exploration == "softmax":
+        given[1]["temperature_schedule"] = Schedule.exponential(1.0, 0.1, 0.99)
+    agents = [lake_agent(env, 1000, **setting) for setting in given]
+    observed, model, rows = observed_for(mdp, agents), compile_mdp(mdp), mdp.n_rows
+    own, general = (runs_of(agents, observed, rows, [3, 4, 5, 6], 1000, 100) for _ in range(2))
+    codes = ALGO_CODES[algo], EXPLORATION_CODES[exploration]
+    assert kernels.method_of(own.settings, masked=False) == codes
+    own_kernel = kernels.method_kernel(*codes)
     for start, stop in [(0, 400), (400, 1000)]:
-        kernels.train_q_learning_runs(model, NOTHING_OBSERVED, tutorial, start, stop, 100)
-        kernels.train_runs(model, NOTHING_OBSERVED, general, start, stop, 100)
-    for a, b in zip(tutorial, general, strict=True):
+        own_kernel(model, observed, own, start, stop, 100)
+        kernels.train_runs(model, observed, general, start, stop, 100)
+    for a, b in zip(own, general, strict=True):
         assert np.array_equal(a, b)
-    assert tutorial.q.any() and tutorial.returns.any()
+    assert own.q.any() and own.returns.any()
 
 
-@pytest.mark.parametrize("setting", [
-    {"algo": "sarsa"}, {"exploration": "softmax"}, {"action_mask": True},
-    {"epsilon_schedule": Schedule.visits(1.0, 1.0, 0.05)},
-], ids=["sarsa", "softmax", "masked", "epsilon-by-visits"])
-def test_any_other_agent_takes_the_kernel_of_every_method(setting):
+@pytest.mark.parametrize(("setting", "method"), [
+    ({}, ("q-learning", "epsilon-greedy")), ({"algo": "sarsa"}, ("sarsa", "epsilon-greedy")),
+    ({"exploration": "softmax"}, ("q-learning", "softmax")), ({"action_mask": True}, None),
+    ({"epsilon_schedule": Schedule.visits(1.0, 1.0, 0.05)}, ("q-learning", "epsilon-greedy")),
+], ids=["tutorial", "sarsa", "softmax", "masked", "epsilon-by-visits"])
+def test_agents_that_share_a_method_have_its_kernel_and_mixed_ones_every_method_s(setting,
+                                                                                 method):
     env = gym.make("Taxi-v4")
     agent = make_agent(env, **setting)
-    assert not q_learning_only([agent])
-    with_the_tutorial_s = [make_agent(env), agent]
-    assert q_learning_only(with_the_tutorial_s[:1]) and not q_learning_only(with_the_tutorial_s)
+    assert shared_method([agent]) == method
+    assert shared_method([agent, make_agent(env, **setting, learning_rate=0.5)]) == method
+    assert shared_method([make_agent(env, algo="dyna-q"), agent]) is None
+
+
+def test_a_run_takes_its_method_s_kernel_unless_only_every_method_s_is_ready(monkeypatch):
+    """No run waits for a compile it can do without; with nothing ready, the method's own
+    compiles (a fraction of the other's compile)."""
+    own = method_kernels("sarsa", "ucb")
+    for ready, expected in [({own}, own), ({own, ENGINE}, own), ({ENGINE}, ENGINE),
+                            (set(), own)]:
+        monkeypatch.setattr(kernel_cache, "is_ready", lambda kernels, ready=ready: kernels in ready)
+        assert kernel_cache.kernels_to_train(("sarsa", "ucb")) == expected
+        assert kernel_cache.kernels_to_train(None) == ENGINE
 
 
 # --- (a) one step: every (state, action) against the environment's P ------------------------------

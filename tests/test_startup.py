@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from tabrl import kernel_cache
+from tabrl.app import sweep
 from tabrl.app.cli import compile_announcement, kernels_for, prepare_kernels
 from tabrl.app.runs import RunConfig
 from tabrl.app.sweep import expand, sweep_kernels
 from tabrl.app.workflow import prepare_run
 from tabrl.errors import UsageError
-from tabrl.kernel_cache import ENGINE, EXACT, PLAY, Q_LEARNING, KernelSet
+from tabrl.kernel_cache import ENGINE, EXACT, PLAY, Q_LEARNING, KernelSet, method_kernels
 
 HEAVY = ["matplotlib", "numba", "scipy", "optuna", "ray", "imageio", "pandas"]
 
@@ -98,15 +100,28 @@ def test_the_announcement_says_what_compiles_and_about_how_long():
         f"compiling the compiled engine's kernel of every method, first run only, about "
         f"{ENGINE.seconds:.0f} s")
     assert compile_announcement([Q_LEARNING, PLAY, EXACT]) == (
-        "compiling the compiled engine's Q-learning kernel, the compiled evaluation's kernel and "
+        "compiling the compiled engine's q-learning kernel, the compiled evaluation's kernel and "
         "the exact solver's kernels, first run only, about "
         f"{Q_LEARNING.seconds + PLAY.seconds + EXACT.seconds:.0f} s")
+    assert method_kernels("sarsa", "softmax").what == (
+        "the compiled engine's sarsa kernel with softmax exploration")
 
 
-def test_the_tutorial_s_run_needs_only_its_own_kernels(tmp_path):
+@pytest.fixture
+def ready(monkeypatch):
+    """``ready(*sets)``: the kernel sets that count as compiled, whatever numba's cache holds
+    (which kernel trains a run depends on it: ``kernel_cache.kernels_to_train``)."""
+    def only(*sets: KernelSet) -> None:
+        monkeypatch.setattr(kernel_cache, "is_ready", lambda kernels: kernels in sets)
+        monkeypatch.setattr(sweep, "_PLANS", {})
+
+    return only
+
+
+def test_the_tutorial_s_run_needs_only_its_own_kernels(tmp_path, ready):
     """``tabrl train`` of the tutorial's agent on the compiled engine compiles the Q-learning
-    kernel, and the evaluation's only where it plays on the MDP; another method, every
-    method's kernel."""
+    kernel, and the evaluation's only where it plays on the MDP; another method, its own
+    kernel, or every method's where only that one is ready."""
     def needed(**given):
         config = RunConfig.resolve("FrozenLake-v1", {}, **given)
         prepared = prepare_run(config, tmp_path / f"run-{len(list(tmp_path.iterdir()))}")
@@ -114,26 +129,34 @@ def test_the_tutorial_s_run_needs_only_its_own_kernels(tmp_path):
             return kernels_for(prepared.config, prepared.engine.name, prepared.env,
                                prepared.agent)
 
+    ready()
     assert needed() == [Q_LEARNING, PLAY, EXACT]
     assert needed(eval_on="env") == [Q_LEARNING, EXACT]
     assert needed(eval_episodes=0) == [Q_LEARNING, EXACT]
-    assert needed(algo="sarsa") == [ENGINE, PLAY, EXACT]
+    assert needed(algo="sarsa") == [method_kernels("sarsa", "epsilon-greedy"), PLAY, EXACT]
     assert needed(engine="python") == [EXACT]
+    ready(ENGINE)
+    assert needed(algo="sarsa") == [ENGINE, PLAY, EXACT]
 
 
-def test_a_sweep_needs_the_kernels_of_its_settings_and_fails_on_bad_input_first():
+def test_a_sweep_needs_the_kernels_of_its_settings_and_fails_on_bad_input_first(ready):
     """``tabrl sweep`` compiles, and announces, what its jobs train with here (a Ray sweep's
     workers load their own) and the exact solver's where the MDP is known."""
     def needed(grid: dict, backend: str = "local", **given):
         return sweep_kernels(expand(RunConfig.resolve("FrozenLake-v1", {}, **given), grid),
                              backend)
 
+    ready()
     assert needed({"episodes": [10, 20]}) == [Q_LEARNING, EXACT]
-    assert needed({"algo": ["q-learning", "sarsa", "dyna-q"]}) == [Q_LEARNING, ENGINE, EXACT]
+    assert needed({"algo": ["q-learning", "sarsa", "dyna-q"]}) == [
+        Q_LEARNING, method_kernels("sarsa", "epsilon-greedy"),
+        method_kernels("dyna-q", "epsilon-greedy"), EXACT]
     assert needed({"algo": ["sarsa"]}, backend="ray") == [EXACT]
     assert needed({"episodes": [10]}, engine="python") == [EXACT]
     with pytest.raises(UsageError, match="learning rate"):
         needed({"learning_rate": [0.1, -1.0]})
+    ready(ENGINE, Q_LEARNING)
+    assert needed({"algo": ["q-learning", "sarsa", "dyna-q"]}) == [Q_LEARNING, ENGINE, EXACT]
 
 
 def test_a_compile_is_announced_before_it_starts_and_quiet_still_compiles():

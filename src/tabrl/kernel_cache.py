@@ -12,13 +12,16 @@ looks for.
 
 A set of kernels lives in one module (numba's cache notices edits only to the defining file:
 see :mod:`tabrl.compiled.kernels`) and has one entry point, the kernel its warm-up calls; sets of
-one module have markers of their own. The compiled engine's kernels come in three sets, so that
-a command compiles only what it runs: the tutorial's Q-learning (what ``tabrl train`` trains by
-default), every method, and the greedy evaluation on the MDP.
+one module have markers of their own (the method kernels share numba's index, and are told apart
+by what they are). The compiled engine's kernels come in sets, so that a command compiles only
+what it runs: one per method and strategy (the tutorial's Q-learning is what ``tabrl train``
+trains by default), every method at once (mixed runs, action masks), and the greedy evaluation
+on the MDP.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import signal
 import sys
@@ -43,20 +46,27 @@ class KernelSet:
     seconds: float
 
 
-def _compiled(what: str, name: str, seconds: float) -> KernelSet:
-    """The set of the compiled engine's kernel ``name`` (in :mod:`tabrl.compiled.kernels`)."""
-
-    def entry_point() -> Any:
-        from tabrl.compiled import kernels
-
-        return getattr(kernels, name)
+def _compiled(what: str, entry_point: Callable[[], Any], seconds: float) -> KernelSet:
+    """The set of one of the compiled engine's kernels, which ``entry_point`` returns."""
 
     def warm_up() -> Any:
-        from tabrl.compiled.engine import warm_up
+        from tabrl.compiled.warm import warm_up
 
         return warm_up(entry_point())
 
     return KernelSet(what, entry_point, warm_up, seconds)
+
+
+def _train_runs() -> Any:
+    from tabrl.compiled import kernels
+
+    return kernels.train_runs
+
+
+def _play_policy() -> Any:
+    from tabrl.compiled import kernels
+
+    return kernels.play_policy
 
 
 def _sweep_until_settled() -> Any:
@@ -73,22 +83,53 @@ def _warm_up_exact() -> Any:
 
 # The seconds announced are a cold compile's CPU time on the 2-core machine tabrl is built on
 # (what it takes when the machine is otherwise idle), measured 2026-12-03.
-#: The tutorial's agent only: Q-learning exploring epsilon-greedily, no action mask.
-Q_LEARNING = _compiled("the compiled engine's Q-learning kernel", "train_q_learning_runs", 15.0)
+@functools.cache
+def method_kernels(algo: str, exploration: str) -> KernelSet:
+    """The kernel of one method and strategy alone (``kernels.method_kernel``): what the
+    compiled engine trains agents that share them with."""
+
+    def entry_point() -> Any:
+        from tabrl.compiled import kernels
+        from tabrl.compiled.bridge import ALGO_CODES, EXPLORATION_CODES
+
+        return kernels.method_kernel(ALGO_CODES[algo], EXPLORATION_CODES[exploration])
+
+    strategy = "" if exploration == "epsilon-greedy" else f" with {exploration} exploration"
+    return _compiled(f"the compiled engine's {algo} kernel{strategy}", entry_point, 25.0)
+
+
+#: The tutorial's agent's: Q-learning exploring epsilon-greedily, no action mask.
+Q_LEARNING = method_kernels("q-learning", "epsilon-greedy")
 #: Every method and exploration strategy, with action masks.
-ENGINE = _compiled("the compiled engine's kernel of every method", "train_runs", 100.0)
+ENGINE = _compiled("the compiled engine's kernel of every method", _train_runs, 100.0)
 #: The greedy evaluation played on the MDP (and :func:`tabrl.compiled.rollout`).
-PLAY = _compiled("the compiled evaluation's kernel", "play_policy", 4.0)
+PLAY = _compiled("the compiled evaluation's kernel", _play_policy, 4.0)
 #: The exact solution's and exact policy evaluation's sweeps.
 EXACT = KernelSet("the exact solver's kernels", _sweep_until_settled, _warm_up_exact, 8.0)
 
 
 def training_kernels(agents: Sequence[Any]) -> KernelSet:
     """The set that trains ``agents`` (:class:`~tabrl.agents.TabularAgent`) on the compiled
-    engine: the tutorial's own where they all are its agent, else every method's."""
-    from tabrl.compiled.bridge import q_learning_only
+    engine (:func:`kernels_to_train` of the method they share)."""
+    from tabrl.compiled.bridge import shared_method
 
-    return Q_LEARNING if q_learning_only(agents) else ENGINE
+    return kernels_to_train(shared_method(agents))
+
+
+def kernels_to_train(method: tuple[str, str] | None) -> KernelSet:
+    """The set that trains runs of ``method``, the method and strategy they share (None: they
+    do not, or some mask actions): the method's own where it is ready or the kernel of every
+    method is not (its compile is a fraction of that one's), else the kernel of every method,
+    so that no run waits for a compile it can do without. Both give the same numbers."""
+    if method is None:
+        return ENGINE
+    own = method_kernels(*method)
+    return own if is_ready(own) or not is_ready(ENGINE) else ENGINE
+
+
+def is_ready(kernels: KernelSet) -> bool:
+    """Whether ``kernels`` run without a compile: compiled in this process, or cached."""
+    return bool(kernels.entry_point().signatures) or is_cached(kernels)
 
 
 def marker_path(kernels: KernelSet) -> Path:
@@ -98,7 +139,7 @@ def marker_path(kernels: KernelSet) -> Path:
 
     cache = kernels.entry_point()._cache  # numba's FunctionCache of a ``cache=True`` kernel
     stamp = cache._cache_file._source_stamp
-    depends_on = repr((stamp, numba.__version__, sys.implementation.cache_tag,
+    depends_on = repr((kernels.what, stamp, numba.__version__, sys.implementation.cache_tag,
                        cpu_target.target_context.codegen().magic_tuple(),
                        Path(cache._cache_file._index_path).name))
     name = hashlib.sha256(depends_on.encode()).hexdigest()[:20]

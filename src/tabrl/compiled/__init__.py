@@ -14,8 +14,9 @@ times faster than the Python loop, with the same statistics.
 
 from tabrl.compiled.batch import BatchResult, run_batch
 from tabrl.compiled.bridge import supports
-from tabrl.compiled.engine import WarmUp, run_compiled, warm_up
+from tabrl.compiled.engine import run_compiled
 from tabrl.compiled.play import Played, play, rollout
+from tabrl.compiled.warm import WarmUp, warm_up
 
 __all__ = ["BatchResult", "Played", "WarmUp", "play", "rollout", "run_batch", "run_compiled",
            "supports", "warm_up"]

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from tabrl import kernel_cache
 from tabrl.agents import TabularAgent
 from tabrl.compiled.bridge import observed_for, runs_of, store
-from tabrl.compiled.engine import drive, kernel_for, log_of, numba_threads, time_limit, warm_up
+from tabrl.compiled.engine import drive, kernels_for, log_of, numba_threads, time_limit
 from tabrl.compiled.model import compile_mdp
 from tabrl.envs import DEFAULT_STEP_CAP
 from tabrl.errors import UsageError
@@ -99,9 +100,11 @@ def run_batch(
     agents = [agent for _, agent, _ in pairs]
     observed, limit = observed_for(mdp, agents), time_limit(mdp, max_steps)
     runs = runs_of(agents, observed, mdp.n_rows, [seed for _, _, seed in pairs], n_episodes, limit)
-    warm_up(kernel_for(runs))
+    training = kernels_for(runs)
+    kernel_cache.prepare(training)
     with numba_threads(n_jobs):
-        seconds = drive(compile_mdp(mdp), observed, runs, n_episodes, limit, progress)
+        seconds = drive(training.entry_point(), compile_mdp(mdp), observed, runs, n_episodes,
+                        limit, progress)
     results = []
     for i, (setting, agent, seed) in enumerate(pairs):
         store(runs, i, agent, observed)

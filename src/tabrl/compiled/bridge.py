@@ -61,12 +61,14 @@ def setting_of(agent: TabularAgent) -> np.ndarray:
     return setting
 
 
-def q_learning_only(agents: Sequence[TabularAgent]) -> bool:
-    """Whether ``agents`` run on the tutorial's own kernel (``kernels.q_learning_only``):
-    what ``tabrl train`` needs compiled for them."""
+def shared_method(agents: Sequence[TabularAgent]) -> tuple[str, str] | None:
+    """The method and exploration strategy of ``agents`` where they share them and none masks
+    actions (``kernels.method_of``): the kernel of its own they train on; else None."""
     settings = np.stack([setting_of(agent) for agent in agents])
     masked = any(agent.action_mask or agent.q_values.allowed is not None for agent in agents)
-    return kernels.q_learning_only(settings, masked)
+    if kernels.method_of(settings, masked) is None:
+        return None
+    return agents[0].algo, agents[0].exploration.name
 
 
 def _place(setting: np.ndarray, at: int, schedule: Schedule) -> None:

@@ -4,27 +4,33 @@
 learning state to the kernels (``bridge``), takes it back when they are done, and returns the
 same per-episode log as ``run_python``. The kernels run in slices of about a quarter of a second,
 so that progress is reported and Ctrl-C is noticed on long chunks; compiling the kernels (or
-loading them from numba's disk cache) happens before the clock starts, in :func:`warm_up`.
+loading them from numba's disk cache) happens before the clock starts
+(``kernel_cache.prepare``, :mod:`tabrl.compiled.warm`).
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numba
-import numpy as np
 
+from tabrl import kernel_cache
 from tabrl.agents import TabularAgent
 from tabrl.compiled import kernels
-from tabrl.compiled.bridge import new_runs, observed_for, runs_of, store
+from tabrl.compiled.bridge import (
+    ALGO_CODES,
+    EXPLORATION_CODES,
+    observed_for,
+    runs_of,
+    store,
+)
 from tabrl.compiled.kernels import CompiledMDP, ObservedOutcomes, Runs
-from tabrl.compiled.model import NOTHING_OBSERVED, compile_mdp
+from tabrl.compiled.model import compile_mdp
 from tabrl.errors import UsageError
-from tabrl.exact.mdp import TabularMDP, from_transitions
+from tabrl.exact.mdp import TabularMDP
+from tabrl.kernel_cache import KernelSet
 from tabrl.loop import OnMark, Progress, TrainingLog
 
 SLICE_SECONDS = 0.25  #: target duration of one kernel call between progress reports
@@ -32,57 +38,19 @@ FIRST_SLICE = 1_000  #: episodes of the first call, which measures the speed
 RECENT = 1_000  #: episodes in the mean return that ``progress`` reports
 
 
-@dataclass(frozen=True)
-class WarmUp:
-    """What making the kernels ready cost this process."""
-
-    seconds: float
-    from_cache: bool  #: loaded from numba's disk cache, not compiled
-
-
-def kernel_for(runs: Runs) -> Callable[..., None]:
-    """The training kernel of ``runs``: the tutorial's own where every run is the tutorial's
-    agent (the one ``tabrl train`` compiles by default), else the kernel of every method."""
-    if kernels.q_learning_only(runs.settings, masked=runs.allowed.shape[1] > 0):
-        return kernels.train_q_learning_runs
-    return kernels.train_runs
+def kernels_for(runs: Runs) -> KernelSet:
+    """The kernels that train ``runs`` (``kernel_cache.kernels_to_train``): their method's own
+    where they share one method and strategy and none masks actions
+    (:func:`~tabrl.compiled.kernels.method_kernel`: the tutorial's agent has the one
+    ``tabrl train`` compiles by default), or the kernel of every method."""
+    codes = kernels.method_of(runs.settings, masked=runs.allowed.shape[1] > 0)
+    return kernel_cache.kernels_to_train(None if codes is None else method_names(*codes))
 
 
-def _tiny_call(kernel: Callable[..., object]) -> None:
-    """Call ``kernel`` on a one-state MDP for one step: what compiles it (or loads it)."""
-    tiny = compile_mdp(from_transitions({0: {0: [(1.0, 0, 0.0, True)]}}, np.ones(1), 1, 1))
-    if kernel is kernels.play_policy:
-        out = [np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.int8), np.zeros(1, np.int64)]
-        kernel(tiny, np.zeros(1, np.int64), np.zeros(1, np.bool_), 1, 1, 0, 0,
-               kernels.seed_state(0), *out, 0, 1)
-        return
-    setting = np.zeros(kernels.SETTING_SIZE)
-    setting[kernels.ALGO] = kernels.Q_LEARNING
-    kernel(tiny, NOTHING_OBSERVED, new_runs(NOTHING_OBSERVED, setting, (1, 1), [0], 1, 1), 0, 1, 1)
-
-
-#: Every kernel of the engine: what a warm-up of nothing in particular makes ready.
-ENTRY_POINTS = (kernels.train_q_learning_runs, kernels.play_policy, kernels.train_runs)
-
-
-@functools.cache
-def _ready(kernel: Callable[..., object]) -> WarmUp:
-    start = time.perf_counter()
-    _tiny_call(kernel)
-    stats = kernel.stats  # type: ignore[attr-defined]  # numba's dispatcher
-    from_cache = sum(stats.cache_hits.values()) > 0 and not sum(stats.cache_misses.values())
-    return WarmUp(time.perf_counter() - start, from_cache)
-
-
-def warm_up(*entry_points: Callable[..., object]) -> WarmUp:
-    """Compile ``entry_points`` (default: every kernel of the engine), or load them from the
-    disk cache, once per process, timed.
-
-    Every later call returns the same records at no cost, so training calls it before starting
-    its clock and the benchmark calls it first to report the compile time on its own.
-    """
-    ready = [_ready(kernel) for kernel in entry_points or ENTRY_POINTS]
-    return WarmUp(sum(r.seconds for r in ready), all(r.from_cache for r in ready))
+def method_names(algo: int, exploration: int) -> tuple[str, str]:
+    """The names of a method's and a strategy's codes."""
+    return ({code: name for name, code in ALGO_CODES.items()}[algo],
+            {code: name for name, code in EXPLORATION_CODES.items()}[exploration])
 
 
 @contextmanager
@@ -133,6 +101,7 @@ def slices(total: int, marks: Sequence[int] = ()) -> Iterator[tuple[int, int]]:
 
 
 def drive(
+    kernel: Callable[..., None],
     model: CompiledMDP,
     observed: ObservedOutcomes,
     runs: Runs,
@@ -142,16 +111,17 @@ def drive(
     marks: Sequence[int] = (),
     on_mark: Callable[[int], None] | None = None,
 ) -> float:
-    """Play all episodes of ``runs`` in :func:`slices`; returns the wall time.
+    """Play all episodes of ``runs`` in :func:`slices` of calls to ``kernel``; returns the wall
+    time.
 
     After each slice ``progress`` hears the episodes done and the recent mean return (over all
     runs), and at each of ``marks`` ``on_mark`` hears the count: each run's random stream lives
-    in ``runs``, so where slices end changes nothing. The kernel (:func:`kernel_for`) uses at
-    most one thread per run: waking an idle thread for nothing costs milliseconds on a busy
+    in ``runs``, so where slices end changes nothing. The kernel uses at most one thread per
+    run: waking an idle thread for nothing costs milliseconds on a busy
     machine.
     """
     start = time.perf_counter()
-    kernel, marked = kernel_for(runs), set(marks)
+    marked = set(marks)
     with numba_threads(min(len(runs.q), numba.get_num_threads())):
         for done, stop in slices(n_episodes, marks):
             kernel(model, observed, runs, done, stop, limit)
@@ -185,12 +155,14 @@ def run_compiled(
     """
     observed, limit = observed_for(mdp, [agent]), time_limit(mdp, max_steps)
     runs = runs_of([agent], observed, mdp.n_rows, [seed], n_episodes, limit)  # refuses first
-    warm_up(kernel_for(runs))
+    training = kernels_for(runs)
+    kernel_cache.prepare(training)
 
     def greedy(_: int) -> None:  # ties to the lowest action, as QTable.greedy_policy
         if on_mark is not None:
             on_mark(runs.q[0, : agent.q_values.n_rows].argmax(axis=1))
 
-    seconds = drive(compile_mdp(mdp), observed, runs, n_episodes, limit, progress, marks, greedy)
+    seconds = drive(training.entry_point(), compile_mdp(mdp), observed, runs, n_episodes, limit,
+                    progress, marks, greedy)
     store(runs, 0, agent, observed)
     return log_of(runs, 0, seconds)

@@ -40,8 +40,8 @@ algorithm code, and the exploration code sits at ``EXPLORATION``.
 ``Runs.allowed`` (no rows for a run without one), reaches every choice and target through
 ``allowed`` arguments: greedy choices, maxima and expectations run over the allowed actions only,
 epsilon-greedy's random action is uniform over them, softmax and UCB never weigh a masked one.
-The loops without :class:`Memory` pass ``allowed=None``, which numba prunes at compile time
-(:func:`_ok`), so the tutorial's loop carries no mask; a masked run takes the general loop.
+A method's own kernel passes ``allowed=None``, which numba prunes at compile time (:func:`_ok`),
+so its loop carries no mask; a masked run takes the kernel of every method.
 
 Every kernel lives in this one module on purpose: numba's disk cache notices edits only to the
 file that defines a kernel, so a helper in another module could be silently served stale. (The
@@ -51,9 +51,10 @@ Every call has the same argument types, whatever the methods of its runs, so eac
 compiled once.
 
 The entry points, each compiled (or loaded from the cache) only by the commands that call it
-(``tabrl.kernel_cache``): :func:`train_runs`, every method; :func:`train_q_learning_runs`, the
-tutorial's agent alone, with the same results, in a fifth of the compile; :func:`play_policy`,
-the greedy evaluation on the MDP.
+(``tabrl.kernel_cache``): :func:`train_runs`, every method and strategy (mixed runs, action
+masks); :func:`method_kernel`, one method and strategy alone (the tutorial's agent's is what
+``tabrl train`` needs by default), with the same results, 1.1x to 3x faster, in a fifth of the
+compile; :func:`play_policy`, the greedy evaluation on the MDP.
 
 Speed comes from keeping the hot loop in registers; each of these measured 10% to 2x, the first
 2x to 5x on the general loop:
@@ -63,12 +64,12 @@ Speed comes from keeping the hot loop in registers; each of these measured 10% t
   allocate nothing): with it, each of them increfed and decrefed every array it was handed, down
   to every array of a :class:`Memory` passed along, about 40 atomic operations a step of the
   general loop and most of its time (perf, 2026-12-03). The results are the same, bit for bit;
-- Q-learning with epsilon-greedy exploration, the tutorial's agent, gets a loop of its own: the
-  same :func:`_episode`, inlined with the one strategy and the one update it needs and no
-  :class:`Memory` (a loop that could also branch to the other methods measured 1.2x to 3.5x
-  slower, from the values the other branches keep alive and the arrays passed to them). SARSA
-  and Expected SARSA exploring epsilon-greedily get such loops too, called once per episode
-  (3x to 5x faster than the general loop; together they add about 6 s to the first compile);
+- each method and strategy gets a kernel of its own (:func:`method_kernel`): the same
+  :func:`_episode`, inlined with the one strategy and the one step it needs and no mask (one
+  loop that could branch to every method measured 1.1x to 3x slower, from the values the other
+  branches keep alive and the arrays passed to them, 2026-12-03). The method and strategy reach
+  the loop as compile-time constants (``literally``), and an ``overload`` picks its functions
+  while numba types it, so that each kernel compiles only its own;
 - small helpers are inlined by numba (``inline="always"``); left to LLVM, the calls stay;
 - the generator state (four words) and a run's setting are tuples, passed by value: as arrays,
   they would be re-read from memory after every store to the Q-table that might overlap them;
@@ -81,11 +82,13 @@ Speed comes from keeping the hot loop in registers; each of these measured 10% t
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import literally, njit, prange, types
+from numba.extending import overload
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from tabrl.exact.outcomes import LOOPED, TERMINATED, TRUNCATED
@@ -225,8 +228,8 @@ class Runs(NamedTuple):
 
 class Memory(NamedTuple):
     """What the methods other than Q-learning read and write beside ``q`` and ``visits``: one
-    run's arrays of :class:`Runs`, a scratch row for UCB's scores, its action mask, the MDP's
-    observed outcomes."""
+    run's arrays of :class:`Runs`, a scratch row for UCB's scores and softmax's weights, the
+    MDP's observed outcomes."""
 
     half_difference: np.ndarray
     marks: np.ndarray
@@ -236,7 +239,6 @@ class Memory(NamedTuple):
     model_pairs: np.ndarray
     sizes: np.ndarray
     scores: np.ndarray  #: float64[1, n_actions]
-    allowed: np.ndarray  #: ``Runs.allowed`` of the run
     observed: ObservedOutcomes
 
 
@@ -336,14 +338,6 @@ def sample_outcomes(model, state, action, n_actions, n, rng):
 
 
 # --- acting ---------------------------------------------------------------------------------------
-@_helper
-def _allowed(memory):
-    """The run's action mask, ``memory.allowed``; None for the loops that have no memory."""
-    if memory is None:
-        return None
-    return memory.allowed
-
-
 @_helper
 def _ok(allowed, row, a):
     """Whether action ``a`` is allowed at ``row``: always without a mask (``allowed`` None,
@@ -524,56 +518,84 @@ def _in_state(setting, at, value, visits, row):
     return min(value, max(end, start / (n + 1.0) ** rate))
 
 
-@_called
-def _explore(setting, q, visits, allowed, row, epsilon, temperature, scores, s):
-    """The behaviour policy's action at ``row``: epsilon-greedy, softmax or UCB.
-
-    UCB writes its scores to ``scores`` (a scratch row) and plays their greedy action; softmax
-    keeps its weights there. With
-    ``epsilon == 0`` exploration is off, for every strategy: the greedy policy plays.
-    """
+# The behaviour policies: each strategy's action and its state value ``sum_a pi(a|s) q[row, a]``
+# (``TabularAgent.policy_value``), all with one signature (``scores`` is a scratch row). With
+# ``epsilon == 0`` exploration is off, for every strategy: the greedy policy plays, and the value
+# is the greedy one.
+@_helper
+def _act_epsilon_greedy(setting, q, visits, allowed, row, epsilon, temperature, scores, s):
+    """Epsilon-greedy's action, with the state's epsilon (:func:`_in_state`)."""
     if epsilon == 0.0:
         return _first_greedy(q, row, allowed), s
-    kind = setting[EXPLORATION]
-    if kind == SOFTMAX:
-        return _softmax(q, row, allowed,
-                        _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row),
-                        scores, s)
-    if kind == UCB:
-        _ucb_scores(q, visits, row, allowed, setting[UCB_C], scores)
-        return _greedy(scores, 0, None, s)
     return _epsilon_greedy(q, row, allowed,
                            _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row), s)
 
 
 @_helper
-def _act(setting, q, visits, memory, row, epsilon, temperature, s):
-    """:func:`_explore` with the scratch row and the mask of the run's :class:`Memory`."""
-    return _explore(setting, q, visits, memory.allowed, row, epsilon, temperature, memory.scores,
-                    s)
+def _act_softmax(setting, q, visits, allowed, row, epsilon, temperature, scores, s):
+    """Softmax's action, with the state's temperature; its weights kept in ``scores``."""
+    if epsilon == 0.0:
+        return _first_greedy(q, row, allowed), s
+    return _softmax(q, row, allowed,
+                    _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row), scores, s)
 
 
 @_helper
-def _act_epsilon_greedy(setting, q, visits, memory, row, epsilon, temperature, s):
-    """:func:`_act` of a run known to explore epsilon-greedily (``memory`` may be None)."""
-    return _epsilon_greedy(q, row, _allowed(memory), epsilon, s)
+def _act_ucb(setting, q, visits, allowed, row, epsilon, temperature, scores, s):
+    """UCB's action: the greedy action of its scores, written to ``scores``."""
+    if epsilon == 0.0:
+        return _first_greedy(q, row, allowed), s
+    _ucb_scores(q, visits, row, allowed, setting[UCB_C], scores)
+    return _greedy(scores, 0, None, s)
+
+
+@_helper
+def _value_epsilon_greedy(setting, q, visits, allowed, row, epsilon, temperature, scores):
+    """The state's value under epsilon-greedy, with the state's epsilon."""
+    if epsilon == 0.0:
+        return _max_value(q, row, allowed)
+    return _epsilon_greedy_value(q, row, allowed,
+                                 _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row))
+
+
+@_helper
+def _value_softmax(setting, q, visits, allowed, row, epsilon, temperature, scores):
+    """The state's value under softmax, with the state's temperature."""
+    if epsilon == 0.0:
+        return _max_value(q, row, allowed)
+    return _softmax_value(
+        q, row, allowed, _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row))
+
+
+@_helper
+def _value_ucb(setting, q, visits, allowed, row, epsilon, temperature, scores):
+    """The state's value under UCB: the mean of ``q`` over its scores' greedy actions."""
+    if epsilon == 0.0:
+        return _max_value(q, row, allowed)
+    _ucb_scores(q, visits, row, allowed, setting[UCB_C], scores)
+    return _greedy_mean(scores, 0, q, row, None)
+
+
+@_called
+def _explore(setting, q, visits, allowed, row, epsilon, temperature, scores, s):
+    """The behaviour policy's action at ``row``: a dispatch on the run's exploration code."""
+    kind = setting[EXPLORATION]
+    if kind == SOFTMAX:
+        return _act_softmax(setting, q, visits, allowed, row, epsilon, temperature, scores, s)
+    if kind == UCB:
+        return _act_ucb(setting, q, visits, allowed, row, epsilon, temperature, scores, s)
+    return _act_epsilon_greedy(setting, q, visits, allowed, row, epsilon, temperature, scores, s)
 
 
 @_called
 def _policy_value(setting, q, visits, allowed, row, epsilon, temperature, scores):
-    """``sum_a pi(a|s) q[row, a]`` under the behaviour policy (``TabularAgent.policy_value``);
-    with exploration off (``epsilon == 0``) the greedy value."""
-    if epsilon == 0.0:
-        return _max_value(q, row, allowed)
+    """The state's value under the behaviour policy: a dispatch on the run's exploration code."""
     kind = setting[EXPLORATION]
     if kind == SOFTMAX:
-        return _softmax_value(
-            q, row, allowed, _in_state(setting, TEMPERATURE_SCHEDULE, temperature, visits, row))
+        return _value_softmax(setting, q, visits, allowed, row, epsilon, temperature, scores)
     if kind == UCB:
-        _ucb_scores(q, visits, row, allowed, setting[UCB_C], scores)
-        return _greedy_mean(scores, 0, q, row, None)
-    return _epsilon_greedy_value(q, row, allowed,
-                                 _in_state(setting, EPSILON_SCHEDULE, epsilon, visits, row))
+        return _value_ucb(setting, q, visits, allowed, row, epsilon, temperature, scores)
+    return _value_epsilon_greedy(setting, q, visits, allowed, row, epsilon, temperature, scores)
 
 
 @_helper
@@ -642,19 +664,6 @@ def _action_probability(setting, q, visits, allowed, row, action, epsilon, tempe
         n += _ok(allowed, row, a)
     return epsilon / n + (1.0 - epsilon) * _greedy_share(q, row, allowed, action,
                                                          _max_value(q, row, allowed))
-
-
-@_helper
-def _value(setting, q, visits, memory, row, epsilon, temperature):
-    """:func:`_policy_value` with the scratch row and the mask of the run's :class:`Memory`."""
-    return _policy_value(setting, q, visits, memory.allowed, row, epsilon, temperature,
-                         memory.scores)
-
-
-@_helper
-def _value_epsilon_greedy(setting, q, visits, memory, row, epsilon, temperature):
-    """:func:`_value` of a run known to explore epsilon-greedily (``memory`` may be None)."""
-    return _epsilon_greedy_value(q, row, _allowed(memory), epsilon)
 
 
 # --- learning: the update rules -------------------------------------------------------------------
@@ -871,97 +880,99 @@ def _dyna_q(observed, setting, q, visits, allowed, counts, seen, sizes, pair, k,
 
 
 # --- learning: one step of each method ------------------------------------------------------------
-# Every method's step has one signature: the behaviour policy's ``act`` (as :func:`_act`) and
-# ``value`` (as :func:`_value`), the run's setting, tables and memory, epsilon and temperature,
-# the step ``(row, action, reward, terminal, truncated, next_row)``, the outcome's index ``k``,
-# the step's number ``t`` in its episode, and the generator's state. It does what its agent's
-# ``step`` does and returns the TD error (for methods that complete several updates at once, the
-# sum of their magnitudes), the next action (the SARSA family draws it here, before updating; -1:
-# the behaviour policy chooses it at the next step) and the generator's state.
+# Every method's step has one signature: the behaviour policy's ``act`` (as :func:`_explore`)
+# and ``value`` (as :func:`_policy_value`), the run's setting, tables and memory, epsilon and
+# temperature, the step ``(row, action, reward, terminal, truncated, next_row)``, the outcome's
+# index ``k``, the step's number ``t`` in its episode, and the generator's state. It does what its
+# agent's ``step`` does and returns the TD error (for methods that complete several updates at
+# once, the sum of their magnitudes), the next action (the SARSA family draws it here, before
+# updating; -1: the behaviour policy chooses it at the next step) and the generator's state.
 @_helper
-def _learn_q_learning(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
-                      reward, terminal, truncated, next_row, k, t, s):
-    """Q-learning (``TabularAgent.step`` of ``QLearningAgent``; ``memory`` may be None)."""
-    target = _q_target(setting, q, _allowed(memory), reward, terminal, next_row)
+def _learn_q_learning(act, value, setting, q, visits, memory, allowed, epsilon, temperature, row,
+                      action, reward, terminal, truncated, next_row, k, t, s):
+    """Q-learning (``TabularAgent.step`` of ``QLearningAgent``)."""
+    target = _q_target(setting, q, allowed, reward, terminal, next_row)
     return _update(setting, q, visits, row, action, target), -1, s
 
 
 @_helper
-def _learn_expected_sarsa(act, value, setting, q, visits, memory, epsilon, temperature, row,
-                          action, reward, terminal, truncated, next_row, k, t, s):
+def _learn_expected_sarsa(act, value, setting, q, visits, memory, allowed, epsilon, temperature,
+                          row, action, reward, terminal, truncated, next_row, k, t, s):
     """Expected SARSA (``TabularAgent.step`` of ``ExpectedSarsaAgent``)."""
     target = reward
     if not terminal:
-        target += setting[DISCOUNT] * value(setting, q, visits, memory, next_row, epsilon,
-                                            temperature)
+        target += setting[DISCOUNT] * value(setting, q, visits, allowed, next_row,
+                                            epsilon, temperature, memory.scores)
     return _update(setting, q, visits, row, action, target), -1, s
 
 
 @_helper
-def _played_next(act, setting, q, visits, memory, epsilon, temperature, terminal, next_row, s):
+def _played_next(act, setting, q, visits, memory, allowed, epsilon, temperature, terminal, next_row,
+                 s):
     """The SARSA family's next action, drawn by ``act`` (-1 after a terminal step), and its
     value (``SarsaAgent.bootstrap``)."""
     if terminal:
         return -1, 0.0, s
-    next_action, s = act(setting, q, visits, memory, next_row, epsilon, temperature, s)
+    next_action, s = act(setting, q, visits, allowed, next_row, epsilon, temperature,
+                         memory.scores, s)
     return next_action, q[next_row, next_action], s
 
 
 @_helper
-def _learn_sarsa(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
+def _learn_sarsa(act, value, setting, q, visits, memory, allowed, epsilon, temperature, row, action,
                  reward, terminal, truncated, next_row, k, t, s):
     """SARSA (``TabularAgent.step`` of ``SarsaAgent``)."""
-    next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
-                                          terminal, next_row, s)
+    next_action, future, s = _played_next(act, setting, q, visits, memory, allowed, epsilon,
+                                          temperature, terminal, next_row, s)
     target = reward + setting[DISCOUNT] * future
     return _update(setting, q, visits, row, action, target), next_action, s
 
 
 @_helper
-def _learn_n_step_sarsa(act, value, setting, q, visits, memory, epsilon, temperature, row,
+def _learn_n_step_sarsa(act, value, setting, q, visits, memory, allowed, epsilon, temperature, row,
                         action, reward, terminal, truncated, next_row, k, t, s):
     """n-step SARSA (``MultiStepAgent.step`` of ``NStepSarsaAgent``)."""
-    next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
-                                          terminal, next_row, s)
-    error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
+    next_action, future, s = _played_next(act, setting, q, visits, memory, allowed, epsilon,
+                                          temperature, terminal, next_row, s)
+    error = _multi_step(setting, q, visits, allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, future, epsilon,
                         temperature, memory.scores)
     return error, next_action, s
 
 
 @_helper
-def _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
-                   reward, terminal, truncated, next_row, k, t, s):
+def _learn_q_sigma(act, value, setting, q, visits, memory, allowed, epsilon, temperature, row,
+                   action, reward, terminal, truncated, next_row, k, t, s):
     """n-step Q(sigma) (``MultiStepAgent.step`` of ``QSigmaAgent``)."""
-    next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
-                                          terminal, next_row, s)
+    next_action, future, s = _played_next(act, setting, q, visits, memory, allowed, epsilon,
+                                          temperature, terminal, next_row, s)
     tail = 0.0
     if not terminal:
         tail = setting[SIGMA] * future + (1.0 - setting[SIGMA]) * value(
-            setting, q, visits, memory, next_row, epsilon, temperature)
-    error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
+            setting, q, visits, allowed, next_row, epsilon, temperature, memory.scores)
+    error = _multi_step(setting, q, visits, allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
                         temperature, memory.scores)
     return error, next_action, s
 
 
 @_helper
-def _learn_tree_backup(act, value, setting, q, visits, memory, epsilon, temperature, row,
+def _learn_tree_backup(act, value, setting, q, visits, memory, allowed, epsilon, temperature, row,
                        action, reward, terminal, truncated, next_row, k, t, s):
     """n-step Tree Backup (``MultiStepAgent.step`` of ``TreeBackupAgent``)."""
-    tail = 0.0 if terminal else _max_value(q, next_row, memory.allowed)
-    error = _multi_step(setting, q, visits, memory.allowed, memory.pairs, memory.values, t,
+    tail = 0.0 if terminal else _max_value(q, next_row, allowed)
+    error = _multi_step(setting, q, visits, allowed, memory.pairs, memory.values, t,
                         row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
                         temperature, memory.scores)
     return error, -1, s
 
 
 @_helper
-def _learn_sarsa_lambda(act, value, setting, q, visits, memory, epsilon, temperature, row,
+def _learn_sarsa_lambda(act, value, setting, q, visits, memory, allowed, epsilon, temperature, row,
                         action, reward, terminal, truncated, next_row, k, t, s):
     """SARSA(lambda) (``SarsaLambdaAgent.step``)."""
-    next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
-                                          terminal, next_row, s)
+    next_action, future, s = _played_next(act, setting, q, visits, memory, allowed, epsilon,
+                                          temperature, terminal, next_row, s)
     error = _traced(setting, q, visits, memory.marks, memory.pairs, memory.values, memory.sizes,
                     row, action, reward + setting[DISCOUNT] * future,
                     setting[DISCOUNT] * setting[TRACE_DECAY], terminal or truncated)
@@ -969,13 +980,13 @@ def _learn_sarsa_lambda(act, value, setting, q, visits, memory, epsilon, tempera
 
 
 @_helper
-def _learn_q_lambda(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
-                    reward, terminal, truncated, next_row, k, t, s):
+def _learn_q_lambda(act, value, setting, q, visits, memory, allowed, epsilon, temperature, row,
+                    action, reward, terminal, truncated, next_row, k, t, s):
     """Watkins's Q(lambda) (``SarsaLambdaAgent.step`` of ``QLambdaAgent``): traces are cut
     after an exploratory action."""
-    next_action, future, s = _played_next(act, setting, q, visits, memory, epsilon, temperature,
-                                          terminal, next_row, s)
-    best = 0.0 if terminal else _max_value(q, next_row, memory.allowed)
+    next_action, future, s = _played_next(act, setting, q, visits, memory, allowed, epsilon,
+                                          temperature, terminal, next_row, s)
+    best = 0.0 if terminal else _max_value(q, next_row, allowed)
     decay = setting[DISCOUNT] * setting[TRACE_DECAY] if future == best else 0.0
     error = _traced(setting, q, visits, memory.marks, memory.pairs, memory.values, memory.sizes,
                     row, action, reward + setting[DISCOUNT] * best, decay, terminal or truncated)
@@ -983,74 +994,84 @@ def _learn_q_lambda(act, value, setting, q, visits, memory, epsilon, temperature
 
 
 @_helper
-def _learn_double_q(act, value, setting, q, visits, memory, epsilon, temperature, row,
+def _learn_double_q(act, value, setting, q, visits, memory, allowed, epsilon, temperature, row,
                     action, reward, terminal, truncated, next_row, k, t, s):
     """Double Q-learning (``DoubleQLearningAgent.step``)."""
-    error, s = _double_q(setting, q, memory.half_difference, visits, memory.allowed, row,
+    error, s = _double_q(setting, q, memory.half_difference, visits, allowed, row,
                          action, reward, terminal, next_row, s)
     return error, -1, s
 
 
 @_helper
-def _learn_monte_carlo(act, value, setting, q, visits, memory, epsilon, temperature, row,
+def _learn_monte_carlo(act, value, setting, q, visits, memory, allowed, epsilon, temperature, row,
                        action, reward, terminal, truncated, next_row, k, t, s):
     """First-visit Monte Carlo (``MonteCarloAgent.step``): buffer the step; learn at the end."""
     memory.pairs[t], memory.values[t] = row * q.shape[1] + action, reward
     if not (terminal or truncated):
         return 0.0, -1, s
-    tail = 0.0 if terminal else value(setting, q, visits, memory, next_row, epsilon, temperature)
+    tail = 0.0 if terminal else value(setting, q, visits, allowed, next_row, epsilon,
+                                      temperature, memory.scores)
     return _monte_carlo_end(setting, q, visits, memory.marks, memory.pairs, memory.values,
                             t + 1, tail), -1, s
 
 
 @_helper
-def _learn_dyna_q(act, value, setting, q, visits, memory, epsilon, temperature, row, action,
-                  reward, terminal, truncated, next_row, k, t, s):
+def _learn_dyna_q(act, value, setting, q, visits, memory, allowed, epsilon, temperature, row,
+                  action, reward, terminal, truncated, next_row, k, t, s):
     """Dyna-Q (``DynaQAgent.step``): Q-learning's step, then the model and its planning."""
-    error, _, s = _learn_q_learning(act, value, setting, q, visits, memory, epsilon, temperature,
-                                    row, action, reward, terminal, truncated, next_row, k, t, s)
-    s = _dyna_q(memory.observed, setting, q, visits, memory.allowed, memory.model_counts,
+    error, _, s = _learn_q_learning(act, value, setting, q, visits, memory, allowed, epsilon,
+                                    temperature, row, action, reward, terminal, truncated, next_row,
+                                    k, t, s)
+    s = _dyna_q(memory.observed, setting, q, visits, allowed, memory.model_counts,
                 memory.model_pairs, memory.sizes, row * q.shape[1] + action, k, s)
     return error, -1, s
 
 
 @_helper
-def _learn(act, value, setting, q, visits, memory, epsilon, temperature, row, action, reward,
-           terminal, truncated, next_row, k, t, s):
+def _learn(act, value, setting, q, visits, memory, allowed, epsilon, temperature, row, action,
+           reward, terminal, truncated, next_row, k, t, s):
     """The step of the run's method: a dispatch on its algorithm code."""
     algo = setting[ALGO]
     if algo == Q_LEARNING:
-        return _learn_q_learning(act, value, setting, q, visits, memory, epsilon, temperature,
-                                 row, action, reward, terminal, truncated, next_row, k, t, s)
+        return _learn_q_learning(act, value, setting, q, visits, memory, allowed, epsilon,
+                                 temperature, row, action, reward, terminal, truncated, next_row, k,
+                                 t, s)
     if algo == SARSA:
-        return _learn_sarsa(act, value, setting, q, visits, memory, epsilon, temperature,
+        return _learn_sarsa(act, value, setting, q, visits, memory, allowed, epsilon, temperature,
                             row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == EXPECTED_SARSA:
-        return _learn_expected_sarsa(act, value, setting, q, visits, memory, epsilon, temperature,
-                                     row, action, reward, terminal, truncated, next_row, k, t, s)
+        return _learn_expected_sarsa(act, value, setting, q, visits, memory, allowed, epsilon,
+                                     temperature, row, action, reward, terminal, truncated,
+                                     next_row, k, t, s)
     if algo == DOUBLE_Q_LEARNING:
-        return _learn_double_q(act, value, setting, q, visits, memory, epsilon, temperature,
-                               row, action, reward, terminal, truncated, next_row, k, t, s)
+        return _learn_double_q(act, value, setting, q, visits, memory, allowed, epsilon,
+                               temperature, row, action, reward, terminal, truncated, next_row, k,
+                               t, s)
     if algo == MONTE_CARLO:
-        return _learn_monte_carlo(act, value, setting, q, visits, memory, epsilon, temperature,
-                                  row, action, reward, terminal, truncated, next_row, k, t, s)
+        return _learn_monte_carlo(act, value, setting, q, visits, memory, allowed, epsilon,
+                                  temperature, row, action, reward, terminal, truncated, next_row,
+                                  k, t, s)
     if algo == N_STEP_SARSA:
-        return _learn_n_step_sarsa(act, value, setting, q, visits, memory, epsilon, temperature,
-                                   row, action, reward, terminal, truncated, next_row, k, t, s)
+        return _learn_n_step_sarsa(act, value, setting, q, visits, memory, allowed, epsilon,
+                                   temperature, row, action, reward, terminal, truncated, next_row,
+                                   k, t, s)
     if algo == SARSA_LAMBDA:
-        return _learn_sarsa_lambda(act, value, setting, q, visits, memory, epsilon, temperature,
-                                   row, action, reward, terminal, truncated, next_row, k, t, s)
+        return _learn_sarsa_lambda(act, value, setting, q, visits, memory, allowed, epsilon,
+                                   temperature, row, action, reward, terminal, truncated, next_row,
+                                   k, t, s)
     if algo == Q_LAMBDA:
-        return _learn_q_lambda(act, value, setting, q, visits, memory, epsilon, temperature,
-                               row, action, reward, terminal, truncated, next_row, k, t, s)
+        return _learn_q_lambda(act, value, setting, q, visits, memory, allowed, epsilon,
+                               temperature, row, action, reward, terminal, truncated, next_row, k,
+                               t, s)
     if algo == DYNA_Q:
-        return _learn_dyna_q(act, value, setting, q, visits, memory, epsilon, temperature,
+        return _learn_dyna_q(act, value, setting, q, visits, memory, allowed, epsilon, temperature,
                              row, action, reward, terminal, truncated, next_row, k, t, s)
     if algo == TREE_BACKUP:
-        return _learn_tree_backup(act, value, setting, q, visits, memory, epsilon, temperature,
-                                  row, action, reward, terminal, truncated, next_row, k, t, s)
+        return _learn_tree_backup(act, value, setting, q, visits, memory, allowed, epsilon,
+                                  temperature, row, action, reward, terminal, truncated, next_row,
+                                  k, t, s)
     if algo == Q_SIGMA:
-        return _learn_q_sigma(act, value, setting, q, visits, memory, epsilon, temperature,
+        return _learn_q_sigma(act, value, setting, q, visits, memory, allowed, epsilon, temperature,
                               row, action, reward, terminal, truncated, next_row, k, t, s)
     return 0.0, -1, s  # not reached: every setting has a method's code
 
@@ -1068,35 +1089,38 @@ def _next_value(setting, at, value):
 
 
 @_helper
-def _episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, act, value,
-             learn, s):
+def _episode(model, setting, q, visits, memory, allowed, epsilon, temperature, time_limit, act,
+             value, learn, s):
     """One episode: its return, its length, its mean absolute TD error, and the next state.
 
-    ``act`` chooses actions and ``value`` values states as :func:`_act` and :func:`_value` do,
-    and ``learn`` learns a step as :func:`_learn` does, with the run's ``memory`` (or their
-    versions for one method and strategy, which numba inlines, and then need no memory).
+    ``act`` chooses actions and ``value`` values states as :func:`_explore` and
+    :func:`_policy_value` do, and ``learn`` learns a step as :func:`_learn` does, with the run's
+    ``memory`` and action mask ``allowed`` (or their versions for one method and strategy, which
+    numba inlines, and then None for ``allowed``).
     """
     offsets, cdf, row_of_state = model.offsets, model.cdf, model.row_of_state
     next_states, rewards, terminals = model.next_state, model.reward, model.terminal
+    scores = memory.scores
     n_actions = q.shape[1]
     action = -1
     if setting[EXPLORING_STARTS]:
         state, s = _below(s, row_of_state.size)
         row = row_of_state[state]
-        action, s = _uniform_action(_allowed(memory), row, n_actions, s)
+        action, s = _uniform_action(allowed, row, n_actions, s)
     else:
         state, s = _sample_start(model, s)
         row = row_of_state[state]
     total, abs_td, steps, done = 0.0, 0.0, 0, False
     while not done:
         if action < 0:
-            action, s = act(setting, q, visits, memory, row, epsilon, temperature, s)
+            action, s = act(setting, q, visits, allowed, row, epsilon, temperature, scores, s)
         k, s = _sample_outcome(offsets, cdf, state * n_actions + action, s)
         state, reward, terminal = next_states[k], rewards[k], terminals[k]
         next_row = row_of_state[state]
         truncated = steps + 1 >= time_limit
-        error, action, s = learn(act, value, setting, q, visits, memory, epsilon, temperature,
-                                 row, action, reward, terminal, truncated, next_row, k, steps, s)
+        error, action, s = learn(act, value, setting, q, visits, memory, allowed, epsilon,
+                                 temperature, row, action, reward, terminal, truncated, next_row, k,
+                                 steps, s)
         abs_td += abs(error)
         total += reward
         steps += 1
@@ -1106,49 +1130,60 @@ def _episode(model, setting, q, visits, memory, epsilon, temperature, time_limit
 
 
 @_called
-def _any_episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, s):
+def _any_episode(model, setting, q, visits, memory, allowed, epsilon, temperature, time_limit,
+                 s):
     """:func:`_episode` of any method and strategy: compiled once, called once per episode."""
-    return _episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, _act,
-                    _value, _learn, s)
+    return _episode(model, setting, q, visits, memory, allowed, epsilon, temperature, time_limit,
+                    _explore, _policy_value, _learn, s)
 
 
-@_helper
-def _q_learning_episode(model, setting, q, visits, memory, epsilon, temperature, time_limit, s):
-    """:func:`_episode` of Q-learning exploring epsilon-greedily (the tutorial's agent), with
-    nothing else in it (``memory`` is not read): inlined wherever it is played."""
-    return _episode(model, setting, q, visits, None, epsilon, temperature, time_limit,
-                    _act_epsilon_greedy, _value_epsilon_greedy, _learn_q_learning, s)
+#: Each method's step and each strategy's action and value, by code: what a method's kernel
+#: inlines in its loop.
+_LEARN = {Q_LEARNING: _learn_q_learning, SARSA: _learn_sarsa,
+          EXPECTED_SARSA: _learn_expected_sarsa, DOUBLE_Q_LEARNING: _learn_double_q,
+          MONTE_CARLO: _learn_monte_carlo, N_STEP_SARSA: _learn_n_step_sarsa,
+          SARSA_LAMBDA: _learn_sarsa_lambda, Q_LAMBDA: _learn_q_lambda, DYNA_Q: _learn_dyna_q,
+          TREE_BACKUP: _learn_tree_backup, Q_SIGMA: _learn_q_sigma}
+_ACT = {EPSILON_GREEDY: _act_epsilon_greedy, SOFTMAX: _act_softmax, UCB: _act_ucb}
+_VALUE = {EPSILON_GREEDY: _value_epsilon_greedy, SOFTMAX: _value_softmax, UCB: _value_ucb}
+ANY = -1  #: the method (and strategy) of the kernel of every method
 
 
-@_called
-def _sarsa_episode(model, setting, q, visits, epsilon, time_limit, s):
-    """:func:`_episode` of SARSA exploring epsilon-greedily, with nothing else in it."""
-    return _episode(model, setting, q, visits, None, epsilon, 1.0, time_limit,
-                    _act_epsilon_greedy, _value_epsilon_greedy, _learn_sarsa, s)
+def _episode_of(algo, exploration, model, setting, q, visits, memory, allowed, epsilon,
+                temperature, time_limit, s):
+    """An episode of the kernel's method and strategy (compile-time constants): typed by
+    :func:`_episode_of_method`; never called from Python."""
 
 
-@_called
-def _expected_sarsa_episode(model, setting, q, visits, epsilon, time_limit, s):
-    """:func:`_episode` of Expected SARSA exploring epsilon-greedily, with nothing else in it."""
-    return _episode(model, setting, q, visits, None, epsilon, 1.0, time_limit,
-                    _act_epsilon_greedy, _value_epsilon_greedy, _learn_expected_sarsa, s)
+@overload(_episode_of, jit_options={"_nrt": False})
+def _episode_of_method(algo, exploration, model, setting, q, visits, memory, allowed, epsilon,
+                       temperature, time_limit, s):
+    """:func:`_any_episode` for :data:`ANY`, else :func:`_episode` inlined with the one method
+    and strategy of ``algo`` and ``exploration`` and no action mask: chosen while numba types
+    the kernel, so that it compiles only what it plays."""
+    if not isinstance(algo, types.IntegerLiteral):
+        return None
+    if algo.literal_value == ANY:
+        return (lambda algo, exploration, model, setting, q, visits, memory, allowed, epsilon,
+                temperature, time_limit, s: _any_episode(model, setting, q, visits, memory,
+                                                         allowed, epsilon, temperature,
+                                                         time_limit, s))
+    act, value = _ACT[exploration.literal_value], _VALUE[exploration.literal_value]
+    learn = _LEARN[algo.literal_value]
+
+    def one_method(algo, exploration, model, setting, q, visits, memory, allowed, epsilon,
+                   temperature, time_limit, s):
+        return _episode(model, setting, q, visits, memory, None, epsilon, temperature,
+                        time_limit, act, value, learn, s)
+
+    return one_method
 
 
-@_helper
-def _own_loop(setting):
-    """The method of a run that gets an episode loop of its own (Q-learning, SARSA or Expected
-    SARSA, exploring epsilon-greedily with a per-episode epsilon), else -1."""
-    plain = setting[EXPLORATION] == EPSILON_GREEDY and setting[EPSILON_SCHEDULE] != VISITS
-    if plain and setting[ALGO] in (Q_LEARNING, SARSA, EXPECTED_SARSA):
-        return setting[ALGO]
-    return -1.0
-
-
-def q_learning_only(settings: np.ndarray, masked: bool) -> bool:
-    """Whether every run of ``settings`` is the tutorial's agent, which
-    :func:`train_q_learning_runs` plays (Python side): Q-learning exploring epsilon-greedily
-    with a per-episode epsilon, no run of the call masking actions."""
-    return not masked and all(_own_loop.py_func(setting) == Q_LEARNING for setting in settings)
+def method_of(settings: np.ndarray, masked: bool) -> tuple[int, int] | None:
+    """The method and strategy codes that every run of ``settings`` shares, which
+    :func:`method_kernel` plays (Python side); None if they differ or a run masks actions."""
+    pairs = {(int(setting[ALGO]), int(setting[EXPLORATION])) for setting in settings}
+    return None if masked or len(pairs) != 1 else pairs.pop()
 
 
 @_helper
@@ -1165,61 +1200,32 @@ def _moved_on(setting, own_setting, lr_moves, epsilon, temperature):
 
 
 @njit(cache=True)
-def _run_episodes(model, observed, runs, i, start, stop, time_limit):
+def _run_episodes(model, observed, runs, i, start, stop, time_limit, algo, exploration):
     """Episodes ``start..stop-1`` of run ``i``, logged; epsilon and temperature decay after each.
 
-    Q-learning with epsilon-greedy exploration, the tutorial's agent, gets an episode loop of
-    its own, inlined here with nothing else in it (unless its epsilon is per state, or a run of
-    the call masks actions); every other run calls the loop that dispatches on its method and
-    strategy.
+    ``algo`` and ``exploration`` are the kernel's method and strategy, compile-time constants
+    (``literally``: one compiled version for each): :data:`ANY`, or the run's own.
 
     Not inlined: inlined into the parallel loop of :func:`train_runs`, its writes to the logs
     were lost (numba 0.68).
     """
+    literally(algo)
+    literally(exploration)
     setting, s = to_fixed_tuple(runs.settings[i], SETTING_SIZE), to_fixed_tuple(runs.rng[i], 4)
     q, visits = runs.q[i], runs.visits[i]
     memory = Memory(runs.half_difference[i], runs.marks[i], runs.memory_pairs[i],
                     runs.memory_values[i], runs.model_counts[i], runs.model_pairs[i],
-                    runs.sizes[i], np.empty_like(q[:1]), runs.allowed[i], observed)
-    own_loop = _own_loop(setting) if runs.allowed.shape[1] == 0 else -1.0
+                    runs.sizes[i], np.empty_like(q[:1]), observed)
+    allowed = runs.allowed[i]
     own_setting = runs.settings[i]  # its learning rate entry moves on under a per-episode schedule
     lr_moves = own_setting[LR_SCHEDULE] == LINEAR or own_setting[LR_SCHEDULE] == EXPONENTIAL
     epsilon, temperature = runs.epsilon[i], runs.temperature[i]
     returns, lengths, td_errors, epsilons = (
         runs.returns[i], runs.lengths[i], runs.td_errors[i], runs.epsilons[i])
     for e in range(start, stop):
-        if own_loop == Q_LEARNING:
-            returns[e], lengths[e], td_errors[e], s = _q_learning_episode(
-                model, setting, q, visits, None, epsilon, temperature, time_limit, s)
-        elif own_loop == SARSA:
-            returns[e], lengths[e], td_errors[e], s = _sarsa_episode(
-                model, setting, q, visits, epsilon, time_limit, s)
-        elif own_loop == EXPECTED_SARSA:
-            returns[e], lengths[e], td_errors[e], s = _expected_sarsa_episode(
-                model, setting, q, visits, epsilon, time_limit, s)
-        else:
-            returns[e], lengths[e], td_errors[e], s = _any_episode(
-                model, setting, q, visits, memory, epsilon, temperature, time_limit, s)
-        epsilons[e] = epsilon
-        epsilon, temperature, setting = _moved_on(setting, own_setting, lr_moves, epsilon,
-                                                  temperature)
-    runs.epsilon[i], runs.temperature[i] = epsilon, temperature
-    runs.rng[i] = s
-
-
-@njit(cache=True)
-def _run_q_learning_episodes(model, runs, i, start, stop, time_limit):
-    """:func:`_run_episodes` of a run that is the tutorial's agent, with its loop alone."""
-    setting, s = to_fixed_tuple(runs.settings[i], SETTING_SIZE), to_fixed_tuple(runs.rng[i], 4)
-    q, visits = runs.q[i], runs.visits[i]
-    own_setting = runs.settings[i]
-    lr_moves = own_setting[LR_SCHEDULE] == LINEAR or own_setting[LR_SCHEDULE] == EXPONENTIAL
-    epsilon, temperature = runs.epsilon[i], runs.temperature[i]
-    returns, lengths, td_errors, epsilons = (
-        runs.returns[i], runs.lengths[i], runs.td_errors[i], runs.epsilons[i])
-    for e in range(start, stop):
-        returns[e], lengths[e], td_errors[e], s = _q_learning_episode(
-            model, setting, q, visits, None, epsilon, temperature, time_limit, s)
+        returns[e], lengths[e], td_errors[e], s = _episode_of(
+            algo, exploration, model, setting, q, visits, memory, allowed, epsilon, temperature,
+            time_limit, s)
         epsilons[e] = epsilon
         epsilon, temperature, setting = _moved_on(setting, own_setting, lr_moves, epsilon,
                                                   temperature)
@@ -1229,7 +1235,8 @@ def _run_q_learning_episodes(model, runs, i, start, stop, time_limit):
 
 @njit(cache=True, parallel=True, nogil=True)
 def train_runs(model, observed, runs, start, stop, time_limit):
-    """Episodes ``start..stop-1`` of every run, the runs spread over numba's threads.
+    """Episodes ``start..stop-1`` of every run, the runs spread over numba's threads: the
+    kernel of every method and strategy, with action masks.
 
     Even a single run goes through this parallel kernel, on one thread: the same loop in a
     serial kernel measured at less than half the speed (numba compiles the body of a parallel
@@ -1238,17 +1245,28 @@ def train_runs(model, observed, runs, start, stop, time_limit):
     It releases the GIL (``nogil``), so that a sweep runs its jobs on threads of one process.
     """
     for i in prange(runs.q.shape[0]):
-        _run_episodes(model, observed, runs, np.int64(i), start, stop, time_limit)
+        _run_episodes(model, observed, runs, np.int64(i), start, stop, time_limit, ANY, ANY)
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def train_q_learning_runs(model, observed, runs, start, stop, time_limit):
-    """:func:`train_runs` of runs that are all the tutorial's agent (:func:`q_learning_only`),
-    with the same results and arguments (``observed`` unused): the one training kernel
-    ``tabrl train`` compiles for that agent, a fraction of the first compile of
-    :func:`train_runs`, which holds every method and strategy."""
-    for i in prange(runs.q.shape[0]):
-        _run_q_learning_episodes(model, runs, np.int64(i), start, stop, time_limit)
+@functools.cache
+def method_kernel(algo: int, exploration: int) -> Any:
+    """:func:`train_runs` of runs that all learn by ``algo`` exploring by ``exploration``
+    (:func:`method_of`), with the same results and arguments: a kernel of its own, compiled the
+    first time it is asked for (a fraction of :func:`train_runs`'s compile), and faster, its
+    method and strategy inlined in its loop.
+
+    Its two codes are the closure's constants (and its ``method``); numba's disk cache keys
+    each kernel by them.
+    """
+
+    @njit(cache=True, parallel=True, nogil=True)
+    def train_method_runs(model, observed, runs, start, stop, time_limit):
+        for i in prange(runs.q.shape[0]):
+            _run_episodes(model, observed, runs, np.int64(i), start, stop, time_limit, algo,
+                          exploration)
+
+    train_method_runs.method = algo, exploration
+    return train_method_runs
 
 
 # --- playing a fixed policy (evaluation) ----------------------------------------------------------

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tabrl.compiled import kernels
-from tabrl.compiled.engine import slices, time_limit, warm_up
+from tabrl.compiled.engine import slices, time_limit
 from tabrl.compiled.model import compile_mdp
+from tabrl.compiled.warm import warm_up
 from tabrl.errors import UsageError
 from tabrl.exact.mdp import TabularMDP
 from tabrl.loop import TrainingLog
