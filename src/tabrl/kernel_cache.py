@@ -129,7 +129,7 @@ def kernels_to_train(method: tuple[str, str] | None) -> KernelSet:
 
 def is_ready(kernels: KernelSet) -> bool:
     """Whether ``kernels`` run without a compile: compiled in this process, or cached."""
-    return bool(kernels.entry_point().signatures) or is_cached(kernels)
+    return kernels in _PREPARED or bool(kernels.entry_point().signatures) or is_cached(kernels)
 
 
 def marker_path(kernels: KernelSet) -> Path:
@@ -166,11 +166,19 @@ def mark_cached(kernels: KernelSet) -> None:
         pass
 
 
+#: The sets prepared in this process: each is prepared once (a training's chunks each ask).
+_PREPARED: set[KernelSet] = set()
+
+
 def prepare(kernels: KernelSet) -> None:
-    """Compile ``kernels`` (or load them from the disk cache), then mark them cached."""
+    """Compile ``kernels`` (or load them from the disk cache), then mark them cached; once per
+    process."""
+    if kernels in _PREPARED:
+        return
     with interrupts_kept():
         kernels.warm_up()
     mark_cached(kernels)
+    _PREPARED.add(kernels)
 
 
 @contextmanager

@@ -206,6 +206,8 @@ def _observed_pairs(observed: ObservedOutcomes) -> np.ndarray:
 
 def load_model(runs: Runs, i: int, agent: TabularAgent, observed: ObservedOutcomes) -> None:
     """Dyna-Q's ``agent.model`` and ``agent.seen`` as run ``i``'s counts and seen pairs."""
+    if not agent.seen:  # a new agent: nothing to match
+        return
     keys = zip(_observed_pairs(observed).tolist(), observed.reward.tolist(),
                observed.next_row.tolist(), observed.terminal.tolist())
     slots = {_outcome_key(*key): slot for slot, key in enumerate(keys)}
@@ -226,16 +228,15 @@ def load_model(runs: Runs, i: int, agent: TabularAgent, observed: ObservedOutcom
 
 
 def store_model(runs: Runs, i: int, agent: TabularAgent, observed: ObservedOutcomes) -> None:
-    """Run ``i``'s counts and seen pairs as Dyna-Q's ``agent.model`` and ``agent.seen``."""
+    """Run ``i``'s counts and seen pairs as Dyna-Q's ``agent.model`` and ``agent.seen`` (pairs
+    in the order first seen, outcomes in the order of ``observed``)."""
     n_actions, counts = runs.q.shape[2], runs.model_counts[i]
     seen = runs.model_pairs[i, : runs.sizes[i, kernels.MODEL_SIZE]].tolist()
     agent.seen = [divmod(pair, n_actions) for pair in seen]
-    agent.model = {
-        divmod(pair, n_actions): {
-            (float(observed.reward[m]), int(observed.next_row[m]), bool(observed.terminal[m])):
-            int(counts[m])
-            for m in range(observed.offsets[pair], observed.offsets[pair + 1])
-            if counts[m]
-        }
-        for pair in seen
-    }
+    agent.model = {pair: {} for pair in agent.seen}
+    counted = np.flatnonzero(counts)
+    for pair, reward, next_row, terminal, count in zip(
+            _observed_pairs(observed)[counted].tolist(), observed.reward[counted].tolist(),
+            observed.next_row[counted].tolist(), observed.terminal[counted].tolist(),
+            counts[counted].tolist()):
+        agent.model[divmod(pair, n_actions)][reward, next_row, terminal] = count
