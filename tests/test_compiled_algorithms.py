@@ -181,8 +181,8 @@ def test_dyna_q_plans_on_seen_pairs_uniformly_and_on_outcomes_by_count():
     runs = runs_of([agent], observed, mdp.n_rows, [0], 1, 100)
     q, visits = runs.q[0], runs.visits[0]
     real_step = mdp.outcomes(0, 0).start  # a first real step: (0, left) joins the model
-    kernels._dyna_q(observed, tuple(runs.settings[0]), q, visits, runs.allowed[0],
-                    runs.model_counts[0],
+    kernels._dyna_q(observed, tuple(runs.settings[0]), q, q.reshape(q.size),
+                    visits.reshape(visits.size), runs.allowed[0], runs.model_counts[0],
                     runs.model_pairs[0], runs.sizes[0], 0, real_step, tuple(runs.rng[0]))
     n = visits[14, 2] + visits[0, 0]
     assert n == 20_000

@@ -228,8 +228,8 @@ class Runs(NamedTuple):
 
 class Memory(NamedTuple):
     """What the methods other than Q-learning read and write beside ``q`` and ``visits``: one
-    run's arrays of :class:`Runs`, a scratch row for UCB's scores and softmax's weights, the
-    MDP's observed outcomes."""
+    run's arrays of :class:`Runs`, a scratch row for UCB's scores and softmax's weights, views of
+    its tables by pair, the MDP's observed outcomes."""
 
     half_difference: np.ndarray
     marks: np.ndarray
@@ -239,6 +239,8 @@ class Memory(NamedTuple):
     model_pairs: np.ndarray
     sizes: np.ndarray
     scores: np.ndarray  #: float64[1, n_actions]
+    flat_q: np.ndarray  #: the run's ``q`` flattened (a view): updates by pair index
+    flat_visits: np.ndarray  #: its ``visits`` flattened
     observed: ObservedOutcomes
 
 
@@ -386,8 +388,9 @@ def _first_greedy(values, row, allowed):
 
 
 @_helper
-def _greedy(values, row, allowed, s):
-    """An allowed action of highest value in ``values[row]``, uniformly at random among equals."""
+def _max_and_ties(values, row, allowed):
+    """``max_a values[row, a]`` over the allowed actions, and how many allowed actions reach it,
+    in one pass."""
     first = _first_allowed(allowed, row, values.shape[1])
     best, ties = values[row, first], 1
     for a in range(first + 1, values.shape[1]):
@@ -396,6 +399,13 @@ def _greedy(values, row, allowed, s):
                 best, ties = values[row, a], 1
             elif values[row, a] == best:
                 ties += 1
+    return best, ties
+
+
+@_helper
+def _greedy(values, row, allowed, s):
+    """An allowed action of highest value in ``values[row]``, uniformly at random among equals."""
+    best, ties = _max_and_ties(values, row, allowed)
     pick = 0
     if ties > 1:
         pick, s = _below(s, ties)
@@ -692,9 +702,13 @@ def _update(setting, q, visits, row, action, target):
 
 
 @_helper
-def _update_pair(setting, q, visits, pair, target):
-    """:func:`_update` of the pair ``row * n_actions + action``."""
-    return _update(setting, q, visits, pair // q.shape[1], pair % q.shape[1], target)
+def _update_pair(setting, flat_q, flat_visits, pair, target):
+    """:func:`_update` of the pair ``row * n_actions + action`` in the flattened tables
+    (``Memory.flat_q``: no division back to the row and the action)."""
+    error = target - flat_q[pair]
+    flat_visits[pair] += 1
+    flat_q[pair] += _step_size(setting, flat_visits[pair]) * error
+    return error
 
 
 @_helper
@@ -733,7 +747,7 @@ def _double_q(setting, q, half, visits, allowed, row, action, reward, terminal, 
 
 
 @_called
-def _monte_carlo_end(setting, q, visits, marks, pairs, rewards, n_steps, tail):
+def _monte_carlo_end(setting, flat_q, flat_visits, marks, pairs, rewards, n_steps, tail):
     """First-visit Monte Carlo updates of an episode of ``n_steps`` steps; the sum of |errors|.
 
     Backwards from ``G = tail``: ``G = r + gamma G`` and, at the first visit of a pair, an update
@@ -746,7 +760,7 @@ def _monte_carlo_end(setting, q, visits, marks, pairs, rewards, n_steps, tail):
     for t in range(n_steps - 1, -1, -1):
         g = rewards[t] + setting[DISCOUNT] * g
         if marks[pairs[t]] == t + 1:
-            total += abs(_update_pair(setting, q, visits, pairs[t], g))
+            total += abs(_update_pair(setting, flat_q, flat_visits, pairs[t], g))
     for t in range(n_steps):
         marks[pairs[t]] = 0
     return total
@@ -763,8 +777,8 @@ def _backed_up(setting, q, visits, allowed, pair, g, epsilon, temperature, score
         return g
     row, action = pair // q.shape[1], pair % q.shape[1]
     if algo == TREE_BACKUP:
-        best = _max_value(q, row, allowed)
-        greedy = _greedy_share(q, row, allowed, action, best)
+        best, ties = _max_and_ties(q, row, allowed)
+        greedy = 1.0 / ties if _ok(allowed, row, action) and q[row, action] == best else 0.0
         return (1.0 - greedy) * best + greedy * g
     if epsilon != 0.0 and setting[EXPLORATION] == EPSILON_GREEDY:
         played, value = _epsilon_greedy_expectation(
@@ -778,26 +792,27 @@ def _backed_up(setting, q, visits, allowed, pair, g, epsilon, temperature, score
 
 
 @_helper
-def _multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, last, count, tail,
-                       epsilon, temperature, scores):
+def _multi_step_oldest(setting, q, visits, flat_q, flat_visits, allowed, pairs, rewards, n, last,
+                       count, tail, epsilon, temperature, scores):
     """Update the oldest of the ``count`` steps buffered up to step ``last`` (a ring of ``n``).
 
     Its target is built backwards from ``tail``: ``G = r + gamma G`` at every step, and at every
     step after the oldest, :func:`_backed_up` of the action played there
-    (``MultiStepAgent.complete_oldest``).
+    (``MultiStepAgent.complete_oldest``). The ring's index steps back without a division.
     """
-    g, oldest = tail, last - count + 1
-    for t in range(last, oldest - 1, -1):
-        g = rewards[t % n] + setting[DISCOUNT] * g
-        if t != oldest:
-            g = _backed_up(setting, q, visits, allowed, pairs[t % n], g, epsilon, temperature,
-                           scores)
-    return _update_pair(setting, q, visits, pairs[oldest % n], g)
+    g, at = tail, last % n
+    for back in range(count):
+        g = rewards[at] + setting[DISCOUNT] * g
+        if back == count - 1:
+            break
+        g = _backed_up(setting, q, visits, allowed, pairs[at], g, epsilon, temperature, scores)
+        at = at - 1 if at > 0 else n - 1
+    return _update_pair(setting, flat_q, flat_visits, pairs[at], g)
 
 
 @_called
-def _multi_step(setting, q, visits, allowed, pairs, rewards, t, pair, reward, ends, tail, epsilon,
-                temperature, scores):
+def _multi_step(setting, q, visits, flat_q, flat_visits, allowed, pairs, rewards, t, pair, reward,
+                ends, tail, epsilon, temperature, scores):
     """An n-step method's step ``t`` (``MultiStepAgent.step``): buffer it, then complete the
     oldest step (all of them, at the end)."""
     n = int(setting[N_STEPS])
@@ -806,17 +821,17 @@ def _multi_step(setting, q, visits, allowed, pairs, rewards, t, pair, reward, en
     if ends:
         total = 0.0
         for remaining in range(count, 0, -1):
-            total += abs(_multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, t,
-                                            remaining, tail, epsilon, temperature, scores))
+            total += abs(_multi_step_oldest(setting, q, visits, flat_q, flat_visits, allowed, pairs,
+                         rewards, n, t, remaining, tail, epsilon, temperature, scores))
         return total
     if count == n:
-        return _multi_step_oldest(setting, q, visits, allowed, pairs, rewards, n, t, n, tail,
-                                  epsilon, temperature, scores)
+        return _multi_step_oldest(setting, q, visits, flat_q, flat_visits, allowed, pairs, rewards,
+                                  n, t, n, tail, epsilon, temperature, scores)
     return 0.0
 
 
 @_called
-def _traced(setting, q, visits, marks, pairs, traces, sizes, row, action, target, decay,
+def _traced(setting, q, visits, flat_q, marks, pairs, traces, sizes, row, action, target, decay,
             ends):
     """SARSA(lambda) or Q(lambda): replacing traces over the pairs played since they were last
     cleared (in ``memory``).
@@ -832,10 +847,9 @@ def _traced(setting, q, visits, marks, pairs, traces, sizes, row, action, target
         size += 1
     traces[marks[pair] - 1] = 1.0
     step = _step_size(setting, visits[row, action]) * error
-    for j in range(size):
-        q[pairs[j] // q.shape[1], pairs[j] % q.shape[1]] += step * traces[j]
     clear = ends or decay == 0.0
     for j in range(size):
+        flat_q[pairs[j]] += step * traces[j]
         if clear:
             traces[j], marks[pairs[j]] = 0.0, 0
         else:
@@ -845,7 +859,7 @@ def _traced(setting, q, visits, marks, pairs, traces, sizes, row, action, target
 
 
 @_called
-def _dyna_q(observed, setting, q, visits, allowed, counts, seen, sizes, pair, k, s):
+def _dyna_q(observed, setting, q, flat_q, flat_visits, allowed, counts, seen, sizes, pair, k, s):
     """Dyna-Q after its real step: count outcome ``k`` of ``pair``, then plan.
 
     A pair seen for the first time joins the seen list. Each planning update draws a pair
@@ -875,7 +889,7 @@ def _dyna_q(observed, setting, q, visits, allowed, counts, seen, sizes, pair, k,
             m += x >= running
         target = _q_target(setting, q, allowed, observed.reward[m], observed.terminal[m],
                            observed.next_row[m])
-        _update_pair(setting, q, visits, planned, target)
+        _update_pair(setting, flat_q, flat_visits, planned, target)
     return s
 
 
@@ -934,9 +948,9 @@ def _learn_n_step_sarsa(act, value, setting, q, visits, memory, allowed, epsilon
     """n-step SARSA (``MultiStepAgent.step`` of ``NStepSarsaAgent``)."""
     next_action, future, s = _played_next(act, setting, q, visits, memory, allowed, epsilon,
                                           temperature, terminal, next_row, s)
-    error = _multi_step(setting, q, visits, allowed, memory.pairs, memory.values, t,
-                        row * q.shape[1] + action, reward, terminal or truncated, future, epsilon,
-                        temperature, memory.scores)
+    error = _multi_step(setting, q, visits, memory.flat_q, memory.flat_visits, allowed,
+                        memory.pairs, memory.values, t, row * q.shape[1] + action, reward,
+                        terminal or truncated, future, epsilon, temperature, memory.scores)
     return error, next_action, s
 
 
@@ -950,9 +964,9 @@ def _learn_q_sigma(act, value, setting, q, visits, memory, allowed, epsilon, tem
     if not terminal:
         tail = setting[SIGMA] * future + (1.0 - setting[SIGMA]) * value(
             setting, q, visits, allowed, next_row, epsilon, temperature, memory.scores)
-    error = _multi_step(setting, q, visits, allowed, memory.pairs, memory.values, t,
-                        row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
-                        temperature, memory.scores)
+    error = _multi_step(setting, q, visits, memory.flat_q, memory.flat_visits, allowed,
+                        memory.pairs, memory.values, t, row * q.shape[1] + action, reward,
+                        terminal or truncated, tail, epsilon, temperature, memory.scores)
     return error, next_action, s
 
 
@@ -961,9 +975,9 @@ def _learn_tree_backup(act, value, setting, q, visits, memory, allowed, epsilon,
                        action, reward, terminal, truncated, next_row, k, t, s):
     """n-step Tree Backup (``MultiStepAgent.step`` of ``TreeBackupAgent``)."""
     tail = 0.0 if terminal else _max_value(q, next_row, allowed)
-    error = _multi_step(setting, q, visits, allowed, memory.pairs, memory.values, t,
-                        row * q.shape[1] + action, reward, terminal or truncated, tail, epsilon,
-                        temperature, memory.scores)
+    error = _multi_step(setting, q, visits, memory.flat_q, memory.flat_visits, allowed,
+                        memory.pairs, memory.values, t, row * q.shape[1] + action, reward,
+                        terminal or truncated, tail, epsilon, temperature, memory.scores)
     return error, -1, s
 
 
@@ -973,8 +987,8 @@ def _learn_sarsa_lambda(act, value, setting, q, visits, memory, allowed, epsilon
     """SARSA(lambda) (``SarsaLambdaAgent.step``)."""
     next_action, future, s = _played_next(act, setting, q, visits, memory, allowed, epsilon,
                                           temperature, terminal, next_row, s)
-    error = _traced(setting, q, visits, memory.marks, memory.pairs, memory.values, memory.sizes,
-                    row, action, reward + setting[DISCOUNT] * future,
+    error = _traced(setting, q, visits, memory.flat_q, memory.marks, memory.pairs, memory.values,
+                    memory.sizes, row, action, reward + setting[DISCOUNT] * future,
                     setting[DISCOUNT] * setting[TRACE_DECAY], terminal or truncated)
     return error, next_action, s
 
@@ -988,8 +1002,9 @@ def _learn_q_lambda(act, value, setting, q, visits, memory, allowed, epsilon, te
                                           temperature, terminal, next_row, s)
     best = 0.0 if terminal else _max_value(q, next_row, allowed)
     decay = setting[DISCOUNT] * setting[TRACE_DECAY] if future == best else 0.0
-    error = _traced(setting, q, visits, memory.marks, memory.pairs, memory.values, memory.sizes,
-                    row, action, reward + setting[DISCOUNT] * best, decay, terminal or truncated)
+    error = _traced(setting, q, visits, memory.flat_q, memory.marks, memory.pairs, memory.values,
+                    memory.sizes, row, action, reward + setting[DISCOUNT] * best, decay,
+                    terminal or truncated)
     return error, next_action, s
 
 
@@ -1011,8 +1026,8 @@ def _learn_monte_carlo(act, value, setting, q, visits, memory, allowed, epsilon,
         return 0.0, -1, s
     tail = 0.0 if terminal else value(setting, q, visits, allowed, next_row, epsilon,
                                       temperature, memory.scores)
-    return _monte_carlo_end(setting, q, visits, memory.marks, memory.pairs, memory.values,
-                            t + 1, tail), -1, s
+    return _monte_carlo_end(setting, memory.flat_q, memory.flat_visits, memory.marks, memory.pairs,
+                            memory.values, t + 1, tail), -1, s
 
 
 @_helper
@@ -1022,8 +1037,9 @@ def _learn_dyna_q(act, value, setting, q, visits, memory, allowed, epsilon, temp
     error, _, s = _learn_q_learning(act, value, setting, q, visits, memory, allowed, epsilon,
                                     temperature, row, action, reward, terminal, truncated, next_row,
                                     k, t, s)
-    s = _dyna_q(memory.observed, setting, q, visits, allowed, memory.model_counts,
-                memory.model_pairs, memory.sizes, row * q.shape[1] + action, k, s)
+    s = _dyna_q(memory.observed, setting, q, memory.flat_q, memory.flat_visits, allowed,
+                memory.model_counts, memory.model_pairs, memory.sizes, row * q.shape[1] + action, k,
+                s)
     return error, -1, s
 
 
@@ -1215,7 +1231,8 @@ def _run_episodes(model, observed, runs, i, start, stop, time_limit, algo, explo
     q, visits = runs.q[i], runs.visits[i]
     memory = Memory(runs.half_difference[i], runs.marks[i], runs.memory_pairs[i],
                     runs.memory_values[i], runs.model_counts[i], runs.model_pairs[i],
-                    runs.sizes[i], np.empty_like(q[:1]), observed)
+                    runs.sizes[i], np.empty_like(q[:1]), q.reshape(q.size),
+                    visits.reshape(visits.size), observed)
     allowed = runs.allowed[i]
     own_setting = runs.settings[i]  # its learning rate entry moves on under a per-episode schedule
     lr_moves = own_setting[LR_SCHEDULE] == LINEAR or own_setting[LR_SCHEDULE] == EXPONENTIAL
