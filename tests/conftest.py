@@ -2,7 +2,7 @@
 
 ``make test`` runs the tests on both cores (pytest-xdist, ``-n 2``); the numba kernels are
 compiled (or loaded from the disk cache) once, here, before the workers start, so that two
-workers never compile the same kernel side by side (about 140 s of CPU on a fresh clone, on
+workers never compile the same kernel side by side (about 250 s of CPU on a fresh clone, on
 both cores: see :func:`pytest_configure`).
 """
 
@@ -28,23 +28,25 @@ def pytest_configure(config: pytest.Config) -> None:
     """Compile the kernels in the controlling process only (workers find them cached).
 
     The kernel of every method, the longest compile by far, compiles in a second process on the
-    other core meanwhile (numba compiles one function at a time per process); this process then
-    loads it from the disk cache, or compiles it if that process failed.
+    other core meanwhile (numba compiles one function at a time per process), then the last of
+    the method kernels tested; this process then loads them from the disk cache, or compiles
+    them if that process failed.
     """
     if hasattr(config, "workerinput") or config.option.collectonly:
         return
     from tabrl import kernel_cache
     from tabrl.kernel_cache import ENGINE, EXACT, PLAY, Q_LEARNING
 
+    *here, last = (kernel_cache.method_kernels(*method) for method in TESTED_METHOD_KERNELS)
     beside = None if kernel_cache.is_cached(ENGINE) else subprocess.Popen(
-        [sys.executable, "-c", "from tabrl import kernel_cache; "
-         "kernel_cache.prepare(kernel_cache.ENGINE)"])
-    methods = [kernel_cache.method_kernels(*method) for method in TESTED_METHOD_KERNELS]
-    for kernels in (Q_LEARNING, PLAY, EXACT, *methods):
+        [sys.executable, "-c", "from tabrl import kernel_cache as k; k.prepare(k.ENGINE); "
+         f"k.prepare(k.method_kernels(*{TESTED_METHOD_KERNELS[-1]!r}))"])
+    for kernels in (Q_LEARNING, PLAY, EXACT, *here):
         kernel_cache.prepare(kernels)
     if beside is not None:
         beside.wait()
     kernel_cache.prepare(ENGINE)
+    kernel_cache.prepare(last)
 
 
 @dataclass

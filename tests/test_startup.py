@@ -160,12 +160,17 @@ def test_a_sweep_needs_the_kernels_of_its_settings_and_fails_on_bad_input_first(
 
 
 def test_a_compile_is_announced_before_it_starts_and_quiet_still_compiles():
-    """A set that cannot be found in the cache (no numba dispatcher here) counts as cold."""
+    """A set that cannot be found in the cache (no numba dispatcher here) counts as cold; a set
+    is prepared once per process."""
     events: list[str] = []
-    cold = KernelSet("the test's kernels", object, lambda: events.append("compiled"), 3.0)
+    cold, other = (KernelSet(f"the test's {what} kernels", object,
+                             lambda: events.append("compiled"), 3.0) for what in ("first", "other"))
     prepare_kernels([cold], events.append, quiet=False)
-    assert events[:2] == ["compiling the test's kernels, first run only, about 3 s", "compiled"]
+    assert events[:2] == ["compiling the test's first kernels, first run only, about 3 s",
+                          "compiled"]
     assert events[2].startswith("compiled in ") and len(events) == 3
     events.clear()
-    prepare_kernels([cold], lambda _: None, quiet=True)
+    prepare_kernels([other], lambda _: None, quiet=True)
+    assert events == ["compiled"]
+    prepare_kernels([other, cold], lambda _: None, quiet=True)
     assert events == ["compiled"]

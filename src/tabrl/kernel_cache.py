@@ -128,8 +128,11 @@ def kernels_to_train(method: tuple[str, str] | None) -> KernelSet:
 
 
 def is_ready(kernels: KernelSet) -> bool:
-    """Whether ``kernels`` run without a compile: compiled in this process, or cached."""
-    return kernels in _PREPARED or bool(kernels.entry_point().signatures) or is_cached(kernels)
+    """Whether ``kernels`` run without a compile: prepared or compiled in this process, or
+    cached."""
+    if kernels in _PREPARED:
+        return True
+    return bool(getattr(kernels.entry_point(), "signatures", ())) or is_cached(kernels)
 
 
 def marker_path(kernels: KernelSet) -> Path:

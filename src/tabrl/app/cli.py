@@ -465,7 +465,7 @@ def prepare_kernels(needed: list[KernelSet], say: Callable[[str], None], quiet: 
     runs; kernels already in numba's disk cache load in about a second, without a word."""
     from tabrl import kernel_cache
 
-    cold = [kernels for kernels in needed if not kernel_cache.is_cached(kernels)]
+    cold = [kernels for kernels in needed if not kernel_cache.is_ready(kernels)]
     if cold:
         say(compile_announcement(cold))
     start = time.perf_counter()
@@ -479,7 +479,7 @@ def prepare_kernels(needed: list[KernelSet], say: Callable[[str], None], quiet: 
 
 
 def compile_announcement(cold: list[KernelSet]) -> str:
-    """``compiling the compiled engine's Q-learning kernel and the exact solver's kernels, first
+    """``compiling the compiled engine's q-learning kernel and the exact solver's kernels, first
     run only, about 26 s``."""
     names = [kernels.what for kernels in cold]
     what = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)

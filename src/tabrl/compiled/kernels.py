@@ -158,12 +158,23 @@ VISITS = float(KINDS.index("visits"))
 LINEAR_SCAN_MAX = 16
 
 #: Helpers of the hot path (sampling, epsilon-greedy, the one-step update) are inlined; the
-#: methods' own steps and the other strategies are compiled once each and called, without
-#: reference counts (see the module's docstring): inlined, they doubled the compile time for a
-#: gain of 10% to 20% on their methods (and epsilon-greedy's choice and value inlined in the
-#: general loop: 10% to 40% faster, 60% more compile, measured 2026-12-03).
+#: strategies are compiled once each and called from the kernel of every method, without
+#: reference counts (see the module's docstring), and inlined in a method's own kernel.
 _helper = njit(cache=True, inline="always")
 _called = njit(cache=True, _nrt=False)
+
+
+def _inlined_in_a_method_kernel(call: object, caller: Any, callee: Any) -> bool:
+    """numba's inlining rule of the methods' own steps (:data:`_step`): inlined in the episode
+    of a method's own kernel (``one_method`` of :func:`_episode_of_method`), called from the
+    kernel of every method, whose compile inlining them everywhere would double (for 10% to 20%
+    there, measured 2026-12-03)."""
+    return caller.func_id.func_qualname.endswith("one_method")
+
+
+#: The methods' own steps (Double Q's, the n-step methods', the traced ones', Monte Carlo's end
+#: of episode, Dyna-Q's planning): inlined or called by :func:`_inlined_in_a_method_kernel`.
+_step = njit(cache=True, _nrt=False, inline=_inlined_in_a_method_kernel)
 
 
 class CompiledMDP(NamedTuple):
@@ -388,27 +399,27 @@ def _first_greedy(values, row, allowed):
 
 
 @_helper
-def _max_and_ties(values, row, allowed):
-    """``max_a values[row, a]`` over the allowed actions, and how many allowed actions reach it,
-    in one pass."""
-    first = _first_allowed(allowed, row, values.shape[1])
-    best, ties = values[row, first], 1
-    for a in range(first + 1, values.shape[1]):
-        if _ok(allowed, row, a):
-            if values[row, a] > best:
-                best, ties = values[row, a], 1
-            elif values[row, a] == best:
-                ties += 1
-    return best, ties
+def _ties(values, row, allowed, best):
+    """How many allowed actions of ``values[row]`` reach ``best``, counted without branching on
+    the values."""
+    ties = 0
+    for a in range(values.shape[1]):
+        ties += _ok(allowed, row, a) and values[row, a] == best
+    return ties
 
 
 @_helper
 def _greedy(values, row, allowed, s):
-    """An allowed action of highest value in ``values[row]``, uniformly at random among equals."""
-    best, ties = _max_and_ties(values, row, allowed)
-    pick = 0
-    if ties > 1:
-        pick, s = _below(s, ties)
+    """An allowed action of highest value in ``values[row]``, uniformly at random among equals.
+
+    The maximum, its ties, then the action: passes that compile without branches on the values
+    (one pass that branches on them mispredicts at every new maximum); a single best action is
+    the first greedy one, a draw picks among several."""
+    best = _max_value(values, row, allowed)
+    ties = _ties(values, row, allowed, best)
+    if ties <= 1:  # (none: the values hold NaN, a training about to be stopped)
+        return _first_greedy(values, row, allowed), s
+    pick, s = _below(s, ties)
     for a in range(values.shape[1]):
         if _ok(allowed, row, a) and values[row, a] == best:
             if pick == 0:
@@ -642,9 +653,7 @@ def _epsilon_greedy_expectation(q, row, allowed, action, epsilon):
 def _greedy_share(values, row, allowed, action, best):
     """The probability of ``action`` under a greedy choice of ``values[row]`` (ties shared),
     given ``best``, their maximum (:func:`_max_value`)."""
-    ties = 0
-    for a in range(values.shape[1]):
-        ties += _ok(allowed, row, a) and values[row, a] == best
+    ties = _ties(values, row, allowed, best)
     return 1.0 / ties if _ok(allowed, row, action) and values[row, action] == best else 0.0
 
 
@@ -720,7 +729,7 @@ def _q_target(setting, q, allowed, reward, terminal, next_row):
     return reward + setting[DISCOUNT] * _max_value(q, next_row, allowed)
 
 
-@_called
+@_step
 def _double_q(setting, q, half, visits, allowed, row, action, reward, terminal, next_row, s):
     """Double Q-learning on the mean ``q`` and the half difference ``half`` (``Q_A = q + half``).
 
@@ -746,7 +755,7 @@ def _double_q(setting, q, half, visits, allowed, row, action, reward, terminal, 
     return error, s
 
 
-@_called
+@_step
 def _monte_carlo_end(setting, flat_q, flat_visits, marks, pairs, rewards, n_steps, tail):
     """First-visit Monte Carlo updates of an episode of ``n_steps`` steps; the sum of |errors|.
 
@@ -777,8 +786,8 @@ def _backed_up(setting, q, visits, allowed, pair, g, epsilon, temperature, score
         return g
     row, action = pair // q.shape[1], pair % q.shape[1]
     if algo == TREE_BACKUP:
-        best, ties = _max_and_ties(q, row, allowed)
-        greedy = 1.0 / ties if _ok(allowed, row, action) and q[row, action] == best else 0.0
+        best = _max_value(q, row, allowed)
+        greedy = _greedy_share(q, row, allowed, action, best)
         return (1.0 - greedy) * best + greedy * g
     if epsilon != 0.0 and setting[EXPLORATION] == EPSILON_GREEDY:
         played, value = _epsilon_greedy_expectation(
@@ -810,7 +819,7 @@ def _multi_step_oldest(setting, q, visits, flat_q, flat_visits, allowed, pairs, 
     return _update_pair(setting, flat_q, flat_visits, pairs[at], g)
 
 
-@_called
+@_step
 def _multi_step(setting, q, visits, flat_q, flat_visits, allowed, pairs, rewards, t, pair, reward,
                 ends, tail, epsilon, temperature, scores):
     """An n-step method's step ``t`` (``MultiStepAgent.step``): buffer it, then complete the
@@ -830,7 +839,7 @@ def _multi_step(setting, q, visits, flat_q, flat_visits, allowed, pairs, rewards
     return 0.0
 
 
-@_called
+@_step
 def _traced(setting, q, visits, flat_q, marks, pairs, traces, sizes, row, action, target, decay,
             ends):
     """SARSA(lambda) or Q(lambda): replacing traces over the pairs played since they were last
@@ -858,7 +867,7 @@ def _traced(setting, q, visits, flat_q, marks, pairs, traces, sizes, row, action
     return error
 
 
-@_called
+@_step
 def _dyna_q(observed, setting, q, flat_q, flat_visits, allowed, counts, seen, sizes, pair, k, s):
     """Dyna-Q after its real step: count outcome ``k`` of ``pair``, then plan.
 
