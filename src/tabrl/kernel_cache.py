@@ -83,6 +83,12 @@ def _warm_up_exact() -> Any:
 
 # The seconds announced are a cold compile's CPU time on the 2-core machine tabrl is built on
 # (what it takes when the machine is otherwise idle), measured 2026-12-03.
+#: A method's kernel, where it takes longer than the others' 15 to 30 s: the n-step methods
+#: inline a backup that reaches every strategy, the traced ones their trace loop.
+METHOD_SECONDS = {"n-step-sarsa": 65.0, "tree-backup": 60.0, "q-sigma": 65.0,
+                  "sarsa-lambda": 35.0, "q-lambda": 35.0}
+
+
 @functools.cache
 def method_kernels(algo: str, exploration: str) -> KernelSet:
     """The kernel of one method and strategy alone (``kernels.method_kernel``): what the
@@ -95,7 +101,8 @@ def method_kernels(algo: str, exploration: str) -> KernelSet:
         return kernels.method_kernel(ALGO_CODES[algo], EXPLORATION_CODES[exploration])
 
     strategy = "" if exploration == "epsilon-greedy" else f" with {exploration} exploration"
-    return _compiled(f"the compiled engine's {algo} kernel{strategy}", entry_point, 25.0)
+    return _compiled(f"the compiled engine's {algo} kernel{strategy}", entry_point,
+                     METHOD_SECONDS.get(algo, 25.0))
 
 
 #: The tutorial's agent's: Q-learning exploring epsilon-greedily, no action mask.

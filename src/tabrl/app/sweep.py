@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tabrl import kernel_cache
 from tabrl.app.keyvalues import split_items
 from tabrl.app.runs import ALGO_PARAMS, SWEEP, RunConfig, merged_algo_params, prepare_run_dir
 from tabrl.app.tensorboard import BoardTarget, TrainingBoard, hparams_of
@@ -44,7 +45,7 @@ from tabrl.errors import RunFolderError, UsageError
 from tabrl.evaluate import evaluate
 from tabrl.exact.readers import known_mdp
 from tabrl.fileio import atomic_write_bytes, atomic_write_json, read_json
-from tabrl.kernel_cache import EXACT, KernelSet, prepare, training_kernels
+from tabrl.kernel_cache import ENGINE, EXACT, KernelSet, prepare, training_kernels
 from tabrl.schedules import as_schedule
 from tabrl.stats import INTERVALS, Estimate, summarize_runs
 from tabrl.training import EngineChoice, choose_engine, train
@@ -375,7 +376,7 @@ def _run_local(jobs: list[Job], n_jobs: int) -> Iterator[JobResult]:
     training. Python-engine jobs hold the GIL and need processes.
     """
     try:
-        plans = [_plan(job[0]) for job in jobs]
+        plans = _plans([job[0] for job in jobs])
         compiled = [job for job, plan in zip(jobs, plans) if plan.kernels is not None]
         others = [job for job, plan in zip(jobs, plans) if plan.kernels is None]
         yield from _run_threads(compiled, [plan.kernels for plan in plans
@@ -476,6 +477,21 @@ def _plan(config: dict[str, Any]) -> _Plan:
     return _PLANS[key]
 
 
+def _plans(configs: list[dict[str, Any]]) -> list[_Plan]:
+    """The plans of the settings ``configs``: each one's own, except that where the method
+    kernels still to compile would take longer than the kernel of every method (a sweep over
+    many methods on a first run), their settings take that one instead."""
+    plans = [_plan(config) for config in configs]
+    cold = {plan.kernels for plan in plans
+            if plan.kernels not in (None, ENGINE) and not kernel_cache.is_ready(plan.kernels)}
+    if sum(kernels.seconds for kernels in cold) <= ENGINE.seconds:
+        return plans
+    for key, plan in _PLANS.items():
+        if plan.kernels in cold:
+            _PLANS[key] = replace(plan, kernels=ENGINE)
+    return [_plan(config) for config in configs]
+
+
 def sweep_kernels(configs: list[RunConfig], backend: str) -> list[KernelSet]:
     """The kernels a sweep needs in this process, checking its settings first (bad input fails
     before any wait): the training kernels of its compiled settings (Ray's workers load their
@@ -483,7 +499,7 @@ def sweep_kernels(configs: list[RunConfig], backend: str) -> list[KernelSet]:
     The command line compiles them first, to announce a first compile as ``train`` does."""
     check_configs(configs)
     training = [] if backend == "ray" else [
-        plan.kernels for config in configs if (plan := _plan(asdict(config))).kernels]
+        plan.kernels for plan in _plans([asdict(config) for config in configs]) if plan.kernels]
     exact = [EXACT] if known_mdp(configs[0].make_env()) is not None else []
     return [*dict.fromkeys(training), *exact]
 
