@@ -53,8 +53,8 @@ compiled once.
 The entry points, each compiled (or loaded from the cache) only by the commands that call it
 (``tabrl.kernel_cache``): :func:`train_runs`, every method and strategy (mixed runs, action
 masks); :func:`method_kernel`, one method and strategy alone (the tutorial's agent's is what
-``tabrl train`` needs by default), with the same results, 1.1x to 3x faster, in a fifth of the
-compile; :func:`play_policy`, the greedy evaluation on the MDP.
+``tabrl train`` needs by default), with the same results, 1.2x to 3.3x faster, in a quarter to
+two thirds of the compile; :func:`play_policy`, the greedy evaluation on the MDP.
 
 Speed comes from keeping the hot loop in registers; each of these measured 10% to 2x, the first
 2x to 5x on the general loop:
@@ -66,7 +66,7 @@ Speed comes from keeping the hot loop in registers; each of these measured 10% t
   general loop and most of its time (perf, 2026-12-03). The results are the same, bit for bit;
 - each method and strategy gets a kernel of its own (:func:`method_kernel`): the same
   :func:`_episode`, inlined with the one strategy and the one step it needs and no mask (one
-  loop that could branch to every method measured 1.1x to 3x slower, from the values the other
+  loop that could branch to every method measured 1.2x to 3.3x slower, from the values the other
   branches keep alive and the arrays passed to them, 2026-12-03). The method and strategy reach
   the loop as compile-time constants (``literally``), and an ``overload`` picks its functions
   while numba types it, so that each kernel compiles only its own;
