@@ -178,6 +178,9 @@ def test_version_and_plain_help(tabrl_cli, monkeypatch):
         assert option in result.stdout  # never cut by a frame
     commands = tabrl_cli("--help").stdout.split("Commands:")[1].splitlines()
     assert len(commands) >= 7 and not any(line.endswith("...") for line in commands)
+    for command in [line.split()[0] for line in commands if line.strip()]:
+        shown = tabrl_cli(command, "--help").stdout  # a user's help, not the developer's notes
+        assert "``" not in shown and ":func:" not in shown, command
 
 
 def set_config(run, **changes) -> None:

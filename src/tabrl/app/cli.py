@@ -258,9 +258,9 @@ def train(
     own: dict[str, object] | None = None,
 ) -> None:
     """Train an agent, evaluate its greedy policy and draw the pictures, into a run folder.
-
+    \f
     ``own`` holds the options of the methods' own parameters that were given, one option per
-    parameter of ``OWN_PARAMS`` (:func:`with_own_options`)."""
+    parameter of ``OWN_PARAMS`` (:func:`with_own_options`); the help ends before it (``\\f``)."""
     say = (lambda _: None) if quiet else log
     if resume is not None:
         changed = {"episodes": episodes, "eval_episodes": eval_episodes, "eval_on": eval_on,
