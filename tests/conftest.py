@@ -8,6 +8,7 @@ both cores: see :func:`pytest_configure`).
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ def pytest_configure(config: pytest.Config) -> None:
     the method kernels tested; this process then loads them from the disk cache, or compiles
     them if that process failed.
     """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started in the background by a shell (``make test &``), which ignores Ctrl-C there and
+        # in everything started from it: the tests that send a real Ctrl-C need a terminal's.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if hasattr(config, "workerinput") or config.option.collectonly:
         return
     from tabrl import kernel_cache

@@ -10,8 +10,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import threading
-import time
 
 import pytest
 
@@ -21,17 +19,11 @@ CALLBACK = ctypes.CFUNCTYPE(None)
 
 
 def signalled_in_callback(signum: int) -> None:
-    """Send ``signum`` to this thread (the main one, where Python runs its handlers) from inside
-    a C callback, as LLVM's would receive it, and wait there until the handler has run.
-
-    Sent to the process instead, the signal may land on another of its threads (pytest's, numba's),
-    whose C handler a busy machine may not schedule before the callback returns: the Python
-    handler then runs after the test, where nothing expects it."""
+    """Send ``signum`` to this process from inside a C callback, as LLVM's would receive it."""
 
     def inside() -> None:
-        signal.pthread_kill(threading.main_thread().ident, signum)
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:  # the handler runs here, and its exception ends this
+        os.kill(os.getpid(), signum)
+        for _ in range(1000):  # the handler runs here, between bytecodes
             pass
 
     CALLBACK(inside)()

@@ -112,7 +112,7 @@ def test_ctrl_c_stops_every_worker_at_its_checkpoint_and_the_same_command_finish
     hyperparams = tmp_path / "chunks.yml"
     hyperparams.write_text("chunk_steps: 1000\ncheckpoint_seconds: 0\n")
     folder = tmp_path / "seeds"
-    train = ("train", "FrozenLake-v1", "--engine", "python", "--episodes", "3000",
+    train = ("train", "FrozenLake-v1", "--engine", "python", "--episodes", "2000",
              "--eval-episodes", "0", "--hyperparams", hyperparams)
     command = (*train, "--seeds", "2", "--jobs", "2", "--out", folder)
     process = subprocess.Popen([sys.executable, "-m", "tabrl", *map(str, command)],
@@ -140,7 +140,7 @@ def test_ctrl_c_stops_every_worker_at_its_checkpoint_and_the_same_command_finish
     single = tabrl_cli(*train, "--seed", cut, "--out", tmp_path / "single", "-q")
     assert single.code == 0, single.stderr
     resumed, alone = load_run(folder / f"seed-{cut}"), load_run(tmp_path / "single")
-    assert resumed.finished and resumed.episodes_done == 3000
+    assert resumed.finished and resumed.episodes_done == 2000
     assert np.array_equal(resumed.load_agent().q_values.array, alone.load_agent().q_values.array)
     for name, column in resumed.metrics().columns().items():
         assert np.array_equal(column, alone.metrics().columns()[name]), name
