@@ -47,10 +47,13 @@ def kernels_for(runs: Runs) -> KernelSet:
     return kernel_cache.kernels_to_train(None if codes is None else method_names(*codes))
 
 
+_ALGO_NAMES = {code: name for name, code in ALGO_CODES.items()}
+_EXPLORATION_NAMES = {code: name for name, code in EXPLORATION_CODES.items()}
+
+
 def method_names(algo: int, exploration: int) -> tuple[str, str]:
     """The names of a method's and a strategy's codes."""
-    return ({code: name for name, code in ALGO_CODES.items()}[algo],
-            {code: name for name, code in EXPLORATION_CODES.items()}[exploration])
+    return _ALGO_NAMES[algo], _EXPLORATION_NAMES[exploration]
 
 
 @contextmanager
