@@ -59,17 +59,20 @@ two thirds of the compile; :func:`play_policy`, the greedy evaluation on the MDP
 Speed comes from keeping the hot loop in registers; each of these measured 10% to 2x, the first
 2x to 5x on the general loop:
 
-- the functions that are called, not inlined (``_called``: the general loop, the strategies, the
-  methods' own steps), are compiled without numba's reference counting (``_nrt=False``; they
-  allocate nothing): with it, each of them increfed and decrefed every array it was handed, down
-  to every array of a :class:`Memory` passed along, about 40 atomic operations a step of the
-  general loop and most of its time (perf, 2026-12-03). The results are the same, bit for bit;
+- the functions that are called, not inlined (``_called``: the general loop, the strategies;
+  ``_step``: the methods' own steps where they are called), are compiled without numba's
+  reference counting (``_nrt=False``; they allocate nothing): with it, each of them increfed and
+  decrefed every array it was handed, down to every array of a :class:`Memory` passed along,
+  about 40 atomic operations a step of the general loop and most of its time (perf,
+  2026-12-03). The results are the same, bit for bit;
 - each method and strategy gets a kernel of its own (:func:`method_kernel`): the same
   :func:`_episode`, inlined with the one strategy and the one step it needs and no mask (one
   loop that could branch to every method measured 1.2x to 3.3x slower, from the values the other
   branches keep alive and the arrays passed to them, 2026-12-03). The method and strategy reach
   the loop as compile-time constants (``literally``), and an ``overload`` picks its functions
-  while numba types it, so that each kernel compiles only its own;
+  while numba types it, so that each kernel compiles only its own. The methods' heavier steps
+  are inlined there too (``_step``'s inlining rule: n-step SARSA 2.3x faster), and called from
+  the kernel of every method, whose compile inlining them would double;
 - small helpers are inlined by numba (``inline="always"``); left to LLVM, the calls stay;
 - the generator state (four words) and a run's setting are tuples, passed by value: as arrays,
   they would be re-read from memory after every store to the Q-table that might overlap them;
