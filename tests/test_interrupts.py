@@ -1,4 +1,4 @@
-"""A Ctrl-C or SIGTERM during a kernel's compile is never lost (``kernel_cache.interrupts_kept``).
+"""A Ctrl-C or SIGTERM during a kernel's compile is never lost (``tabrl.interrupts``).
 
 numba compiles partly in callbacks from LLVM through ctypes; a signal handled inside one raises
 a ``KeyboardInterrupt`` that ctypes prints and drops. A real ctypes callback that signals its own
@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from tabrl.kernel_cache import interrupts_kept
+from tabrl.interrupts import interrupts_kept
 
 CALLBACK = ctypes.CFUNCTYPE(None)
 

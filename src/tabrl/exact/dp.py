@@ -68,10 +68,10 @@ content and the discount, so a run that evaluates and draws solves its environme
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -80,6 +80,7 @@ from tabrl.display import Facts, Shown, env_name
 from tabrl.errors import UsageError
 from tabrl.exact.mdp import TabularMDP
 from tabrl.exact.readers import mdp_of
+from tabrl.interrupts import interrupts_kept
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -205,11 +206,33 @@ class PolicyValue:
     mean_length: float  #: expected number of steps (inf where episodes may never end)
 
 
-def _kernels() -> ModuleType:
+def _kernels() -> _InterruptibleKernels:
     """The numba kernels, imported when first needed: ``import tabrl`` does not load numba."""
     from tabrl.exact import kernels
 
-    return kernels
+    return _InterruptibleKernels(kernels)
+
+
+class _InterruptibleKernels:
+    """A module's kernels, each call kept interruptible (``tabrl.interrupts.interrupts_kept``).
+
+    These kernels call back into Python while they run (numba unpickles constants they need:
+    two calls per ``reaching``, one per ``sweep_until_settled``); a Ctrl-C that lands there
+    raised its ``KeyboardInterrupt`` inside the callback, where numba cleared it, and a sweep
+    went on as if nothing had been pressed (about one Ctrl-C in twenty, 2026-12-03).
+    """
+
+    def __init__(self, module: ModuleType) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        kernel = getattr(self._module, name)
+
+        def kept(*args: Any) -> Any:
+            with interrupts_kept():
+                return kernel(*args)
+
+        return kept
 
 
 @dataclass(frozen=True, eq=False)
