@@ -13,6 +13,7 @@ import sys
 from collections import Counter, defaultdict
 
 import gymnasium as gym
+import numba
 import numpy as np
 import pytest
 from conftest import TESTED_METHOD_KERNELS
@@ -222,6 +223,28 @@ def test_start_states_follow_the_initial_distribution():
     assert not counts[law == 0].any()
     fit = stats.chisquare(counts[law > 0], 300_000 * law[law > 0] / law.sum())
     assert fit.pvalue > ALPHA
+
+
+@numba.njit
+def softmax_counts(q, allowed, temperature, n, seed):
+    """How often the compiled softmax draws each action of ``q[0]`` in ``n`` draws."""
+    counts, weights = np.zeros(q.shape[1], np.int64), np.empty_like(q)
+    s = (seed[0], seed[1], seed[2], seed[3])
+    for _ in range(n):
+        action, s = kernels._softmax(q, 0, allowed, temperature, weights, s)
+        counts[action] += 1
+    return counts
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_softmax_draws_follow_the_boltzmann_law_and_never_a_masked_action(masked):
+    q = np.array([[0.0, 0.5 * np.log(2.0), 0.5 * np.log(4.0), 0.0, 3.0]])
+    allowed = np.array([[True, True, True, True, not masked]])
+    law = np.exp(q[0] / 0.5) * allowed[0]  # 1, 2, 4, 1 (and e^6 where allowed)
+    counts = softmax_counts(q, allowed, 0.5, 200_000, kernels.seed_state(11))
+    assert counts[~allowed[0]].sum() == 0
+    assert stats.chisquare(counts[allowed[0]], 200_000 * law[allowed[0]] / law.sum()).pvalue \
+        > ALPHA
 
 
 # --- (b) reproducibility --------------------------------------------------------------------------

@@ -478,26 +478,22 @@ def _epsilon_greedy(q, row, allowed, epsilon, s):
 @_helper
 def _softmax(q, row, allowed, temperature, weights, s):
     """An action drawn with probability proportional to ``exp(q[row, a] / temperature)``
-    (0 for a masked action); ``weights`` (a scratch row) keeps each action's, so that each
-    exponential is computed once.
+    (0 for a masked action); ``weights`` (a scratch row) keeps the running sum of the weights.
 
-    The weights are shifted by the row's maximum (as ``Softmax.probabilities``); the draw
-    inverts their running sum, which ends at the same total it is scaled by, so it always lands.
+    The weights are shifted by the row's maximum (as ``Softmax.probabilities``). The draw is
+    the number of running sums at or below ``u`` times their total, counted without branching
+    (the drawn action is random: a branch on it would mispredict).
     """
-    best, total = _max_value(q, row, allowed), 0.0
+    best, scale, total = _max_value(q, row, allowed), 1.0 / temperature, 0.0
     for a in range(q.shape[1]):
-        weights[0, a] = 0.0
         if _ok(allowed, row, a):
-            weights[0, a] = math.exp((q[row, a] - best) / temperature)
-            total += weights[0, a]
+            total += math.exp((q[row, a] - best) * scale)
+        weights[0, a] = total
     u, s = _uniform(s)
-    x, running = u * total, 0.0
-    for a in range(q.shape[1]):
-        if _ok(allowed, row, a):
-            running += weights[0, a]
-            if x < running:
-                return a, s
-    return q.shape[1] - 1, s  # not reached
+    x, chosen = u * total, 0
+    for a in range(q.shape[1] - 1):
+        chosen += x >= weights[0, a]
+    return chosen, s
 
 
 @_helper
